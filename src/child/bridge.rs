@@ -1,0 +1,383 @@
+//! One running server: its stdin writer, stdout reader and exit watcher.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::process::ProcessTable;
+use super::spawn::{ChildSpec, SpawnError};
+use super::stderr;
+use crate::mcp::{Id, peek_id};
+
+/// Receives what the server writes. Called from the server's reader task, in order; must
+/// not block.
+pub trait ChildSink: Send + Sync + 'static {
+    /// One complete stdout line (without the newline), not yet validated as JSON.
+    fn on_message(&self, line: Bytes);
+    /// A stdout line longer than the limit was discarded; `id` is its JSON-RPC id when the
+    /// beginning of the line made it certain.
+    fn on_oversized(&self, id: Option<Id>, len: usize);
+    /// The server can no longer talk to us: its stdout closed or it exited. Called once for
+    /// each; the first one ends the session.
+    fn on_closed(&self, why: Closed);
+}
+
+/// How a server's conversation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// stdout reached EOF (the process may still be running).
+    StdoutClosed,
+    /// The process (and, through its supervisor, its whole tree) exited.
+    Exited(ExitStatus),
+}
+
+/// Exit status of a server process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => match Signal::try_from(*s) {
+                Ok(sig) => write!(f, "killed by {sig}"),
+                Err(_) => write!(f, "killed by signal {s}"),
+            },
+        }
+    }
+}
+
+/// Why a message could not be queued for the server.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the server's stdin is closed")]
+pub struct StdinClosed;
+
+/// Messages queued for stdin; a full queue makes senders wait (backpressure to clients).
+const STDIN_QUEUE: usize = 256;
+/// Writes are coalesced up to this many bytes per syscall.
+const WRITE_CHUNK: usize = 64 * 1024;
+/// Read granularity of the stdout reader.
+const READ_CHUNK: usize = 64 * 1024;
+/// How much of an oversized line is kept to find its id.
+const PEEK_BYTES: usize = 4096;
+
+/// A running server, owned by its session. Dropping it does not stop the process: call
+/// [`Child::terminate`] (sessions always do when they end).
+#[derive(Debug)]
+pub struct Child {
+    pid: Pid,
+    stdin: mpsc::Sender<Bytes>,
+    close_stdin: CancellationToken,
+    terminating: CancellationToken,
+    exit: watch::Receiver<Option<ExitStatus>>,
+    spec: Arc<ChildSpec>,
+    table: ProcessTable,
+}
+
+impl Child {
+    /// Starts the server through the helper and wires its stdio to `sink`.
+    pub fn spawn(
+        spec: &Arc<ChildSpec>,
+        table: &ProcessTable,
+        sink: Arc<dyn ChildSink>,
+    ) -> Result<Child, SpawnError> {
+        let program = spec.resolve_program()?;
+        let io_err = |source| SpawnError::Io {
+            command: spec.display_command(),
+            source,
+        };
+        let (mut std_child, exit_rx) = table.spawn(&mut spec.command(program)).map_err(io_err)?;
+        let pid = Pid::from_raw(std_child.id() as i32);
+        // From here on the process exists: if wiring fails, it must still be stopped.
+        let pipes = (|| -> std::io::Result<_> {
+            let stdin = std_child
+                .stdin
+                .take()
+                .ok_or_else(|| std::io::Error::other("no stdin"))?;
+            let stdout = std_child
+                .stdout
+                .take()
+                .ok_or_else(|| std::io::Error::other("no stdout"))?;
+            let stderr = std_child
+                .stderr
+                .take()
+                .ok_or_else(|| std::io::Error::other("no stderr"))?;
+            Ok((
+                pipe::Sender::from_owned_fd(stdin.into())?,
+                pipe::Receiver::from_owned_fd(stdout.into())?,
+                pipe::Receiver::from_owned_fd(stderr.into())?,
+            ))
+        })();
+        let (stdin_pipe, stdout_pipe, stderr_pipe) = match pipes {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                return Err(io_err(e));
+            }
+        };
+
+        let span = tracing::Span::current();
+        let (stdin_tx, stdin_rx) = mpsc::channel(STDIN_QUEUE);
+        let close_stdin = CancellationToken::new();
+        tokio::spawn(
+            write_loop(stdin_pipe, stdin_rx, close_stdin.clone()).instrument(span.clone()),
+        );
+        tokio::spawn(
+            read_loop(stdout_pipe, sink.clone(), spec.max_line_bytes).instrument(span.clone()),
+        );
+        tokio::spawn(stderr::log_lines(stderr_pipe, spec.stderr).instrument(span.clone()));
+
+        let (exit_tx, exit) = watch::channel(None);
+        tokio::spawn(
+            async move {
+                // The sender lives in the process table until the reaper delivers.
+                let status = exit_rx
+                    .await
+                    .unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32));
+                let _ = exit_tx.send(Some(status));
+                sink.on_closed(Closed::Exited(status));
+            }
+            .instrument(span),
+        );
+        Ok(Child {
+            pid,
+            stdin: stdin_tx,
+            close_stdin,
+            terminating: CancellationToken::new(),
+            exit,
+            spec: spec.clone(),
+            table: table.clone(),
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// Queues one message (a complete JSON text without the trailing newline) for stdin.
+    pub async fn send(&self, message: Bytes) -> Result<(), StdinClosed> {
+        self.stdin.send(message).await.map_err(|_| StdinClosed)
+    }
+
+    /// Queues without waiting; for messages the bridge itself generates (cancellations).
+    pub fn try_send(&self, message: Bytes) -> Result<(), StdinClosed> {
+        self.stdin.try_send(message).map_err(|_| StdinClosed)
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        *self.exit.borrow()
+    }
+
+    /// Waits until the process (its whole tree) has exited.
+    pub async fn wait(&self) -> ExitStatus {
+        let mut exit = self.exit.clone();
+        loop {
+            if let Some(status) = *exit.borrow_and_update() {
+                return status;
+            }
+            if exit.changed().await.is_err() {
+                return ExitStatus::Signal(Signal::SIGKILL as i32);
+            }
+        }
+    }
+
+    /// Stops the server the way the MCP stdio transport asks: close stdin, wait, SIGTERM
+    /// (the supervisor then terminates the whole tree, SIGKILL after the grace), and as a
+    /// last resort SIGKILL the supervisor's group and sweep orphans. Idempotent; returns at
+    /// once, the sequence runs in the background.
+    pub fn terminate(&self) {
+        if self.terminating.is_cancelled() {
+            return;
+        }
+        self.terminating.cancel();
+        self.close_stdin.cancel();
+        let pid = self.pid;
+        let spec = self.spec.clone();
+        let table = self.table.clone();
+        let mut exit = self.exit.clone();
+        tokio::spawn(async move {
+            let exited = |exit: &mut watch::Receiver<Option<ExitStatus>>, wait: Duration| {
+                let mut exit = exit.clone();
+                async move {
+                    tokio::time::timeout(wait, exit.wait_for(Option::is_some))
+                        .await
+                        .is_ok()
+                }
+            };
+            if exited(&mut exit, spec.stdin_close_grace).await {
+                return;
+            }
+            let _ = kill(pid, Signal::SIGTERM);
+            // The supervisor escalates to SIGKILL itself after the grace.
+            if exited(&mut exit, spec.kill_grace + Duration::from_secs(2)).await {
+                return;
+            }
+            tracing::warn!(
+                pid = pid.as_raw(),
+                "supervisor did not exit; killing its group"
+            );
+            let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = exited(&mut exit, Duration::from_secs(1)).await;
+            table.sweep_orphans();
+        });
+    }
+
+    /// Like [`Child::terminate`], then waits for the exit.
+    pub async fn shutdown(&self) -> ExitStatus {
+        self.terminate();
+        self.wait().await
+    }
+}
+
+/// Appends `msg` and a newline, turning any raw CR/LF into spaces. Raw line breaks can only
+/// be insignificant whitespace in valid JSON (inside strings they are escaped), so this keeps
+/// the message intact while honouring the stdio framing rule.
+fn push_line(buf: &mut Vec<u8>, msg: &[u8]) {
+    let start = buf.len();
+    buf.extend_from_slice(msg);
+    let mut at = start;
+    while let Some(i) = memchr::memchr2(b'\n', b'\r', &buf[at..]) {
+        buf[at + i] = b' ';
+        at += i + 1;
+    }
+    buf.push(b'\n');
+}
+
+async fn write_loop(
+    mut pipe: pipe::Sender,
+    mut rx: mpsc::Receiver<Bytes>,
+    close: CancellationToken,
+) {
+    let mut buf = Vec::with_capacity(WRITE_CHUNK);
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = close.cancelled() => break,
+            m = rx.recv() => match m { Some(m) => m, None => break },
+        };
+        buf.clear();
+        push_line(&mut buf, &first);
+        while buf.len() < WRITE_CHUNK {
+            match rx.try_recv() {
+                Ok(m) => push_line(&mut buf, &m),
+                Err(_) => break,
+            }
+        }
+        let written = tokio::select! {
+            biased;
+            _ = close.cancelled() => break,
+            r = pipe.write_all(&buf) => r,
+        };
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "server stdin closed");
+            break;
+        }
+        if buf.capacity() > 4 * WRITE_CHUNK {
+            buf = Vec::with_capacity(WRITE_CHUNK);
+        }
+    }
+    // Dropping the pipe closes the server's stdin.
+}
+
+async fn read_loop(mut pipe: pipe::Receiver, sink: Arc<dyn ChildSink>, max_line: usize) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut scanned = 0; // bytes of `buf` known to hold no newline
+    let mut discarding: Option<usize> = None; // bytes dropped of an oversized line
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match pipe.read_buf(&mut buf).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the server's stdout failed");
+                break;
+            }
+        }
+        loop {
+            match memchr::memchr(b'\n', &buf[scanned..]) {
+                Some(i) => {
+                    let end = scanned + i;
+                    scanned = 0;
+                    if let Some(dropped) = discarding.take() {
+                        buf.advance(end + 1);
+                        tracing::warn!(
+                            bytes = dropped + end,
+                            "dropped an oversized line from the server"
+                        );
+                        continue;
+                    }
+                    if end > max_line {
+                        let id = peek_id(&buf[..end.min(PEEK_BYTES)]);
+                        buf.advance(end + 1);
+                        tracing::warn!(bytes = end, "dropped an oversized line from the server");
+                        sink.on_oversized(id, end);
+                        continue;
+                    }
+                    let mut line = buf.split_to(end + 1).freeze();
+                    line.truncate(if end > 0 && line[end - 1] == b'\r' {
+                        end - 1
+                    } else {
+                        end
+                    });
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    sink.on_message(line);
+                }
+                None => {
+                    if let Some(dropped) = discarding.as_mut() {
+                        *dropped += buf.len();
+                        buf.clear();
+                        scanned = 0;
+                    } else if buf.len() > max_line {
+                        let id = peek_id(&buf[..PEEK_BYTES.min(buf.len())]);
+                        sink.on_oversized(id, buf.len());
+                        discarding = Some(buf.len());
+                        buf.clear();
+                        scanned = 0;
+                    } else {
+                        scanned = buf.len();
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    sink.on_closed(Closed::StdoutClosed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_line_frames_one_message_per_line() {
+        let mut buf = Vec::new();
+        push_line(&mut buf, b"{\n  \"a\": 1\r\n}");
+        push_line(&mut buf, b"{}");
+        assert_eq!(buf, b"{   \"a\": 1  }\n{}\n");
+    }
+
+    #[test]
+    fn exit_status_reads_well() {
+        assert_eq!(ExitStatus::Code(3).to_string(), "exit code 3");
+        assert_eq!(ExitStatus::Signal(9).to_string(), "killed by SIGKILL");
+    }
+}

@@ -1,0 +1,15 @@
+//! The wrapped STDIO server: spawning it (through the sandbox helper), framing its stdio,
+//! and reaping its process tree.
+//!
+//! A [`Child`] is owned by one session. Its stdout is read by one task that hands each
+//! complete line to the session's [`ChildSink`]; writes go through a bounded queue to one
+//! writer task, which coalesces them. Nothing here knows about HTTP or sessions.
+
+mod bridge;
+mod process;
+mod spawn;
+mod stderr;
+
+pub use bridge::{Child, ChildSink, Closed, ExitStatus};
+pub use process::ProcessTable;
+pub use spawn::{ChildSpec, SpawnError, StderrLimits};

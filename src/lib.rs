@@ -1,0 +1,36 @@
+//! mcp-warden publishes a local STDIO MCP server as a remote MCP endpoint: one sandboxed
+//! server process per session, bridged to MCP Streamable HTTP and the legacy HTTP+SSE
+//! transport.
+//!
+//! # Layout
+//! - [`mcp`]: pure JSON-RPC/MCP vocabulary (message classification, ids, versions).
+//! - [`child`]: the wrapped server process: spawn (through the sandbox helper), stdio
+//!   framing, reaping.
+//! - [`session`]: sessions, each owning one server; routing of server messages to streams;
+//!   bounded replay logs for SSE resumption.
+//! - [`transport::http`]: the only module that knows HTTP: Streamable HTTP, HTTP+SSE,
+//!   health, origin checks, the error mapping, the accept loop.
+//! - [`auth`]: the authenticated principal.
+//! - [`sandbox`]: the per-session supervisor helper (`__sandbox-exec`), the only `unsafe`.
+//! - [`config`], [`app`], [`cli`], [`signal`], [`telemetry`]: wiring.
+//!
+//! # Request flow
+//! ```text
+//! listener → Router layers: request span → origin check → principal
+//! → POST: parse → session (initialize creates one; the principal must own it)
+//!   → child stdin (queued, coalesced) ; answer: JSON, or SSE when related messages come first
+//! child stdout → framing → Session::on_message → the request's stream (response, progress)
+//!   | the GET stream (server→client requests, notifications)
+//! ```
+
+pub mod app;
+pub mod auth;
+pub mod child;
+pub mod cli;
+pub mod config;
+pub mod mcp;
+pub mod sandbox;
+pub mod session;
+pub mod signal;
+pub mod telemetry;
+pub mod transport;

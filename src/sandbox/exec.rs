@@ -1,0 +1,349 @@
+//! The `__sandbox-exec` helper: a per-session supervisor and the only `unsafe` in the crate.
+//!
+//! ```text
+//! sidecar ──spawn──▶ helper (this file, single-threaded)
+//!                      setsid · child-subreaper · parent-death signal
+//!                      fork ─▶ server branch: parent-death signal → exec(server)
+//!                      └─ supervisor: reaps, and on SIGTERM or when the server exits
+//!                         terminates every descendant (SIGTERM, SIGKILL after a grace)
+//! ```
+//!
+//! Why a supervisor instead of exec'ing directly: as a child subreaper it inherits every
+//! process the server leaves behind, including double-forked daemons that escaped the
+//! process group, so "kill the session's whole tree" is exact per session. It exits with the
+//! server's status (re-raising the server's fatal signal), so the sidecar sees the real
+//! cause. Its stdin/stdout are redirected to `/dev/null` after the fork, so the server's
+//! pipes reach EOF exactly when the server's tree closes them.
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStringExt;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::prctl;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, dup2_stdin, dup2_stdout, execv, fork, getpid, getppid, setsid};
+
+/// Exit code when the helper itself cannot do its job (bad arguments, fork failure).
+const EXIT_HELPER_FAILED: i32 = 125;
+/// Exit code when the server could not be executed (mirrors the shell's convention).
+const EXIT_EXEC_FAILED: i32 = 127;
+
+/// Arguments of the helper, as the sidecar writes them (see [`helper_args`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperArgs {
+    /// The sidecar's pid: if it is already gone when we start, we exit.
+    pub parent_pid: i32,
+    /// Time between SIGTERM and SIGKILL for the server's tree.
+    pub grace: Duration,
+    /// Absolute path of the server executable, then its argv (argv[0] first).
+    pub program: OsString,
+    pub argv: Vec<OsString>,
+}
+
+/// The helper's command line (after the helper sub-command itself).
+pub fn helper_args(args: &HelperArgs) -> Vec<OsString> {
+    let mut out: Vec<OsString> = vec![
+        "--parent-pid".into(),
+        args.parent_pid.to_string().into(),
+        "--grace-ms".into(),
+        args.grace.as_millis().to_string().into(),
+        "--program".into(),
+        args.program.clone(),
+        "--".into(),
+    ];
+    out.extend(args.argv.iter().cloned());
+    out
+}
+
+/// Parses what [`helper_args`] wrote.
+pub fn parse_helper_args(mut it: impl Iterator<Item = OsString>) -> Result<HelperArgs, String> {
+    let mut parent_pid = None;
+    let mut grace = Duration::from_secs(5);
+    let mut program = None;
+    loop {
+        let arg = it.next().ok_or("missing `--` before the server command")?;
+        let value = |it: &mut dyn Iterator<Item = OsString>| {
+            it.next()
+                .and_then(|v| v.into_string().ok())
+                .ok_or_else(|| format!("{arg:?} needs a value"))
+        };
+        match arg.to_str() {
+            Some("--") => break,
+            Some("--parent-pid") => {
+                parent_pid = Some(value(&mut it)?.parse::<i32>().map_err(|e| e.to_string())?)
+            }
+            Some("--grace-ms") => {
+                grace = Duration::from_millis(value(&mut it)?.parse().map_err(|e| format!("{e}"))?)
+            }
+            Some("--program") => program = it.next(),
+            _ => return Err(format!("unknown helper argument {arg:?}")),
+        }
+    }
+    let argv: Vec<OsString> = it.collect();
+    if argv.is_empty() {
+        return Err("no server command".into());
+    }
+    Ok(HelperArgs {
+        parent_pid: parent_pid.ok_or("missing --parent-pid")?,
+        grace,
+        program: program.ok_or("missing --program")?,
+        argv,
+    })
+}
+
+/// Entry point of the helper mode. Never returns.
+pub fn main(args: impl Iterator<Item = OsString>) -> ! {
+    let args = match parse_helper_args(args) {
+        Ok(a) => a,
+        Err(e) => fail(&format!("bad helper arguments: {e}")),
+    };
+    // A new session: the server tree gets its own process group and no controlling terminal.
+    if let Err(e) = setsid() {
+        fail(&format!("setsid failed: {e}"));
+    }
+    if let Err(e) = prctl::set_child_subreaper(true) {
+        fail(&format!("cannot become a child subreaper: {e}"));
+    }
+    if let Err(e) = prctl::set_pdeathsig(Signal::SIGKILL) {
+        fail(&format!("cannot set the parent-death signal: {e}"));
+    }
+    // The sidecar may have died between our spawn and the line above.
+    if getppid().as_raw() != args.parent_pid {
+        std::process::exit(EXIT_HELPER_FAILED);
+    }
+
+    let mut handled = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        handled.add(s);
+    }
+    let mut old_mask = SigSet::empty();
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), Some(&mut old_mask)) {
+        fail(&format!("sigprocmask failed: {e}"));
+    }
+
+    // Everything the server branch needs is prepared before fork: no allocation after it.
+    let program = cstring(args.program.clone());
+    let argv: Vec<CString> = args.argv.iter().cloned().map(cstring).collect();
+
+    // SAFETY: this process is single-threaded (the helper runs before any thread is
+    // created; see `main.rs`), so the child of `fork` may do anything the parent could.
+    match unsafe { fork() } {
+        Err(e) => fail(&format!("fork failed: {e}")),
+        Ok(ForkResult::Child) => {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+            // Die with the supervisor. Set after fork: the flag is per process.
+            let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+            let err = match execv(&program, &argv) {
+                Err(e) => e,
+                Ok(never) => match never {},
+            };
+            eprintln!(
+                "mcp-warden: cannot execute {}: {}",
+                args.program.to_string_lossy(),
+                err.desc()
+            );
+            // SAFETY: `_exit` skips atexit handlers and stdio flushing of the parent's copy.
+            unsafe { libc::_exit(EXIT_EXEC_FAILED) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            detach_stdio();
+            supervise(child, args.grace, &handled)
+        }
+    }
+}
+
+fn cstring(s: OsString) -> CString {
+    CString::new(s.into_vec()).unwrap_or_else(|_| fail("argument contains a NUL byte"))
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("mcp-warden: {msg}");
+    std::process::exit(EXIT_HELPER_FAILED)
+}
+
+/// The supervisor keeps stderr (for its own diagnostics) but must not hold the server's
+/// stdin/stdout open, or the sidecar would never see EOF when the server dies.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = dup2_stdin(&null);
+        let _ = dup2_stdout(&null);
+    }
+}
+
+/// Reaps the tree until it is empty, then exits with the server's status.
+fn supervise(server: Pid, grace: Duration, handled: &SigSet) -> ! {
+    let mut server_status: Option<WaitStatus> = None;
+    let mut terminating: Option<Instant> = None;
+    let mut killed = false;
+    loop {
+        // Reap everything that has exited.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(status) => {
+                    if status.pid() == Some(server) {
+                        server_status = Some(status);
+                        if terminating.is_none() {
+                            // The server is gone: nothing of its tree may outlive it.
+                            terminating = Some(Instant::now());
+                            signal_tree(server, Signal::SIGTERM);
+                        }
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(_) => {
+                    // ECHILD: no descendant left.
+                    match server_status {
+                        Some(status) => exit_like(status),
+                        None => std::process::exit(EXIT_HELPER_FAILED),
+                    }
+                }
+            }
+        }
+        let timeout = match terminating {
+            None => None,
+            Some(since) if !killed => {
+                let left = grace.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    killed = true;
+                    signal_tree(server, Signal::SIGKILL);
+                    Some(Duration::from_millis(50))
+                } else {
+                    Some(left)
+                }
+            }
+            Some(_) => {
+                // Orphans keep arriving as their parents die: keep killing until none is left.
+                signal_tree(server, Signal::SIGKILL);
+                Some(Duration::from_millis(50))
+            }
+        };
+        match wait_signal(handled, timeout) {
+            Some(Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) if terminating.is_none() => {
+                terminating = Some(Instant::now());
+                signal_tree(server, Signal::SIGTERM);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends `sig` to the server's process group and to every direct child of this supervisor
+/// (orphans of the tree are re-parented here because we are a subreaper).
+fn signal_tree(server: Pid, sig: Signal) {
+    let _ = kill(Pid::from_raw(-server.as_raw()), sig);
+    let _ = kill(server, sig);
+    for pid in children_of(getpid()) {
+        let _ = kill(pid, sig);
+        let _ = kill(Pid::from_raw(-pid.as_raw()), sig);
+    }
+}
+
+/// Direct children of `parent`, read from `/proc/<pid>/stat`.
+pub fn children_of(parent: Pid) -> Vec<Pid> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let name = entry.ok()?.file_name();
+        let pid: i32 = name.to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        (parse_ppid(&stat)? == parent.as_raw()).then_some(Pid::from_raw(pid))
+    })
+    .collect()
+}
+
+/// The parent pid field of `/proc/<pid>/stat` (the command name may contain spaces and
+/// parentheses, so parse from the last `)`).
+pub fn parse_ppid(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let _state = fields.next()?;
+    fields.next()?.parse().ok()
+}
+
+fn wait_signal(set: &SigSet, timeout: Option<Duration>) -> Option<Signal> {
+    let ts;
+    let ts_ptr = match timeout {
+        Some(d) => {
+            ts = libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            };
+            &ts as *const libc::timespec
+        }
+        None => std::ptr::null(),
+    };
+    // SAFETY: `set` points to a valid sigset_t for the duration of the call, `info` may be
+    // null, and `ts_ptr` is null or points to `ts`, which outlives the call.
+    let n = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), ts_ptr) };
+    if n < 0 {
+        None
+    } else {
+        Signal::try_from(n).ok()
+    }
+}
+
+/// Exits the way the server did, so the sidecar's wait status is the server's.
+fn exit_like(status: WaitStatus) -> ! {
+    match status {
+        WaitStatus::Exited(_, code) => std::process::exit(code),
+        WaitStatus::Signaled(_, sig, _) => {
+            let mut set = SigSet::empty();
+            set.add(sig);
+            // SAFETY: restoring the default disposition of a signal is always sound.
+            let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+            let _ = prctl::set_dumpable(false); // no core file from re-raising
+            let _ = kill(getpid(), sig);
+            let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+            std::process::exit(128 + sig as i32)
+        }
+        _ => std::process::exit(EXIT_HELPER_FAILED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helper_args_round_trip() {
+        let args = HelperArgs {
+            parent_pid: 42,
+            grace: Duration::from_millis(1500),
+            program: "/usr/bin/node".into(),
+            argv: vec!["node".into(), "--".into(), "server.js".into()],
+        };
+        let parsed = parse_helper_args(helper_args(&args).into_iter()).unwrap();
+        assert_eq!(parsed, args);
+    }
+
+    #[test]
+    fn helper_args_refuse_garbage() {
+        assert!(parse_helper_args(Vec::<OsString>::new().into_iter()).is_err());
+        assert!(
+            parse_helper_args(["--bogus".into(), "--".into(), "x".into()].into_iter()).is_err()
+        );
+        assert!(parse_helper_args(["--".into()].into_iter()).is_err());
+    }
+
+    #[test]
+    fn ppid_is_read_after_the_command_name() {
+        assert_eq!(parse_ppid("123 (a) b) c) S 77 123 123 0"), Some(77));
+        assert_eq!(parse_ppid("1 (init) S 0 1 1"), Some(0));
+        assert_eq!(parse_ppid("garbage"), None);
+    }
+}

@@ -1,0 +1,41 @@
+//! Sessions: one per MCP client conversation, each owning one server process.
+//!
+//! A [`Session`] routes what its server writes: a response to the stream of the request it
+//! answers, a progress notification to the stream of the request that carries its token, and
+//! everything else (server→client requests, unrelated notifications) to the session's
+//! standalone stream (the GET stream), or, while no GET stream is connected, to the stream of
+//! the oldest request still in flight, so a client that never opens a GET stream still sees
+//! them. Every message lands on exactly one stream. The [`SessionStore`] owns all sessions,
+//! enforces the cap, and reaps idle sessions and expired requests.
+
+mod events;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use events::{AttachError, Cursor, Event, EventId, EventStream, Next, StreamLimits};
+pub use store::{CreateError, Session, SessionError, SessionStore, Transport};
+
+use crate::child::ChildSpec;
+
+/// Everything the session layer needs, fixed at startup.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Sessions alive at once; more are refused.
+    pub max_sessions: usize,
+    /// A session with no request in flight, no connected stream and no traffic for this long
+    /// is ended.
+    pub idle_timeout: Duration,
+    /// A request the server has not answered in this long is cancelled at the server and
+    /// answered with an error.
+    pub request_timeout: Duration,
+    /// Bounds of each stream's replay log.
+    pub stream_limits: StreamLimits,
+    /// Finished request streams kept per session for late resumption.
+    pub retained_streams: usize,
+    /// Prefix of session ids (`<replica>.<random>`), so a load balancer can route on it.
+    pub replica_id: Option<String>,
+    /// The server to run for each session.
+    pub child: Arc<ChildSpec>,
+}

@@ -1,0 +1,791 @@
+//! The session table, one session's routing state, and the janitor.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::SessionConfig;
+use super::events::EventStream;
+use crate::child::{Child, ChildSink, Closed, ProcessTable, SpawnError};
+use crate::mcp::{self, Envelope, Id, Kind, ProtocolVersion};
+
+/// Which HTTP transport a session was opened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Streamable HTTP: a stream per request, plus the GET stream.
+    Streamable,
+    /// HTTP+SSE (2024-11-05): everything on the one SSE connection.
+    LegacySse,
+}
+
+/// Why a new session was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("the session limit ({0}) is reached")]
+    Full(usize),
+    #[error("the server is shutting down")]
+    Draining,
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
+/// Why a message could not be handed to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("the session has ended")]
+    Gone,
+    #[error("a request with this id is already in flight")]
+    DuplicateId,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndReason {
+    Closed(Closed),
+    Deleted,
+    Idle,
+    Shutdown,
+    StreamClosed,
+}
+
+impl EndReason {
+    fn client_message(self) -> Cow<'static, str> {
+        match self {
+            EndReason::Closed(Closed::Exited(status)) => {
+                format!("the MCP server exited ({status}) before answering").into()
+            }
+            EndReason::Closed(Closed::StdoutClosed) => "the MCP server closed its output".into(),
+            EndReason::Deleted | EndReason::StreamClosed => "the session was terminated".into(),
+            EndReason::Idle => "the session expired".into(),
+            EndReason::Shutdown => "the server is shutting down".into(),
+        }
+    }
+}
+
+/// The table of live sessions.
+#[derive(Debug, Clone)]
+pub struct SessionStore {
+    inner: Arc<StoreInner>,
+}
+
+#[derive(Debug)]
+struct StoreInner {
+    sessions: RwLock<HashMap<Arc<str>, Arc<Session>>>,
+    /// Sessions alive or being created; bounded by `max_sessions`.
+    count: AtomicUsize,
+    draining: AtomicBool,
+    config: Arc<SessionConfig>,
+    table: ProcessTable,
+}
+
+impl SessionStore {
+    /// Creates the store and starts its janitor. Call inside the runtime.
+    pub fn new(config: SessionConfig, table: ProcessTable) -> SessionStore {
+        let store = SessionStore {
+            inner: Arc::new(StoreInner {
+                sessions: RwLock::new(HashMap::new()),
+                count: AtomicUsize::new(0),
+                draining: AtomicBool::new(false),
+                config: Arc::new(config),
+                table,
+            }),
+        };
+        tokio::spawn(janitor(Arc::downgrade(&store.inner)));
+        store
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    /// Starts a session and its server. `owner` binds the session to a principal.
+    pub fn create(
+        &self,
+        transport: Transport,
+        owner: Arc<str>,
+    ) -> Result<Arc<Session>, CreateError> {
+        let inner = &self.inner;
+        if inner.draining.load(Ordering::Acquire) {
+            return Err(CreateError::Draining);
+        }
+        let max = inner.config.max_sessions;
+        if inner
+            .count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(CreateError::Full(max));
+        }
+        let id: Arc<str> = new_session_id(inner.config.replica_id.as_deref()).into();
+        let span = tracing::info_span!("session", session.id = %short(&id));
+        let session = Arc::new(Session {
+            id: id.clone(),
+            transport,
+            owner,
+            child: OnceLock::new(),
+            routes: Mutex::new(Routes {
+                pending: HashMap::new(),
+                progress: HashMap::new(),
+                streams: HashMap::new(),
+                retired: VecDeque::new(),
+                next_stream: 1,
+                next_order: 0,
+                standalone: EventStream::new(0, inner.config.stream_limits),
+                ended: None,
+            }),
+            version: AtomicU8::new(0),
+            created: Instant::now(),
+            last_active_ms: AtomicU64::new(0),
+            ended: CancellationToken::new(),
+            store: Arc::downgrade(inner),
+            span: span.clone(),
+        });
+        let spawned = span.in_scope(|| {
+            Child::spawn(
+                &inner.config.child,
+                &inner.table,
+                session.clone() as Arc<dyn ChildSink>,
+            )
+        });
+        match spawned {
+            Ok(child) => {
+                span.in_scope(|| {
+                    tracing::info!(pid = child.pid(), ?transport, command = %inner.config.child.display_command(), "session started")
+                });
+                let _ = session.child.set(child);
+                inner.sessions.write().insert(id, session.clone());
+                Ok(session)
+            }
+            Err(e) => {
+                inner.count.fetch_sub(1, Ordering::AcqRel);
+                span.in_scope(|| tracing::error!(error = %e, "cannot start the MCP server"));
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A live session by id.
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.inner.sessions.read().get(id).cloned()
+    }
+
+    /// Ends a session at a client's request (DELETE, or its legacy SSE stream closed).
+    pub fn terminate(&self, session: &Session, by_stream: bool) {
+        session.end(if by_stream {
+            EndReason::StreamClosed
+        } else {
+            EndReason::Deleted
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.sessions.read().len()
+    }
+
+    /// Requests in flight across all sessions.
+    pub fn pending_requests(&self) -> usize {
+        let sessions: Vec<Arc<Session>> = self.inner.sessions.read().values().cloned().collect();
+        sessions.iter().map(|s| s.routes.lock().pending.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the session cap leaves room for another session.
+    pub fn has_capacity(&self) -> bool {
+        self.inner.count.load(Ordering::Acquire) < self.inner.config.max_sessions
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    /// Refuses new sessions from now on.
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::Release);
+    }
+
+    /// Ends every session and waits (at most `timeout`) for every server tree to exit.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.start_draining();
+        let sessions: Vec<Arc<Session>> = self.inner.sessions.read().values().cloned().collect();
+        for s in &sessions {
+            s.end(EndReason::Shutdown);
+        }
+        let all = futures_util::future::join_all(
+            sessions
+                .iter()
+                .filter_map(|s| s.child.get())
+                .map(Child::wait),
+        );
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            tracing::warn!("some MCP servers did not exit in time; killing what is left");
+        }
+        self.inner.table.sweep_orphans();
+    }
+}
+
+impl StoreInner {
+    fn remove(&self, id: &str) {
+        if self.sessions.write().remove(id).is_some() {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// `<replica>.<128 random bits, base64url>`: visible ASCII, unguessable.
+fn new_session_id(replica: Option<&str>) -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // The OS CSPRNG does not fail on Linux ≥ 3.17; refuse to invent a weak id anyway.
+        std::process::abort();
+    }
+    let random = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    match replica {
+        Some(r) => format!("{r}.{random}"),
+        None => random,
+    }
+}
+
+/// Enough of a session id to correlate log lines, not enough to use it.
+fn short(id: &str) -> &str {
+    let cut = id.len().saturating_sub(8);
+    id.get(cut..).unwrap_or(id)
+}
+
+async fn janitor(store: Weak<StoreInner>) {
+    let tick = {
+        let Some(s) = store.upgrade() else { return };
+        (s.config.request_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    };
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(store) = store.upgrade() else { return };
+        let sessions: Vec<Arc<Session>> = store.sessions.read().values().cloned().collect();
+        let now = Instant::now();
+        for s in sessions {
+            s.expire_requests(now);
+            if s.is_idle(now, store.config.idle_timeout) {
+                s.end(EndReason::Idle);
+            }
+        }
+    }
+}
+
+/// One MCP session and its server.
+#[derive(Debug)]
+pub struct Session {
+    id: Arc<str>,
+    transport: Transport,
+    owner: Arc<str>,
+    child: OnceLock<Child>,
+    routes: Mutex<Routes>,
+    /// Negotiated protocol version: 0 until the initialize response, else index + 1.
+    version: AtomicU8,
+    created: Instant,
+    last_active_ms: AtomicU64,
+    ended: CancellationToken,
+    store: Weak<StoreInner>,
+    span: tracing::Span,
+}
+
+#[derive(Debug)]
+struct Routes {
+    /// Client requests the server has not answered yet.
+    pending: HashMap<Id, Pending>,
+    /// Progress tokens of pending requests → their stream.
+    progress: HashMap<Id, Arc<EventStream>>,
+    /// Request streams that may still be read or resumed.
+    streams: HashMap<u32, Arc<EventStream>>,
+    /// Finished request streams, oldest first, kept for late resumption.
+    retired: VecDeque<u32>,
+    next_stream: u32,
+    next_order: u64,
+    /// Stream 0: the GET stream (or the legacy SSE connection).
+    standalone: Arc<EventStream>,
+    ended: Option<EndReason>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    stream: Arc<EventStream>,
+    progress: Option<Id>,
+    deadline: Instant,
+    /// Arrival order, to find the oldest request in flight.
+    order: u64,
+    initialize: bool,
+}
+
+impl Session {
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// The principal the session belongs to.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// The protocol version the server agreed to in `initialize`, once known.
+    pub fn version(&self) -> Option<ProtocolVersion> {
+        match self.version.load(Ordering::Acquire) {
+            0 => None,
+            n => ProtocolVersion::ALL.get(usize::from(n) - 1).copied(),
+        }
+    }
+
+    /// The server's pid (for tests and logs).
+    pub fn child_pid(&self) -> Option<i32> {
+        self.child.get().map(Child::pid)
+    }
+
+    /// Resolves when the session has ended.
+    pub fn ended(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.ended.cancelled()
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended.is_cancelled()
+    }
+
+    /// Records client activity (for idle reaping).
+    pub fn touch(&self) {
+        let ms = self.created.elapsed().as_millis() as u64;
+        self.last_active_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// The session's standalone stream (GET / legacy SSE).
+    pub fn standalone(&self) -> Arc<EventStream> {
+        self.routes.lock().standalone.clone()
+    }
+
+    /// A request stream by id, or the standalone stream for 0.
+    pub fn stream(&self, id: u32) -> Option<Arc<EventStream>> {
+        let routes = self.routes.lock();
+        if id == 0 {
+            return Some(routes.standalone.clone());
+        }
+        routes.streams.get(&id).cloned()
+    }
+
+    /// Forwards a client request and returns the stream its answer will arrive on.
+    pub async fn request(
+        &self,
+        id: Id,
+        method: &str,
+        progress: Option<Id>,
+        message: Bytes,
+    ) -> Result<Arc<EventStream>, SessionError> {
+        let timeout = self
+            .store
+            .upgrade()
+            .map_or(Duration::from_secs(60), |s| s.config.request_timeout);
+        let stream = {
+            let mut r = self.routes.lock();
+            if r.ended.is_some() {
+                return Err(SessionError::Gone);
+            }
+            if r.pending.contains_key(&id) {
+                return Err(SessionError::DuplicateId);
+            }
+            let stream = match self.transport {
+                Transport::LegacySse => r.standalone.clone(),
+                Transport::Streamable => {
+                    let limits = self
+                        .store
+                        .upgrade()
+                        .map(|s| s.config.stream_limits)
+                        .unwrap_or_default();
+                    let stream = EventStream::new(r.next_stream, limits);
+                    r.next_stream = r.next_stream.wrapping_add(1).max(1);
+                    r.streams.insert(stream.id(), stream.clone());
+                    stream
+                }
+            };
+            if let Some(token) = &progress {
+                r.progress.insert(token.clone(), stream.clone());
+            }
+            let order = r.next_order;
+            r.next_order += 1;
+            r.pending.insert(
+                id.clone(),
+                Pending {
+                    stream: stream.clone(),
+                    progress,
+                    deadline: Instant::now() + timeout,
+                    order,
+                    initialize: method == mcp::method::INITIALIZE,
+                },
+            );
+            stream
+        };
+        if self.send(message).await.is_err() {
+            self.routes.lock().pending.remove(&id);
+            return Err(SessionError::Gone);
+        }
+        Ok(stream)
+    }
+
+    /// Answers a request without the server (the bridge's own replies), on the stream such
+    /// an answer would take.
+    pub fn answer_locally(&self, response: Bytes) -> Arc<EventStream> {
+        let mut r = self.routes.lock();
+        let stream = match self.transport {
+            Transport::LegacySse => r.standalone.clone(),
+            Transport::Streamable => {
+                let limits = self
+                    .store
+                    .upgrade()
+                    .map(|s| s.config.stream_limits)
+                    .unwrap_or_default();
+                let stream = EventStream::new(r.next_stream, limits);
+                r.next_stream = r.next_stream.wrapping_add(1).max(1);
+                stream
+            }
+        };
+        drop(r);
+        stream.push(Kind::Response, response);
+        if self.transport == Transport::Streamable {
+            stream.finish();
+        }
+        stream
+    }
+
+    /// Forwards a client notification or response.
+    pub async fn send(&self, message: Bytes) -> Result<(), SessionError> {
+        let child = self.child.get().ok_or(SessionError::Gone)?;
+        child.send(message).await.map_err(|_| SessionError::Gone)
+    }
+
+    /// The client cancelled one of its requests: its stream ends without a response (the
+    /// client no longer expects one) and a late answer from the server is dropped.
+    pub fn cancelled_by_client(&self, id: &Id) {
+        let mut r = self.routes.lock();
+        if let Some(p) = r.pending.remove(id) {
+            if let Some(token) = &p.progress {
+                r.progress.remove(token);
+            }
+            if self.transport == Transport::Streamable {
+                p.stream.finish();
+                r.retire(p.stream.id(), self.retained());
+            }
+        }
+    }
+
+    fn retained(&self) -> usize {
+        self.store
+            .upgrade()
+            .map_or(0, |s| s.config.retained_streams)
+    }
+
+    /// Requests past their deadline: cancelled at the server, answered with an error.
+    fn expire_requests(&self, now: Instant) {
+        let mut expired = Vec::new();
+        {
+            let mut r = self.routes.lock();
+            if r.pending.is_empty() {
+                return;
+            }
+            let ids: Vec<Id> = r
+                .pending
+                .iter()
+                .filter(|(_, p)| p.deadline <= now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in ids {
+                if let Some(p) = r.pending.remove(&id) {
+                    if let Some(token) = &p.progress {
+                        r.progress.remove(token);
+                    }
+                    expired.push((id, p));
+                }
+            }
+        }
+        for (id, p) in expired {
+            let _g = self.span.enter();
+            tracing::warn!(request.id = %id, "request timed out; cancelling it at the server");
+            let cancel = format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":"request timed out at the gateway"}}}}"#,
+                id.to_json()
+            );
+            if let Some(child) = self.child.get() {
+                let _ = child.try_send(Bytes::from(cancel));
+            }
+            self.answer(
+                &p,
+                mcp::error_response(Some(&id), mcp::code::REQUEST_TIMEOUT, "request timed out"),
+            );
+        }
+    }
+
+    /// Delivers a response to a pending request's stream.
+    fn answer(&self, p: &Pending, response: Vec<u8>) {
+        p.stream.push(Kind::Response, Bytes::from(response));
+        if self.transport == Transport::Streamable {
+            p.stream.finish();
+            self.routes.lock().retire(p.stream.id(), self.retained());
+        }
+    }
+
+    fn is_idle(&self, now: Instant, idle: Duration) -> bool {
+        let last =
+            self.created + Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed));
+        if now.saturating_duration_since(last) < idle {
+            return false;
+        }
+        let r = self.routes.lock();
+        r.pending.is_empty()
+            && !r.standalone.is_attached()
+            && r.streams.values().all(|s| !s.is_attached())
+    }
+
+    /// Ends the session: every pending request gets an error, streams close, the id is
+    /// forgotten (404 from now on) and the server's tree is terminated. Idempotent.
+    fn end(&self, reason: EndReason) {
+        let pending = {
+            let mut r = self.routes.lock();
+            if r.ended.is_some() {
+                return;
+            }
+            r.ended = Some(reason);
+            r.progress.clear();
+            std::mem::take(&mut r.pending)
+        };
+        let _g = self.span.enter();
+        let message = reason.client_message();
+        for (id, p) in &pending {
+            p.stream.push(
+                Kind::Response,
+                Bytes::from(mcp::error_response(
+                    Some(id),
+                    mcp::code::SERVER_UNAVAILABLE,
+                    &message,
+                )),
+            );
+            p.stream.finish();
+        }
+        let standalone = self.routes.lock().standalone.clone();
+        standalone.finish();
+        self.ended.cancel();
+        if let Some(store) = self.store.upgrade() {
+            store.remove(&self.id);
+        }
+        match reason {
+            EndReason::Closed(_) => {
+                tracing::warn!(failed_requests = pending.len(), "session ended: {message}")
+            }
+            _ => tracing::info!(failed_requests = pending.len(), ?reason, "session ended"),
+        }
+        if let Some(child) = self.child.get() {
+            child.terminate();
+        }
+    }
+
+    /// Where a message that answers no request goes (see the module docs).
+    fn route_unsolicited(&self, kind: Kind, line: Bytes) {
+        let target = {
+            let r = self.routes.lock();
+            if self.transport == Transport::LegacySse || r.standalone.is_attached() {
+                r.standalone.clone()
+            } else {
+                r.pending
+                    .values()
+                    .filter(|p| !p.stream.is_finished())
+                    .min_by_key(|p| p.order)
+                    .map_or_else(|| r.standalone.clone(), |p| p.stream.clone())
+            }
+        };
+        let lost = target.push(kind, line);
+        self.report_lost(lost);
+    }
+
+    /// Events evicted unread from a full stream: server→client requests among them are
+    /// answered with an error so the server does not wait forever.
+    fn report_lost(&self, lost: Vec<crate::session::Event>) {
+        if lost.is_empty() {
+            return;
+        }
+        let _g = self.span.enter();
+        tracing::warn!(
+            events = lost.len(),
+            "client is not reading its stream; dropped the oldest undelivered messages"
+        );
+        for event in lost {
+            if event.kind != Kind::Request {
+                continue;
+            }
+            if let Ok(env) = Envelope::parse(&event.data) {
+                let reply = mcp::error_response(
+                    env.id.as_ref(),
+                    mcp::code::INTERNAL_ERROR,
+                    "the client did not read this request in time",
+                );
+                if let Some(child) = self.child.get() {
+                    let _ = child.try_send(Bytes::from(reply));
+                }
+            }
+        }
+    }
+
+    fn record_version(&self, line: &[u8]) {
+        #[derive(Deserialize)]
+        struct Reply<'a> {
+            #[serde(borrow)]
+            result: Option<InitResult<'a>>,
+        }
+        #[derive(Deserialize)]
+        struct InitResult<'a> {
+            #[serde(borrow, rename = "protocolVersion")]
+            protocol_version: Cow<'a, str>,
+        }
+        let version = serde_json::from_slice::<Reply<'_>>(line)
+            .ok()
+            .and_then(|r| r.result)
+            .and_then(|r| ProtocolVersion::parse(&r.protocol_version));
+        if let Some(v) = version {
+            let index = ProtocolVersion::ALL
+                .iter()
+                .position(|x| *x == v)
+                .unwrap_or(0);
+            self.version.store(index as u8 + 1, Ordering::Release);
+            let _g = self.span.enter();
+            tracing::debug!(protocol.version = v.as_str(), "session initialized");
+        }
+    }
+}
+
+impl Routes {
+    /// Keeps a finished stream for late resumption, forgetting the oldest beyond `keep`.
+    fn retire(&mut self, id: u32, keep: usize) {
+        self.retired.push_back(id);
+        while self.retired.len() > keep {
+            if let Some(old) = self.retired.pop_front() {
+                self.streams.remove(&old);
+            }
+        }
+    }
+}
+
+impl ChildSink for Session {
+    fn on_message(&self, line: Bytes) {
+        let env = match Envelope::parse(&line) {
+            Ok(env) => env,
+            Err(e) => {
+                let _g = self.span.enter();
+                // The content is not logged: it may carry user data.
+                tracing::warn!(bytes = line.len(), error = %e, "dropped a line from the server that is not a JSON-RPC message");
+                return;
+            }
+        };
+        match env.kind {
+            Kind::Response => {
+                let Some(id) = env.id else {
+                    let _g = self.span.enter();
+                    tracing::warn!("the server reported an error about an unidentifiable message");
+                    return;
+                };
+                let pending = {
+                    let mut r = self.routes.lock();
+                    let p = r.pending.remove(&id);
+                    if let Some(token) = p.as_ref().and_then(|p| p.progress.as_ref()) {
+                        r.progress.remove(token);
+                    }
+                    p
+                };
+                match pending {
+                    Some(p) => {
+                        if p.initialize {
+                            self.record_version(&line);
+                        }
+                        p.stream.push(Kind::Response, line);
+                        if self.transport == Transport::Streamable {
+                            p.stream.finish();
+                            self.routes.lock().retire(p.stream.id(), self.retained());
+                        }
+                    }
+                    None => {
+                        let _g = self.span.enter();
+                        tracing::debug!(request.id = %id, "dropped a response to a request that is no longer pending");
+                    }
+                }
+            }
+            Kind::Notification if env.method.as_deref() == Some(mcp::method::PROGRESS) => {
+                let stream = mcp::progress_token(env.params)
+                    .and_then(|t| self.routes.lock().progress.get(&t).cloned());
+                match stream {
+                    Some(s) => {
+                        let lost = s.push(Kind::Notification, line);
+                        self.report_lost(lost);
+                    }
+                    None => {
+                        let _g = self.span.enter();
+                        tracing::debug!("dropped a progress notification for no pending request");
+                    }
+                }
+            }
+            kind => self.route_unsolicited(kind, line),
+        }
+    }
+
+    fn on_oversized(&self, id: Option<Id>, len: usize) {
+        let Some(id) = id else { return };
+        let pending = self.routes.lock().pending.remove(&id);
+        if let Some(p) = pending {
+            let msg = format!(
+                "the MCP server's response ({len} bytes) exceeds the gateway's message size limit"
+            );
+            self.answer(
+                &p,
+                mcp::error_response(Some(&id), mcp::code::INTERNAL_ERROR, &msg),
+            );
+        }
+    }
+
+    fn on_closed(&self, why: Closed) {
+        if let Closed::Exited(status) = why {
+            let _g = self.span.enter();
+            tracing::info!(%status, "MCP server exited");
+        }
+        self.end(EndReason::Closed(why));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_random_visible_ascii_with_the_replica_prefix() {
+        let a = new_session_id(None);
+        let b = new_session_id(Some("w1"));
+        assert_eq!(a.len(), 22);
+        assert!(b.starts_with("w1.") && b.len() == 25);
+        assert!(
+            a.bytes()
+                .chain(b.bytes())
+                .all(|c| (0x21..=0x7e).contains(&c))
+        );
+        assert_ne!(new_session_id(None), new_session_id(None));
+    }
+}

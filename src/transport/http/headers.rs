@@ -1,0 +1,131 @@
+//! Reading the request headers the transport cares about.
+
+use axum::http::{HeaderMap, HeaderName, header};
+
+pub(crate) static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+pub(crate) static MCP_PROTOCOL_VERSION: HeaderName =
+    HeaderName::from_static("mcp-protocol-version");
+pub(crate) static LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+
+/// Which media types an `Accept` header admits (`*/*` and `type/*` count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Accepts {
+    pub json: bool,
+    pub sse: bool,
+}
+
+pub(crate) fn accepts(headers: &HeaderMap) -> Accepts {
+    let mut out = Accepts::default();
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for range in value.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            // A range explicitly weighted q=0 is a refusal.
+            let refused = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("q=")
+                    .or_else(|| p.strip_prefix("Q="))
+                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
+            });
+            if refused {
+                continue;
+            }
+            match media.as_str() {
+                "*/*" => {
+                    out.json = true;
+                    out.sse = true;
+                }
+                "application/*" | "application/json" => out.json = true,
+                "text/*" | "text/event-stream" => out.sse = true,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Whether the body is declared as JSON (`application/json`, any parameters).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A single-valued header as text; `Err` when repeated or not visible ASCII.
+pub(crate) fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, ()> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(());
+    }
+    first.to_str().map(|s| Some(s.trim())).map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn accept(v: &str) -> Accepts {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        accepts(&h)
+    }
+
+    #[test]
+    fn accept_parsing() {
+        assert_eq!(
+            accept("application/json, text/event-stream"),
+            Accepts {
+                json: true,
+                sse: true
+            }
+        );
+        assert_eq!(
+            accept("*/*"),
+            Accepts {
+                json: true,
+                sse: true
+            }
+        );
+        assert_eq!(
+            accept("application/json"),
+            Accepts {
+                json: true,
+                sse: false
+            }
+        );
+        assert_eq!(
+            accept("Text/Event-Stream;q=0.9"),
+            Accepts {
+                json: false,
+                sse: true
+            }
+        );
+        assert_eq!(
+            accept("application/json, text/event-stream;q=0"),
+            Accepts {
+                json: true,
+                sse: false
+            }
+        );
+        assert_eq!(accepts(&HeaderMap::new()), Accepts::default());
+    }
+
+    #[test]
+    fn content_type_parsing() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        assert!(is_json(&h));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(!is_json(&h));
+    }
+}

@@ -1,0 +1,130 @@
+//! The HTTP+SSE transport of protocol 2024-11-05: `GET /sse` opens a session and its event
+//! stream (first event: `endpoint`), `POST /message?sessionId=…` sends messages (202), and
+//! every message from the server arrives as an SSE `message` event. The session lives exactly
+//! as long as its SSE connection.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::AppState;
+use super::headers;
+use super::rescue::Rejection;
+use super::sse::{self, Framing};
+use super::streamable::{deliver, lookup_id, read_body};
+use crate::auth::Principal;
+use crate::mcp::{self, Envelope};
+use crate::session::{CreateError, Transport};
+
+pub(crate) async fn connect(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    headers: HeaderMap,
+) -> Response {
+    if headers.contains_key(header::ACCEPT) && !headers::accepts(&headers).sse {
+        return Rejection::NotAcceptable("text/event-stream").into_response();
+    }
+    let Some(paths) = &st.config.legacy else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let session = match st
+        .store
+        .create(Transport::LegacySse, principal.session_key().into())
+    {
+        Ok(s) => s,
+        Err(CreateError::Full(_)) => return Rejection::TooManySessions.into_response(),
+        Err(CreateError::Draining) => return Rejection::Draining.into_response(),
+        Err(CreateError::Spawn(e)) => {
+            return super::rescue::json_error(
+                StatusCode::BAD_GATEWAY,
+                mcp::code::SERVER_UNAVAILABLE,
+                &format!("cannot start the MCP server: {e}"),
+            );
+        }
+    };
+    let stream = session.standalone();
+    let Ok(cursor) = stream.attach(None) else {
+        return Rejection::UnknownSession.into_response();
+    };
+    // Relative to the origin the client used (or the public URL's path prefix), so it resolves
+    // behind proxies; the session id goes in the query, never a credential.
+    let endpoint = format!(
+        "{}{}?sessionId={}",
+        st.config.public_prefix,
+        paths.message,
+        session.id()
+    );
+    let first = vec![Bytes::from(format!(
+        "event: endpoint\ndata: {endpoint}\n\n"
+    ))];
+    let store = st.store.clone();
+    let owned = session.clone();
+    let on_end: Box<dyn FnOnce() + Send> = Box::new(move || store.terminate(&owned, true));
+    sse::response(
+        first,
+        Some(cursor),
+        Framing::Legacy,
+        st.config.sse_keepalive,
+        st.shutdown.clone(),
+        Some(on_end),
+    )
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MessageQuery {
+    #[serde(rename = "sessionId")]
+    session_id: Option<String>,
+}
+
+pub(crate) async fn message(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Query(query): Query<MessageQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    message_inner(&st, &principal, query, &headers, body)
+        .await
+        .unwrap_or_else(Rejection::into_response)
+}
+
+async fn message_inner(
+    st: &AppState,
+    principal: &Principal,
+    query: MessageQuery,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Rejection> {
+    let id = query.session_id.ok_or(Rejection::MissingSession)?;
+    let session = lookup_id(st, principal, &id, Transport::LegacySse)?;
+    if !headers::is_json(headers) {
+        return Err(Rejection::UnsupportedMediaType);
+    }
+    let body = read_body(body, headers, st.config.max_message_bytes).await?;
+    if mcp::first_non_whitespace(&body) == Some(b'[') {
+        // 2024-11-05 allowed batches; the server gets them one by one.
+        let items: Vec<&RawValue> = serde_json::from_slice(&body)
+            .map_err(|e| Rejection::Parse(mcp::ParseError::Json(e.to_string())))?;
+        if items.is_empty() {
+            return Err(Rejection::BatchNotAllowed);
+        }
+        let parsed = items
+            .iter()
+            .map(|i| Envelope::parse(i.get().as_bytes()).map_err(Rejection::Parse))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (item, env) in items.iter().zip(&parsed) {
+            deliver(&session, env, Bytes::copy_from_slice(item.get().as_bytes())).await?;
+        }
+    } else {
+        let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
+        deliver(&session, &env, body.clone()).await?;
+    }
+    Ok((StatusCode::ACCEPTED, "Accepted").into_response())
+}

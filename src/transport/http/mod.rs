@@ -1,0 +1,62 @@
+//! MCP over HTTP: Streamable HTTP (2025-03-26 … 2025-11-25), the legacy HTTP+SSE transport
+//! (2024-11-05), health endpoints. The only module that knows axum and hyper.
+//!
+//! Protocol decisions that need more than a comment are in `README.md` beside this file.
+
+mod headers;
+mod health;
+mod legacy_sse;
+mod origin;
+mod rescue;
+mod router;
+mod server;
+mod sse;
+mod streamable;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use router::router;
+pub use server::{ServerLimits, serve};
+
+use crate::session::SessionStore;
+
+/// HTTP-facing settings, fixed at startup.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Path of the Streamable HTTP endpoint (`/mcp`).
+    pub path: String,
+    /// Paths of the legacy HTTP+SSE endpoints, when enabled.
+    pub legacy: Option<LegacyPaths>,
+    /// Path prefix under which clients reach us (from `--public-url`), for the legacy
+    /// `endpoint` event, which must be resolvable by the client.
+    pub public_prefix: String,
+    /// Origins allowed besides loopback ones.
+    pub allowed_origins: Vec<String>,
+    /// Allow `http(s)://localhost|127.0.0.1|[::1]` origins (default when bound to loopback).
+    pub allow_loopback_origins: bool,
+    /// Largest request body accepted.
+    pub max_message_bytes: usize,
+    /// Comment lines on idle SSE streams at this interval.
+    pub sse_keepalive: Duration,
+    /// `retry` advertised in priming events.
+    pub sse_retry: Duration,
+}
+
+/// Paths of the legacy HTTP+SSE transport.
+#[derive(Debug, Clone)]
+pub struct LegacyPaths {
+    pub sse: String,
+    pub message: String,
+}
+
+/// Shared state of every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: SessionStore,
+    pub config: Arc<HttpConfig>,
+    /// Cancelled when the sidecar shuts down: open SSE streams end.
+    pub shutdown: CancellationToken,
+}

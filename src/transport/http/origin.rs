@@ -1,0 +1,110 @@
+//! `Origin` validation against DNS rebinding: a present, disallowed origin gets 403.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::AppState;
+use super::rescue::Rejection;
+
+pub(crate) async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let allowed = origin.to_str().is_ok_and(|o| {
+            allowed(
+                o,
+                &state.config.allowed_origins,
+                state.config.allow_loopback_origins,
+            )
+        });
+        if !allowed {
+            return Rejection::ForbiddenOrigin.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Whether `origin` (`scheme://host[:port]`) may call us.
+pub(crate) fn allowed(origin: &str, list: &[String], loopback: bool) -> bool {
+    if list
+        .iter()
+        .any(|o| o == "*" || o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    loopback && is_loopback_origin(origin)
+}
+
+fn is_loopback_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return false;
+    }
+    if rest.contains(['/', '@', '?', '#']) {
+        return false;
+    }
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, port)) if port.is_empty() || port.starts_with(':') => {
+                return h == "::1" && valid_port(port);
+            }
+            _ => return false,
+        }
+    } else {
+        let (host, port) = rest.split_once(':').map_or((rest, ""), |(h, p)| (h, p));
+        if !port.is_empty() && !port.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        host
+    };
+    host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1"
+}
+
+fn valid_port(port: &str) -> bool {
+    port.is_empty() || port[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_origins_only_when_enabled() {
+        for o in [
+            "http://localhost:3000",
+            "http://127.0.0.1",
+            "https://LOCALHOST",
+            "http://[::1]:8080",
+        ] {
+            assert!(allowed(o, &[], true), "{o}");
+            assert!(!allowed(o, &[], false), "{o}");
+        }
+    }
+
+    #[test]
+    fn rebinding_lookalikes_are_refused() {
+        for o in [
+            "http://localhost.evil.com",
+            "http://127.0.0.1.nip.io",
+            "http://evil.com",
+            "null",
+            "file://",
+            "http://localhost@evil.com",
+            "http://[::1].evil.com",
+            "ftp://localhost",
+            "http://localhost:80x",
+        ] {
+            assert!(!allowed(o, &[], true), "{o}");
+        }
+    }
+
+    #[test]
+    fn configured_origins_match_exactly() {
+        let list = vec!["https://app.example.com".to_owned()];
+        assert!(allowed("https://app.example.com", &list, false));
+        assert!(!allowed("https://app.example.com.evil", &list, false));
+        assert!(!allowed("http://app.example.com", &list, false));
+    }
+}

@@ -1,0 +1,82 @@
+//! The HTTP application as a value: routes and the layer order, in one place.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use super::{AppState, health, legacy_sse, origin, streamable};
+use crate::auth::Principal;
+
+/// Builds the router. Tests drive it with `tower::ServiceExt::oneshot`.
+pub fn router(state: AppState) -> Router {
+    let cfg = state.config.clone();
+    let mut mcp = Router::new().route(
+        &cfg.path,
+        post(streamable::post)
+            .get(streamable::get)
+            .delete(streamable::delete),
+    );
+    if let Some(legacy) = &cfg.legacy {
+        mcp = mcp
+            .route(&legacy.sse, get(legacy_sse::connect))
+            .route(&legacy.message, post(legacy_sse::message));
+    }
+    // Layers run outermost first: the last `.layer` below sees the request first.
+    let mcp = mcp
+        // 3. Who is calling: the principal every handler binds sessions to.
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // 2. DNS-rebinding protection: a present, disallowed Origin never reaches auth.
+        .layer(middleware::from_fn_with_state(state.clone(), origin::check))
+        // 1. A span per request (debug level: free when not enabled).
+        .layer(middleware::from_fn(request_span));
+    Router::new()
+        .merge(mcp)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+}
+
+async fn request_span(request: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let span = tracing::debug_span!(
+        "request",
+        http.method = %request.method(),
+        http.path = request.uri().path(),
+        mcp.session = tracing::field::Empty,
+    );
+    if let Some(id) = request
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        span.record(
+            "mcp.session",
+            id.get(id.len().saturating_sub(8)..).unwrap_or(""),
+        );
+    }
+    async move {
+        let response = next.run(request).await;
+        tracing::debug!(http.status = response.status().as_u16(), "response");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Authentication is off (`--no-auth`): every request acts for the anonymous principal.
+async fn authenticate(
+    State(_state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let _ = request.headers().get(header::AUTHORIZATION);
+    request
+        .extensions_mut()
+        .insert(Arc::new(Principal::anonymous()));
+    next.run(request).await
+}

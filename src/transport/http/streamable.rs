@@ -1,0 +1,467 @@
+//! Streamable HTTP: POST (messages in), GET (the standalone stream, and resumption), DELETE.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use super::AppState;
+use super::headers::{self, LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+use super::rescue::Rejection;
+use super::sse::{self, Framing};
+use crate::auth::Principal;
+use crate::mcp::{self, Envelope, Kind, ProtocolVersion};
+use crate::session::{CreateError, EventId, EventStream, Next, Session, SessionError, Transport};
+
+pub(crate) async fn post(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    post_inner(&st, &principal, &headers, body)
+        .await
+        .unwrap_or_else(Rejection::into_response)
+}
+
+pub(crate) async fn get(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    headers: HeaderMap,
+) -> Response {
+    get_inner(&st, &principal, &headers).unwrap_or_else(Rejection::into_response)
+}
+
+pub(crate) async fn delete(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    headers: HeaderMap,
+) -> Response {
+    let result = (|| {
+        check_version(&headers)?;
+        let session = lookup(&st, &principal, &headers, Transport::Streamable)?;
+        st.store.terminate(&session, false);
+        Ok(StatusCode::OK.into_response())
+    })();
+    result.unwrap_or_else(Rejection::into_response)
+}
+
+/// `MCP-Protocol-Version`, when present, must name a version we serve.
+fn check_version(headers: &HeaderMap) -> Result<(), Rejection> {
+    let value = headers::single(headers, &MCP_PROTOCOL_VERSION)
+        .map_err(|_| Rejection::MalformedHeader("MCP-Protocol-Version"))?;
+    match value {
+        None => Ok(()),
+        Some(v) if ProtocolVersion::parse(v).is_some() => Ok(()),
+        Some(v) if ProtocolVersion::is_modern_era(v) => Err(Rejection::ModernEra),
+        Some(_) => Err(Rejection::UnsupportedVersion),
+    }
+}
+
+/// The session named by `Mcp-Session-Id`, if it is live, of this transport, and owned by
+/// this principal. Anything else is "not found": a session id alone proves nothing.
+pub(crate) fn lookup_id(
+    st: &AppState,
+    principal: &Principal,
+    id: &str,
+    transport: Transport,
+) -> Result<Arc<Session>, Rejection> {
+    let session = st.store.get(id).ok_or(Rejection::UnknownSession)?;
+    if session.transport() != transport || session.owner() != principal.session_key() {
+        return Err(Rejection::UnknownSession);
+    }
+    session.touch();
+    Ok(session)
+}
+
+fn lookup(
+    st: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    transport: Transport,
+) -> Result<Arc<Session>, Rejection> {
+    let id = headers::single(headers, &MCP_SESSION_ID)
+        .map_err(|_| Rejection::MalformedHeader("Mcp-Session-Id"))?
+        .ok_or(Rejection::MissingSession)?;
+    lookup_id(st, principal, id, transport)
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (by `Content-Length` first).
+pub(crate) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, Rejection> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Rejection::PayloadTooLarge(limit));
+    }
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| Rejection::PayloadTooLarge(limit))?;
+    if mcp::too_deep(&body, mcp::MAX_DEPTH) {
+        return Err(Rejection::Parse(mcp::ParseError::Invalid(
+            "nesting deeper than 128 levels",
+        )));
+    }
+    Ok(body)
+}
+
+async fn post_inner(
+    st: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Rejection> {
+    let accepts = headers::accepts(headers);
+    if !(accepts.json && accepts.sse) {
+        return Err(Rejection::NotAcceptable(
+            "both application/json and text/event-stream",
+        ));
+    }
+    if !headers::is_json(headers) {
+        return Err(Rejection::UnsupportedMediaType);
+    }
+    check_version(headers)?;
+    let session_id = headers::single(headers, &MCP_SESSION_ID)
+        .map_err(|_| Rejection::MalformedHeader("Mcp-Session-Id"))?;
+    let body = read_body(body, headers, st.config.max_message_bytes).await?;
+    let batch = mcp::first_non_whitespace(&body) == Some(b'[');
+    let Some(session_id) = session_id else {
+        return initialize(st, principal, body, batch).await;
+    };
+    let session = lookup_id(st, principal, session_id, Transport::Streamable)?;
+    if batch {
+        if !session
+            .version()
+            .unwrap_or(ProtocolVersion::ASSUMED)
+            .allows_batches()
+        {
+            return Err(Rejection::BatchNotAllowed);
+        }
+        return post_batch(st, &session, &body).await;
+    }
+    let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
+    match deliver(&session, &env, body.clone()).await? {
+        Some(stream) => Ok(respond(st, &session, stream, false).await),
+        None => Ok(StatusCode::ACCEPTED.into_response()),
+    }
+}
+
+/// Hands one client message to the session. Returns the stream of a request's answer.
+pub(crate) async fn deliver(
+    session: &Session,
+    env: &Envelope<'_>,
+    message: Bytes,
+) -> Result<Option<Arc<EventStream>>, Rejection> {
+    match env.kind {
+        Kind::Request => {
+            let id = env
+                .id
+                .clone()
+                .ok_or(Rejection::Parse(mcp::ParseError::Invalid(
+                    "request without id",
+                )))?;
+            let method = env.method.as_deref().unwrap_or_default();
+            if method == mcp::method::SERVER_DISCOVER {
+                // A sessionless-era probe. Never forwarded: servers of the session era may
+                // execute or crash on it. "Method not found" tells the client to fall back.
+                let reply =
+                    mcp::error_response(Some(&id), mcp::code::METHOD_NOT_FOUND, "Method not found");
+                return Ok(Some(session.answer_locally(Bytes::from(reply))));
+            }
+            let progress = mcp::progress_token(env.params);
+            match session.request(id.clone(), method, progress, message).await {
+                Ok(stream) => Ok(Some(stream)),
+                Err(SessionError::DuplicateId) => Err(Rejection::DuplicateId(id)),
+                Err(SessionError::Gone) => Err(Rejection::UnknownSession),
+            }
+        }
+        Kind::Notification | Kind::Response => {
+            if env.method.as_deref() == Some(mcp::method::CANCELLED)
+                && let Some(id) = mcp::request_id_of_cancel(env.params)
+            {
+                session.cancelled_by_client(&id);
+            }
+            session
+                .send(message)
+                .await
+                .map_err(|_| Rejection::UnknownSession)?;
+            Ok(None)
+        }
+    }
+}
+
+/// 2025-03-26 batches: every element is delivered; requests share one SSE stream.
+async fn post_batch(
+    st: &AppState,
+    session: &Arc<Session>,
+    body: &Bytes,
+) -> Result<Response, Rejection> {
+    let items: Vec<&RawValue> = serde_json::from_slice(body)
+        .map_err(|e| Rejection::Parse(mcp::ParseError::Json(e.to_string())))?;
+    if items.is_empty() {
+        return Err(Rejection::BatchNotAllowed);
+    }
+    // Validate everything before delivering anything.
+    let mut parsed = Vec::with_capacity(items.len());
+    for item in &items {
+        let env = Envelope::parse(item.get().as_bytes()).map_err(Rejection::Parse)?;
+        if env.method.as_deref() == Some(mcp::method::INITIALIZE) {
+            return Err(Rejection::InitializeNotAlone);
+        }
+        parsed.push(env);
+    }
+    let mut streams = Vec::new();
+    for (item, env) in items.iter().zip(&parsed) {
+        if let Some(stream) =
+            deliver(session, env, Bytes::copy_from_slice(item.get().as_bytes())).await?
+        {
+            streams.push(stream);
+        }
+    }
+    if streams.is_empty() {
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
+    // One SSE response carrying every request's stream in turn.
+    let keepalive = st.config.sse_keepalive;
+    let shutdown = st.shutdown.clone();
+    let body = async_stream::stream! {
+        for stream in streams {
+            let Ok(mut cursor) = stream.attach(Some(0)) else { continue };
+            let mut out = Vec::new();
+            loop {
+                tokio::select! {
+                    next = cursor.next() => match next {
+                        Next::Events { events, .. } => {
+                            for e in &events { sse::frame(&mut out, Framing::Streamable, stream.id(), e); }
+                            for chunk in out.drain(..) { yield Ok::<_, std::convert::Infallible>(chunk); }
+                        }
+                        Next::End | Next::Replaced => break,
+                    },
+                    _ = tokio::time::sleep(keepalive) => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    };
+    let mut response = Response::new(Body::from_stream(body));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// `initialize` without a session: start one (and its server), forward, answer with the
+/// session id.
+async fn initialize(
+    st: &AppState,
+    principal: &Principal,
+    body: Bytes,
+    batch: bool,
+) -> Result<Response, Rejection> {
+    if batch {
+        let items: Vec<&RawValue> = serde_json::from_slice(&body)
+            .map_err(|e| Rejection::Parse(mcp::ParseError::Json(e.to_string())))?;
+        let has_init = items.iter().any(|i| {
+            Envelope::parse(i.get().as_bytes())
+                .is_ok_and(|e| e.method.as_deref() == Some(mcp::method::INITIALIZE))
+        });
+        return Err(if has_init {
+            Rejection::InitializeNotAlone
+        } else {
+            Rejection::MissingSession
+        });
+    }
+    let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
+    if env.kind != Kind::Request || env.method.as_deref() != Some(mcp::method::INITIALIZE) {
+        if env.method.as_deref() == Some(mcp::method::SERVER_DISCOVER) {
+            return Err(Rejection::ModernEra);
+        }
+        return Err(Rejection::MissingSession);
+    }
+    let id = env.id.clone();
+    let session = match st
+        .store
+        .create(Transport::Streamable, principal.session_key().into())
+    {
+        Ok(s) => s,
+        Err(CreateError::Full(_)) => return Err(Rejection::TooManySessions),
+        Err(CreateError::Draining) => return Err(Rejection::Draining),
+        Err(CreateError::Spawn(e)) => {
+            let message = format!("cannot start the MCP server: {e}");
+            return Ok(json_message(Bytes::from(mcp::error_response(
+                id.as_ref(),
+                mcp::code::SERVER_UNAVAILABLE,
+                &message,
+            ))));
+        }
+    };
+    let mut response = match deliver(&session, &env, body.clone()).await {
+        Ok(Some(stream)) => respond(st, &session, stream, true).await,
+        Ok(None) | Err(_) => {
+            let msg = "the MCP server ended before it could be initialized";
+            return Ok(json_message(Bytes::from(mcp::error_response(
+                id.as_ref(),
+                mcp::code::SERVER_UNAVAILABLE,
+                msg,
+            ))));
+        }
+    };
+    if !session.is_ended()
+        && let Ok(v) = HeaderValue::from_str(session.id())
+    {
+        response.headers_mut().insert(MCP_SESSION_ID.clone(), v);
+    }
+    Ok(response)
+}
+
+fn json_message(data: Bytes) -> Response {
+    let mut response = Response::new(Body::from(data));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Answers a request: `application/json` when the first thing on its stream is the
+/// response; an SSE stream when the server sends related messages first.
+async fn respond(
+    st: &AppState,
+    session: &Arc<Session>,
+    stream: Arc<EventStream>,
+    initializing: bool,
+) -> Response {
+    let Ok(mut cursor) = stream.attach(Some(0)) else {
+        return sse::response(
+            Vec::new(),
+            None,
+            Framing::Streamable,
+            st.config.sse_keepalive,
+            st.shutdown.clone(),
+            None,
+        );
+    };
+    let events = tokio::select! {
+        next = cursor.next() => match next {
+            Next::Events { events, .. } => events,
+            // Cancelled by the client before any answer: an SSE stream that ends at once.
+            Next::End | Next::Replaced => Vec::new(),
+        },
+        _ = st.shutdown.cancelled() => Vec::new(),
+    };
+    if let [only] = events.as_slice()
+        && only.kind == Kind::Response
+    {
+        if initializing && Envelope::parse(&only.data).is_ok_and(|e| e.is_error) {
+            // The server refused to initialize: there is no usable session.
+            st.store.terminate(session, false);
+        }
+        return json_message(only.data.clone());
+    }
+    let mut first = Vec::new();
+    if session
+        .version()
+        .is_some_and(ProtocolVersion::wants_priming_event)
+    {
+        first.push(sse::priming(stream.id(), st.config.sse_retry));
+    }
+    for e in &events {
+        sse::frame(&mut first, Framing::Streamable, stream.id(), e);
+    }
+    let finished = events.last().is_some_and(|e| e.kind == Kind::Response) || events.is_empty();
+    let cursor = (!finished).then_some(cursor);
+    sse::response(
+        first,
+        cursor,
+        Framing::Streamable,
+        st.config.sse_keepalive,
+        st.shutdown.clone(),
+        None,
+    )
+}
+
+fn get_inner(
+    st: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+) -> Result<Response, Rejection> {
+    if !headers::accepts(headers).sse {
+        return Err(Rejection::NotAcceptable("text/event-stream"));
+    }
+    check_version(headers)?;
+    let session = lookup(st, principal, headers, Transport::Streamable)?;
+    let last = headers::single(headers, &LAST_EVENT_ID)
+        .map_err(|_| Rejection::MalformedHeader("Last-Event-ID"))?;
+    let mut first = Vec::new();
+    let cursor = match last {
+        Some(last) => {
+            let event = EventId::parse(last).ok_or(Rejection::UnknownEventId)?;
+            match session.stream(event.stream) {
+                Some(stream)
+                    if !(stream.id() != 0
+                        && stream.is_finished()
+                        && !stream.has_after(event.seq)) =>
+                {
+                    stream
+                        .attach(Some(event.seq))
+                        .map_err(|_| Rejection::UnknownEventId)?
+                }
+                // Nothing left to replay (the client has it all, or it is no longer retained).
+                // Clients resume after an error response too; closing at once would make them
+                // reconnect in a loop. Serve the standalone stream if nobody reads it, else 405,
+                // which clients take as "no stream here".
+                found => {
+                    if found.is_none() {
+                        tracing::debug!(
+                            last_event_id = last,
+                            "resumption of a stream that is no longer retained"
+                        );
+                    }
+                    let standalone = session.standalone();
+                    if standalone.is_attached() {
+                        return Err(Rejection::MethodNotAllowed("GET, POST, DELETE"));
+                    }
+                    standalone
+                        .attach(None)
+                        .map_err(|_| Rejection::UnknownEventId)?
+                }
+            }
+        }
+        None => {
+            let stream = session.standalone();
+            let cursor = stream.attach(None).map_err(|_| Rejection::UnknownEventId)?;
+            if session
+                .version()
+                .is_some_and(ProtocolVersion::wants_priming_event)
+            {
+                first.push(sse::priming(0, st.config.sse_retry));
+            }
+            cursor
+        }
+    };
+    Ok(sse::response(
+        first,
+        Some(cursor),
+        Framing::Streamable,
+        st.config.sse_keepalive,
+        st.shutdown.clone(),
+        None,
+    ))
+}

@@ -1,0 +1,3 @@
+//! Transports clients reach the bridge through.
+
+pub mod http;
