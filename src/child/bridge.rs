@@ -134,12 +134,10 @@ impl Child {
         tokio::spawn(
             write_loop(stdin_pipe, stdin_rx, close_stdin.clone()).instrument(span.clone()),
         );
-        tokio::spawn(
-            read_loop(stdout_pipe, sink.clone(), spec.max_line_bytes).instrument(span.clone()),
-        );
-        tokio::spawn(stderr::log_lines(stderr_pipe, spec.stderr).instrument(span.clone()));
-
         let (exit_tx, exit) = watch::channel(None);
+        let reader = read_loop(stdout_pipe, sink.clone(), spec.max_line_bytes, exit.clone());
+        tokio::spawn(reader.instrument(span.clone()));
+        tokio::spawn(stderr::log_lines(stderr_pipe, spec.stderr).instrument(span.clone()));
         tokio::spawn(
             async move {
                 // The sender lives in the process table until the reaper delivers.
@@ -293,7 +291,16 @@ async fn write_loop(
     // Dropping the pipe closes the server's stdin.
 }
 
-async fn read_loop(mut pipe: pipe::Receiver, sink: Arc<dyn ChildSink>, max_line: usize) {
+/// After stdout closes, how long to wait for the exit status, so that a server that died is
+/// reported as "exited (status)" rather than just "closed its output".
+const EXIT_AFTER_EOF_WAIT: Duration = Duration::from_millis(250);
+
+async fn read_loop(
+    mut pipe: pipe::Receiver,
+    sink: Arc<dyn ChildSink>,
+    max_line: usize,
+    mut exit: watch::Receiver<Option<ExitStatus>>,
+) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut scanned = 0; // bytes of `buf` known to hold no newline
     let mut discarding: Option<usize> = None; // bytes dropped of an oversized line
@@ -360,7 +367,11 @@ async fn read_loop(mut pipe: pipe::Receiver, sink: Arc<dyn ChildSink>, max_line:
             }
         }
     }
-    sink.on_closed(Closed::StdoutClosed);
+    // The exit watcher reports `Exited` itself; it wins if it comes within the wait.
+    let exited = tokio::time::timeout(EXIT_AFTER_EOF_WAIT, exit.wait_for(Option::is_some)).await;
+    if exited.is_err() {
+        sink.on_closed(Closed::StdoutClosed);
+    }
 }
 
 #[cfg(test)]

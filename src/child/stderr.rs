@@ -17,7 +17,20 @@ pub(super) async fn log_lines(mut pipe: pipe::Receiver, limits: StderrLimits) {
     let mut bucket = TokenBucket::new(limits.lines_per_sec, limits.burst);
     let mut suppressed: u64 = 0;
     loop {
-        let n = match pipe.read(&mut buf).await {
+        // While lines are being suppressed, report the count once the output goes quiet.
+        let read = pipe.read(&mut buf);
+        let n = if suppressed > 0 {
+            match tokio::time::timeout(std::time::Duration::from_secs(1), read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    report_suppressed(&mut suppressed);
+                    continue;
+                }
+            }
+        } else {
+            read.await
+        };
+        let n = match n {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -33,14 +46,7 @@ pub(super) async fn log_lines(mut pipe: pipe::Receiver, limits: StderrLimits) {
             truncated |= chunk.len() > room;
             if complete {
                 if bucket.take() {
-                    if suppressed > 0 {
-                        tracing::warn!(
-                            source = "child",
-                            lines = suppressed,
-                            "server stderr lines suppressed (rate limit)"
-                        );
-                        suppressed = 0;
-                    }
+                    report_suppressed(&mut suppressed);
                     emit(&line, truncated);
                 } else {
                     suppressed += 1;
@@ -53,12 +59,17 @@ pub(super) async fn log_lines(mut pipe: pipe::Receiver, limits: StderrLimits) {
     if !line.is_empty() {
         emit(&line, truncated);
     }
-    if suppressed > 0 {
+    report_suppressed(&mut suppressed);
+}
+
+fn report_suppressed(suppressed: &mut u64) {
+    if *suppressed > 0 {
         tracing::warn!(
             source = "child",
-            lines = suppressed,
+            lines = *suppressed,
             "server stderr lines suppressed (rate limit)"
         );
+        *suppressed = 0;
     }
 }
 

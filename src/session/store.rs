@@ -146,6 +146,8 @@ impl SessionStore {
             version: AtomicU8::new(0),
             created: Instant::now(),
             last_active_ms: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            last_loss_log_ms: AtomicU64::new(0),
             ended: CancellationToken::new(),
             store: Arc::downgrade(inner),
             span: span.clone(),
@@ -297,6 +299,9 @@ pub struct Session {
     version: AtomicU8,
     created: Instant,
     last_active_ms: AtomicU64,
+    /// Messages evicted unread, and when that was last logged.
+    dropped: AtomicU64,
+    last_loss_log_ms: AtomicU64,
     ended: CancellationToken,
     store: Weak<StoreInner>,
     span: tracing::Span,
@@ -627,10 +632,18 @@ impl Session {
             return;
         }
         let _g = self.span.enter();
-        tracing::warn!(
-            events = lost.len(),
-            "client is not reading its stream; dropped the oldest undelivered messages"
-        );
+        // Once per second at most: a flood must not turn into a log flood.
+        let now = self.created.elapsed().as_millis() as u64;
+        let last = self.last_loss_log_ms.load(Ordering::Relaxed);
+        let dropped =
+            self.dropped.fetch_add(lost.len() as u64, Ordering::Relaxed) + lost.len() as u64;
+        if last == 0 || now.saturating_sub(last) >= 1000 {
+            self.last_loss_log_ms.store(now.max(1), Ordering::Relaxed);
+            tracing::warn!(
+                dropped_total = dropped,
+                "client is not reading its stream; dropped the oldest undelivered messages"
+            );
+        }
         for event in lost {
             if event.kind != Kind::Request {
                 continue;

@@ -1,0 +1,312 @@
+//! A small STDIO MCP server for tests and benchmarks: fast echo, plus behaviours that real
+//! servers show only when they misbehave (crash, hang, garbage, huge lines, closed stdout,
+//! ignored EOF or SIGTERM, floods, daemons).
+//!
+//! Run: `stdio_fixture [--ignore-eof] [--ignore-sigterm] [--exit-on-initialize]
+//! [--die-mid-line-on-initialize]`. Tools are selected by name in `tools/call`.
+
+use std::collections::HashSet;
+use std::io::{BufRead, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct Flags {
+    ignore_eof: bool,
+    ignore_sigterm: bool,
+    exit_on_initialize: bool,
+    die_mid_line_on_initialize: bool,
+}
+
+type Out = Arc<Mutex<std::io::Stdout>>;
+
+fn send(out: &Out, v: &Value) {
+    let mut line = serde_json::to_vec(v).unwrap_or_default();
+    line.push(b'\n');
+    if let Ok(mut o) = out.lock() {
+        let _ = o.write_all(&line);
+        let _ = o.flush();
+    }
+}
+
+fn text_result(id: &Value, text: &str) -> Value {
+    json!({"jsonrpc":"2.0","id":id,"result":{"content":[{"type":"text","text":text}]}})
+}
+
+fn main() {
+    let mut flags = Flags::default();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--ignore-eof" => flags.ignore_eof = true,
+            "--ignore-sigterm" => flags.ignore_sigterm = true,
+            "--exit-on-initialize" => flags.exit_on_initialize = true,
+            "--die-mid-line-on-initialize" => flags.die_mid_line_on_initialize = true,
+            other => {
+                eprintln!("stdio_fixture: unknown flag {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    if flags.ignore_sigterm {
+        // Ignoring is inherited across exec but needs no handler code.
+        let _ = unsafe_free_ignore_sigterm();
+    }
+    eprintln!("stdio_fixture: ready (pid {})", std::process::id());
+    let out: Out = Arc::new(Mutex::new(std::io::stdout()));
+    let cancelled: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Responses to our own server→client requests, by id.
+    let replies: Arc<Mutex<std::collections::HashMap<String, std::sync::mpsc::Sender<Value>>>> =
+        Arc::default();
+    let mut next_request = 0u64;
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+            eprintln!("stdio_fixture: not JSON: {} bytes", line.len());
+            continue;
+        };
+        let method = msg
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        if method.is_empty() {
+            // A response to one of our requests.
+            if let Some(tx) = replies
+                .lock()
+                .ok()
+                .and_then(|mut r| r.remove(&id.to_string()))
+            {
+                let _ = tx.send(msg);
+            }
+            continue;
+        }
+        match method.as_str() {
+            "initialize" => {
+                if flags.exit_on_initialize {
+                    std::process::exit(4);
+                }
+                if flags.die_mid_line_on_initialize {
+                    if let Ok(mut o) = out.lock() {
+                        let _ = o.write_all(br#"{"jsonrpc":"2.0","id":"#);
+                        let _ = o.flush();
+                    }
+                    std::process::exit(5);
+                }
+                let requested = msg
+                    .pointer("/params/protocolVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("2025-11-25");
+                send(
+                    &out,
+                    &json!({"jsonrpc":"2.0","id":id,"result":{
+                    "protocolVersion": requested,
+                    "capabilities": {"tools": {}, "logging": {}},
+                    "serverInfo": {"name": "stdio-fixture", "version": "1.0.0"}}}),
+                );
+            }
+            "notifications/initialized" => {}
+            "notifications/cancelled" => {
+                if let Some(r) = msg.pointer("/params/requestId")
+                    && let Ok(mut c) = cancelled.lock()
+                {
+                    c.insert(r.to_string());
+                }
+            }
+            "ping" => send(&out, &json!({"jsonrpc":"2.0","id":id,"result":{}})),
+            "tools/list" => send(
+                &out,
+                &json!({"jsonrpc":"2.0","id":id,"result":{"tools":[
+                {"name":"echo","inputSchema":{"type":"object","properties":{"text":{"type":"string"}}}}]}}),
+            ),
+            "tools/call" => {
+                let name = msg
+                    .pointer("/params/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                let args = msg
+                    .pointer("/params/arguments")
+                    .cloned()
+                    .unwrap_or(json!({}));
+                let token = msg.pointer("/params/_meta/progressToken").cloned();
+                let num = |k: &str, d: u64| args.get(k).and_then(Value::as_u64).unwrap_or(d);
+                match name.as_str() {
+                    "echo" => {
+                        let text = args.get("text").and_then(Value::as_str).unwrap_or("");
+                        send(&out, &text_result(&id, text));
+                    }
+                    "pid" => send(&out, &text_result(&id, &std::process::id().to_string())),
+                    "env" => {
+                        let env: Vec<String> =
+                            std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+                        send(&out, &text_result(&id, &env.join("\n")));
+                    }
+                    "slow" | "hang" => {
+                        let ms = if name == "hang" {
+                            u64::MAX / 4
+                        } else {
+                            num("ms", 100)
+                        };
+                        let (out, cancelled) = (out.clone(), cancelled.clone());
+                        std::thread::spawn(move || {
+                            let step = Duration::from_millis(10);
+                            let mut waited = 0u64;
+                            while waited < ms {
+                                std::thread::sleep(step);
+                                waited += 10;
+                                if cancelled
+                                    .lock()
+                                    .map(|c| c.contains(&id.to_string()))
+                                    .unwrap_or(false)
+                                {
+                                    return;
+                                }
+                            }
+                            send(&out, &text_result(&id, &format!("slept {ms} ms")));
+                        });
+                    }
+                    "progress" => {
+                        let steps = num("steps", 3);
+                        let (out, token) = (out.clone(), token.clone());
+                        std::thread::spawn(move || {
+                            for i in 1..=steps {
+                                if let Some(t) = &token {
+                                    send(
+                                        &out,
+                                        &json!({"jsonrpc":"2.0","method":"notifications/progress",
+                                        "params":{"progressToken":t,"progress":i,"total":steps}}),
+                                    );
+                                }
+                                std::thread::sleep(Duration::from_millis(num_or(
+                                    &args,
+                                    "interval_ms",
+                                    20,
+                                )));
+                            }
+                            send(&out, &text_result(&id, &format!("done in {steps} steps")));
+                        });
+                    }
+                    "notify" => {
+                        for i in 0..num("count", 1) {
+                            send(
+                                &out,
+                                &json!({"jsonrpc":"2.0","method":"notifications/message",
+                                "params":{"level":"info","data":format!("note {i}")}}),
+                            );
+                        }
+                        send(&out, &text_result(&id, "notified"));
+                    }
+                    "flood" => {
+                        let payload = "x".repeat(num("bytes", 1024) as usize);
+                        for i in 0..num("count", 1000) {
+                            send(
+                                &out,
+                                &json!({"jsonrpc":"2.0","method":"notifications/message",
+                                "params":{"level":"info","data":{"i":i,"pad":payload}}}),
+                            );
+                        }
+                        send(&out, &text_result(&id, "flooded"));
+                    }
+                    "sample" => {
+                        let rid = format!("fixture-{next_request}");
+                        next_request += 1;
+                        let (tx, rx) = std::sync::mpsc::channel();
+                        if let Ok(mut r) = replies.lock() {
+                            r.insert(Value::from(rid.clone()).to_string(), tx);
+                        }
+                        send(
+                            &out,
+                            &json!({"jsonrpc":"2.0","id":rid,"method":"sampling/createMessage","params":{
+                            "messages":[{"role":"user","content":{"type":"text","text":args.get("prompt").and_then(Value::as_str).unwrap_or("hi")}}],
+                            "maxTokens":10}}),
+                        );
+                        let out = out.clone();
+                        std::thread::spawn(move || {
+                            let reply = rx
+                                .recv_timeout(Duration::from_secs(30))
+                                .unwrap_or(Value::Null);
+                            let text = reply
+                                .pointer("/result/content/text")
+                                .and_then(Value::as_str)
+                                .unwrap_or("<no reply>");
+                            send(&out, &text_result(&id, &format!("sampled: {text}")));
+                        });
+                    }
+                    "crash" => std::process::exit(3),
+                    "garbage" => {
+                        if let Ok(mut o) = out.lock() {
+                            let _ = o.write_all(b"this is not json\n{\"also\": broken\n");
+                            let _ = o.flush();
+                        }
+                        send(&out, &text_result(&id, "after garbage"));
+                    }
+                    "huge" => {
+                        let big = "y".repeat(num("bytes", 10 << 20) as usize);
+                        send(&out, &text_result(&id, &big));
+                    }
+                    "close_stdout" => {
+                        // Replace fd 1 with nothing: the bridge sees EOF while we keep running.
+                        drop(out.lock().map(|mut o| o.flush()));
+                        close_stdout();
+                    }
+                    "spawn_daemon" => {
+                        let child = std::process::Command::new("sh")
+                            .args([
+                                "-c",
+                                "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!",
+                            ])
+                            .stderr(std::process::Stdio::null())
+                            .output();
+                        let pid = child
+                            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                            .unwrap_or_default();
+                        send(&out, &text_result(&id, &pid));
+                    }
+                    "stderr" => {
+                        for i in 0..num("lines", 10) {
+                            eprintln!("stderr line {i}");
+                        }
+                        send(&out, &text_result(&id, "wrote stderr"));
+                    }
+                    other => send(
+                        &out,
+                        &json!({"jsonrpc":"2.0","id":id,"error":{"code":-32602,"message":format!("unknown tool {other}")}}),
+                    ),
+                }
+            }
+            _ if id.is_null() => {}
+            _ => send(
+                &out,
+                &json!({"jsonrpc":"2.0","id":id,"error":{"code":-32601,"message":"Method not found"}}),
+            ),
+        }
+    }
+    if flags.ignore_eof {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
+fn num_or(args: &Value, k: &str, d: u64) -> u64 {
+    args.get(k).and_then(Value::as_u64).unwrap_or(d)
+}
+
+fn unsafe_free_ignore_sigterm() -> nix::Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+    // Blocking (rather than ignoring) needs no unsafe and has the same effect for a
+    // single-threaded process that never unblocks it.
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+}
+
+fn close_stdout() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
+}

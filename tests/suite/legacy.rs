@@ -1,0 +1,200 @@
+//! The HTTP+SSE transport (2024-11-05), on the wire.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::http::{SseParser, with_timeout};
+use crate::support::{Warden, fixture, until};
+
+struct Legacy {
+    resp: reqwest::Response,
+    parser: SseParser,
+    endpoint: String,
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Legacy {
+    async fn connect(w: &Warden) -> Legacy {
+        let client = reqwest::Client::new();
+        let resp = client
+            .get(w.url("/sse"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let mut l = Legacy {
+            resp,
+            parser: SseParser::default(),
+            endpoint: String::new(),
+            client,
+            base: w.url(""),
+        };
+        let first = l.next().await;
+        assert_eq!(first.0.as_deref(), Some("endpoint"));
+        l.endpoint = first.1;
+        l
+    }
+
+    async fn next(&mut self) -> (Option<String>, String) {
+        with_timeout(Duration::from_secs(10), async {
+            loop {
+                let chunk = self.resp.chunk().await.unwrap().expect("stream ended");
+                if let Some(e) = self.parser.push(&chunk).into_iter().next() {
+                    return (e.event, e.data);
+                }
+            }
+        })
+        .await
+    }
+
+    async fn post(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{}", self.base, self.endpoint))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts a request; its answer arrives as a `message` event.
+    async fn request(&mut self, body: Value) -> Value {
+        let r = self.post(&body).await;
+        assert_eq!(r.status(), 202);
+        loop {
+            let (event, data) = self.next().await;
+            assert_eq!(event.as_deref(), Some("message"));
+            let v: Value = serde_json::from_str(&data).unwrap();
+            if v.get("id") == body.get("id")
+                && (v.get("result").is_some() || v.get("error").is_some())
+            {
+                return v;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn endpoint_event_then_messages_on_the_stream() {
+    let w = Warden::start(fixture());
+    let mut l = Legacy::connect(&w).await;
+    assert!(
+        l.endpoint.starts_with("/message?sessionId="),
+        "{}",
+        l.endpoint
+    );
+    let init = l
+        .request(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}))
+        .await;
+    assert_eq!(init["result"]["protocolVersion"], "2024-11-05");
+    assert_eq!(
+        l.post(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+            .await
+            .status(),
+        202
+    );
+    let r = l.request(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"via sse"}}})).await;
+    assert_eq!(r["result"]["content"][0]["text"], "via sse");
+}
+
+#[tokio::test]
+async fn the_discovery_probe_is_answered_without_the_server() {
+    let w = Warden::start(fixture());
+    let mut l = Legacy::connect(&w).await;
+    let r = l
+        .request(json!({"jsonrpc":"2.0","id":"probe","method":"server/discover","params":{}}))
+        .await;
+    assert_eq!(r["error"]["code"], -32601);
+}
+
+#[tokio::test]
+async fn closing_the_stream_ends_the_session_and_its_server() {
+    // A vanished client is noticed when a write to it fails: keep-alives make that prompt.
+    let w = Warden::builder(fixture())
+        .args(["--sse-keepalive", "200ms"])
+        .start();
+    let mut l = Legacy::connect(&w).await;
+    l.request(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
+    let pid: i32 = l.request(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pid","arguments":{}}})).await["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let endpoint = l.endpoint.clone();
+    let client = l.client.clone();
+    drop(l);
+    assert!(
+        until(Duration::from_secs(10), || (!crate::support::proc::alive(
+            pid
+        ))
+        .then_some(()))
+        .await
+        .is_some()
+    );
+    let r = client
+        .post(w.url(&endpoint))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn message_endpoint_errors() {
+    let w = Warden::start(fixture());
+    let c = reqwest::Client::new();
+    let r = c
+        .post(w.url("/message"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "no sessionId");
+    let r = c
+        .post(w.url("/message?sessionId=nope"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let l = Legacy::connect(&w).await;
+    let r = c
+        .post(w.url(&l.endpoint))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    // A legacy session id is not a Streamable HTTP session.
+    let id = l.endpoint.split('=').nth(1).unwrap();
+    let r = c
+        .post(w.mcp_url())
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-session-id", id)
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn legacy_transport_can_be_turned_off() {
+    let w = Warden::builder(fixture()).arg("--no-legacy-sse").start();
+    let r = reqwest::Client::new()
+        .get(w.url("/sse"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

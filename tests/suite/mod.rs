@@ -1,0 +1,5 @@
+mod bridge;
+mod clients;
+mod faults;
+mod legacy;
+mod lifecycle;
