@@ -1,5 +1,6 @@
 mod bridge;
 mod clients;
+mod conformance;
 mod faults;
 mod legacy;
 mod lifecycle;
