@@ -10,7 +10,12 @@
 //! load generator on CPU 1; the output says whether the load generator was the bottleneck.
 //! Nothing here asserts on time: goals are printed as met / not met.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    unreachable_pub
+)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -68,7 +73,7 @@ struct EchoArgs<'a> {
 
 fn echo_server() -> ! {
     let stdin = std::io::stdin();
-    let mut input = stdin.lock();
+    let mut input = std::io::BufReader::with_capacity(1 << 17, stdin.lock());
     let mut out = std::io::BufWriter::with_capacity(1 << 17, std::io::stdout().lock());
     let mut line = Vec::with_capacity(1 << 17);
     loop {
@@ -77,12 +82,20 @@ fn echo_server() -> ! {
             Ok(0) | Err(_) => std::process::exit(0),
             Ok(_) => {}
         }
-        let Ok(msg) = serde_json::from_slice::<EchoMsg<'_>>(&line) else { continue };
-        let (Some(method), Some(id)) = (msg.method, msg.id) else { continue };
+        let Ok(msg) = serde_json::from_slice::<EchoMsg<'_>>(&line) else {
+            continue;
+        };
+        let (Some(method), Some(id)) = (msg.method, msg.id) else {
+            continue;
+        };
         let id = id.get();
         match method {
             "initialize" => {
-                let v = msg.params.as_ref().and_then(|p| p.protocol_version).unwrap_or("2025-11-25");
+                let v = msg
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.protocol_version)
+                    .unwrap_or("2025-11-25");
                 let _ = write!(
                     out,
                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"{v}","capabilities":{{"tools":{{}}}},"serverInfo":{{"name":"bench-echo","version":"1"}}}}}}"#
@@ -90,7 +103,10 @@ fn echo_server() -> ! {
             }
             "tools/call" => {
                 let params = msg.params.as_ref();
-                if let Some(token) = params.and_then(|p| p.meta.as_ref()).and_then(|m| m.progress_token) {
+                if let Some(token) = params
+                    .and_then(|p| p.meta.as_ref())
+                    .and_then(|m| m.progress_token)
+                {
                     let _ = write!(
                         out,
                         r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":1,"total":1}}}}"#,
@@ -98,8 +114,14 @@ fn echo_server() -> ! {
                     );
                     let _ = out.write_all(b"\n");
                 }
-                let text = params.and_then(|p| p.arguments.as_ref()).and_then(|a| a.text).map_or("\"\"", |t| t.get());
-                let _ = write!(out, r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":{text}}}]}}}}"#);
+                let text = params
+                    .and_then(|p| p.arguments.as_ref())
+                    .and_then(|a| a.text)
+                    .map_or("\"\"", |t| t.get());
+                let _ = write!(
+                    out,
+                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":{text}}}]}}}}"#
+                );
             }
             "tools/list" => {
                 let _ = write!(
@@ -112,7 +134,10 @@ fn echo_server() -> ! {
             }
         }
         let _ = out.write_all(b"\n");
-        let _ = out.flush();
+        // Flush when no further request is already buffered: one write per batch.
+        if input.buffer().is_empty() {
+            let _ = out.flush();
+        }
     }
 }
 
@@ -128,8 +153,14 @@ fn init_body(id: u64) -> String {
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
 fn call_body(id: u64, text: &str, progress: bool) -> String {
-    let meta = if progress { format!(r#","_meta":{{"progressToken":{id}}}"#) } else { String::new() };
-    format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}{meta}}}}}"#)
+    let meta = if progress {
+        format!(r#","_meta":{{"progressToken":{id}}}"#)
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}{meta}}}}}"#
+    )
 }
 
 /// The text of an echo payload of about `bytes` bytes, unique per call so misrouting shows.
@@ -151,7 +182,12 @@ fn check_echo(body: &[u8], id: u64, text: &str) -> bool {
         result: Option<&'a RawValue>,
     }
     match serde_json::from_slice::<R<'_>>(body) {
-        Ok(r) => r.id == Some(id) && r.result.is_some_and(|res| memchr::memmem::find(res.get().as_bytes(), text.as_bytes()).is_some()),
+        Ok(r) => {
+            r.id == Some(id)
+                && r.result.is_some_and(|res| {
+                    memchr::memmem::find(res.get().as_bytes(), text.as_bytes()).is_some()
+                })
+        }
         Err(_) => false,
     }
 }
@@ -176,7 +212,7 @@ impl StdioClient {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-                let cpu = PIN_CHILDREN.load(Ordering::Relaxed);
+        let cpu = PIN_CHILDREN.load(Ordering::Relaxed);
         if cpu != u64::MAX
             && let Some(pid) = child.id()
         {
@@ -206,7 +242,11 @@ impl StdioClient {
                 }
             }
         });
-        StdioClient { stdin: Mutex::new(child.stdin.take().unwrap()), pending, _child: child }
+        StdioClient {
+            stdin: Mutex::new(child.stdin.take().unwrap()),
+            pending,
+            _child: child,
+        }
     }
 
     async fn request(&self, id: u64, body: &str) -> Bytes {
@@ -243,7 +283,13 @@ impl Http {
         Http { sender, addr }
     }
 
-    fn request(&self, method: &str, path: &str, session: Option<&str>, body: Bytes) -> hyper::Request<Full<Bytes>> {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        session: Option<&str>,
+        body: Bytes,
+    ) -> hyper::Request<Full<Bytes>> {
         let mut b = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -251,29 +297,48 @@ impl Http {
             .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json");
         if let Some(s) = session {
-            b = b.header("mcp-session-id", s).header("mcp-protocol-version", "2025-11-25");
+            b = b
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", "2025-11-25");
         }
         b.body(Full::new(body)).unwrap()
     }
 
     /// POSTs and returns (session id header, the JSON-RPC response bytes). SSE answers are
     /// read to their response event.
-    async fn post(&mut self, path: &str, session: Option<&str>, body: String) -> (Option<String>, Bytes) {
+    async fn post(
+        &mut self,
+        path: &str,
+        session: Option<&str>,
+        body: String,
+    ) -> (Option<String>, Bytes) {
         let req = self.request("POST", path, session, Bytes::from(body));
         self.sender.ready().await.unwrap();
         let resp = self.sender.send_request(req).await.unwrap();
-        let sid = resp.headers().get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
-        let sse = resp.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let sid = resp
+            .headers()
+            .get("mcp-session-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let sse = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         let status = resp.status();
         let mut body = resp.into_body();
         if !sse {
             let bytes = body.collect().await.unwrap().to_bytes();
-            assert!(status.is_success(), "HTTP {status}: {}", String::from_utf8_lossy(&bytes));
+            assert!(
+                status.is_success(),
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
             return (sid, bytes);
         }
         let mut buf = Vec::new();
         loop {
-            let Some(frame) = body.frame().await else { break };
+            let Some(frame) = body.frame().await else {
+                break;
+            };
             if let Ok(data) = frame.unwrap().into_data() {
                 buf.extend_from_slice(&data);
             }
@@ -337,7 +402,9 @@ impl LegacyClient {
             let mut buf = String::new();
             let mut etx = Some(etx);
             while let Some(Ok(frame)) = body.frame().await {
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 buf.push_str(&String::from_utf8_lossy(&data));
                 while let Some(end) = buf.find("\n\n") {
                     let block: String = buf.drain(..end + 2).collect();
@@ -345,7 +412,11 @@ impl LegacyClient {
                     let mut payload = String::new();
                     for line in block.lines() {
                         if let Some(e) = line.strip_prefix("event: ") {
-                            event = if e == "endpoint" { "endpoint" } else { "message" };
+                            event = if e == "endpoint" {
+                                "endpoint"
+                            } else {
+                                "message"
+                            };
                         } else if let Some(d) = line.strip_prefix("data: ") {
                             payload.push_str(d);
                         }
@@ -361,11 +432,17 @@ impl LegacyClient {
             }
         });
         let endpoint = erx.await.unwrap();
-        LegacyClient { post: Http::connect(addr).await, endpoint, events }
+        LegacyClient {
+            post: Http::connect(addr).await,
+            endpoint,
+            events,
+        }
     }
 
     async fn request(&mut self, body: String) -> Bytes {
-        let req = self.post.request("POST", &self.endpoint, None, Bytes::from(body));
+        let req = self
+            .post
+            .request("POST", &self.endpoint, None, Bytes::from(body));
         self.post.sender.ready().await.unwrap();
         let resp = self.post.sender.send_request(req).await.unwrap();
         let _ = resp.into_body().collect().await;
@@ -378,7 +455,9 @@ impl LegacyClient {
     }
 
     async fn notify(&mut self, body: &str) {
-        let req = self.post.request("POST", &self.endpoint, None, Bytes::from(body.to_owned()));
+        let req = self
+            .post
+            .request("POST", &self.endpoint, None, Bytes::from(body.to_owned()));
         self.post.sender.ready().await.unwrap();
         let resp = self.post.sender.send_request(req).await.unwrap();
         let _ = resp.into_body().collect().await;
@@ -393,7 +472,12 @@ enum Target {
     /// The echo server's own stdin/stdout.
     Floor { cmd: Vec<String> },
     /// A Streamable HTTP endpoint (mcp-warden or the peer); `sse` forces SSE answers.
-    Http { addr: SocketAddr, path: &'static str, sse: bool, pid: u32 },
+    Http {
+        addr: SocketAddr,
+        path: &'static str,
+        sse: bool,
+        pid: u32,
+    },
     /// The legacy HTTP+SSE transport of mcp-warden.
     Legacy { addr: SocketAddr, pid: u32 },
 }
@@ -410,7 +494,12 @@ impl Target {
 /// A session on a target, with `lanes` connections for concurrent calls.
 enum Session {
     Floor(Arc<StdioClient>),
-    Http { lanes: Vec<Http>, path: &'static str, sid: String, sse: bool },
+    Http {
+        lanes: Vec<Http>,
+        path: &'static str,
+        sid: String,
+        sse: bool,
+    },
     Legacy(LegacyClient),
 }
 
@@ -429,7 +518,9 @@ async fn open(target: &Target, lanes: usize) -> Session {
             c.notify(INITIALIZED).await;
             Session::Floor(Arc::new(c))
         }
-        Target::Http { addr, path, sse, .. } => {
+        Target::Http {
+            addr, path, sse, ..
+        } => {
             let mut first = Http::connect(*addr).await;
             let (sid, _) = first.post(path, None, init_body(0)).await;
             let sid = sid.expect("no session id");
@@ -438,7 +529,12 @@ async fn open(target: &Target, lanes: usize) -> Session {
             for _ in 1..lanes {
                 all.push(Http::connect(*addr).await);
             }
-            Session::Http { lanes: all, path, sid, sse: *sse }
+            Session::Http {
+                lanes: all,
+                path,
+                sid,
+                sse: *sse,
+            }
         }
         Target::Legacy { addr, .. } => {
             let mut c = LegacyClient::connect(*addr).await;
@@ -450,7 +546,13 @@ async fn open(target: &Target, lanes: usize) -> Session {
 }
 
 async fn close(session: Session) {
-    if let Session::Http { mut lanes, path, sid, .. } = session {
+    if let Session::Http {
+        mut lanes,
+        path,
+        sid,
+        ..
+    } = session
+    {
         lanes[0].delete(path, &sid).await;
     }
 }
@@ -462,7 +564,17 @@ async fn call(session: &mut Session, lane: usize, bytes: usize) -> Duration {
     let start = Instant::now();
     let resp = match session {
         Session::Floor(c) => c.request(id, &call_body(id, &text, false)).await,
-        Session::Http { lanes, path, sid, sse } => lanes[lane].post(path, Some(sid), call_body(id, &text, *sse)).await.1,
+        Session::Http {
+            lanes,
+            path,
+            sid,
+            sse,
+        } => {
+            lanes[lane]
+                .post(path, Some(sid), call_body(id, &text, *sse))
+                .await
+                .1
+        }
         Session::Legacy(c) => c.request(call_body(id, &text, false)).await,
     };
     let rtt = start.elapsed();
@@ -482,12 +594,14 @@ fn cpu_ticks(pid: u32) -> u64 {
     let rest = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the state.
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 fn self_cpu() -> Duration {
     let r = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
-    let t = |tv: nix::sys::time::TimeVal| Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000);
+    let t =
+        |tv: nix::sys::time::TimeVal| Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000);
     t(r.user_time()) + t(r.system_time())
 }
 
@@ -533,7 +647,10 @@ async fn latency(target: &Target, calls: usize, bytes: usize) -> (Duration, Dura
         samples.push(call(&mut s, 0, bytes).await);
     }
     close(s).await;
-    (percentile(&mut samples, 0.5), percentile(&mut samples, 0.99))
+    (
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.99),
+    )
 }
 
 /// 16 sessions × 4 calls in flight for `secs`: calls/s, target CPU per call, load-gen busy.
@@ -564,11 +681,21 @@ async fn throughput(target: &Target, secs: f64) -> (f64, Option<Duration>, f64) 
                     }));
                 }
             }
-            Session::Http { lanes, path, sid, sse } => {
+            Session::Http {
+                lanes,
+                path,
+                sid,
+                sse,
+            } => {
                 for lane in lanes {
                     let (done, stop, sid) = (done.clone(), stop.clone(), sid.clone());
                     tasks.push(tokio::spawn(async move {
-                        let mut s = Session::Http { lanes: vec![lane], path, sid, sse };
+                        let mut s = Session::Http {
+                            lanes: vec![lane],
+                            path,
+                            sid,
+                            sse,
+                        };
                         while !stop.load(Ordering::Relaxed) {
                             call(&mut s, 0, 64).await;
                             done.fetch_add(1, Ordering::Relaxed);
@@ -588,7 +715,8 @@ async fn throughput(target: &Target, secs: f64) -> (f64, Option<Duration>, f64) 
     for t in tasks {
         let _ = t.await;
     }
-    let per_call = ticks.map(|t| Duration::from_secs_f64(t as f64 / TICKS_PER_SEC / n.max(1) as f64));
+    let per_call =
+        ticks.map(|t| Duration::from_secs_f64(t as f64 / TICKS_PER_SEC / n.max(1) as f64));
     (n as f64 / elapsed.as_secs_f64(), per_call, busy)
 }
 
@@ -658,7 +786,10 @@ struct Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -672,7 +803,11 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn wait_listening(addr: SocketAddr) {
@@ -688,7 +823,12 @@ fn spawn_pinned(cmd: &mut std::process::Command, target_cpu: Option<usize>) -> P
     if let Some(cpu) = target_cpu {
         pin(cpu);
     }
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     Proc { child }
 }
 
@@ -720,24 +860,66 @@ struct Row {
 fn print_table(rows: &[Row], floor: &Figures, peer: Option<&Figures>) {
     type Get = fn(&Figures) -> Option<f64>;
     let cols: [(&str, Get, fn(f64) -> String); 8] = [
-        ("p50 64 B", |f| f.latency_p50.map(|d| d.as_secs_f64()), |v| us(Duration::from_secs_f64(v))),
-        ("p99 64 B", |f| f.latency_p99.map(|d| d.as_secs_f64()), |v| us(Duration::from_secs_f64(v))),
+        (
+            "p50 64 B",
+            |f| f.latency_p50.map(|d| d.as_secs_f64()),
+            |v| us(Duration::from_secs_f64(v)),
+        ),
+        (
+            "p99 64 B",
+            |f| f.latency_p99.map(|d| d.as_secs_f64()),
+            |v| us(Duration::from_secs_f64(v)),
+        ),
         ("calls/s 16×4", |f| f.throughput, |v| format!("{v:.0}")),
-        ("CPU/call", |f| f.cpu_per_call.map(|d| d.as_secs_f64()), |v| us(Duration::from_secs_f64(v))),
-        ("p50 64 KiB", |f| f.big_p50.map(|d| d.as_secs_f64()), |v| us(Duration::from_secs_f64(v))),
-        ("setup p50", |f| f.setup_p50.map(|d| d.as_secs_f64()), |v| us(Duration::from_secs_f64(v))),
-        ("idle RSS", |f| f.idle_rss_kib.map(|v| v as f64), |v| format!("{:.1} MiB", v / 1024.0)),
-        ("RSS/session", |f| f.rss_per_session_kib, |v| format!("{v:.0} KiB")),
+        (
+            "CPU/call",
+            |f| f.cpu_per_call.map(|d| d.as_secs_f64()),
+            |v| us(Duration::from_secs_f64(v)),
+        ),
+        (
+            "p50 64 KiB",
+            |f| f.big_p50.map(|d| d.as_secs_f64()),
+            |v| us(Duration::from_secs_f64(v)),
+        ),
+        (
+            "setup p50",
+            |f| f.setup_p50.map(|d| d.as_secs_f64()),
+            |v| us(Duration::from_secs_f64(v)),
+        ),
+        (
+            "idle RSS",
+            |f| f.idle_rss_kib.map(|v| v as f64),
+            |v| format!("{:.1} MiB", v / 1024.0),
+        ),
+        (
+            "RSS/session",
+            |f| f.rss_per_session_kib,
+            |v| format!("{v:.0} KiB"),
+        ),
     ];
     println!();
-    println!("{:<34} {}", "", cols.iter().map(|c| format!("{:>14}", c.0)).collect::<String>());
+    println!(
+        "{:<34} {}",
+        "",
+        cols.iter()
+            .map(|c| format!("{:>14}", c.0))
+            .collect::<String>()
+    );
     for row in rows {
-        let vals: String = cols.iter().map(|(_, get, fmt)| format!("{:>14}", get(&row.f).map_or("–".into(), fmt))).collect();
+        let vals: String = cols
+            .iter()
+            .map(|(_, get, fmt)| format!("{:>14}", get(&row.f).map_or("–".into(), fmt)))
+            .collect();
         println!("{:<34} {vals}", row.name);
         let vs = |other: &Figures, label: &str| {
             let r: String = cols
                 .iter()
-                .map(|(_, get, _)| format!("{:>14}", get(&row.f).map_or("".into(), |v| ratio(v, get(other)))))
+                .map(|(_, get, _)| {
+                    format!(
+                        "{:>14}",
+                        get(&row.f).map_or("".into(), |v| ratio(v, get(other)))
+                    )
+                })
                 .collect();
             println!("{:<34} {r}", format!("  ÷ {label}"));
         };
@@ -766,18 +948,37 @@ fn main() {
     }
     // `cargo bench` passes `--bench`; anything else selects a quick run.
     let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(run(quick));
 }
 
 async fn run(quick: bool) {
     let plan = if quick {
-        Plan { latency_calls: 500, throughput_secs: 1.0, big_calls: 50, setups: 10, idle_sessions: 20 }
+        Plan {
+            latency_calls: 500,
+            throughput_secs: 1.0,
+            big_calls: 50,
+            setups: 10,
+            idle_sessions: 20,
+        }
     } else {
-        Plan { latency_calls: 5000, throughput_secs: 5.0, big_calls: 500, setups: 50, idle_sessions: 100 }
+        Plan {
+            latency_calls: 5000,
+            throughput_secs: 5.0,
+            big_calls: 500,
+            setups: 50,
+            idle_sessions: 100,
+        }
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (target_cpu, load_cpu) = if cpus >= 2 { (Some(0), Some(1)) } else { (None, None) };
+    let (target_cpu, load_cpu) = if cpus >= 2 {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    };
     let me = std::env::current_exe().unwrap();
     let echo = vec![me.display().to_string(), "--echo-server".to_owned()];
     let warden = PathBuf::from(env!("CARGO_BIN_EXE_mcp-warden"));
@@ -794,17 +995,29 @@ async fn run(quick: bool) {
 
     let mut rows: Vec<Row> = Vec::new();
 
-        // The floor: load generator ↔ echo server stdio, no HTTP.
+    // The floor: load generator ↔ echo server stdio, no HTTP.
     let floor_target = Target::Floor { cmd: echo.clone() };
     let floor = measure_floor(&floor_target, &plan, target_cpu, load_cpu).await;
-    rows.push(Row { name: "floor: STDIO, no HTTP".into(), f: floor.clone() });
+    rows.push(Row {
+        name: "floor: STDIO, no HTTP".into(),
+        f: floor.clone(),
+    });
 
     // mcp-warden, auth off.
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let w = spawn_pinned(
         std::process::Command::new(&warden)
-            .args(["wrap", "--no-auth", "--listen", &addr.to_string(), "--max-sessions", "1000", "--log-level", "warn"])
+            .args([
+                "wrap",
+                "--no-auth",
+                "--listen",
+                &addr.to_string(),
+                "--max-sessions",
+                "1000",
+                "--log-level",
+                "warn",
+            ])
             .arg("--")
             .args(&echo),
         target_cpu,
@@ -814,15 +1027,39 @@ async fn run(quick: bool) {
     }
     wait_listening(addr).await;
     let pid = w.child.id();
-    let json = Target::Http { addr, path: "/mcp", sse: false, pid };
-    let f = measure(&json, &plan, &["latency", "throughput", "big", "setup", "memory"]).await;
-    rows.push(Row { name: "mcp-warden, JSON answers".into(), f });
-    let sse = Target::Http { addr, path: "/mcp", sse: true, pid };
+    let json = Target::Http {
+        addr,
+        path: "/mcp",
+        sse: false,
+        pid,
+    };
+    let f = measure(
+        &json,
+        &plan,
+        &["latency", "throughput", "big", "setup", "memory"],
+    )
+    .await;
+    rows.push(Row {
+        name: "mcp-warden, JSON answers".into(),
+        f,
+    });
+    let sse = Target::Http {
+        addr,
+        path: "/mcp",
+        sse: true,
+        pid,
+    };
     let f = measure(&sse, &plan, &["latency", "throughput"]).await;
-    rows.push(Row { name: "mcp-warden, SSE answers".into(), f });
+    rows.push(Row {
+        name: "mcp-warden, SSE answers".into(),
+        f,
+    });
     let legacy = Target::Legacy { addr, pid };
     let f = measure(&legacy, &plan, &["latency"]).await;
-    rows.push(Row { name: "mcp-warden, legacy HTTP+SSE".into(), f });
+    rows.push(Row {
+        name: "mcp-warden, legacy HTTP+SSE".into(),
+        f,
+    });
     drop(w);
 
     // The peer: supergateway (npm), Streamable HTTP, stateful = child per session.
@@ -849,9 +1086,22 @@ async fn run(quick: bool) {
             pin(c);
         }
         wait_listening(addr).await;
-        let t = Target::Http { addr, path: "/mcp", sse: false, pid: p.child.id() };
-        let f = measure(&t, &plan, &["latency", "throughput", "big", "setup", "memory"]).await;
-        rows.push(Row { name: "peer: supergateway 4.0.0".into(), f: f.clone() });
+        let t = Target::Http {
+            addr,
+            path: "/mcp",
+            sse: false,
+            pid: p.child.id(),
+        };
+        let f = measure(
+            &t,
+            &plan,
+            &["latency", "throughput", "big", "setup", "memory"],
+        )
+        .await;
+        rows.push(Row {
+            name: "peer: supergateway 4.0.0".into(),
+            f: f.clone(),
+        });
         peer = Some(f);
         drop(p);
     } else {
@@ -862,48 +1112,99 @@ async fn run(quick: bool) {
     let misrouted = MISROUTED.load(Ordering::Relaxed);
     println!();
     println!("responses delivered to a request that did not ask for them: {misrouted}");
-    let busiest = rows.iter().filter_map(|r| r.f.loadgen_busy).fold(0.0f64, f64::max);
+    let busiest = rows
+        .iter()
+        .filter_map(|r| r.f.loadgen_busy)
+        .fold(0.0f64, f64::max);
     println!(
         "load generator CPU during throughput runs: up to {:.0}% of its core{}",
         busiest * 100.0,
-        if busiest > 0.9 { " — it may be the bottleneck" } else { " — not the bottleneck" }
+        if busiest > 0.9 {
+            " — it may be the bottleneck"
+        } else {
+            " — not the bottleneck"
+        }
     );
     let w = &rows[1].f;
     println!();
     println!("goals (mcp-warden, JSON answers):");
     if let (Some(l), Some(fl)) = (w.latency_p50, floor.latency_p50) {
-        goal(l.as_secs_f64() <= 2.0 * fl.as_secs_f64(), &format!("p50 latency ≤ 2 × floor ({:.2}×)", l.as_secs_f64() / fl.as_secs_f64()));
+        goal(
+            l.as_secs_f64() <= 2.0 * fl.as_secs_f64(),
+            &format!(
+                "p50 latency ≤ 2 × floor ({:.2}×)",
+                l.as_secs_f64() / fl.as_secs_f64()
+            ),
+        );
     }
     if let (Some(l), Some(p)) = (w.latency_p50, peer.as_ref().and_then(|p| p.latency_p50)) {
-        goal(p.as_secs_f64() >= 4.0 * l.as_secs_f64(), &format!("p50 latency ≥ 4 × better than the peer ({:.1}×)", p.as_secs_f64() / l.as_secs_f64()));
+        goal(
+            p.as_secs_f64() >= 4.0 * l.as_secs_f64(),
+            &format!(
+                "p50 latency ≥ 4 × better than the peer ({:.1}×)",
+                p.as_secs_f64() / l.as_secs_f64()
+            ),
+        );
     }
     if let Some(t) = w.throughput {
-        goal(t >= 50_000.0, &format!("throughput ≥ 50 000 calls/s ({t:.0})"));
+        goal(
+            t >= 50_000.0,
+            &format!("throughput ≥ 50 000 calls/s ({t:.0})"),
+        );
         if let Some(pt) = peer.as_ref().and_then(|p| p.throughput) {
-            goal(t >= 15.0 * pt, &format!("throughput ≥ 15 × the peer ({:.1}×)", t / pt));
+            goal(
+                t >= 15.0 * pt,
+                &format!("throughput ≥ 15 × the peer ({:.1}×)", t / pt),
+            );
         }
     }
     if let Some(c) = w.cpu_per_call {
-        goal(c <= Duration::from_micros(20), &format!("≤ 20 µs sidecar CPU per call ({})", us(c)));
+        goal(
+            c <= Duration::from_micros(20),
+            &format!("≤ 20 µs sidecar CPU per call ({})", us(c)),
+        );
     }
     if let (Some(b), Some(fb)) = (w.big_p50, floor.big_p50) {
-        goal(b.as_secs_f64() <= 1.5 * fb.as_secs_f64(), &format!("64 KiB p50 ≤ 1.5 × floor ({:.2}×)", b.as_secs_f64() / fb.as_secs_f64()));
+        goal(
+            b.as_secs_f64() <= 1.5 * fb.as_secs_f64(),
+            &format!(
+                "64 KiB p50 ≤ 1.5 × floor ({:.2}×)",
+                b.as_secs_f64() / fb.as_secs_f64()
+            ),
+        );
     }
     if let (Some(s), Some(fs)) = (w.setup_p50, floor.setup_p50) {
-        goal(s <= fs + Duration::from_millis(1), &format!("session setup ≤ floor + 1 ms (+{})", us(s.saturating_sub(fs))));
+        goal(
+            s <= fs + Duration::from_millis(1),
+            &format!(
+                "session setup ≤ floor + 1 ms (+{})",
+                us(s.saturating_sub(fs))
+            ),
+        );
     }
     if let Some(r) = w.idle_rss_kib {
-        goal(r <= 12 * 1024, &format!("idle RSS ≤ 12 MiB ({:.1} MiB)", r as f64 / 1024.0));
+        goal(
+            r <= 12 * 1024,
+            &format!("idle RSS ≤ 12 MiB ({:.1} MiB)", r as f64 / 1024.0),
+        );
     }
     if let Some(r) = w.rss_per_session_kib {
-        goal(r <= 64.0, &format!("≤ 64 KiB RSS per idle session, child excluded ({r:.0} KiB)"));
+        goal(
+            r <= 64.0,
+            &format!("≤ 64 KiB RSS per idle session, child excluded ({r:.0} KiB)"),
+        );
     }
     goal(misrouted == 0, "no response delivered to the wrong request");
 }
 
 /// The floor needs its echo children on the target CPU and the generator on the other: pin
 /// around each spawn.
-async fn measure_floor(t: &Target, plan: &Plan, target_cpu: Option<usize>, load_cpu: Option<usize>) -> Figures {
+async fn measure_floor(
+    t: &Target,
+    plan: &Plan,
+    target_cpu: Option<usize>,
+    load_cpu: Option<usize>,
+) -> Figures {
     // The echo children are spawned by the generator itself (in `open`), so they are moved to
     // the target CPU right after spawning.
     if let Some(c) = load_cpu {

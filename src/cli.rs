@@ -62,6 +62,15 @@ struct WrapArgs {
     )]
     allowed_origins: Vec<String>,
 
+    /// Host name clients may use to reach a loopback listener, besides localhost, 127.0.0.1,
+    /// [::1] and the public URL's host (repeatable). Other Host headers get 403.
+    #[arg(
+        long = "allowed-host",
+        env = "MCP_WARDEN_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
+
     /// Maximum number of concurrent sessions (each runs one server process); more get 503.
     #[arg(long, env = "MCP_WARDEN_MAX_SESSIONS", default_value_t = 64)]
     max_sessions: usize,
@@ -196,6 +205,7 @@ fn wrap(args: WrapArgs) -> anyhow::Result<()> {
         path: args.path,
         public_url: args.public_url,
         allowed_origins: args.allowed_origins,
+        allowed_hosts: args.allowed_hosts,
         max_sessions: args.max_sessions,
         session_idle_timeout: args.session_idle_timeout,
         max_message_bytes: args.max_message_bytes,

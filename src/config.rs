@@ -26,6 +26,7 @@ pub struct WrapOptions {
     pub path: String,
     pub public_url: Option<String>,
     pub allowed_origins: Vec<String>,
+    pub allowed_hosts: Vec<String>,
     pub max_sessions: usize,
     pub session_idle_timeout: Duration,
     pub max_message_bytes: usize,
@@ -210,6 +211,15 @@ impl WrapConfig {
             public_prefix,
             allowed_origins,
             allow_loopback_origins: o.listen.ip().is_loopback(),
+            allowed_hosts: o.listen.ip().is_loopback().then(|| {
+                let mut hosts: Vec<String> =
+                    ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+                if let Some(h) = public_url.host_str() {
+                    hosts.push(h.trim_matches(['[', ']']).to_ascii_lowercase());
+                }
+                hosts.extend(o.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
+                hosts
+            }),
             max_message_bytes: o.max_message_bytes,
             sse_keepalive: o.sse_keepalive,
             sse_retry: Duration::from_secs(1),
@@ -292,6 +302,7 @@ mod tests {
             path: "/mcp".into(),
             public_url: None,
             allowed_origins: vec![],
+            allowed_hosts: vec![],
             max_sessions: 10,
             session_idle_timeout: Duration::from_secs(60),
             max_message_bytes: 1 << 20,

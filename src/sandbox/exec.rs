@@ -188,6 +188,7 @@ fn supervise(server: Pid, grace: Duration, handled: &SigSet) -> ! {
     let mut server_status: Option<WaitStatus> = None;
     let mut terminating: Option<Instant> = None;
     let mut killed = false;
+    let mut server_left_tree = false;
     loop {
         // Reap everything that has exited.
         loop {
@@ -197,9 +198,11 @@ fn supervise(server: Pid, grace: Duration, handled: &SigSet) -> ! {
                     if status.pid() == Some(server) {
                         server_status = Some(status);
                         if terminating.is_none() {
-                            // The server is gone: nothing of its tree may outlive it.
+                            // The server is gone: nothing of its tree may outlive it. (If
+                            // nothing is left, the next waitpid says ECHILD and we exit at
+                            // once; otherwise the tree is signalled below.)
                             terminating = Some(Instant::now());
-                            signal_tree(server, Signal::SIGTERM);
+                            server_left_tree = true;
                         }
                     }
                 }
@@ -212,6 +215,9 @@ fn supervise(server: Pid, grace: Duration, handled: &SigSet) -> ! {
                     }
                 }
             }
+        }
+        if std::mem::take(&mut server_left_tree) {
+            signal_tree(server, Signal::SIGTERM);
         }
         let timeout = match terminating {
             None => None,
@@ -254,6 +260,24 @@ fn signal_tree(server: Pid, sig: Signal) {
 
 /// Direct children of `parent`, read from `/proc/<pid>/stat`.
 pub fn children_of(parent: Pid) -> Vec<Pid> {
+    // Fast path: the kernel's per-thread list of children (CONFIG_PROC_CHILDREN).
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) {
+        let mut found = Vec::new();
+        let mut readable = false;
+        for task in tasks.flatten() {
+            if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+                readable = true;
+                found.extend(
+                    list.split_ascii_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .map(Pid::from_raw),
+                );
+            }
+        }
+        if readable {
+            return found;
+        }
+    }
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

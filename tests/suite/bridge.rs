@@ -236,6 +236,62 @@ async fn origin_is_checked() {
 }
 
 #[tokio::test]
+async fn a_foreign_host_is_refused_on_a_loopback_listener() {
+    // DNS rebinding: a page on evil.example.com resolved to 127.0.0.1 reaches us with its own
+    // Host, and a same-origin GET /sse carries no Origin at all.
+    let w = Warden::start(fixture());
+    let c = reqwest::Client::new();
+    let r = c
+        .get(w.url("/sse"))
+        .header("host", "evil.example.com")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let r = c
+        .post(w.mcp_url())
+        .header("host", "evil.example.com:8080")
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "application/json")
+        .body(init.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        !w.logs().contains("session started"),
+        "no server was started for a foreign host"
+    );
+    for host in ["localhost", "127.0.0.1:9", "[::1]:1234"] {
+        let r = c
+            .post(w.mcp_url())
+            .header("host", host)
+            .header("accept", ACCEPT_BOTH)
+            .header("content-type", "application/json")
+            .body(init.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{host}");
+    }
+    let w2 = Warden::builder(fixture())
+        .args(["--allowed-host", "tools.internal"])
+        .start();
+    let r = c
+        .post(w2.mcp_url())
+        .header("host", "tools.internal:443")
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "application/json")
+        .body(init.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
 async fn progress_turns_the_answer_into_an_sse_stream_with_event_ids() {
     let w = Warden::start(fixture());
     let mut m = Mcp::new(w.mcp_url());

@@ -37,6 +37,9 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// Allow `http(s)://localhost|127.0.0.1|[::1]` origins (default when bound to loopback).
     pub allow_loopback_origins: bool,
+    /// When listening on loopback: the only `Host` names accepted (loopback names, the public
+    /// URL's host, `--allowed-host`). `None`: any host.
+    pub allowed_hosts: Option<Vec<String>>,
     /// Largest request body accepted.
     pub max_message_bytes: usize,
     /// Comment lines on idle SSE streams at this interval.

@@ -1,4 +1,6 @@
-//! `Origin` validation against DNS rebinding: a present, disallowed origin gets 403.
+//! DNS-rebinding protection: a present, disallowed `Origin` gets 403, and so does a `Host`
+//! that does not name this server when it listens on loopback (a rebinding page reaches a
+//! loopback server under its own host name, and a same-origin GET carries no `Origin`).
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -9,6 +11,19 @@ use super::AppState;
 use super::rescue::Rejection;
 
 pub(crate) async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(hosts) = &state.config.allowed_hosts {
+        let host = request.uri().host().map(str::to_owned).or_else(|| {
+            let value = request.headers().get(header::HOST)?.to_str().ok()?;
+            Some(host_of(value).to_owned())
+        });
+        if !host.is_some_and(|h| {
+            hosts
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(h.trim_matches(['[', ']'])))
+        }) {
+            return Rejection::ForbiddenHost.into_response();
+        }
+    }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         let allowed = origin.to_str().is_ok_and(|o| {
             allowed(
@@ -22,6 +37,15 @@ pub(crate) async fn check(State(state): State<AppState>, request: Request, next:
         }
     }
     next.run(request).await
+}
+
+/// The host part of a `Host` header value (`name[:port]`, `[v6][:port]`).
+pub(crate) fn host_of(value: &str) -> &str {
+    let value = value.trim();
+    if let Some(rest) = value.strip_prefix('[') {
+        return rest.split_once(']').map_or(value, |(h, _)| h);
+    }
+    value.split_once(':').map_or(value, |(h, _)| h)
 }
 
 /// Whether `origin` (`scheme://host[:port]`) may call us.
@@ -98,6 +122,14 @@ mod tests {
         ] {
             assert!(!allowed(o, &[], true), "{o}");
         }
+    }
+
+    #[test]
+    fn host_header_parsing() {
+        assert_eq!(host_of("localhost:8080"), "localhost");
+        assert_eq!(host_of("[::1]:8080"), "::1");
+        assert_eq!(host_of("127.0.0.1"), "127.0.0.1");
+        assert_eq!(host_of("evil.example.com:80"), "evil.example.com");
     }
 
     #[test]

@@ -15,6 +15,8 @@ use crate::mcp::{self, ParseError, ProtocolVersion};
 pub(crate) enum Rejection {
     /// `Origin` present and not allowed (DNS rebinding protection).
     ForbiddenOrigin,
+    /// `Host` names another server while we listen on loopback (DNS rebinding protection).
+    ForbiddenHost,
     /// `Accept` does not admit what the transport must be able to send.
     NotAcceptable(&'static str),
     /// Body is not declared as `application/json`.
@@ -56,6 +58,7 @@ const RETRY_AFTER_SECS: &str = "5";
 impl Rejection {
     pub(crate) fn into_response(self) -> Response {
         let (status, code, message): (StatusCode, i64, String) = match &self {
+            Rejection::ForbiddenHost => (StatusCode::FORBIDDEN, mcp::code::INVALID_REQUEST, "Forbidden: host not allowed".into()),
             Rejection::ForbiddenOrigin => (StatusCode::FORBIDDEN, mcp::code::INVALID_REQUEST, "Forbidden: origin not allowed".into()),
             Rejection::NotAcceptable(what) => (
                 StatusCode::NOT_ACCEPTABLE,
