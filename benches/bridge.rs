@@ -859,7 +859,8 @@ struct Row {
 
 fn print_table(rows: &[Row], floor: &Figures, peer: Option<&Figures>) {
     type Get = fn(&Figures) -> Option<f64>;
-    let cols: [(&str, Get, fn(f64) -> String); 8] = [
+    type Column = (&'static str, Get, fn(f64) -> String);
+    let cols: [Column; 8] = [
         (
             "p50 64 B",
             |f| f.latency_p50.map(|d| d.as_secs_f64()),
