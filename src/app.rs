@@ -1,6 +1,7 @@
-//! The running sidecar: built from a [`WrapConfig`], served on a listener until shutdown.
+//! The running sidecar: built from a [`WrapConfig`], served on its listeners until shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -9,9 +10,10 @@ use tokio_util::sync::CancellationToken;
 use crate::child::ProcessTable;
 use crate::config::WrapConfig;
 use crate::session::SessionStore;
+use crate::telemetry::Metrics;
 use crate::transport::http::{self, AppState};
 
-/// How long children get to exit after the drain, before the sidecar gives up waiting.
+/// How long children get to exit after the drain, beyond their kill grace.
 const CHILD_EXIT_TIMEOUT_EXTRA: Duration = Duration::from_secs(3);
 
 /// The assembled application.
@@ -25,11 +27,13 @@ impl App {
     /// Builds the app. Must run inside the tokio runtime (it starts the reaper and janitor).
     pub fn build(config: WrapConfig) -> std::io::Result<App> {
         let table = ProcessTable::start()?;
-        let store = SessionStore::new(config.sessions.clone(), table);
+        let metrics = Metrics::new();
+        let store = SessionStore::new(config.sessions.clone(), table, metrics.clone());
         let state = AppState {
             store,
-            config: std::sync::Arc::new(config.http.clone()),
+            config: Arc::new(config.http.clone()),
             shutdown: CancellationToken::new(),
+            metrics,
         };
         Ok(App { config, state })
     }
@@ -42,10 +46,17 @@ impl App {
         &self.state.store
     }
 
-    /// Serves until `shutdown` resolves, then drains: no new sessions or connections,
-    /// requests in flight get up to the drain timeout, then streams close, every server tree
-    /// is terminated, and this returns.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    /// Serves until `shutdown` resolves, then drains: readiness fails at once and no new
+    /// session is accepted, while existing sessions keep being served until no request is in
+    /// flight or the drain timeout passes; then streams close, every server tree is
+    /// terminated, and this returns. The admin listener (probes, metrics) stays up until the
+    /// end so the drain is observable.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let stop_accepting = CancellationToken::new();
         let server = tokio::spawn(http::serve(
             listener,
@@ -53,12 +64,20 @@ impl App {
             self.config.server,
             stop_accepting.clone(),
         ));
+        let stop_admin = CancellationToken::new();
+        let admin = admin.map(|l| {
+            tokio::spawn(http::serve(
+                l,
+                http::admin_router(self.state.clone()),
+                self.config.server,
+                stop_admin.clone(),
+            ))
+        });
         shutdown.await;
         let store = &self.state.store;
         store.start_draining();
-        stop_accepting.cancel();
-        let drain = self.config.server.drain_timeout;
-        let deadline = tokio::time::Instant::now() + drain;
+        self.state.metrics.set_draining(true);
+        let deadline = tokio::time::Instant::now() + self.config.server.drain_timeout;
         while store.pending_requests() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -66,10 +85,15 @@ impl App {
             sessions = store.len(),
             "closing streams and stopping MCP servers"
         );
+        stop_accepting.cancel();
         self.state.shutdown.cancel();
         store
             .shutdown(self.config.sessions.child.kill_grace + CHILD_EXIT_TIMEOUT_EXTRA)
             .await;
         let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        stop_admin.cancel();
+        if let Some(admin) = admin {
+            let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
+        }
     }
 }

@@ -43,6 +43,11 @@ struct WrapArgs {
     #[arg(long, env = "MCP_WARDEN_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
+    /// Address of the admin listener (/healthz, /readyz, /metrics; no authentication). Must
+    /// differ from --listen. Off by default.
+    #[arg(long, env = "MCP_WARDEN_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+
     /// Path of the Streamable HTTP endpoint.
     #[arg(long, env = "MCP_WARDEN_PATH", default_value = "/mcp")]
     path: String,
@@ -202,6 +207,7 @@ fn wrap(args: WrapArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
     let options = WrapOptions {
         listen: args.listen,
+        admin_listen: args.admin_listen,
         path: args.path,
         public_url: args.public_url,
         allowed_origins: args.allowed_origins,
@@ -237,12 +243,24 @@ fn wrap(args: WrapArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let local = listener.local_addr()?;
+                let local = listener.local_addr()?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (admin)"))?,
+            ),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
         let shutdown = crate::signal::shutdown().context("cannot install signal handlers")?;
         let public_url = config.public_url.clone();
         let app = App::build(config).context("cannot start")?;
+        if let Some(a) = admin_addr {
+            tracing::info!(admin = %a, "admin endpoints (/healthz, /readyz, /metrics) are serving");
+        }
         tracing::info!(listen = %local, url = %public_url, version = env!("CARGO_PKG_VERSION"), "mcp-warden is serving");
-        app.serve(listener, async move {
+        app.serve(listener, admin, async move {
             let signal = shutdown.await;
             tracing::info!(signal, "shutting down");
         })

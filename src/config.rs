@@ -23,6 +23,7 @@ pub const DEFAULT_ENV_PASS: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
 #[derive(Debug, Clone)]
 pub struct WrapOptions {
     pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
     pub path: String,
     pub public_url: Option<String>,
     pub allowed_origins: Vec<String>,
@@ -71,6 +72,8 @@ impl<S: std::hash::BuildHasher> EnvSource for std::collections::HashMap<String, 
 #[derive(Debug, Clone)]
 pub struct WrapConfig {
     pub listen: SocketAddr,
+    /// Probes and metrics, never on the MCP port.
+    pub admin_listen: Option<SocketAddr>,
     pub http: HttpConfig,
     pub server: ServerLimits,
     pub sessions: SessionConfig,
@@ -103,6 +106,10 @@ pub enum ConfigError {
     BadReplicaId(String),
     #[error("--env {0:?} must be NAME=VALUE with a valid variable name")]
     BadEnv(String),
+    #[error(
+        "--admin-listen must not be the MCP address {0}: the admin endpoints are unauthenticated"
+    )]
+    AdminOnMcpPort(SocketAddr),
     #[error("paths collide: {0} and {1} are the same")]
     PathClash(&'static str, &'static str),
 }
@@ -120,6 +127,11 @@ impl WrapConfig {
         }
         if !o.listen.ip().is_loopback() {
             return Err(ConfigError::NoAuthOnPublicAddress(o.listen));
+        }
+        if o.admin_listen
+            .is_some_and(|a| a == o.listen && a.port() != 0)
+        {
+            return Err(ConfigError::AdminOnMcpPort(o.listen));
         }
         check_path("--path", &o.path)?;
         if o.legacy_sse {
@@ -239,6 +251,7 @@ impl WrapConfig {
         };
         Ok(WrapConfig {
             listen: o.listen,
+            admin_listen: o.admin_listen,
             http,
             server,
             sessions,
@@ -299,6 +312,7 @@ mod tests {
     pub(crate) fn options() -> WrapOptions {
         WrapOptions {
             listen: "127.0.0.1:8080".parse().unwrap(),
+            admin_listen: None,
             path: "/mcp".into(),
             public_url: None,
             allowed_origins: vec![],
@@ -399,6 +413,9 @@ mod tests {
         let mut o = options();
         o.sse_path = "/mcp".into();
         assert!(matches!(build(o), Err(ConfigError::PathClash(..))));
+        let mut o = options();
+        o.admin_listen = Some(o.listen);
+        assert!(matches!(build(o), Err(ConfigError::AdminOnMcpPort(_))));
         let mut o = options();
         o.command = vec![];
         assert_eq!(build(o).unwrap_err(), ConfigError::NoCommand);

@@ -226,6 +226,38 @@ pub fn request_id_of_cancel(params: Option<&RawValue>) -> Option<Id> {
     Id::from_raw(p.request_id?)
 }
 
+/// The string value of a top-level key of a JSON object (e.g. `params.name` of `tools/call`),
+/// found by skipping other values without parsing them: cheap even when an argument is large.
+pub fn top_level_str<'a>(object: &'a RawValue, key: &str) -> Option<Cow<'a, str>> {
+    let text = object.get();
+    let bytes = text.as_bytes();
+    let mut scanner = Scanner { bytes, pos: 0 };
+    scanner.ws();
+    scanner.eat(b'{')?;
+    loop {
+        scanner.ws();
+        let (ks, ke) = scanner.string_span()?;
+        scanner.ws();
+        scanner.eat(b':')?;
+        scanner.ws();
+        if &bytes[ks..ke] == key.as_bytes() {
+            let start = scanner.pos;
+            let (vs, ve) = scanner.string_span()?;
+            let raw = &text[vs..ve];
+            return if raw.contains('\\') {
+                serde_json::from_str::<String>(&text[start..scanner.pos])
+                    .ok()
+                    .map(Cow::Owned)
+            } else {
+                Some(Cow::Borrowed(raw))
+            };
+        }
+        scanner.skip_value()?;
+        scanner.ws();
+        scanner.eat(b',')?;
+    }
+}
+
 /// A JSON-RPC error response, serialized. `id: None` gives `"id": null`.
 pub fn error_response(id: Option<&Id>, code: i64, message: &str) -> Vec<u8> {
     let id = id.map_or_else(|| "null".to_owned(), Id::to_json);
@@ -442,6 +474,23 @@ mod tests {
         );
         let bytes = error_response(None, -32700, "bad");
         assert_eq!(Envelope::parse(&bytes).unwrap().id, None);
+    }
+
+    #[test]
+    fn top_level_strings_skip_large_values() {
+        let p = |s: &str| serde_json::from_str::<Box<RawValue>>(s).unwrap();
+        let big = format!(
+            r#"{{"arguments":{{"x":"{}","name":"inner"}},"name":"echo"}}"#,
+            "a".repeat(100_000)
+        );
+        assert_eq!(top_level_str(&p(&big), "name").as_deref(), Some("echo"));
+        assert_eq!(
+            top_level_str(&p(r#"{"name":"caf\u00e9"}"#), "name").as_deref(),
+            Some("café")
+        );
+        assert_eq!(top_level_str(&p(r#"{"name":3}"#), "name"), None);
+        assert_eq!(top_level_str(&p(r#"{"other":"x"}"#), "name"), None);
+        assert_eq!(top_level_str(&p(r#"["name"]"#), "name"), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod version;
 pub use id::Id;
 pub use message::{
     Envelope, Kind, MAX_DEPTH, ParseError, error_response, first_non_whitespace, peek_id,
-    progress_token, request_id_of_cancel, too_deep,
+    progress_token, request_id_of_cancel, too_deep, top_level_str,
 };
 pub use version::ProtocolVersion;
 
@@ -42,5 +42,6 @@ pub mod method {
     pub const CANCELLED: &str = "notifications/cancelled";
     pub const PROGRESS: &str = "notifications/progress";
     pub const PING: &str = "ping";
+    pub const TOOLS_CALL: &str = "tools/call";
     pub const SERVER_DISCOVER: &str = "server/discover";
 }

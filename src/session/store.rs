@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::SessionConfig;
 use super::events::EventStream;
-use crate::child::{Child, ChildSink, Closed, ProcessTable, SpawnError};
+use crate::child::{Child, ChildSink, Closed, ExitStatus, ProcessTable, SpawnError};
 use crate::mcp::{self, Envelope, Id, Kind, ProtocolVersion};
+use crate::telemetry::{Label, Metrics};
 
 /// Which HTTP transport a session was opened on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,11 +85,12 @@ struct StoreInner {
     draining: AtomicBool,
     config: Arc<SessionConfig>,
     table: ProcessTable,
+    metrics: Arc<Metrics>,
 }
 
 impl SessionStore {
     /// Creates the store and starts its janitor. Call inside the runtime.
-    pub fn new(config: SessionConfig, table: ProcessTable) -> SessionStore {
+    pub fn new(config: SessionConfig, table: ProcessTable, metrics: Arc<Metrics>) -> SessionStore {
         let store = SessionStore {
             inner: Arc::new(StoreInner {
                 sessions: RwLock::new(HashMap::new()),
@@ -96,6 +98,7 @@ impl SessionStore {
                 draining: AtomicBool::new(false),
                 config: Arc::new(config),
                 table,
+                metrics,
             }),
         };
         tokio::spawn(janitor(Arc::downgrade(&store.inner)));
@@ -150,6 +153,8 @@ impl SessionStore {
             last_loss_log_ms: AtomicU64::new(0),
             ended: CancellationToken::new(),
             store: Arc::downgrade(inner),
+            config: inner.config.clone(),
+            metrics: inner.metrics.clone(),
             span: span.clone(),
         });
         let spawned = span.in_scope(|| {
@@ -166,10 +171,12 @@ impl SessionStore {
                 });
                 let _ = session.child.set(child);
                 inner.sessions.write().insert(id, session.clone());
+                inner.metrics.session_started();
                 Ok(session)
             }
             Err(e) => {
                 inner.count.fetch_sub(1, Ordering::AcqRel);
+                inner.metrics.child_exited("spawn_failed");
                 span.in_scope(|| tracing::error!(error = %e, "cannot start the MCP server"));
                 Err(e.into())
             }
@@ -304,6 +311,8 @@ pub struct Session {
     last_loss_log_ms: AtomicU64,
     ended: CancellationToken,
     store: Weak<StoreInner>,
+    config: Arc<SessionConfig>,
+    metrics: Arc<Metrics>,
     span: tracing::Span,
 }
 
@@ -328,10 +337,14 @@ struct Routes {
 struct Pending {
     stream: Arc<EventStream>,
     progress: Option<Id>,
+    started: Instant,
     deadline: Instant,
     /// Arrival order, to find the oldest request in flight.
     order: u64,
     initialize: bool,
+    /// Metric labels (bounded values).
+    method: Label,
+    tool: Label,
 }
 
 impl Session {
@@ -399,13 +412,15 @@ impl Session {
         &self,
         id: Id,
         method: &str,
+        tool: Option<&str>,
         progress: Option<Id>,
         message: Bytes,
     ) -> Result<Arc<EventStream>, SessionError> {
-        let timeout = self
-            .store
-            .upgrade()
-            .map_or(Duration::from_secs(60), |s| s.config.request_timeout);
+        let timeout = self.config.request_timeout;
+        let (method_label, tool_label) = (
+            self.metrics.method_label(method),
+            self.metrics.tool_label(tool),
+        );
         let stream = {
             let mut r = self.routes.lock();
             if r.ended.is_some() {
@@ -417,12 +432,7 @@ impl Session {
             let stream = match self.transport {
                 Transport::LegacySse => r.standalone.clone(),
                 Transport::Streamable => {
-                    let limits = self
-                        .store
-                        .upgrade()
-                        .map(|s| s.config.stream_limits)
-                        .unwrap_or_default();
-                    let stream = EventStream::new(r.next_stream, limits);
+                    let stream = EventStream::new(r.next_stream, self.config.stream_limits);
                     r.next_stream = r.next_stream.wrapping_add(1).max(1);
                     r.streams.insert(stream.id(), stream.clone());
                     stream
@@ -438,9 +448,12 @@ impl Session {
                 Pending {
                     stream: stream.clone(),
                     progress,
+                    started: Instant::now(),
                     deadline: Instant::now() + timeout,
                     order,
                     initialize: method == mcp::method::INITIALIZE,
+                    method: method_label,
+                    tool: tool_label,
                 },
             );
             stream
@@ -459,12 +472,7 @@ impl Session {
         let stream = match self.transport {
             Transport::LegacySse => r.standalone.clone(),
             Transport::Streamable => {
-                let limits = self
-                    .store
-                    .upgrade()
-                    .map(|s| s.config.stream_limits)
-                    .unwrap_or_default();
-                let stream = EventStream::new(r.next_stream, limits);
+                let stream = EventStream::new(r.next_stream, self.config.stream_limits);
                 r.next_stream = r.next_stream.wrapping_add(1).max(1);
                 stream
             }
@@ -486,28 +494,15 @@ impl Session {
     /// The client cancelled one of its requests: its stream ends without a response (the
     /// client no longer expects one) and a late answer from the server is dropped.
     pub fn cancelled_by_client(&self, id: &Id) {
-        let mut r = self.routes.lock();
-        if let Some(p) = r.pending.remove(id) {
-            if let Some(token) = &p.progress {
-                r.progress.remove(token);
-            }
-            if self.transport == Transport::Streamable {
-                p.stream.finish();
-                r.retire(p.stream.id(), self.retained());
-            }
+        let pending = self.routes.lock().take(id);
+        if let Some(p) = pending {
+            self.complete(p, None, Some("cancelled"));
         }
-    }
-
-    fn retained(&self) -> usize {
-        self.store
-            .upgrade()
-            .map_or(0, |s| s.config.retained_streams)
     }
 
     /// Requests past their deadline: cancelled at the server, answered with an error.
     fn expire_requests(&self, now: Instant) {
-        let mut expired = Vec::new();
-        {
+        let expired: Vec<(Id, Pending)> = {
             let mut r = self.routes.lock();
             if r.pending.is_empty() {
                 return;
@@ -518,15 +513,10 @@ impl Session {
                 .filter(|(_, p)| p.deadline <= now)
                 .map(|(id, _)| id.clone())
                 .collect();
-            for id in ids {
-                if let Some(p) = r.pending.remove(&id) {
-                    if let Some(token) = &p.progress {
-                        r.progress.remove(token);
-                    }
-                    expired.push((id, p));
-                }
-            }
-        }
+            ids.into_iter()
+                .filter_map(|id| r.take(&id).map(|p| (id, p)))
+                .collect()
+        };
         for (id, p) in expired {
             let _g = self.span.enter();
             tracing::warn!(request.id = %id, "request timed out; cancelling it at the server");
@@ -537,20 +527,27 @@ impl Session {
             if let Some(child) = self.child.get() {
                 let _ = child.try_send(Bytes::from(cancel));
             }
-            self.answer(
-                &p,
-                mcp::error_response(Some(&id), mcp::code::REQUEST_TIMEOUT, "request timed out"),
-            );
+            let reply =
+                mcp::error_response(Some(&id), mcp::code::REQUEST_TIMEOUT, "request timed out");
+            self.complete(p, Some(Bytes::from(reply)), Some("timeout"));
         }
     }
 
-    /// Delivers a response to a pending request's stream.
-    fn answer(&self, p: &Pending, response: Vec<u8>) {
-        p.stream.push(Kind::Response, Bytes::from(response));
+    /// Ends a request: its response (if any) goes to its stream, a request stream finishes
+    /// and is kept for late resumption, and the operation is measured. `error`: a bounded
+    /// code for the metrics, `None` on success.
+    fn complete(&self, p: Pending, response: Option<Bytes>, error: Option<&'static str>) {
+        if let Some(response) = response {
+            p.stream.push(Kind::Response, response);
+        }
         if self.transport == Transport::Streamable {
             p.stream.finish();
-            self.routes.lock().retire(p.stream.id(), self.retained());
+            self.routes
+                .lock()
+                .retire(p.stream.id(), self.config.retained_streams);
         }
+        self.metrics
+            .operation(&p.method, &p.tool, error, p.started.elapsed());
     }
 
     fn is_idle(&self, now: Instant, idle: Duration) -> bool {
@@ -579,16 +576,14 @@ impl Session {
         };
         let _g = self.span.enter();
         let message = reason.client_message();
-        for (id, p) in &pending {
-            p.stream.push(
-                Kind::Response,
-                Bytes::from(mcp::error_response(
-                    Some(id),
-                    mcp::code::SERVER_UNAVAILABLE,
-                    &message,
-                )),
-            );
-            p.stream.finish();
+        let failed = pending.len();
+        let error = match reason {
+            EndReason::Closed(_) => "server_exited",
+            _ => "session_ended",
+        };
+        for (id, p) in pending {
+            let reply = mcp::error_response(Some(&id), mcp::code::SERVER_UNAVAILABLE, &message);
+            self.complete(p, Some(Bytes::from(reply)), Some(error));
         }
         let standalone = self.routes.lock().standalone.clone();
         standalone.finish();
@@ -596,11 +591,12 @@ impl Session {
         if let Some(store) = self.store.upgrade() {
             store.remove(&self.id);
         }
+        self.metrics.session_ended(self.created.elapsed());
         match reason {
             EndReason::Closed(_) => {
-                tracing::warn!(failed_requests = pending.len(), "session ended: {message}")
+                tracing::warn!(failed_requests = failed, "session ended: {message}")
             }
-            _ => tracing::info!(failed_requests = pending.len(), ?reason, "session ended"),
+            _ => tracing::info!(failed_requests = failed, ?reason, "session ended"),
         }
         if let Some(child) = self.child.get() {
             child.terminate();
@@ -689,6 +685,15 @@ impl Session {
 }
 
 impl Routes {
+    /// Removes a pending request and its progress token.
+    fn take(&mut self, id: &Id) -> Option<Pending> {
+        let p = self.pending.remove(id)?;
+        if let Some(token) = &p.progress {
+            self.progress.remove(token);
+        }
+        Some(p)
+    }
+
     /// Keeps a finished stream for late resumption, forgetting the oldest beyond `keep`.
     fn retire(&mut self, id: u32, keep: usize) {
         self.retired.push_back(id);
@@ -718,24 +723,17 @@ impl ChildSink for Session {
                     tracing::warn!("the server reported an error about an unidentifiable message");
                     return;
                 };
-                let pending = {
-                    let mut r = self.routes.lock();
-                    let p = r.pending.remove(&id);
-                    if let Some(token) = p.as_ref().and_then(|p| p.progress.as_ref()) {
-                        r.progress.remove(token);
-                    }
-                    p
-                };
+                let pending = self.routes.lock().take(&id);
                 match pending {
                     Some(p) => {
                         if p.initialize {
                             self.record_version(&line);
                         }
-                        p.stream.push(Kind::Response, line);
-                        if self.transport == Transport::Streamable {
-                            p.stream.finish();
-                            self.routes.lock().retire(p.stream.id(), self.retained());
-                        }
+                        let error = env
+                            .is_error
+                            .then(|| error_type(&line))
+                            .or_else(|| tool_error(&p, &line));
+                        self.complete(p, Some(line), error);
                     }
                     None => {
                         let _g = self.span.enter();
@@ -763,15 +761,13 @@ impl ChildSink for Session {
 
     fn on_oversized(&self, id: Option<Id>, len: usize) {
         let Some(id) = id else { return };
-        let pending = self.routes.lock().pending.remove(&id);
+        let pending = self.routes.lock().take(&id);
         if let Some(p) = pending {
             let msg = format!(
                 "the MCP server's response ({len} bytes) exceeds the gateway's message size limit"
             );
-            self.answer(
-                &p,
-                mcp::error_response(Some(&id), mcp::code::INTERNAL_ERROR, &msg),
-            );
+            let reply = mcp::error_response(Some(&id), mcp::code::INTERNAL_ERROR, &msg);
+            self.complete(p, Some(Bytes::from(reply)), Some("too_large"));
         }
     }
 
@@ -779,9 +775,49 @@ impl ChildSink for Session {
         if let Closed::Exited(status) = why {
             let _g = self.span.enter();
             tracing::info!(%status, "MCP server exited");
+            // Exits the session asked for (DELETE, idle, shutdown) are terminations.
+            let requested =
+                matches!(self.routes.lock().ended, Some(r) if !matches!(r, EndReason::Closed(_)));
+            self.metrics.child_exited(match status {
+                _ if requested => "terminated",
+                ExitStatus::Code(0) => "exited",
+                ExitStatus::Code(_) => "failed",
+                ExitStatus::Signal(_) => "killed",
+            });
         }
         self.end(EndReason::Closed(why));
     }
+}
+
+/// The metric code of a JSON-RPC error response: the standard codes by name, others bounded.
+fn error_type(line: &[u8]) -> &'static str {
+    #[derive(Deserialize)]
+    struct Reply {
+        error: Option<ErrorCode>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorCode {
+        code: i64,
+    }
+    let code = serde_json::from_slice::<Reply>(line)
+        .ok()
+        .and_then(|r| r.error)
+        .map(|e| e.code);
+    match code {
+        Some(mcp::code::PARSE_ERROR) => "-32700",
+        Some(mcp::code::INVALID_REQUEST) => "-32600",
+        Some(mcp::code::METHOD_NOT_FOUND) => "-32601",
+        Some(mcp::code::INVALID_PARAMS) => "-32602",
+        Some(mcp::code::INTERNAL_ERROR) => "-32603",
+        _ => "jsonrpc_error",
+    }
+}
+
+/// `tool_error` for a `tools/call` result that reports `isError: true`.
+fn tool_error(p: &Pending, line: &[u8]) -> Option<&'static str> {
+    (p.method.as_str() == mcp::method::TOOLS_CALL
+        && memchr::memmem::find(line, b"\"isError\":true").is_some())
+    .then_some("tool_error")
 }
 
 #[cfg(test)]

@@ -81,6 +81,8 @@ pub fn time_server() -> Vec<String> {
 pub struct Warden {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The admin listener, when started with `--admin-listen`.
+    pub admin: Option<SocketAddr>,
     logs: Arc<(Mutex<String>, Condvar)>,
 }
 
@@ -107,6 +109,15 @@ impl Warden {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{}",
+            self.admin.expect("started without --admin-listen"),
+            path
+        )
     }
 
     pub fn mcp_url(&self) -> String {
@@ -209,6 +220,7 @@ impl WardenBuilder {
             }
         });
         let mut warden = Warden {
+            admin: None,
             child: Some(child),
             addr: "0.0.0.0:0".parse().unwrap(),
             logs,
@@ -226,6 +238,14 @@ impl WardenBuilder {
                 })
             {
                 warden.addr = addr;
+                warden.admin = text
+                    .lines()
+                    .find(|l| l.contains("admin endpoints"))
+                    .and_then(|l| {
+                        l.split_whitespace()
+                            .find_map(|w| w.strip_prefix("admin="))
+                            .and_then(|a| a.parse().ok())
+                    });
                 return warden;
             }
             if let Some(status) = warden.child.as_mut().unwrap().try_wait().unwrap() {

@@ -18,10 +18,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use router::router;
+pub use router::{admin_router, router};
 pub use server::{ServerLimits, serve};
 
 use crate::session::SessionStore;
+use crate::telemetry::Metrics;
 
 /// HTTP-facing settings, fixed at startup.
 #[derive(Debug, Clone)]
@@ -62,4 +63,5 @@ pub struct AppState {
     pub config: Arc<HttpConfig>,
     /// Cancelled when the sidecar shuts down: open SSE streams end.
     pub shutdown: CancellationToken,
+    pub metrics: Arc<Metrics>,
 }

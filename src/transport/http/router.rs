@@ -41,6 +41,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The admin listener: probes and metrics, no authentication, never on the MCP port.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .with_state(state)
+}
+
 async fn request_span(request: Request, next: Next) -> Response {
     use tracing::Instrument;
     let span = tracing::debug_span!(

@@ -97,16 +97,54 @@ pub(crate) async fn read_body(
     headers: &HeaderMap,
     limit: usize,
 ) -> Result<Bytes, Rejection> {
+    use futures_util::StreamExt;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    // A refused body is still read (and discarded) up to a bound: a client whose upload is cut
+    // off by a closed connection may never see the 413.
+    let drain_cap = limit.saturating_mul(4).max(1 << 20);
+    if declared.is_some_and(|n| n > drain_cap as u64) {
         return Err(Rejection::PayloadTooLarge(limit));
     }
-    let body = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| Rejection::PayloadTooLarge(limit))?;
+    let mut stream = body.into_data_stream();
+    // The usual body is one chunk: kept as is, without copying.
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<bytes::BytesMut> = None;
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(Rejection::PayloadTooLarge(limit));
+        };
+        seen += chunk.len();
+        if seen > drain_cap {
+            return Err(Rejection::PayloadTooLarge(limit));
+        }
+        if seen > limit {
+            continue;
+        }
+        match (&mut first, &mut rest) {
+            (None, _) => first = Some(chunk),
+            (Some(f), None) => {
+                let mut buf = bytes::BytesMut::with_capacity(
+                    declared.map_or(2 * f.len() + chunk.len(), |n| n as usize),
+                );
+                buf.extend_from_slice(f);
+                buf.extend_from_slice(&chunk);
+                rest = Some(buf);
+            }
+            (Some(_), Some(buf)) => buf.extend_from_slice(&chunk),
+        }
+    }
+    if seen > limit {
+        return Err(Rejection::PayloadTooLarge(limit));
+    }
+    let body = match (first, rest) {
+        (_, Some(buf)) => buf.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    };
     if mcp::too_deep(&body, mcp::MAX_DEPTH) {
         return Err(Rejection::Parse(mcp::ParseError::Invalid(
             "nesting deeper than 128 levels",
@@ -179,7 +217,13 @@ pub(crate) async fn deliver(
                 return Ok(Some(session.answer_locally(Bytes::from(reply))));
             }
             let progress = mcp::progress_token(env.params);
-            match session.request(id.clone(), method, progress, message).await {
+            let tool = (method == mcp::method::TOOLS_CALL)
+                .then(|| env.params.and_then(|p| mcp::top_level_str(p, "name")))
+                .flatten();
+            match session
+                .request(id.clone(), method, tool.as_deref(), progress, message)
+                .await
+            {
                 Ok(stream) => Ok(Some(stream)),
                 Err(SessionError::DuplicateId) => Err(Rejection::DuplicateId(id)),
                 Err(SessionError::Gone) => Err(Rejection::UnknownSession),

@@ -1,4 +1,8 @@
-//! Logging setup: plain text for people, JSON lines for collectors.
+//! Logging setup (plain text for people, JSON lines for collectors) and the metrics registry.
+
+pub mod metrics;
+
+pub use metrics::{Label, Metrics};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
