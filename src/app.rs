@@ -16,17 +16,35 @@ use crate::transport::http::{self, AppState};
 /// How long children get to exit after the drain, beyond their kill grace.
 const CHILD_EXIT_TIMEOUT_EXTRA: Duration = Duration::from_secs(3);
 
+/// Why the app could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot start the process table: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] http::TlsError),
+}
+
 /// The assembled application.
 #[derive(Debug)]
 pub struct App {
     config: WrapConfig,
     state: AppState,
+    tls: Option<http::TlsServer>,
 }
 
 impl App {
     /// Builds the app. Must run inside the tokio runtime (it starts the reaper and janitor).
-    pub fn build(config: WrapConfig) -> std::io::Result<App> {
+    pub fn build(config: WrapConfig) -> Result<App, BuildError> {
         let table = ProcessTable::start()?;
+        let tls = match &config.tls {
+            Some(cfg) => {
+                let (acceptor, cert) = http::tls_acceptor(cfg)?;
+                tokio::spawn(http::watch_tls(cert, cfg.clone(), CancellationToken::new()));
+                Some(acceptor)
+            }
+            None => None,
+        };
         let metrics = Metrics::new();
         let store = SessionStore::new(config.sessions.clone(), table, metrics.clone());
         let state = AppState {
@@ -35,7 +53,7 @@ impl App {
             shutdown: CancellationToken::new(),
             metrics,
         };
-        Ok(App { config, state })
+        Ok(App { config, state, tls })
     }
 
     pub fn router(&self) -> axum::Router {
@@ -62,6 +80,7 @@ impl App {
             listener,
             self.router(),
             self.config.server,
+            self.tls.clone(),
             stop_accepting.clone(),
         ));
         let stop_admin = CancellationToken::new();
@@ -70,6 +89,7 @@ impl App {
                 l,
                 http::admin_router(self.state.clone()),
                 self.config.server,
+                None,
                 stop_admin.clone(),
             ))
         });

@@ -48,6 +48,18 @@ struct WrapArgs {
     #[arg(long, env = "MCP_WARDEN_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
 
+    /// PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1). Reloaded when it changes.
+    #[arg(long, env = "MCP_WARDEN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "MCP_WARDEN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "MCP_WARDEN_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    tls_reload_interval: Duration,
+
     /// Path of the Streamable HTTP endpoint.
     #[arg(long, env = "MCP_WARDEN_PATH", default_value = "/mcp")]
     path: String,
@@ -208,6 +220,9 @@ fn wrap(args: WrapArgs) -> anyhow::Result<()> {
     let options = WrapOptions {
         listen: args.listen,
         admin_listen: args.admin_listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_reload_interval: args.tls_reload_interval,
         path: args.path,
         public_url: args.public_url,
         allowed_origins: args.allowed_origins,

@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::child::{ChildSpec, StderrLimits};
 use crate::session::{SessionConfig, StreamLimits};
-use crate::transport::http::{HttpConfig, LegacyPaths, ServerLimits};
+use crate::transport::http::{HttpConfig, LegacyPaths, ServerLimits, TlsConfig};
 
 /// Variables the server inherits by default (values from the sidecar's environment).
 pub const DEFAULT_ENV_PASS: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
@@ -24,6 +24,9 @@ pub const DEFAULT_ENV_PASS: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
 pub struct WrapOptions {
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_reload_interval: Duration,
     pub path: String,
     pub public_url: Option<String>,
     pub allowed_origins: Vec<String>,
@@ -74,6 +77,8 @@ pub struct WrapConfig {
     pub listen: SocketAddr,
     /// Probes and metrics, never on the MCP port.
     pub admin_listen: Option<SocketAddr>,
+    /// TLS on the MCP listener.
+    pub tls: Option<TlsConfig>,
     pub http: HttpConfig,
     pub server: ServerLimits,
     pub sessions: SessionConfig,
@@ -106,6 +111,8 @@ pub enum ConfigError {
     BadReplicaId(String),
     #[error("--env {0:?} must be NAME=VALUE with a valid variable name")]
     BadEnv(String),
+    #[error("--tls-cert and --tls-key go together")]
+    TlsPair,
     #[error(
         "--admin-listen must not be the MCP address {0}: the admin endpoints are unauthenticated"
     )]
@@ -165,9 +172,19 @@ impl WrapConfig {
         {
             return Err(ConfigError::BadReplicaId(r.clone()));
         }
+        let tls = match (&o.tls_cert, &o.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+                reload_interval: o.tls_reload_interval,
+            }),
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsPair),
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let public_url = match &o.public_url {
             Some(u) => parse_public_url(u)?,
-            None => Url::parse(&format!("http://{}{}", o.listen, o.path))
+            None => Url::parse(&format!("{scheme}://{}{}", o.listen, o.path))
                 .map_err(|_| ConfigError::BadPublicUrl(o.path.clone()))?,
         };
         let public_path = public_url.path().trim_end_matches('/');
@@ -252,6 +269,7 @@ impl WrapConfig {
         Ok(WrapConfig {
             listen: o.listen,
             admin_listen: o.admin_listen,
+            tls,
             http,
             server,
             sessions,
@@ -313,6 +331,9 @@ mod tests {
         WrapOptions {
             listen: "127.0.0.1:8080".parse().unwrap(),
             admin_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_reload_interval: Duration::from_secs(10),
             path: "/mcp".into(),
             public_url: None,
             allowed_origins: vec![],

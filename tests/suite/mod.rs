@@ -5,3 +5,4 @@ mod faults;
 mod legacy;
 mod lifecycle;
 mod ops;
+mod tls;

@@ -12,6 +12,7 @@ mod router;
 mod server;
 mod sse;
 mod streamable;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use router::{admin_router, router};
 pub use server::{ServerLimits, serve};
+pub use tls::{
+    ReloadingCert, TlsConfig, TlsError, TlsServer, acceptor as tls_acceptor, watch as watch_tls,
+};
 
 use crate::session::SessionStore;
 use crate::telemetry::Metrics;
