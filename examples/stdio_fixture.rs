@@ -140,6 +140,10 @@ fn main() {
                         send(&out, &text_result(&id, text));
                     }
                     "pid" => send(&out, &text_result(&id, &std::process::id().to_string())),
+                    "meta" => {
+                        let meta = msg.pointer("/params/_meta").cloned().unwrap_or(Value::Null);
+                        send(&out, &text_result(&id, &meta.to_string()));
+                    }
                     "env" => {
                         let env: Vec<String> =
                             std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();

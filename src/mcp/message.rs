@@ -226,11 +226,10 @@ pub fn request_id_of_cancel(params: Option<&RawValue>) -> Option<Id> {
     Id::from_raw(p.request_id?)
 }
 
-/// The string value of a top-level key of a JSON object (e.g. `params.name` of `tools/call`),
-/// found by skipping other values without parsing them: cheap even when an argument is large.
-pub fn top_level_str<'a>(object: &'a RawValue, key: &str) -> Option<Cow<'a, str>> {
-    let text = object.get();
-    let bytes = text.as_bytes();
+/// The raw text of a top-level key's value in a JSON object, found by skipping the other
+/// values without parsing them: cheap even when an argument is large.
+pub fn top_level_raw<'a>(object: &'a str, key: &str) -> Option<&'a str> {
+    let bytes = object.as_bytes();
     let mut scanner = Scanner { bytes, pos: 0 };
     scanner.ws();
     scanner.eat(b'{')?;
@@ -240,22 +239,52 @@ pub fn top_level_str<'a>(object: &'a RawValue, key: &str) -> Option<Cow<'a, str>
         scanner.ws();
         scanner.eat(b':')?;
         scanner.ws();
-        if &bytes[ks..ke] == key.as_bytes() {
-            let start = scanner.pos;
-            let (vs, ve) = scanner.string_span()?;
-            let raw = &text[vs..ve];
-            return if raw.contains('\\') {
-                serde_json::from_str::<String>(&text[start..scanner.pos])
-                    .ok()
-                    .map(Cow::Owned)
-            } else {
-                Some(Cow::Borrowed(raw))
-            };
-        }
+        let start = scanner.pos;
         scanner.skip_value()?;
+        if &bytes[ks..ke] == key.as_bytes() {
+            return object.get(start..scanner.pos);
+        }
         scanner.ws();
         scanner.eat(b',')?;
     }
+}
+
+/// The string value of a top-level key of a JSON object (e.g. `params.name` of `tools/call`).
+pub fn top_level_str<'a>(object: &'a RawValue, key: &str) -> Option<Cow<'a, str>> {
+    json_str(top_level_raw(object.get(), key)?)
+}
+
+/// A JSON string's value from its raw text (with quotes); `None` for other values.
+pub fn json_str(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
+    }
+}
+
+/// `params._meta.<key>` as a string, if present.
+pub fn meta_str<'a>(params: Option<&'a RawValue>, key: &str) -> Option<Cow<'a, str>> {
+    let meta = top_level_raw(params?.get(), "_meta")?;
+    json_str(top_level_raw(meta, key)?)
+}
+
+/// The message with `params._meta.<key>` set to the string `value` (creating `params` and
+/// `_meta` as needed). Re-serializes the message, so it is only for messages that must change.
+pub fn with_meta(message: &[u8], key: &str, value: &str) -> Option<Vec<u8>> {
+    let mut msg: serde_json::Value = serde_json::from_slice(message).ok()?;
+    let obj = msg.as_object_mut()?;
+    let params = obj
+        .entry("params")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    let meta = params
+        .as_object_mut()?
+        .entry("_meta")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    meta.as_object_mut()?
+        .insert(key.to_owned(), serde_json::Value::from(value));
+    serde_json::to_vec(&msg).ok()
 }
 
 /// A JSON-RPC error response, serialized. `id: None` gives `"id": null`.
@@ -491,6 +520,34 @@ mod tests {
         assert_eq!(top_level_str(&p(r#"{"name":3}"#), "name"), None);
         assert_eq!(top_level_str(&p(r#"{"other":"x"}"#), "name"), None);
         assert_eq!(top_level_str(&p(r#"["name"]"#), "name"), None);
+    }
+
+    #[test]
+    fn meta_is_read_cheaply_and_written_completely() {
+        let p = |s: &str| serde_json::from_str::<Box<RawValue>>(s).unwrap();
+        let params = p(r#"{"name":"x","_meta":{"progressToken":1,"traceparent":"00-ab"}}"#);
+        assert_eq!(
+            meta_str(Some(&params), "traceparent").as_deref(),
+            Some("00-ab")
+        );
+        assert_eq!(meta_str(Some(&p(r#"{"name":"x"}"#)), "traceparent"), None);
+        let out = with_meta(
+            br#"{"jsonrpc":"2.0","id":1,"method":"m"}"#,
+            "traceparent",
+            "tp",
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["params"]["_meta"]["traceparent"], "tp");
+        let out = with_meta(br#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{"traceparent":"old","k":1}}}"#, "traceparent", "new").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (
+                v["params"]["_meta"]["traceparent"].as_str(),
+                v["params"]["_meta"]["k"].as_i64()
+            ),
+            (Some("new"), Some(1))
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Logging setup (plain text for people, JSON lines for collectors) and the metrics registry.
 
 pub mod metrics;
+pub mod trace;
 
 pub use metrics::{Label, Metrics};
+pub use trace::TraceContext;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;

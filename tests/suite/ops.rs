@@ -136,3 +136,47 @@ async fn drain_fails_readiness_at_once_and_serves_existing_sessions() {
             .unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn trace_context_reaches_the_server_as_the_sidecars_span() {
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let w = Warden::start(fixture());
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let meta = |r: &serde_json::Value| serde_json::from_str::<serde_json::Value>(&text(r)).unwrap();
+    // From the HTTP header.
+    let r = m
+        .client
+        .post(&m.url)
+        .headers(m.headers())
+        .header("traceparent", PARENT)
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"meta","arguments":{}}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let seen = meta(&crate::support::http::final_response(r).await);
+    let tp = seen["traceparent"].as_str().unwrap();
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "same trace: {tp}"
+    );
+    assert!(
+        !tp.contains("00f067aa0ba902b7"),
+        "a new span of the sidecar: {tp}"
+    );
+    // From params._meta, other _meta fields kept.
+    let r = m
+        .request(json!(2), "tools/call", json!({"name":"meta","arguments":{},"_meta":{"traceparent": PARENT, "progressToken": "p"}}))
+        .await;
+    let seen = meta(&r);
+    assert!(
+        seen["traceparent"]
+            .as_str()
+            .unwrap()
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    );
+    assert_eq!(seen["progressToken"], "p");
+    // No trace: the message is passed on untouched.
+    let r = m.call_tool(json!(3), "meta", json!({})).await;
+    assert_eq!(text(&r), "null");
+}

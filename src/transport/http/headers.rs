@@ -7,6 +7,11 @@ pub(crate) static MCP_PROTOCOL_VERSION: HeaderName =
     HeaderName::from_static("mcp-protocol-version");
 pub(crate) static LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
+/// The W3C `traceparent` header, when present and valid.
+pub(crate) fn trace(headers: &HeaderMap) -> Option<crate::telemetry::TraceContext> {
+    crate::telemetry::TraceContext::parse(headers.get("traceparent")?.to_str().ok()?)
+}
+
 /// Which media types an `Accept` header admits (`*/*` and `type/*` count).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Accepts {

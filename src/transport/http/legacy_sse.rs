@@ -120,11 +120,17 @@ async fn message_inner(
             .map(|i| Envelope::parse(i.get().as_bytes()).map_err(Rejection::Parse))
             .collect::<Result<Vec<_>, _>>()?;
         for (item, env) in items.iter().zip(&parsed) {
-            deliver(&session, env, Bytes::copy_from_slice(item.get().as_bytes())).await?;
+            deliver(
+                &session,
+                env,
+                Bytes::copy_from_slice(item.get().as_bytes()),
+                headers::trace(headers),
+            )
+            .await?;
         }
     } else {
         let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
-        deliver(&session, &env, body.clone()).await?;
+        deliver(&session, &env, body.clone(), headers::trace(headers)).await?;
     }
     Ok((StatusCode::ACCEPTED, "Accepted").into_response())
 }

@@ -17,6 +17,7 @@ use super::sse::{self, Framing};
 use crate::auth::Principal;
 use crate::mcp::{self, Envelope, Kind, ProtocolVersion};
 use crate::session::{CreateError, EventId, EventStream, Next, Session, SessionError, Transport};
+use crate::telemetry::TraceContext;
 
 pub(crate) async fn post(
     State(st): State<AppState>,
@@ -174,7 +175,7 @@ async fn post_inner(
     let body = read_body(body, headers, st.config.max_message_bytes).await?;
     let batch = mcp::first_non_whitespace(&body) == Some(b'[');
     let Some(session_id) = session_id else {
-        return initialize(st, principal, body, batch).await;
+        return initialize(st, principal, body, batch, headers::trace(headers)).await;
     };
     let session = lookup_id(st, principal, session_id, Transport::Streamable)?;
     if batch {
@@ -185,10 +186,10 @@ async fn post_inner(
         {
             return Err(Rejection::BatchNotAllowed);
         }
-        return post_batch(st, &session, &body).await;
+        return post_batch(st, &session, &body, headers::trace(headers)).await;
     }
     let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
-    match deliver(&session, &env, body.clone()).await? {
+    match deliver(&session, &env, body.clone(), headers::trace(headers)).await? {
         Some(stream) => Ok(respond(st, &session, stream, false).await),
         None => Ok(StatusCode::ACCEPTED.into_response()),
     }
@@ -199,7 +200,9 @@ pub(crate) async fn deliver(
     session: &Session,
     env: &Envelope<'_>,
     message: Bytes,
+    trace: Option<TraceContext>,
 ) -> Result<Option<Arc<EventStream>>, Rejection> {
+    let message = continue_trace(message, env, trace);
     match env.kind {
         Kind::Request => {
             let id = env
@@ -244,11 +247,35 @@ pub(crate) async fn deliver(
     }
 }
 
+/// When the message belongs to a trace (the `traceparent` header, else
+/// `_meta.traceparent`), the server gets the sidecar's span of it in `_meta.traceparent`.
+/// Messages without a trace are passed on untouched.
+fn continue_trace(message: Bytes, env: &Envelope<'_>, header: Option<TraceContext>) -> Bytes {
+    if env.kind == Kind::Response {
+        return message;
+    }
+    let incoming = header.or_else(|| {
+        let params = env.params?;
+        memchr::memmem::find(params.get().as_bytes(), b"traceparent")?;
+        TraceContext::parse(&mcp::meta_str(Some(params), "traceparent")?)
+    });
+    let Some(incoming) = incoming else {
+        return message;
+    };
+    let ours = incoming.child();
+    tracing::debug!(trace_id = %incoming.trace_id_hex(), span_id = %ours.span_id_hex(), "continuing trace");
+    match mcp::with_meta(&message, "traceparent", &ours.to_string()) {
+        Some(m) => Bytes::from(m),
+        None => message,
+    }
+}
+
 /// 2025-03-26 batches: every element is delivered; requests share one SSE stream.
 async fn post_batch(
     st: &AppState,
     session: &Arc<Session>,
     body: &Bytes,
+    trace: Option<TraceContext>,
 ) -> Result<Response, Rejection> {
     let items: Vec<&RawValue> = serde_json::from_slice(body)
         .map_err(|e| Rejection::Parse(mcp::ParseError::Json(e.to_string())))?;
@@ -266,8 +293,13 @@ async fn post_batch(
     }
     let mut streams = Vec::new();
     for (item, env) in items.iter().zip(&parsed) {
-        if let Some(stream) =
-            deliver(session, env, Bytes::copy_from_slice(item.get().as_bytes())).await?
+        if let Some(stream) = deliver(
+            session,
+            env,
+            Bytes::copy_from_slice(item.get().as_bytes()),
+            trace,
+        )
+        .await?
         {
             streams.push(stream);
         }
@@ -318,6 +350,7 @@ async fn initialize(
     principal: &Principal,
     body: Bytes,
     batch: bool,
+    trace: Option<TraceContext>,
 ) -> Result<Response, Rejection> {
     if batch {
         let items: Vec<&RawValue> = serde_json::from_slice(&body)
@@ -356,7 +389,7 @@ async fn initialize(
             ))));
         }
     };
-    let mut response = match deliver(&session, &env, body.clone()).await {
+    let mut response = match deliver(&session, &env, body.clone(), trace).await {
         Ok(Some(stream)) => respond(st, &session, stream, true).await,
         Ok(None) | Err(_) => {
             let msg = "the MCP server ended before it could be initialized";
