@@ -47,12 +47,12 @@ impl App {
         };
         let metrics = Metrics::new();
         let store = SessionStore::new(config.sessions.clone(), table, metrics.clone());
-        let state = AppState {
+        let state = AppState::new(http::Shared {
             store,
             config: Arc::new(config.http.clone()),
             shutdown: CancellationToken::new(),
             metrics,
-        };
+        });
         Ok(App { config, state, tls })
     }
 

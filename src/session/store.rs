@@ -443,13 +443,14 @@ impl Session {
             }
             let order = r.next_order;
             r.next_order += 1;
+            let now = Instant::now();
             r.pending.insert(
                 id.clone(),
                 Pending {
                     stream: stream.clone(),
                     progress,
-                    started: Instant::now(),
-                    deadline: Instant::now() + timeout,
+                    started: now,
+                    deadline: now + timeout,
                     order,
                     initialize: method == mcp::method::INITIALIZE,
                     method: method_label,

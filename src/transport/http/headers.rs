@@ -25,7 +25,7 @@ pub(crate) fn accepts(headers: &HeaderMap) -> Accepts {
         let Ok(value) = value.to_str() else { continue };
         for range in value.split(',') {
             let mut parts = range.split(';');
-            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let media = parts.next().unwrap_or("").trim();
             // A range explicitly weighted q=0 is a refusal.
             let refused = parts.any(|p| {
                 let p = p.trim();
@@ -36,14 +36,14 @@ pub(crate) fn accepts(headers: &HeaderMap) -> Accepts {
             if refused {
                 continue;
             }
-            match media.as_str() {
-                "*/*" => {
-                    out.json = true;
-                    out.sse = true;
-                }
-                "application/*" | "application/json" => out.json = true,
-                "text/*" | "text/event-stream" => out.sse = true,
-                _ => {}
+            let is = |m: &str| media.eq_ignore_ascii_case(m);
+            if is("*/*") {
+                out.json = true;
+                out.sse = true;
+            } else if is("application/*") || is("application/json") {
+                out.json = true;
+            } else if is("text/*") || is("text/event-stream") {
+                out.sse = true;
             }
         }
     }

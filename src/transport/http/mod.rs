@@ -60,12 +60,30 @@ pub struct LegacyPaths {
     pub message: String,
 }
 
-/// Shared state of every handler.
+/// Shared state of every handler. Cloned for every request and layer, so it is one `Arc`.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] points to.
+#[derive(Debug)]
+pub struct Shared {
     pub store: SessionStore,
     pub config: Arc<HttpConfig>,
     /// Cancelled when the sidecar shuts down: open SSE streams end.
     pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
