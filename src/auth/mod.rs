@@ -1,5 +1,53 @@
-//! Who is calling: the authenticated principal of a request.
+//! Who is calling: bearer tokens checked as an OAuth 2.1 resource server (JWT access
+//! tokens against the issuer's keys, opaque ones by introspection), the resulting
+//! [`Principal`], the challenges of a refusal, resource metadata, and the embedded
+//! development issuer. The only module that uses `jsonwebtoken`.
 
+mod authenticator;
+pub mod challenge;
+pub mod dev_issuer;
+mod discovery;
+pub mod fetch;
+mod introspection;
+mod jwks;
+mod jwt;
 mod principal;
+pub mod resource_metadata;
+pub mod scopes;
+#[cfg(test)]
+mod testkeys;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testserver;
 
-pub use principal::Principal;
+pub use authenticator::{
+    AuthConfig, AuthInitError, Authenticator, DevConfig, IntrospectionConfig, IssuerConfig,
+    Resources,
+};
+pub use challenge::Rejection;
+pub use dev_issuer::DevIssuer;
+pub use jwks::CachePolicy;
+pub use principal::{Actor, Principal};
+pub use resource_metadata::Resource;
+pub use scopes::ScopeRules;
+
+/// A configured secret (client secret, HMAC key). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(std::sync::Arc<str>);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into().into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
