@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::child::ProcessTable;
 use crate::config::WrapConfig;
 use crate::session::SessionStore;
@@ -23,6 +24,8 @@ pub enum BuildError {
     Io(#[from] std::io::Error),
     #[error("TLS: {0}")]
     Tls(#[from] http::TlsError),
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::auth::AuthInitError),
 }
 
 /// The assembled application.
@@ -36,6 +39,14 @@ pub struct App {
 impl App {
     /// Builds the app. Must run inside the tokio runtime (it starts the reaper and janitor).
     pub fn build(config: WrapConfig) -> Result<App, BuildError> {
+        let auth = match &config.auth {
+            Some(a) => Authenticator::new(a.clone())?,
+            None => Authenticator::disabled(),
+        };
+        // Keys are fetched in the background: an unreachable issuer delays nothing but
+        // its own tokens.
+        let warm = auth.clone();
+        tokio::spawn(async move { warm.warm_up().await });
         let table = ProcessTable::start()?;
         let tls = match &config.tls {
             Some(cfg) => {
@@ -52,12 +63,17 @@ impl App {
             config: Arc::new(config.http.clone()),
             shutdown: CancellationToken::new(),
             metrics,
+            auth,
         });
         Ok(App { config, state, tls })
     }
 
     pub fn router(&self) -> axum::Router {
         http::router(self.state.clone())
+    }
+
+    pub fn auth(&self) -> &Authenticator {
+        &self.state.auth
     }
 
     pub fn sessions(&self) -> &SessionStore {

@@ -11,7 +11,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::App;
-use crate::config::{ProcessEnv, WrapConfig, WrapOptions};
+use crate::auth::dev_issuer::{DevIssuer, TokenRequest};
+use crate::config::{self, AuthOptions, ProcessEnv, WrapConfig, WrapOptions};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -35,6 +36,11 @@ enum Command {
         after_help = "Example:\n  mcp-warden wrap --no-auth -- npx -y @modelcontextprotocol/server-everything"
     )]
     Wrap(Box<WrapArgs>),
+    /// Mint an access token from the development issuer's key file (see `wrap --dev`).
+    #[command(
+        after_help = "Example:\n  mcp-warden token --dev-key-file dev-key.pem --sub alice --scope \"mcp:tools\""
+    )]
+    Token(TokenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +144,9 @@ struct WrapArgs {
     #[arg(long, env = "MCP_WARDEN_NO_AUTH")]
     no_auth: bool,
 
+    #[command(flatten)]
+    auth: AuthArgs,
+
     /// Pass this variable of the sidecar's environment to the server (repeatable). The server
     /// otherwise gets only PATH, HOME, LANG, LC_ALL and TZ.
     #[arg(
@@ -173,6 +182,239 @@ struct WrapArgs {
     command: Vec<OsString>,
 }
 
+/// Authentication of `wrap`: who issues the tokens we accept, and what they must say.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Authentication")]
+struct AuthArgs {
+    /// Trusted authorization server (issuer identifier, exactly as tokens carry it in
+    /// `iss`). Repeatable. Keys are found by RFC 8414 or OpenID discovery.
+    #[arg(
+        long = "issuer",
+        env = "MCP_WARDEN_ISSUER",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    issuers: Vec<String>,
+
+    /// Fetch the issuer's signing keys here instead of discovering them (needs exactly
+    /// one --issuer).
+    #[arg(long, env = "MCP_WARDEN_JWKS_URI", value_name = "URL")]
+    jwks_uri: Option<String>,
+
+    /// Also accept tokens whose `aud` holds this value (besides this server's resource
+    /// identifiers). Repeatable.
+    #[arg(
+        long = "audience",
+        env = "MCP_WARDEN_AUDIENCE",
+        value_delimiter = ',',
+        value_name = "AUD"
+    )]
+    audiences: Vec<String>,
+
+    /// Scopes every request needs (space-separated; repeatable). Missing ones get 403
+    /// insufficient_scope.
+    #[arg(
+        long = "required-scope",
+        env = "MCP_WARDEN_REQUIRED_SCOPES",
+        value_name = "SCOPES"
+    )]
+    required_scopes: Vec<String>,
+
+    /// Scopes advertised in the resource metadata (space-separated). Default: the scopes
+    /// the configuration names.
+    #[arg(
+        long = "scopes-supported",
+        env = "MCP_WARDEN_SCOPES_SUPPORTED",
+        value_name = "SCOPES"
+    )]
+    scopes_supported: Vec<String>,
+
+    /// A broader scope that grants narrower ones: BROAD=NARROWER[ NARROWER...]. Repeatable;
+    /// `;`-separated in the environment.
+    #[arg(
+        long = "scope-implies",
+        env = "MCP_WARDEN_SCOPE_IMPLIES",
+        value_delimiter = ';',
+        value_name = "RULE"
+    )]
+    scope_implies: Vec<String>,
+
+    /// Clock skew allowed when checking exp, nbf and iat.
+    #[arg(long, env = "MCP_WARDEN_CLOCK_SKEW", default_value = "60s", value_parser = parse_duration)]
+    clock_skew: Duration,
+
+    /// Longest access token accepted.
+    #[arg(long, env = "MCP_WARDEN_MAX_TOKEN_BYTES", default_value = "8KiB", value_parser = parse_bytes)]
+    max_token_bytes: usize,
+
+    /// Accept JWT access tokens typed `JWT` or untyped, for authorization servers that do
+    /// not set `typ: at+jwt` (RFC 9068).
+    #[arg(long, env = "MCP_WARDEN_ACCEPT_UNTYPED_JWT")]
+    accept_untyped_jwt: bool,
+
+    /// File holding a shared secret (at least 32 bytes): enables HS256/384/512 tokens of
+    /// the configured issuers. Asymmetric keys are preferable.
+    #[arg(long, env = "MCP_WARDEN_HMAC_SECRET_FILE", value_name = "PATH")]
+    hmac_secret_file: Option<PathBuf>,
+
+    /// RFC 7662 introspection endpoint for opaque tokens. Default: from the first
+    /// issuer's metadata, when introspection credentials are given.
+    #[arg(long, env = "MCP_WARDEN_INTROSPECTION_ENDPOINT", value_name = "URL")]
+    introspection_endpoint: Option<String>,
+
+    /// Client id for introspection (HTTP Basic). The secret comes from
+    /// --introspection-client-secret-file or MCP_WARDEN_INTROSPECTION_CLIENT_SECRET.
+    #[arg(long, env = "MCP_WARDEN_INTROSPECTION_CLIENT_ID", value_name = "ID")]
+    introspection_client_id: Option<String>,
+
+    /// File holding the introspection client secret.
+    #[arg(
+        long,
+        env = "MCP_WARDEN_INTROSPECTION_CLIENT_SECRET_FILE",
+        value_name = "PATH"
+    )]
+    introspection_client_secret_file: Option<PathBuf>,
+
+    /// How long an introspection answer is reused (never past the token's expiry).
+    #[arg(long, env = "MCP_WARDEN_INTROSPECTION_CACHE_TTL", default_value = "60s", value_parser = parse_duration)]
+    introspection_cache_ttl: Duration,
+
+    /// Signing keys are reused for at least this long, whatever Cache-Control says.
+    #[arg(long, env = "MCP_WARDEN_JWKS_MIN_TTL", default_value = "1m", value_parser = parse_duration)]
+    jwks_min_ttl: Duration,
+
+    /// Signing keys are fetched again after at most this long.
+    #[arg(long, env = "MCP_WARDEN_JWKS_MAX_TTL", default_value = "24h", value_parser = parse_duration)]
+    jwks_max_ttl: Duration,
+
+    /// At most one key fetch per issuer in this interval (unknown key ids, failures).
+    #[arg(long, env = "MCP_WARDEN_JWKS_REFETCH_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    jwks_refetch_interval: Duration,
+
+    /// PEM bundle of CA certificates trusted for authorization servers, in addition to
+    /// the system's.
+    #[arg(long, env = "MCP_WARDEN_CA_BUNDLE", value_name = "PATH")]
+    ca_bundle: Option<PathBuf>,
+
+    /// Validated tokens remembered (by hash) to skip signature checks; 0 disables.
+    #[arg(long, env = "MCP_WARDEN_TOKEN_CACHE_SIZE", default_value_t = 10_000)]
+    token_cache_size: usize,
+
+    /// `resource_name` in the resource metadata.
+    #[arg(long, env = "MCP_WARDEN_RESOURCE_NAME")]
+    resource_name: Option<String>,
+
+    /// Run an embedded development issuer: prints a ready bearer token and a client
+    /// configuration at startup. For local use.
+    #[arg(long, env = "MCP_WARDEN_DEV")]
+    dev: bool,
+
+    /// Keep the development issuer's signing key in this file (created if missing), so
+    /// tokens survive restarts and `mcp-warden token` can mint more.
+    #[arg(long, env = "MCP_WARDEN_DEV_KEY_FILE", value_name = "PATH")]
+    dev_key_file: Option<PathBuf>,
+
+    /// Lifetime of the token printed by --dev.
+    #[arg(long, env = "MCP_WARDEN_DEV_TOKEN_TTL", default_value = "12h", value_parser = parse_duration)]
+    dev_token_ttl: Duration,
+}
+
+/// `mcp-warden token`.
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// The development issuer's key file (as given to `wrap --dev --dev-key-file`).
+    #[arg(long, env = "MCP_WARDEN_DEV_KEY_FILE", value_name = "PATH")]
+    dev_key_file: PathBuf,
+
+    /// Subject of the token.
+    #[arg(long, default_value = "dev")]
+    sub: String,
+
+    /// Scopes granted (space-separated; repeatable).
+    #[arg(long = "scope", value_name = "SCOPES")]
+    scopes: Vec<String>,
+
+    /// Lifetime of the token.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    ttl: Duration,
+
+    /// `client_id` claim of the token.
+    #[arg(long, default_value = "mcp-warden-token")]
+    client_id: String,
+
+    /// The `wrap` instance's --listen (the token's issuer and audience derive from it).
+    #[arg(long, env = "MCP_WARDEN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// The `wrap` instance's --path.
+    #[arg(long, env = "MCP_WARDEN_PATH", default_value = "/mcp")]
+    path: String,
+
+    /// The `wrap` instance's --public-url.
+    #[arg(long, env = "MCP_WARDEN_PUBLIC_URL")]
+    public_url: Option<String>,
+
+    /// The `wrap` instance's --tls-cert (only whether it is set matters: https URLs).
+    #[arg(long, env = "MCP_WARDEN_TLS_CERT", value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+}
+
+fn read_file(what: &str, path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
+}
+
+fn secret_file(what: &str, path: &std::path::Path) -> anyhow::Result<String> {
+    String::from_utf8(read_file(what, path)?)
+        .with_context(|| format!("the {what} {} is not UTF-8", path.display()))
+}
+
+impl AuthArgs {
+    fn options(&self) -> anyhow::Result<AuthOptions> {
+        let introspection_client_secret = match &self.introspection_client_secret_file {
+            Some(p) => Some(
+                secret_file("introspection client secret", p)?
+                    .trim()
+                    .to_owned(),
+            ),
+            // Kept out of the flags so it never shows in the process list.
+            None => std::env::var("MCP_WARDEN_INTROSPECTION_CLIENT_SECRET").ok(),
+        };
+        Ok(AuthOptions {
+            issuers: self.issuers.clone(),
+            jwks_uri: self.jwks_uri.clone(),
+            audiences: self.audiences.clone(),
+            required_scopes: self.required_scopes.clone(),
+            scopes_supported: self.scopes_supported.clone(),
+            scope_implies: self.scope_implies.clone(),
+            leeway: self.clock_skew,
+            max_token_bytes: self.max_token_bytes,
+            accept_untyped_jwt: self.accept_untyped_jwt,
+            hmac_secret: self
+                .hmac_secret_file
+                .as_deref()
+                .map(|p| secret_file("HMAC secret", p))
+                .transpose()?,
+            introspection_endpoint: self.introspection_endpoint.clone(),
+            introspection_client_id: self.introspection_client_id.clone(),
+            introspection_client_secret,
+            introspection_cache_ttl: self.introspection_cache_ttl,
+            jwks_min_ttl: self.jwks_min_ttl,
+            jwks_max_ttl: self.jwks_max_ttl,
+            jwks_refetch_interval: self.jwks_refetch_interval,
+            ca_bundle: self
+                .ca_bundle
+                .as_deref()
+                .map(|p| read_file("CA bundle", p))
+                .transpose()?,
+            dev: self.dev,
+            dev_key_file: self.dev_key_file.clone(),
+            resource_name: self.resource_name.clone(),
+            token_cache_size: self.token_cache_size,
+            http_timeout: AuthOptions::default().http_timeout,
+        })
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))
 }
@@ -204,14 +446,19 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Wrap(args) => match wrap(*args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                // The chain, for operators; never a secret (none is in any error message).
-                eprintln!("mcp-warden: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Wrap(args) => report(wrap(*args)),
+        Command::Token(args) => report(token(&args)),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain, for operators; never a secret (none is in any error message).
+            eprintln!("mcp-warden: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -239,12 +486,15 @@ fn wrap(args: WrapArgs) -> anyhow::Result<()> {
         message_path: args.message_path,
         replica_id: args.replica_id,
         no_auth: args.no_auth,
+        auth: args.auth.options()?,
         env_pass: args.env_pass,
         env: args.env,
         cwd: args.cwd,
         command: args.command,
     };
-    let config = WrapConfig::from_options(options, &ProcessEnv, PathBuf::from("/proc/self/exe"))?;
+    let helper = PathBuf::from("/proc/self/exe");
+    let config = WrapConfig::from_options(options.clone(), &ProcessEnv, helper.clone())?;
+    let dev_token_ttl = args.auth.dev_token_ttl;
     crate::sandbox::harden_sidecar().context("cannot harden the sidecar process")?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.worker_threads {
@@ -258,7 +508,13 @@ fn wrap(args: WrapArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-                let local = listener.local_addr()?;
+        let local = listener.local_addr()?;
+        // With port 0, URLs (and with them resource identifiers) name the port we got.
+        let config = if config.listen.port() == 0 && options.public_url.is_none() {
+            WrapConfig::from_options(WrapOptions { listen: local, ..options }, &ProcessEnv, helper)?
+        } else {
+            config
+        };
         let admin = match config.admin_listen {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -270,9 +526,17 @@ fn wrap(args: WrapArgs) -> anyhow::Result<()> {
         let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
         let shutdown = crate::signal::shutdown().context("cannot install signal handlers")?;
         let public_url = config.public_url.clone();
+        let required_scopes = config
+            .auth
+            .as_ref()
+            .map(|a| a.required_scopes.clone())
+            .unwrap_or_default();
         let app = App::build(config).context("cannot start")?;
         if let Some(a) = admin_addr {
             tracing::info!(admin = %a, "admin endpoints (/healthz, /readyz, /metrics) are serving");
+        }
+        if let Some(dev) = app.auth().dev_issuer() {
+            dev_banner(dev, &public_url, &required_scopes, dev_token_ttl)?;
         }
         tracing::info!(listen = %local, url = %public_url, version = env!("CARGO_PKG_VERSION"), "mcp-warden is serving");
         app.serve(listener, admin, async move {
@@ -283,6 +547,83 @@ fn wrap(args: WrapArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Prints (stdout, not the logs) a token of the development issuer and a client
+/// configuration carrying it.
+fn dev_banner(
+    dev: &DevIssuer,
+    url: &url::Url,
+    scopes: &[String],
+    ttl: Duration,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let audience = crate::auth::resource_metadata::canonical_resource(url);
+    let token = dev.mint(
+        &TokenRequest {
+            subject: "dev",
+            audience: &audience,
+            scopes,
+            client_id: "mcp-warden-dev",
+            lifetime: ttl,
+        },
+        std::time::SystemTime::now(),
+    )?;
+    let client = serde_json::json!({
+        "mcpServers": {
+            "mcp-warden": {
+                "type": "http",
+                "url": url.as_str(),
+                "headers": { "Authorization": format!("Bearer {token}") },
+            }
+        }
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Development issuer {} (not for production). Bearer token for {audience}, subject \"dev\", valid {}:\n\n{token}\n\nClient configuration:\n\n{}\n\nMore tokens: mcp-warden token --dev-key-file FILE --sub NAME --scope \"SCOPES\" (with --dev-key-file here too)\n",
+        dev.issuer(),
+        humantime::format_duration(ttl),
+        serde_json::to_string_pretty(&client)?,
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let (url, prefix) = config::endpoint_url(
+        args.listen,
+        &args.path,
+        args.public_url.as_deref(),
+        args.tls_cert.is_some(),
+    )?;
+    let issuer = config::dev_issuer_id(&url, &prefix);
+    let dev = DevIssuer::load(&issuer, &args.dev_key_file)?;
+    let scopes: Vec<String> = args
+        .scopes
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = scopes
+        .iter()
+        .find(|s| !crate::auth::scopes::is_scope_token(s))
+    {
+        anyhow::bail!("{bad:?} is not a valid scope");
+    }
+    let token = dev.mint(
+        &TokenRequest {
+            subject: &args.sub,
+            audience: &crate::auth::resource_metadata::canonical_resource(&url),
+            scopes: &scopes,
+            client_id: &args.client_id,
+            lifetime: args.ttl,
+        },
+        std::time::SystemTime::now(),
+    )?;
+    writeln!(std::io::stdout().lock(), "{token}")?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -317,7 +658,9 @@ mod tests {
             "s.js",
         ])
         .unwrap();
-        let Command::Wrap(args) = cli.command;
+        let Command::Wrap(args) = cli.command else {
+            panic!("wrap expected")
+        };
         assert_eq!(
             args.command,
             vec![OsString::from("node"), "--inspect".into(), "s.js".into()]

@@ -6,12 +6,16 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
 
+use crate::auth::{
+    self, AuthConfig, CachePolicy, DevConfig, IntrospectionConfig, IssuerConfig, Resource,
+    Resources, ScopeRules, Secret,
+};
 use crate::child::{ChildSpec, StderrLimits};
 use crate::session::{SessionConfig, StreamLimits};
 use crate::transport::http::{HttpConfig, LegacyPaths, ServerLimits, TlsConfig};
@@ -43,6 +47,7 @@ pub struct WrapOptions {
     pub message_path: String,
     pub replica_id: Option<String>,
     pub no_auth: bool,
+    pub auth: AuthOptions,
     pub env_pass: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<PathBuf>,
@@ -84,6 +89,8 @@ pub struct WrapConfig {
     pub sessions: SessionConfig,
     /// The public URL of the MCP endpoint (what clients connect to).
     pub public_url: Url,
+    /// `None` with `--no-auth`.
+    pub auth: Option<AuthConfig>,
 }
 
 /// A configuration that cannot work, with what to do about it.
@@ -92,9 +99,41 @@ pub enum ConfigError {
     #[error("no server command: use `mcp-warden wrap [OPTIONS] -- COMMAND [ARGS...]`")]
     NoCommand,
     #[error(
-        "no authentication configured: pass --no-auth to serve without authentication on a loopback address"
+        "no authentication configured: pass --issuer URL (your authorization server), --dev (a local development issuer), or --no-auth to serve without authentication on a loopback address"
     )]
     NoAuth,
+    #[error("--no-auth cannot be combined with {0}")]
+    NoAuthWithAuth(&'static str),
+    #[error("{flag} {value:?} is not an absolute http(s) URL without query or fragment")]
+    BadUrl { flag: &'static str, value: String },
+    #[error("{flag} {value:?} must use https (plain http only for a loopback host)")]
+    InsecureUrl { flag: &'static str, value: String },
+    #[error("--jwks-uri names the keys of one issuer: give exactly one --issuer with it")]
+    JwksUriNeedsOneIssuer,
+    #[error("{flag} {value:?} is not a valid scope (RFC 6749 §3.3)")]
+    BadScope { flag: &'static str, value: String },
+    #[error("{0} must not name offline_access: a resource server never asks for refresh tokens")]
+    OfflineAccess(&'static str),
+    #[error("--scope-implies {0:?} must be BROAD=NARROWER[ NARROWER...]")]
+    BadImplication(String),
+    #[error("--audience must not be empty")]
+    EmptyAudience,
+    #[error(
+        "token introspection needs both --introspection-client-id and a client secret (--introspection-client-secret-file or MCP_WARDEN_INTROSPECTION_CLIENT_SECRET)"
+    )]
+    IntrospectionCredentials,
+    #[error("token introspection asks the first --issuer; give one")]
+    IntrospectionWithoutIssuer,
+    #[error("the HMAC secret must be at least 32 bytes")]
+    HmacSecretTooShort,
+    #[error("HMAC-signed tokens are checked against --issuer; give one")]
+    HmacWithoutIssuer,
+    #[error("--dev-key-file needs --dev")]
+    DevKeyWithoutDev,
+    #[error(
+        "the development issuer would be {0}, which is neither https nor loopback: listen on a loopback address or give an https --public-url"
+    )]
+    DevIssuerInsecure(String),
     #[error(
         "--no-auth serves without authentication and is only allowed on a loopback address, not {0}"
     )]
@@ -129,12 +168,7 @@ impl WrapConfig {
         helper_exe: PathBuf,
     ) -> Result<WrapConfig, ConfigError> {
         let (command, args) = o.command.split_first().ok_or(ConfigError::NoCommand)?;
-        if !o.no_auth {
-            return Err(ConfigError::NoAuth);
-        }
-        if !o.listen.ip().is_loopback() {
-            return Err(ConfigError::NoAuthOnPublicAddress(o.listen));
-        }
+        check_auth_choice(&o)?;
         if o.admin_listen
             .is_some_and(|a| a == o.listen && a.port() != 0)
         {
@@ -181,17 +215,8 @@ impl WrapConfig {
             (None, None) => None,
             _ => return Err(ConfigError::TlsPair),
         };
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let public_url = match &o.public_url {
-            Some(u) => parse_public_url(u)?,
-            None => Url::parse(&format!("{scheme}://{}{}", o.listen, o.path))
-                .map_err(|_| ConfigError::BadPublicUrl(o.path.clone()))?,
-        };
-        let public_path = public_url.path().trim_end_matches('/');
-        let public_prefix = public_path
-            .strip_suffix(o.path.trim_end_matches('/'))
-            .unwrap_or("")
-            .to_owned();
+        let (public_url, public_prefix) =
+            endpoint_url(o.listen, &o.path, o.public_url.as_deref(), tls.is_some())?;
         let mut allowed_origins = Vec::new();
         for origin in &o.allowed_origins {
             allowed_origins.push(normalize_origin(origin)?);
@@ -237,7 +262,7 @@ impl WrapConfig {
                 sse: o.sse_path.clone(),
                 message: o.message_path.clone(),
             }),
-            public_prefix,
+            public_prefix: public_prefix.clone(),
             allowed_origins,
             allow_loopback_origins: o.listen.ip().is_loopback(),
             allowed_hosts: o.listen.ip().is_loopback().then(|| {
@@ -266,6 +291,22 @@ impl WrapConfig {
             drain_timeout: o.drain_timeout,
             ..ServerLimits::default()
         };
+        let auth = if o.no_auth {
+            None
+        } else {
+            let sse_path = o.legacy_sse.then_some(o.sse_path.as_str());
+            let name = Path::new(command)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Some(auth_config(
+                &o.auth,
+                &public_url,
+                &public_prefix,
+                sse_path,
+                &name,
+            )?)
+        };
         Ok(WrapConfig {
             listen: o.listen,
             admin_listen: o.admin_listen,
@@ -274,8 +315,326 @@ impl WrapConfig {
             server,
             sessions,
             public_url,
+            auth,
         })
     }
+}
+
+/// How `wrap` authenticates, as given (flags, environment, files already read).
+#[derive(Debug, Clone)]
+pub struct AuthOptions {
+    pub issuers: Vec<String>,
+    pub jwks_uri: Option<String>,
+    pub audiences: Vec<String>,
+    /// Space-delimited scope lists (each entry may hold several scopes).
+    pub required_scopes: Vec<String>,
+    pub scopes_supported: Vec<String>,
+    /// `BROAD=NARROWER[ NARROWER...]`.
+    pub scope_implies: Vec<String>,
+    pub leeway: Duration,
+    pub max_token_bytes: usize,
+    pub accept_untyped_jwt: bool,
+    pub hmac_secret: Option<String>,
+    pub introspection_endpoint: Option<String>,
+    pub introspection_client_id: Option<String>,
+    pub introspection_client_secret: Option<String>,
+    pub introspection_cache_ttl: Duration,
+    pub jwks_min_ttl: Duration,
+    pub jwks_max_ttl: Duration,
+    pub jwks_refetch_interval: Duration,
+    /// PEM certificates trusted besides the system roots.
+    pub ca_bundle: Option<Vec<u8>>,
+    pub dev: bool,
+    pub dev_key_file: Option<PathBuf>,
+    pub resource_name: Option<String>,
+    pub token_cache_size: usize,
+    pub http_timeout: Duration,
+}
+
+impl Default for AuthOptions {
+    /// The command line's defaults, with no issuer.
+    fn default() -> Self {
+        let jwks = CachePolicy::default();
+        AuthOptions {
+            issuers: vec![],
+            jwks_uri: None,
+            audiences: vec![],
+            required_scopes: vec![],
+            scopes_supported: vec![],
+            scope_implies: vec![],
+            leeway: Duration::from_secs(60),
+            max_token_bytes: 8192,
+            accept_untyped_jwt: false,
+            hmac_secret: None,
+            introspection_endpoint: None,
+            introspection_client_id: None,
+            introspection_client_secret: None,
+            introspection_cache_ttl: Duration::from_secs(60),
+            jwks_min_ttl: jwks.min_ttl,
+            jwks_max_ttl: jwks.max_ttl,
+            jwks_refetch_interval: jwks.refetch_interval,
+            ca_bundle: None,
+            dev: false,
+            dev_key_file: None,
+            resource_name: None,
+            token_cache_size: 10_000,
+            http_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Secure by default: some authentication, or an explicit `--no-auth` on loopback only.
+fn check_auth_choice(o: &WrapOptions) -> Result<(), ConfigError> {
+    let a = &o.auth;
+    let configured = if !a.issuers.is_empty() {
+        Some("--issuer")
+    } else if a.jwks_uri.is_some() {
+        Some("--jwks-uri")
+    } else if a.dev {
+        Some("--dev")
+    } else {
+        None
+    };
+    match (o.no_auth, configured) {
+        (true, Some(flag)) => Err(ConfigError::NoAuthWithAuth(flag)),
+        (true, None) if !o.listen.ip().is_loopback() => {
+            Err(ConfigError::NoAuthOnPublicAddress(o.listen))
+        }
+        (false, None) => Err(ConfigError::NoAuth),
+        _ => Ok(()),
+    }
+}
+
+/// The public URL of the MCP endpoint and the path prefix a proxy puts before our paths:
+/// `--public-url` when given, else `http(s)://<listen><path>`.
+pub fn endpoint_url(
+    listen: SocketAddr,
+    path: &str,
+    public_url: Option<&str>,
+    https: bool,
+) -> Result<(Url, String), ConfigError> {
+    let scheme = if https { "https" } else { "http" };
+    let url = match public_url {
+        Some(u) => parse_public_url(u)?,
+        None => Url::parse(&format!("{scheme}://{listen}{path}"))
+            .map_err(|_| ConfigError::BadPublicUrl(path.to_owned()))?,
+    };
+    let public_path = url.path().trim_end_matches('/');
+    let prefix = public_path
+        .strip_suffix(path.trim_end_matches('/'))
+        .unwrap_or("")
+        .to_owned();
+    Ok((url, prefix))
+}
+
+/// The embedded development issuer's identifier: our own base URL (origin and prefix).
+pub fn dev_issuer_id(public_url: &Url, prefix: &str) -> String {
+    format!("{}{prefix}", public_url.origin().ascii_serialization())
+}
+
+fn secure_url(flag: &'static str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|_| ConfigError::BadUrl {
+        flag,
+        value: value.to_owned(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host().is_none()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(ConfigError::BadUrl {
+            flag,
+            value: value.to_owned(),
+        });
+    }
+    if !auth::fetch::is_secure_endpoint(&url) {
+        return Err(ConfigError::InsecureUrl {
+            flag,
+            value: value.to_owned(),
+        });
+    }
+    Ok(url)
+}
+
+fn scope_list(flag: &'static str, lists: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for scope in lists.iter().flat_map(|l| l.split_whitespace()) {
+        if !auth::scopes::is_scope_token(scope) {
+            return Err(ConfigError::BadScope {
+                flag,
+                value: scope.to_owned(),
+            });
+        }
+        if scope == "offline_access" {
+            return Err(ConfigError::OfflineAccess(flag));
+        }
+        if !out.iter().any(|s| s == scope) {
+            out.push(scope.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Validates the authentication options and derives the resources we protect.
+pub fn auth_config(
+    a: &AuthOptions,
+    public_url: &Url,
+    prefix: &str,
+    sse_path: Option<&str>,
+    command_name: &str,
+) -> Result<AuthConfig, ConfigError> {
+    let mut issuers = Vec::new();
+    for issuer in &a.issuers {
+        secure_url("--issuer", issuer)?;
+        issuers.push(IssuerConfig {
+            issuer: issuer.clone(),
+            jwks_uri: None,
+        });
+    }
+    if let Some(jwks) = &a.jwks_uri {
+        let url = secure_url("--jwks-uri", jwks)?;
+        match issuers.as_mut_slice() {
+            [only] => only.jwks_uri = Some(url),
+            _ => return Err(ConfigError::JwksUriNeedsOneIssuer),
+        }
+    }
+    let origin = public_url.origin().ascii_serialization();
+    let resources = Resources {
+        streamable: Resource::new(public_url, prefix),
+        legacy: match sse_path {
+            Some(p) => {
+                let url = Url::parse(&format!("{origin}{prefix}{p}"))
+                    .map_err(|_| ConfigError::BadPublicUrl(public_url.to_string()))?;
+                Some(Resource::new(&url, prefix))
+            }
+            None => None,
+        },
+        origin: if prefix.is_empty() {
+            let url = Url::parse(&origin)
+                .map_err(|_| ConfigError::BadPublicUrl(public_url.to_string()))?;
+            Some(Resource::new(&url, ""))
+        } else {
+            None
+        },
+    };
+    let mut extra_audiences = Vec::new();
+    for aud in &a.audiences {
+        if aud.trim().is_empty() {
+            return Err(ConfigError::EmptyAudience);
+        }
+        extra_audiences.push(auth::resource_metadata::canonical_audience(aud).into_owned());
+    }
+    let required_scopes = scope_list("--required-scope", &a.required_scopes)?;
+    let mut rules = Vec::new();
+    for rule in &a.scope_implies {
+        let bad = || ConfigError::BadImplication(rule.clone());
+        let (broad, narrower) = rule.split_once('=').ok_or_else(bad)?;
+        let broad = scope_list("--scope-implies", &[broad.to_owned()])?;
+        let narrower = scope_list("--scope-implies", &[narrower.to_owned()])?;
+        let [broad] = broad.as_slice() else {
+            return Err(bad());
+        };
+        if narrower.is_empty() {
+            return Err(bad());
+        }
+        rules.push((broad.clone(), narrower));
+    }
+    let scope_rules = ScopeRules::new(rules);
+    let mut scopes_supported = scope_list("--scopes-supported", &a.scopes_supported)?;
+    if scopes_supported.is_empty() {
+        // Advertise what the configuration names.
+        for s in required_scopes
+            .iter()
+            .map(String::as_str)
+            .chain(scope_rules.mentioned())
+        {
+            if !scopes_supported.iter().any(|x| x == s) {
+                scopes_supported.push(s.to_owned());
+            }
+        }
+    }
+    let introspection = match (&a.introspection_client_id, &a.introspection_client_secret) {
+        (None, None) if a.introspection_endpoint.is_none() => None,
+        (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+            if issuers.is_empty() {
+                return Err(ConfigError::IntrospectionWithoutIssuer);
+            }
+            Some(IntrospectionConfig {
+                endpoint: a
+                    .introspection_endpoint
+                    .as_deref()
+                    .map(|e| secure_url("--introspection-endpoint", e))
+                    .transpose()?,
+                client_id: id.clone(),
+                client_secret: Secret::new(secret.clone()),
+                cache_ttl: a.introspection_cache_ttl,
+            })
+        }
+        _ => return Err(ConfigError::IntrospectionCredentials),
+    };
+    let hmac_secret = match &a.hmac_secret {
+        None => None,
+        Some(s) if s.trim_end().len() < 32 => return Err(ConfigError::HmacSecretTooShort),
+        Some(_) if issuers.is_empty() => return Err(ConfigError::HmacWithoutIssuer),
+        // A trailing newline from `echo > file` is not part of the secret.
+        Some(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']))),
+    };
+    let dev = if a.dev {
+        let issuer = dev_issuer_id(public_url, prefix);
+        if !auth::fetch::is_secure_endpoint(public_url) {
+            return Err(ConfigError::DevIssuerInsecure(issuer));
+        }
+        Some(DevConfig {
+            issuer,
+            key_file: a.dev_key_file.clone(),
+        })
+    } else {
+        if a.dev_key_file.is_some() {
+            return Err(ConfigError::DevKeyWithoutDev);
+        }
+        None
+    };
+    for (name, v) in [
+        ("--max-token-bytes", a.max_token_bytes as u128),
+        (
+            "--jwks-refetch-interval",
+            a.jwks_refetch_interval.as_millis(),
+        ),
+    ] {
+        if v == 0 {
+            return Err(ConfigError::Zero(name));
+        }
+    }
+    Ok(AuthConfig {
+        resources,
+        extra_audiences,
+        issuers,
+        dev,
+        required_scopes,
+        scopes_supported,
+        scope_rules,
+        resource_name: a.resource_name.clone().unwrap_or_else(|| {
+            if command_name.is_empty() {
+                "MCP server".to_owned()
+            } else {
+                format!("MCP server ({command_name})")
+            }
+        }),
+        leeway: a.leeway,
+        max_token_bytes: a.max_token_bytes,
+        accept_untyped_jwt: a.accept_untyped_jwt,
+        hmac_secret,
+        introspection,
+        jwks: CachePolicy {
+            min_ttl: a.jwks_min_ttl,
+            max_ttl: a.jwks_max_ttl.max(a.jwks_min_ttl),
+            refetch_interval: a.jwks_refetch_interval,
+            ..CachePolicy::default()
+        },
+        extra_ca_pem: a.ca_bundle.clone(),
+        http_timeout: a.http_timeout,
+        token_cache_capacity: a.token_cache_size,
+    })
 }
 
 fn check_path(flag: &'static str, value: &str) -> Result<(), ConfigError> {
@@ -350,6 +709,7 @@ mod tests {
             message_path: "/message".into(),
             replica_id: None,
             no_auth: true,
+            auth: AuthOptions::default(),
             env_pass: vec![],
             env: vec![],
             cwd: None,
@@ -409,6 +769,193 @@ mod tests {
         let mut o = options();
         o.no_auth = false;
         assert_eq!(build(o).unwrap_err(), ConfigError::NoAuth);
+    }
+
+    fn with_issuer(issuer: &str) -> WrapOptions {
+        let mut o = options();
+        o.no_auth = false;
+        o.auth.issuers = vec![issuer.into()];
+        o
+    }
+
+    #[test]
+    fn an_issuer_protects_the_endpoint_and_its_legacy_twin() {
+        let c = build(with_issuer("https://as.example.com")).unwrap();
+        let a = c.auth.unwrap();
+        assert_eq!(a.resources.streamable.id, "http://127.0.0.1:8080/mcp");
+        assert_eq!(a.resources.legacy.unwrap().id, "http://127.0.0.1:8080/sse");
+        assert_eq!(a.resources.origin.unwrap().id, "http://127.0.0.1:8080");
+        assert_eq!(a.issuers[0].issuer, "https://as.example.com");
+        assert!(a.issuers[0].jwks_uri.is_none());
+        assert_eq!(a.resource_name, "MCP server (node)");
+    }
+
+    #[test]
+    fn behind_a_path_prefix_the_origin_is_not_claimed() {
+        let mut o = with_issuer("https://as.example.com");
+        o.public_url = Some("https://tools.example.com/team/mcp".into());
+        let a = build(o).unwrap().auth.unwrap();
+        assert_eq!(
+            a.resources.streamable.id,
+            "https://tools.example.com/team/mcp"
+        );
+        assert_eq!(
+            a.resources.legacy.unwrap().id,
+            "https://tools.example.com/team/sse"
+        );
+        assert!(a.resources.origin.is_none());
+    }
+
+    #[test]
+    fn issuers_need_https_except_on_loopback() {
+        assert!(build(with_issuer("http://127.0.0.1:9000")).is_ok());
+        assert!(build(with_issuer("http://localhost:9000/realms/x")).is_ok());
+        assert!(matches!(
+            build(with_issuer("http://as.example.com")),
+            Err(ConfigError::InsecureUrl {
+                flag: "--issuer",
+                ..
+            })
+        ));
+        assert!(matches!(
+            build(with_issuer("as.example.com")),
+            Err(ConfigError::BadUrl { .. })
+        ));
+        let mut o = with_issuer("https://as.example.com");
+        o.auth.jwks_uri = Some("http://keys.example.com/jwks".into());
+        assert!(matches!(
+            build(o),
+            Err(ConfigError::InsecureUrl {
+                flag: "--jwks-uri",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn jwks_uri_belongs_to_exactly_one_issuer() {
+        let mut o = with_issuer("https://as.example.com");
+        o.auth.jwks_uri = Some("https://as.example.com/keys".into());
+        let a = build(o).unwrap().auth.unwrap();
+        assert_eq!(
+            a.issuers[0].jwks_uri.as_ref().unwrap().as_str(),
+            "https://as.example.com/keys"
+        );
+        let mut o = options();
+        o.no_auth = false;
+        o.auth.jwks_uri = Some("https://as.example.com/keys".into());
+        assert_eq!(build(o).unwrap_err(), ConfigError::JwksUriNeedsOneIssuer);
+        let mut o = with_issuer("https://a.example");
+        o.auth.issuers.push("https://b.example".into());
+        o.auth.jwks_uri = Some("https://a.example/keys".into());
+        assert_eq!(build(o).unwrap_err(), ConfigError::JwksUriNeedsOneIssuer);
+    }
+
+    #[test]
+    fn no_auth_excludes_authentication_flags() {
+        let mut o = with_issuer("https://as.example.com");
+        o.no_auth = true;
+        assert_eq!(
+            build(o).unwrap_err(),
+            ConfigError::NoAuthWithAuth("--issuer")
+        );
+        let mut o = options();
+        o.auth.dev = true;
+        assert_eq!(build(o).unwrap_err(), ConfigError::NoAuthWithAuth("--dev"));
+        // Real authentication may listen anywhere.
+        let mut o = with_issuer("https://as.example.com");
+        o.listen = "0.0.0.0:8080".parse().unwrap();
+        o.public_url = Some("https://tools.example.com/mcp".into());
+        assert!(build(o).is_ok());
+    }
+
+    #[test]
+    fn dev_issuer_is_our_base_url_and_loopback_or_https_only() {
+        let mut o = options();
+        o.no_auth = false;
+        o.auth.dev = true;
+        let a = build(o.clone()).unwrap().auth.unwrap();
+        assert_eq!(a.dev.unwrap().issuer, "http://127.0.0.1:8080");
+        o.listen = "0.0.0.0:8080".parse().unwrap();
+        assert!(matches!(
+            build(o.clone()),
+            Err(ConfigError::DevIssuerInsecure(_))
+        ));
+        o.public_url = Some("https://tools.example.com/team/mcp".into());
+        let a = build(o).unwrap().auth.unwrap();
+        assert_eq!(a.dev.unwrap().issuer, "https://tools.example.com/team");
+        let mut o = with_issuer("https://as.example.com");
+        o.auth.dev_key_file = Some("/tmp/k".into());
+        assert_eq!(build(o).unwrap_err(), ConfigError::DevKeyWithoutDev);
+    }
+
+    #[test]
+    fn scopes_are_validated_and_advertised() {
+        let mut o = with_issuer("https://as.example.com");
+        o.auth.required_scopes = vec!["mcp:tools".into()];
+        o.auth.scope_implies = vec!["mcp:admin=mcp:tools mcp:read".into()];
+        let a = build(o.clone()).unwrap().auth.unwrap();
+        assert_eq!(a.required_scopes, vec!["mcp:tools"]);
+        assert_eq!(
+            a.scopes_supported,
+            vec!["mcp:tools", "mcp:admin", "mcp:read"]
+        );
+        assert!(
+            a.scope_rules
+                .expand(["mcp:admin".to_owned()])
+                .contains("mcp:read")
+        );
+        o.auth.scopes_supported = vec!["a b".into()];
+        assert_eq!(
+            build(o.clone()).unwrap().auth.unwrap().scopes_supported,
+            vec!["a", "b"]
+        );
+        o.auth.required_scopes = vec!["offline_access".into()];
+        assert_eq!(
+            build(o.clone()).unwrap_err(),
+            ConfigError::OfflineAccess("--required-scope")
+        );
+        o.auth.required_scopes = vec!["bad\"scope".into()];
+        assert!(matches!(
+            build(o.clone()),
+            Err(ConfigError::BadScope { .. })
+        ));
+        o.auth.required_scopes = vec![];
+        o.auth.scope_implies = vec!["nothing".into()];
+        assert!(matches!(build(o), Err(ConfigError::BadImplication(_))));
+    }
+
+    #[test]
+    fn introspection_needs_credentials_and_an_issuer() {
+        let mut o = with_issuer("https://as.example.com");
+        o.auth.introspection_client_id = Some("rs".into());
+        assert_eq!(
+            build(o.clone()).unwrap_err(),
+            ConfigError::IntrospectionCredentials
+        );
+        o.auth.introspection_client_secret = Some("s".into());
+        let a = build(o.clone()).unwrap().auth.unwrap();
+        let i = a.introspection.unwrap();
+        assert_eq!(i.client_secret.expose(), "s");
+        assert!(
+            !format!("{i:?}").contains("\"s\""),
+            "secrets are not printed"
+        );
+        o.auth.introspection_endpoint = Some("http://as.example.com/introspect".into());
+        assert!(matches!(build(o), Err(ConfigError::InsecureUrl { .. })));
+    }
+
+    #[test]
+    fn hmac_secrets_must_be_long() {
+        let mut o = with_issuer("https://as.example.com");
+        o.auth.hmac_secret = Some("short\n".into());
+        assert_eq!(
+            build(o.clone()).unwrap_err(),
+            ConfigError::HmacSecretTooShort
+        );
+        o.auth.hmac_secret = Some(format!("{}\n", "k".repeat(32)));
+        let a = build(o).unwrap().auth.unwrap();
+        assert_eq!(a.hmac_secret.unwrap().expose(), "k".repeat(32));
     }
 
     #[test]

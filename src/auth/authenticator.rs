@@ -483,6 +483,12 @@ fn actors(mut act: Option<&Value>) -> Vec<Actor> {
     out
 }
 
+/// A short, non-reversible reference to a token for logs: `sha256:` and the first 12 hex
+/// digits of its hash.
+pub fn token_fingerprint(token: &str) -> String {
+    format!("sha256:{}", hex(&sha256(token)[..6]))
+}
+
 fn sha256(token: &str) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];

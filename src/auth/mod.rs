@@ -23,7 +23,7 @@ mod testserver;
 
 pub use authenticator::{
     AuthConfig, AuthInitError, Authenticator, DevConfig, IntrospectionConfig, IssuerConfig,
-    Resources,
+    Resources, token_fingerprint,
 };
 pub use challenge::Rejection;
 pub use dev_issuer::DevIssuer;

@@ -74,6 +74,7 @@ pub(crate) async fn connect(
         st.config.sse_keepalive,
         st.shutdown.clone(),
         Some(on_end),
+        principal.expires_at,
     )
 }
 

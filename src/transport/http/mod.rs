@@ -3,6 +3,7 @@
 //!
 //! Protocol decisions that need more than a comment are in `README.md` beside this file.
 
+mod authn;
 mod headers;
 mod health;
 mod legacy_sse;
@@ -13,6 +14,7 @@ mod server;
 mod sse;
 mod streamable;
 mod tls;
+mod well_known;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,7 @@ pub use tls::{
     ReloadingCert, TlsConfig, TlsError, TlsServer, acceptor as tls_acceptor, watch as watch_tls,
 };
 
+use crate::auth::Authenticator;
 use crate::session::SessionStore;
 use crate::telemetry::Metrics;
 
@@ -72,6 +75,8 @@ pub struct Shared {
     /// Cancelled when the sidecar shuts down: open SSE streams end.
     pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
+    /// Checks bearer tokens (or lets everyone in as anonymous with `--no-auth`).
+    pub auth: Authenticator,
 }
 
 impl AppState {

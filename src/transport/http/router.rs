@@ -1,16 +1,12 @@
 //! The HTTP application as a value: routes and the layer order, in one place.
 
-use std::sync::Arc;
-
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::header;
+use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use super::{AppState, health, legacy_sse, origin, streamable};
-use crate::auth::Principal;
+use super::{AppState, authn, health, legacy_sse, origin, streamable, well_known};
 
 /// Builds the router. Tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: AppState) -> Router {
@@ -28,14 +24,20 @@ pub fn router(state: AppState) -> Router {
     }
     // Layers run outermost first: the last `.layer` below sees the request first.
     let mcp = mcp
-        // 3. Who is calling: the principal every handler binds sessions to.
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // 3. Who is calling: a bearer token from the Authorization header, or 401/403 with
+        //    a challenge; the principal every handler binds sessions to.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authn::authenticate,
+        ))
         // 2. DNS-rebinding protection: a present, disallowed Origin never reaches auth.
         .layer(middleware::from_fn_with_state(state.clone(), origin::check))
         // 1. A span per request (debug level: free when not enabled).
         .layer(middleware::from_fn(request_span));
     Router::new()
         .merge(mcp)
+        // Public metadata: outside authentication and the origin check.
+        .merge(well_known::routes(&state))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(state)
@@ -75,17 +77,4 @@ async fn request_span(request: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
-}
-
-/// Authentication is off (`--no-auth`): every request acts for the anonymous principal.
-async fn authenticate(
-    State(_state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let _ = request.headers().get(header::AUTHORIZATION);
-    request
-        .extensions_mut()
-        .insert(Arc::new(Principal::anonymous()));
-    next.run(request).await
 }

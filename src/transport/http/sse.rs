@@ -1,7 +1,7 @@
 //! Server-sent event framing and the body of an SSE response.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -76,7 +76,8 @@ pub(crate) fn priming(stream: u32, retry: Duration) -> Bytes {
 }
 
 /// An SSE response that writes `first`, then follows `cursor` until the stream ends, another
-/// connection takes it over, or the sidecar shuts down. Idle streams get comment lines.
+/// connection takes it over, the sidecar shuts down, or the token that opened it expires
+/// (`expires`: a stream must not outlive its authorization). Idle streams get comment lines.
 pub(crate) fn response(
     first: Vec<Bytes>,
     cursor: Option<Cursor>,
@@ -84,8 +85,11 @@ pub(crate) fn response(
     keepalive: Duration,
     shutdown: CancellationToken,
     on_end: Option<Box<dyn FnOnce() + Send>>,
+    expires: Option<SystemTime>,
 ) -> Response {
-    let body = Body::from_stream(events(first, cursor, framing, keepalive, shutdown, on_end));
+    let body = Body::from_stream(events(
+        first, cursor, framing, keepalive, shutdown, on_end, expires,
+    ));
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();
@@ -120,7 +124,14 @@ fn events(
     keepalive: Duration,
     shutdown: CancellationToken,
     on_end: Option<Box<dyn FnOnce() + Send>>,
+    expires: Option<SystemTime>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    // A stream without an expiry never reaches this deadline (about a century away).
+    let deadline = tokio::time::Instant::now()
+        + expires.map_or(Duration::from_secs(100 * 365 * 86400), |at| {
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        });
     async_stream::stream! {
         let _guard = OnDrop(on_end);
         for chunk in first {
@@ -149,6 +160,10 @@ fn events(
                 },
                 _ = ticker.tick() => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
                 _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::debug!(stream = stream_id, "closing a stream: its access token expired");
+                    break;
+                }
             }
         }
     }

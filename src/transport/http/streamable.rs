@@ -1,6 +1,7 @@
 //! Streamable HTTP: POST (messages in), GET (the standalone stream, and resumption), DELETE.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::Extension;
 use axum::body::Body;
@@ -190,7 +191,7 @@ async fn post_inner(
     }
     let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
     match deliver(&session, &env, body.clone(), headers::trace(headers)).await? {
-        Some(stream) => Ok(respond(st, &session, stream, false).await),
+        Some(stream) => Ok(respond(st, &session, stream, false, principal.expires_at).await),
         None => Ok(StatusCode::ACCEPTED.into_response()),
     }
 }
@@ -390,7 +391,7 @@ async fn initialize(
         }
     };
     let mut response = match deliver(&session, &env, body.clone(), trace).await {
-        Ok(Some(stream)) => respond(st, &session, stream, true).await,
+        Ok(Some(stream)) => respond(st, &session, stream, true, principal.expires_at).await,
         Ok(None) | Err(_) => {
             let msg = "the MCP server ended before it could be initialized";
             return Ok(json_message(Bytes::from(mcp::error_response(
@@ -424,6 +425,7 @@ async fn respond(
     session: &Arc<Session>,
     stream: Arc<EventStream>,
     initializing: bool,
+    expires: Option<SystemTime>,
 ) -> Response {
     let Ok(mut cursor) = stream.attach(Some(0)) else {
         return sse::response(
@@ -433,6 +435,7 @@ async fn respond(
             st.config.sse_keepalive,
             st.shutdown.clone(),
             None,
+            expires,
         );
     };
     let events = tokio::select! {
@@ -471,6 +474,7 @@ async fn respond(
         st.config.sse_keepalive,
         st.shutdown.clone(),
         None,
+        expires,
     )
 }
 
@@ -540,5 +544,6 @@ fn get_inner(
         st.config.sse_keepalive,
         st.shutdown.clone(),
         None,
+        principal.expires_at,
     ))
 }
