@@ -1,3 +1,5 @@
+mod auth;
+mod auth_oidc;
 mod bridge;
 mod clients;
 mod conformance;

@@ -1,0 +1,191 @@
+// A real OAuth 2.1 / OpenID authorization server for the test suite: oidc-provider (npm,
+// OpenID-certified) with a headless login/consent, started and stopped by the tests.
+//
+//   node authorization-server.mjs [--port 0] [--any-loopback-resource] [--opaque]
+//        [--scopes "mcp:tools mcp:admin"] [--alg RS256|PS256|ES256|EdDSA] [--ttl 3600]
+//
+// --any-loopback-resource: any http://127.0.0.1|localhost:*/... resource indicator gets
+//   tokens with that audience (the protected resource listens on a random port).
+// --opaque: those tokens are opaque (checked by introspection) instead of JWTs (RFC 9068).
+//
+// Prints `AS_READY <issuer>` on stdout once listening. Endpoints: discovery at
+// /.well-known/openid-configuration and /.well-known/oauth-authorization-server (same
+// document), /jwks, /auth, /token, /token/introspection, /reg (open dynamic registration).
+// Pre-registered confidential client: test-client / test-secret (client_secret_basic;
+// client_credentials, authorization_code, refresh_token), allowed to introspect.
+// Test hook: POST /__test/rotate-keys[?keep_old=1] -> {"kid": <new signing key>}.
+import * as http from 'node:http';
+import * as crypto from 'node:crypto';
+import { parseArgs } from 'node:util';
+import Provider, { errors } from 'oidc-provider';
+
+const { values: a } = parseArgs({
+  options: {
+    port: { type: 'string', default: '0' },
+    'any-loopback-resource': { type: 'boolean', default: false },
+    opaque: { type: 'boolean', default: false },
+    scopes: { type: 'string', default: 'mcp:tools mcp:admin' },
+    alg: { type: 'string', default: 'RS256' },
+    ttl: { type: 'string', default: '3600' },
+    user: { type: 'string', default: 'test-user' },
+  },
+});
+const SCOPES = a.scopes.split(' ').filter(Boolean);
+const TTL = Number(a.ttl);
+
+// ---------------------------------------------------------------- keys (node:crypto only)
+function newKey(alg) {
+  const [type, options] = alg.startsWith('RS') || alg.startsWith('PS')
+    ? ['rsa', { modulusLength: 2048 }]
+    : alg === 'ES256' ? ['ec', { namedCurve: 'P-256' }] : ['ed25519', {}];
+  const { privateKey } = crypto.generateKeyPairSync(type, options);
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { ...jwk, kid: `k-${crypto.randomBytes(6).toString('hex')}`, alg, use: 'sig' };
+}
+let jwks = { keys: [newKey(a.alg)] };
+
+// ---------------------------------------------------------------- resource servers
+function resourceInfo(indicator) {
+  let loopback = false;
+  try {
+    const u = new URL(indicator);
+    loopback = u.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) && !u.hash;
+  } catch { /* not a URL */ }
+  if (!loopback || !a['any-loopback-resource']) return undefined;
+  const base = { scope: SCOPES.join(' '), audience: indicator, accessTokenTTL: TTL };
+  return a.opaque
+    ? { ...base, accessTokenFormat: 'opaque' }
+    : { ...base, accessTokenFormat: 'jwt', jwt: { sign: { alg: jwks.keys[0].alg } } };
+}
+
+// ---------------------------------------------------------------- storage
+// Process-global, so clients, grants and tokens survive a key rotation (which swaps the
+// Provider instance).
+const store = new Map();
+const live = (k) => { const e = store.get(k); if (e?.exp && e.exp < Date.now()) { store.delete(k); return undefined; } return e?.payload; };
+class SharedAdapter {
+  constructor(model) { this.model = model; }
+  key(id) { return `${this.model}:${id}`; }
+  async upsert(id, payload, expiresIn) {
+    const exp = expiresIn ? Date.now() + expiresIn * 1000 : undefined;
+    store.set(this.key(id), { payload, exp });
+    if (payload.grantId) {
+      const gk = `grant:${payload.grantId}`;
+      store.set(gk, { payload: [...(live(gk) ?? []), this.key(id)] });
+    }
+    if (this.model === 'Session') store.set(`sessionUid:${payload.uid}`, { payload: id, exp });
+  }
+  async find(id) { return live(this.key(id)); }
+  async findByUid(uid) { const id = live(`sessionUid:${uid}`); return id && this.find(id); }
+  async findByUserCode() { return undefined; }
+  async consume(id) { const p = live(this.key(id)); if (p) p.consumed = Math.floor(Date.now() / 1000); }
+  async destroy(id) { store.delete(this.key(id)); }
+  async revokeByGrantId(grantId) {
+    for (const k of live(`grant:${grantId}`) ?? []) store.delete(k);
+    store.delete(`grant:${grantId}`);
+  }
+}
+
+// ---------------------------------------------------------------- provider
+const server = http.createServer((req, res) => handle(req, res));
+await new Promise((r) => server.listen(Number(a.port), '127.0.0.1', r));
+const ISSUER = `http://127.0.0.1:${server.address().port}`;
+
+function buildProvider() {
+  const provider = new Provider(ISSUER, {
+    jwks,
+    adapter: SharedAdapter,
+    clientDefaults: { id_token_signed_response_alg: jwks.keys[0].alg },
+    cookies: { keys: ['test-cookie-key'] },
+    scopes: ['openid', 'offline_access', ...SCOPES],
+    clients: [{
+      client_id: 'test-client',
+      client_secret: 'test-secret',
+      grant_types: ['client_credentials', 'authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1:33418/callback'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    }],
+    findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
+    pkce: { required: () => true },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: {
+        enabled: true,
+        allowedPolicy: async (ctx, client, token) => client.clientAuthMethod !== 'none' || token.clientId === client.clientId,
+      },
+      revocation: { enabled: true },
+      registration: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: (ctx, client, oneOf) => oneOf,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (ctx, indicator) => {
+          const info = resourceInfo(indicator);
+          if (!info) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
+          return info;
+        },
+      },
+    },
+    responseTypes: ['code'],
+    ttl: { AccessToken: TTL, ClientCredentials: TTL, Interaction: 600, Session: 3600, Grant: 86400, RefreshToken: 86400, AuthorizationCode: 60 },
+    interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+    clientBasedCORS: () => true,
+    renderError: (ctx, out) => { ctx.type = 'json'; ctx.body = out; },
+  });
+  provider.on('server_error', (ctx, err) => console.error('[as] server_error', err));
+  return provider;
+}
+let provider = buildProvider();
+let callback = provider.callback();
+
+// The authorization endpoint sends the browser to /interaction/<uid>: log the user in
+// (login_hint or --user) and grant everything requested, then let the redirects continue.
+async function interaction(req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const { prompt, params, session } = details;
+  let result;
+  if (prompt.name === 'login') {
+    result = { login: { accountId: params.login_hint || a.user } };
+  } else if (prompt.name === 'consent') {
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    const d = prompt.details;
+    if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+    if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(d.missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    result = { consent: { grantId: await grant.save() } };
+  } else {
+    result = { error: 'access_denied', error_description: `unsupported prompt ${prompt.name}` };
+  }
+  await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
+}
+
+async function handle(req, res) {
+  try {
+    const url = new URL(req.url, ISSUER);
+    if (url.pathname.startsWith('/interaction/') && req.method === 'GET') return await interaction(req, res);
+    if (url.pathname === '/__test/rotate-keys' && req.method === 'POST') {
+      const fresh = newKey(jwks.keys[0].alg);
+      jwks = { keys: url.searchParams.get('keep_old') === '1' ? [fresh, ...jwks.keys] : [fresh] };
+      provider = buildProvider();
+      callback = provider.callback();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ kid: fresh.kid }));
+    }
+    if (url.pathname === '/.well-known/oauth-authorization-server') {
+      req.url = '/.well-known/openid-configuration' + url.search; // RFC 8414: same document
+    }
+    return callback(req, res);
+  } catch (e) {
+    res.writeHead(e.statusCode ?? 500, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: e.error ?? 'server_error', error_description: e.error_description ?? e.message }));
+  }
+}
+
+console.log(`AS_READY ${ISSUER}`);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { server.closeAllConnections?.(); server.close(() => process.exit(0)); });

@@ -1,0 +1,614 @@
+//! Authentication on the wire, with the embedded development issuer: challenges, metadata,
+//! scopes, tokens only in the header, sessions bound to their principal, streams closed at
+//! token expiry, tokens kept from the server and the logs, secure-by-default startup.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::support::http::{Mcp, SseParser, final_response, text, with_timeout};
+use crate::support::{Warden, fixture, warden_bin};
+
+/// A directory for key files, removed on drop.
+pub(super) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(super) fn new(tag: &str) -> TempDir {
+        let mut rnd = [0u8; 8];
+        getrandom::fill(&mut rnd).unwrap();
+        let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("mcp-warden-{tag}-{hex}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub(super) fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A sidecar with the development issuer, its key in a file, and `extra` flags.
+pub(super) struct DevWarden {
+    pub(super) warden: Warden,
+    pub(super) dir: TempDir,
+}
+
+impl DevWarden {
+    pub(super) fn start(extra: &[&str]) -> DevWarden {
+        let dir = TempDir::new("dev");
+        let key = dir.path("dev-key.pem");
+        let warden = Warden::builder(fixture())
+            .with_auth()
+            .args(["--dev", "--dev-key-file", key.to_str().unwrap()])
+            .args(extra.iter().copied())
+            .start();
+        DevWarden { warden, dir }
+    }
+
+    /// `mcp-warden token` for this sidecar.
+    pub(super) fn token(&self, sub: &str, scope: &str, ttl: &str) -> String {
+        let out = Command::new(warden_bin())
+            .args(["token", "--dev-key-file"])
+            .arg(self.dir.path("dev-key.pem"))
+            .args(["--listen", &self.warden.addr.to_string()])
+            .args(["--sub", sub, "--scope", scope, "--ttl", ttl])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+/// A raw MCP client that sends `token` on every request.
+pub(super) fn mcp_with(url: String, token: &str) -> Mcp {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    Mcp {
+        client: reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap(),
+        ..Mcp::new(url)
+    }
+}
+
+fn initialize_body() -> Value {
+    json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})
+}
+
+/// POSTs an initialize with the given extra headers; returns the response.
+pub(super) async fn post_init(url: &str, headers: &[(&str, String)]) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(initialize_body().to_string());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    req.send().await.unwrap()
+}
+
+pub(super) fn www_authenticate(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn missing_token_gets_a_plain_challenge_pointing_at_resource_metadata() {
+    let d = DevWarden::start(&["--required-scope", "mcp:tools"]);
+    let w = &d.warden;
+    let resp = post_init(&w.mcp_url(), &[]).await;
+    assert_eq!(resp.status(), 401);
+    let prm = w.url("/.well-known/oauth-protected-resource/mcp");
+    assert_eq!(
+        www_authenticate(&resp),
+        format!("Bearer resource_metadata=\"{prm}\", scope=\"mcp:tools\"")
+    );
+    // Every method and both transports need a token.
+    let client = reqwest::Client::new();
+    for (method, path) in [
+        ("GET", "/mcp"),
+        ("DELETE", "/mcp"),
+        ("GET", "/sse"),
+        ("POST", "/message?sessionId=x"),
+    ] {
+        let r = client
+            .request(method.parse().unwrap(), w.url(path))
+            .header("accept", "application/json, text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method} {path}");
+        let challenge = www_authenticate(&r);
+        let expected = if path.starts_with("/mcp") {
+            "/mcp"
+        } else {
+            "/sse"
+        };
+        assert!(
+            challenge.contains(&format!(
+                "resource_metadata=\"{}\"",
+                w.url(&format!("/.well-known/oauth-protected-resource{expected}"))
+            )),
+            "{method} {path}: {challenge}"
+        );
+        assert!(!challenge.contains("error="), "{challenge}");
+    }
+}
+
+#[tokio::test]
+async fn resource_metadata_describes_each_resource() {
+    let d = DevWarden::start(&["--required-scope", "mcp:tools"]);
+    let w = &d.warden;
+    let get = |path: &str| {
+        let url = w.url(path);
+        async move {
+            let r = reqwest::get(&url).await.unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            assert_eq!(r.headers()["access-control-allow-origin"], "*");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let base = w.url("");
+    let mcp = get("/.well-known/oauth-protected-resource/mcp").await;
+    assert_eq!(mcp["resource"], format!("{base}/mcp"));
+    assert_eq!(mcp["authorization_servers"], json!([base]));
+    assert_eq!(mcp["bearer_methods_supported"], json!(["header"]));
+    assert_eq!(mcp["scopes_supported"], json!(["mcp:tools"]));
+    assert!(mcp["resource_name"].is_string());
+    // The legacy endpoint is its own resource (SDKs derive the resource from /sse).
+    let sse = get("/.well-known/oauth-protected-resource/sse").await;
+    assert_eq!(sse["resource"], format!("{base}/sse"));
+    // At the root, only what RFC 9728 §3.3 allows there: the origin itself.
+    let root = get("/.well-known/oauth-protected-resource").await;
+    assert_eq!(root["resource"], base);
+    // The development issuer's own metadata and keys.
+    let meta = get("/.well-known/oauth-authorization-server").await;
+    assert_eq!(meta["issuer"], base);
+    let jwks = get("/.well-known/jwks.json").await;
+    assert_eq!(jwks["keys"][0]["kty"], "EC");
+    assert!(jwks["keys"][0].get("d").is_none());
+    for doc in [&mcp, &sse, &root] {
+        let s = doc.to_string();
+        assert!(!s.contains("offline_access") && !s.contains("query") && !s.contains("\"body\""));
+    }
+}
+
+#[tokio::test]
+async fn a_valid_token_opens_the_endpoint_and_scopes_are_enforced() {
+    let d = DevWarden::start(&[
+        "--required-scope",
+        "mcp:tools",
+        "--scope-implies",
+        "mcp:admin=mcp:tools",
+    ]);
+    let w = &d.warden;
+    let token = d.token("alice", "mcp:tools", "5m");
+    let mut mcp = mcp_with(w.mcp_url(), &token);
+    mcp.initialize().await;
+    let r = mcp.call_tool(json!(1), "echo", json!({"text": "hi"})).await;
+    assert_eq!(text(&r), "hi");
+
+    // A broader scope implies the required one.
+    let admin = d.token("alice", "mcp:admin", "5m");
+    assert_eq!(
+        post_init(
+            &w.mcp_url(),
+            &[("authorization", format!("Bearer {admin}"))]
+        )
+        .await
+        .status(),
+        200
+    );
+
+    // A valid token without the scope: 403 naming every scope needed.
+    let other = d.token("alice", "mcp:read", "5m");
+    let resp = post_init(
+        &w.mcp_url(),
+        &[("authorization", format!("Bearer {other}"))],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    let c = www_authenticate(&resp);
+    assert!(c.starts_with("Bearer error=\"insufficient_scope\""), "{c}");
+    assert!(c.contains("scope=\"mcp:tools\""), "{c}");
+    assert!(c.contains("resource_metadata=\""), "{c}");
+}
+
+#[tokio::test]
+async fn tokens_are_accepted_only_in_the_authorization_header() {
+    let d = DevWarden::start(&[]);
+    let w = &d.warden;
+    let token = d.token("alice", "", "5m");
+    // In the query string: refused even alongside a valid header.
+    for headers in [vec![], vec![("authorization", format!("Bearer {token}"))]] {
+        let resp = post_init(&format!("{}?access_token={token}", w.mcp_url()), &headers).await;
+        assert_eq!(resp.status(), 400);
+        assert!(www_authenticate(&resp).contains("error=\"invalid_request\""));
+    }
+    // In a form body.
+    let resp = reqwest::Client::new()
+        .post(w.mcp_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("access_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    // Under another scheme, or twice.
+    let resp = post_init(&w.mcp_url(), &[("authorization", format!("Token {token}"))]).await;
+    assert_eq!(resp.status(), 401);
+    assert!(!www_authenticate(&resp).contains("error="));
+    let resp = post_init(
+        &w.mcp_url(),
+        &[
+            ("authorization", format!("Bearer {token}")),
+            ("authorization", format!("Bearer {token}")),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    // The header itself works.
+    let resp = post_init(
+        &w.mcp_url(),
+        &[("authorization", format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn forged_tokens_get_invalid_token_without_details() {
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let d = DevWarden::start(&[]);
+    let w = &d.warden;
+    let good = d.token("alice", "", "5m");
+    let parts: Vec<&str> = good.split('.').collect();
+    let payload: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    let mut elevated = payload.clone();
+    elevated["sub"] = json!("admin");
+    let jwks: Value = reqwest::get(w.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = jwks["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let hs256 = {
+        // "Signed" with the public key as an HMAC secret.
+        let secret = jwks["keys"][0].to_string();
+        let input = format!(
+            "{}.{}",
+            b64(&json!({"alg":"HS256","typ":"at+jwt","kid":kid})),
+            parts[1]
+        );
+        let tag = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes()),
+            input.as_bytes(),
+        );
+        format!(
+            "{input}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+        )
+    };
+    let forged = [
+        // alg none
+        format!(
+            "{}.{}.",
+            b64(&json!({"alg":"none","typ":"at+jwt"})),
+            parts[1]
+        ),
+        format!(
+            "{}.{}.c2ln",
+            b64(&json!({"alg":"none","typ":"at+jwt"})),
+            parts[1]
+        ),
+        hs256,
+        // tampered payload
+        format!("{}.{}.{}", parts[0], b64(&elevated), parts[2]),
+        // tampered signature
+        format!(
+            "{}.{}.{}A",
+            parts[0],
+            parts[1],
+            &parts[2][..parts[2].len() - 1]
+        ),
+        // unknown kid
+        format!(
+            "{}.{}.{}",
+            b64(&json!({"alg":"ES256","typ":"at+jwt","kid":"other"})),
+            parts[1],
+            parts[2]
+        ),
+        // key of the wrong type for the alg
+        format!(
+            "{}.{}.{}",
+            b64(&json!({"alg":"RS256","typ":"at+jwt","kid":kid})),
+            parts[1],
+            parts[2]
+        ),
+        // oversized
+        format!("{}.{}.{}", parts[0], "A".repeat(9000), parts[2]),
+        "not-a-jwt".to_owned(),
+    ];
+    for token in &forged {
+        let resp = post_init(
+            &w.mcp_url(),
+            &[("authorization", format!("Bearer {token}"))],
+        )
+        .await;
+        assert_eq!(resp.status(), 401, "{token}");
+        let c = www_authenticate(&resp);
+        assert!(c.starts_with("Bearer error=\"invalid_token\""), "{c}");
+        let body = resp.text().await.unwrap();
+        assert!(
+            !body.contains(&kid) && !c.contains(&kid),
+            "no key details: {body}"
+        );
+    }
+    // Expired (and within no skew) and not-yet-valid come from the issuer itself.
+    let d2 = DevWarden::start(&["--clock-skew", "0s"]);
+    let short = d2.token("alice", "", "1s");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let resp = post_init(
+        &d2.warden.mcp_url(),
+        &[("authorization", format!("Bearer {short}"))],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    assert!(www_authenticate(&resp).contains("error_description=\"The access token expired\""));
+    // A token of another sidecar's development issuer (other key, other audience).
+    let foreign = d2.token("alice", "", "5m");
+    let resp = post_init(
+        &w.mcp_url(),
+        &[("authorization", format!("Bearer {foreign}"))],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn sessions_belong_to_their_principal() {
+    let d = DevWarden::start(&[]);
+    let w = &d.warden;
+    let alice = d.token("alice", "", "5m");
+    let mut a = mcp_with(w.mcp_url(), &alice);
+    a.initialize().await;
+    let sid = a.session.clone().unwrap();
+
+    // Bob with Alice's session id: exactly what an unknown session gets.
+    let mut bob = mcp_with(w.mcp_url(), &d.token("bob", "", "5m"));
+    bob.session = Some(sid.clone());
+    let stolen = bob
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .await;
+    assert_eq!(stolen.status(), 404);
+    let mut unknown = bob.clone();
+    unknown.session = Some("no-such-session".into());
+    let missing = unknown
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(stolen.text().await.unwrap(), missing.text().await.unwrap());
+    assert_eq!(bob.get_stream(None).await.status(), 404);
+    assert_eq!(bob.delete().await.status(), 404);
+
+    // Alice's refreshed token (a new token of the same principal) continues the session.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refreshed = d.token("alice", "", "10m");
+    assert_ne!(refreshed, alice);
+    let mut again = mcp_with(w.mcp_url(), &refreshed);
+    again.session = Some(sid);
+    let r = again
+        .call_tool(json!(2), "echo", json!({"text": "still me"}))
+        .await;
+    assert_eq!(text(&r), "still me");
+}
+
+#[tokio::test]
+async fn the_token_never_reaches_the_server_or_the_logs() {
+    let d = DevWarden::start(&[]);
+    let w = &d.warden;
+    let token = d.token("alice", "", "5m");
+    let mut mcp = mcp_with(w.mcp_url(), &token);
+    mcp.initialize().await;
+    let env = text(&mcp.call_tool(json!(1), "env", json!({})).await);
+    assert!(env.contains("PATH="), "the tool answered: {env}");
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!env.contains(signature) && !env.to_ascii_lowercase().contains("bearer"));
+    // Refused tokens are not logged either, only a short fingerprint.
+    let bad = format!("{token}x");
+    post_init(&w.mcp_url(), &[("authorization", format!("Bearer {bad}"))]).await;
+    let logs = w.wait_log("request refused", Duration::from_secs(5));
+    assert!(logs.contains("auth.token_ref=sha256:"), "{logs}");
+    assert!(!logs.contains(signature), "token in logs:\n{logs}");
+    assert!(!logs.contains(&token[..40]), "token in logs:\n{logs}");
+}
+
+async fn read_until_end(mut resp: reqwest::Response) -> Vec<crate::support::http::SseEvent> {
+    let mut parser = SseParser::default();
+    let mut events = Vec::new();
+    while let Some(chunk) = resp.chunk().await.unwrap_or(None) {
+        events.extend(parser.push(&chunk));
+    }
+    events
+}
+
+#[tokio::test]
+async fn streams_close_when_their_token_expires() {
+    let d = DevWarden::start(&["--clock-skew", "0s"]);
+    let w = &d.warden;
+    let long = d.token("alice", "", "5m");
+    let mut mcp = mcp_with(w.mcp_url(), &long);
+    mcp.initialize().await;
+    // The GET stream opened with a token that lives 2 seconds ends by itself.
+    let short = d.token("alice", "", "2s");
+    let mut on_short = mcp_with(w.mcp_url(), &short);
+    on_short.session = mcp.session.clone();
+    let stream = on_short.get_stream(None).await;
+    assert_eq!(stream.status(), 200);
+    with_timeout(Duration::from_secs(10), read_until_end(stream)).await;
+    // The session itself lives on for its owner's other tokens.
+    let r = mcp
+        .call_tool(json!(1), "echo", json!({"text": "alive"}))
+        .await;
+    assert_eq!(text(&r), "alive");
+
+    // A legacy SSE connection (whose stream is its session) ends too.
+    let short = d.token("alice", "", "2s");
+    let resp = reqwest::Client::new()
+        .get(w.url("/sse"))
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {short}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let events = with_timeout(Duration::from_secs(10), read_until_end(resp)).await;
+    assert_eq!(events[0].event.as_deref(), Some("endpoint"));
+}
+
+#[tokio::test]
+async fn the_legacy_transport_is_protected_too() {
+    let d = DevWarden::start(&[]);
+    let w = &d.warden;
+    let token = d.token("alice", "", "5m");
+    let client = reqwest::Client::new();
+    let mut resp = client
+        .get(w.url("/sse"))
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut parser = SseParser::default();
+    let endpoint = with_timeout(Duration::from_secs(10), async {
+        loop {
+            let chunk = resp.chunk().await.unwrap().unwrap();
+            if let Some(e) = parser.push(&chunk).into_iter().next() {
+                return e.data;
+            }
+        }
+    })
+    .await;
+    let post = |auth: Option<String>| {
+        let mut req = client
+            .post(w.url(&endpoint))
+            .header("content-type", "application/json")
+            .body(initialize_body().to_string());
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    let bob = d.token("bob", "", "5m");
+    assert_eq!(
+        post(Some(format!("Bearer {bob}"))).await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        post(Some(format!("Bearer {token}")))
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+}
+
+fn wrap_fails(args: &[&str]) -> String {
+    let out = Command::new(warden_bin())
+        .arg("wrap")
+        .args(args)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn startup_is_secure_by_default() {
+    let e = wrap_fails(&["--listen", "127.0.0.1:0"]);
+    assert!(e.contains("no authentication configured"), "{e}");
+    let e = wrap_fails(&["--no-auth", "--listen", "0.0.0.0:0"]);
+    assert!(e.contains("only allowed on a loopback address"), "{e}");
+    let e = wrap_fails(&[
+        "--issuer",
+        "http://as.example.com",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(e.contains("must use https"), "{e}");
+    let e = wrap_fails(&["--no-auth", "--dev", "--listen", "127.0.0.1:0"]);
+    assert!(e.contains("cannot be combined"), "{e}");
+}
+
+#[tokio::test]
+async fn dev_mode_prints_a_working_token_and_client_configuration() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(warden_bin())
+        .args(["wrap", "--dev", "--listen", "127.0.0.1:0", "--"])
+        .args(fixture())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            text.push_str(&line);
+            text.push('\n');
+            if line.starts_with("More tokens:") {
+                break;
+            }
+        }
+        text
+    });
+    let banner = with_timeout(Duration::from_secs(20), banner).await.unwrap();
+    let start = banner.find("{\n").expect("client configuration");
+    let end = banner.rfind("\n}").unwrap() + 2;
+    let config: Value = serde_json::from_str(&banner[start..end]).unwrap();
+    let server = &config["mcpServers"]["mcp-warden"];
+    let url = server["url"].as_str().unwrap().to_owned();
+    let auth = server["headers"]["Authorization"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(auth.starts_with("Bearer ey"));
+    let resp = post_init(&url, &[("authorization", auth)]).await;
+    let status = resp.status();
+    let body = final_response(resp).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{body}");
+}
