@@ -10,13 +10,15 @@
 //!   bounded replay logs for SSE resumption.
 //! - [`transport::http`]: the only module that knows HTTP: Streamable HTTP, HTTP+SSE,
 //!   health, origin checks, the error mapping, the accept loop.
-//! - [`auth`]: the authenticated principal.
+//! - [`auth`]: bearer tokens checked as an OAuth 2.1 resource server (JWT and introspection),
+//!   the resulting principal, challenges, resource metadata, the development issuer.
 //! - [`sandbox`]: the per-session supervisor helper (`__sandbox-exec`), the only `unsafe`.
 //! - [`config`], [`app`], [`cli`], [`signal`], [`telemetry`]: wiring.
 //!
 //! # Request flow
 //! ```text
-//! listener → Router layers: request span → origin check → principal
+//! listener → Router layers: request span → origin check → bearer auth (401/403 +
+//!   WWW-Authenticate, else the principal)
 //! → POST: parse → session (initialize creates one; the principal must own it)
 //!   → child stdin (queued, coalesced) ; answer: JSON, or SSE when related messages come first
 //! child stdout → framing → Session::on_message → the request's stream (response, progress)

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::auth::{TempDir, mcp_with, post_init, www_authenticate};
 use crate::support::http::text;
-use crate::support::{Warden, fixture, node, node_modules, repo};
+use crate::support::{Warden, fixture, node, node_modules, py, repo};
 
 /// oidc-provider running `tests/js/authorization-server.mjs`. Killed on drop.
 struct AuthServer {
@@ -256,6 +256,11 @@ fn oauth_client(url: &str, kind: &str) -> Value {
     serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|_| panic!("{out}"))
 }
 
+fn python_oauth_client(url: &str, kind: &str) -> Value {
+    let out = py("oauth_client.py", &[url, kind], Duration::from_secs(60));
+    serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|_| panic!("{out}"))
+}
+
 fn requests(v: &Value) -> Vec<(String, String, u64)> {
     v["requests"]
         .as_array()
@@ -340,4 +345,43 @@ async fn the_typescript_sdk_authorizes_over_legacy_sse_too() {
     assert_eq!(out["authorize"]["resource"], sse);
     assert_eq!(out["claims"]["aud"], sse);
     assert_eq!(out["echo"], "through oauth");
+}
+
+#[tokio::test]
+async fn the_python_sdk_finds_its_way_from_the_401() {
+    let a = AuthServer::start(&["--any-loopback-resource"]);
+    let w = protected(&a.issuer, &["--scopes-supported", "mcp:tools"]);
+    for (kind, path) in [("streamable", "/mcp"), ("sse", "/sse")] {
+        let url = w.url(path);
+        let out = tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || python_oauth_client(&url, kind)
+        })
+        .await
+        .unwrap();
+        let seen = requests(&out);
+        assert_eq!(seen[0].2, 401, "{out}");
+        assert_eq!(
+            seen[1],
+            (
+                "GET".to_owned(),
+                w.url(&format!("/.well-known/oauth-protected-resource{path}")),
+                200
+            ),
+            "{out}"
+        );
+        // The Python SDK checks the metadata's issuer against the one we advertise.
+        assert_eq!(
+            seen[2],
+            (
+                "GET".to_owned(),
+                format!("{}/.well-known/oauth-authorization-server", a.issuer),
+                200
+            ),
+            "{out}"
+        );
+        assert_eq!(out["authorize"]["resource"], url);
+        assert_eq!(out["claims"]["aud"], url);
+        assert_eq!(out["echo"], "through oauth");
+    }
 }
