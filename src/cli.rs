@@ -40,7 +40,7 @@ enum Command {
     #[command(
         after_help = "Example:\n  mcp-warden token --dev-key-file dev-key.pem --sub alice --scope \"mcp:tools\""
     )]
-    Token(TokenArgs),
+    Token(Box<TokenArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -56,29 +56,17 @@ pub enum CacheDirective {
 impl HttpClient {
     /// `extra_roots`: PEM certificates trusted in addition to the system's roots.
     pub fn new(extra_roots: Option<&[u8]>, timeout: Duration) -> Result<HttpClient, String> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_native_certs(true)
-            .https_only(false)
+        let tls = client_tls(extra_roots)?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             // A redirect could lead the key fetch anywhere; metadata URLs are configured or
-            // come from signed-off metadata, and must answer directly.
+            // come from checked metadata, and must answer directly.
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
-            .user_agent(concat!("mcp-warden/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = extra_roots {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| format!("cannot read the CA bundle: {e}"))?;
-            if certs.is_empty() {
-                return Err("the CA bundle contains no certificate".into());
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder
+            .user_agent(concat!("mcp-warden/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot set up TLS: {e}"))?;
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
         Ok(HttpClient { client })
     }
 
@@ -133,6 +121,45 @@ impl HttpClient {
             .map_err(|e| network(url, &e))?;
         read_json(url, response, limit).await
     }
+}
+
+/// rustls with the same crypto provider as our HTTPS server (aws-lc-rs), the system's
+/// roots and `extra_roots`.
+fn client_tls(extra_roots: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::debug!(error = %e, "while loading the system's CA certificates");
+    }
+    // Stores often hold a few certificates rustls cannot parse; the others still count.
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    if let Some(pem) = extra_roots {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot read the CA bundle: {e}"))?;
+        if certs.is_empty() {
+            return Err("the CA bundle contains no certificate".into());
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("the CA bundle holds an unusable certificate: {e}"))?;
+        }
+    } else if added == 0 {
+        tracing::warn!(
+            "no CA certificates found on this system; https authorization servers cannot be verified (see --ca-bundle)"
+        );
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn network(url: &Url, e: &reqwest::Error) -> FetchError {
@@ -266,6 +293,83 @@ mod tests {
         assert!(!ok("http://localhost.evil.example/jwks"));
         assert!(!ok("http://10.0.0.1/jwks"));
         assert!(!ok("ftp://127.0.0.1/jwks"));
+    }
+
+    /// An https server on loopback with a certificate from a private CA; answers one JSON
+    /// document to every request.
+    async fn https_server(ca_pem: &mut String) -> String {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        *ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".into()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://127.0.0.1:{}/doc",
+            listener.local_addr().unwrap().port()
+        );
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let body = r#"{"ok":true}"#;
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: max-age=120\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(reply.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn https_with_an_extra_ca_bundle() {
+        let mut ca = String::new();
+        let url = Url::parse(&https_server(&mut ca).await).unwrap();
+        let trusted = HttpClient::new(Some(ca.as_bytes()), Duration::from_secs(5)).unwrap();
+        let fetched = trusted.get_json(&url, 1024).await.unwrap();
+        assert_eq!(fetched.body.get("ok"), Some(&Value::Bool(true)));
+        assert_eq!(
+            fetched.cache,
+            CacheDirective::MaxAge(Duration::from_secs(120))
+        );
+        assert!(matches!(
+            trusted.get_json(&url, 4).await,
+            Err(FetchError::TooLarge { .. })
+        ));
+        // Without the private CA the server's certificate is not trusted.
+        let system_only = HttpClient::new(None, Duration::from_secs(5)).unwrap();
+        assert!(matches!(
+            system_only.get_json(&url, 1024).await,
+            Err(FetchError::Network { .. })
+        ));
     }
 
     #[test]

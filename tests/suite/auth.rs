@@ -2,7 +2,6 @@
 //! scopes, tokens only in the header, sessions bound to their principal, streams closed at
 //! token expiry, tokens kept from the server and the logs, secure-by-default startup.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -10,31 +9,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::support::http::{Mcp, SseParser, final_response, text, with_timeout};
-use crate::support::{Warden, fixture, warden_bin};
-
-/// A directory for key files, removed on drop.
-pub(super) struct TempDir(PathBuf);
-
-impl TempDir {
-    pub(super) fn new(tag: &str) -> TempDir {
-        let mut rnd = [0u8; 8];
-        getrandom::fill(&mut rnd).unwrap();
-        let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = std::env::temp_dir().join(format!("mcp-warden-{tag}-{hex}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub(super) fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::support::{TempDir, Warden, fixture, warden_bin};
 
 /// A sidecar with the development issuer, its key in a file, and `extra` flags.
 pub(super) struct DevWarden {

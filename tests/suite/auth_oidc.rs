@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::auth::{TempDir, mcp_with, post_init, www_authenticate};
+use super::auth::{mcp_with, post_init, www_authenticate};
 use crate::support::http::text;
-use crate::support::{Warden, fixture, node, node_modules, py, repo};
+use crate::support::{TempDir, Warden, fixture, node, node_modules, py, repo};
 
 /// oidc-provider running `tests/js/authorization-server.mjs`. Killed on drop.
 struct AuthServer {
