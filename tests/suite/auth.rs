@@ -587,3 +587,37 @@ async fn dev_mode_prints_a_working_token_and_client_configuration() {
     let _ = child.wait();
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn refusals_are_counted_by_reason() {
+    let d = DevWarden::start(&[
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--required-scope",
+        "mcp:tools",
+    ]);
+    let w = &d.warden;
+    post_init(&w.mcp_url(), &[]).await;
+    post_init(
+        &w.mcp_url(),
+        &[("authorization", "Bearer nonsense".to_owned())],
+    )
+    .await;
+    let unscoped = d.token("alice", "other", "5m");
+    post_init(
+        &w.mcp_url(),
+        &[("authorization", format!("Bearer {unscoped}"))],
+    )
+    .await;
+    let metrics = reqwest::get(w.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in ["missing_token", "malformed_token", "insufficient_scope"] {
+        let needle = format!(r#"mcp_warden_auth_failures_total{{reason="{reason}"}} 1"#);
+        assert!(metrics.contains(&needle), "{needle} missing:\n{metrics}");
+    }
+    assert!(!metrics.contains("alice"), "no per-user label");
+}
