@@ -291,6 +291,8 @@ pub(crate) struct IssuerKeys {
     /// be checked again.
     epoch: AtomicU64,
     fetching: tokio::sync::Mutex<()>,
+    /// Single flight for discovery (separate: a key fetch may discover first).
+    discovering: tokio::sync::Mutex<()>,
 }
 
 impl IssuerKeys {
@@ -315,6 +317,7 @@ impl IssuerKeys {
             }),
             epoch: AtomicU64::new(0),
             fetching: tokio::sync::Mutex::new(()),
+            discovering: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -443,7 +446,12 @@ impl IssuerKeys {
     }
 
     /// The issuer's metadata, discovered once (retried at most once per interval).
+    /// Concurrent callers wait for the discovery in flight and share its outcome.
     pub(crate) async fn metadata(&self) -> Result<Arc<Metadata>, KeyError> {
+        if let Some(m) = &self.state.read().metadata {
+            return Ok(m.clone());
+        }
+        let _guard = self.discovering.lock().await;
         let now = Instant::now();
         {
             let s = self.state.read();

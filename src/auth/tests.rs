@@ -676,6 +676,19 @@ async fn opaque_tokens_are_introspected_and_cached_by_hash() {
 }
 
 #[tokio::test]
+async fn concurrent_first_requests_share_one_discovery() {
+    let f = Fixture::with(&[], intro_config).await;
+    f.server.route(
+        "/introspect",
+        Reply::json(json!({"active": true, "sub": "x", "aud": RESOURCE})),
+    );
+    f.server.set_delay(Duration::from_millis(300));
+    let (a, b) = tokio::join!(f.check("opaque-a"), f.check("opaque-b"));
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    assert_eq!(f.server.hits("/.well-known/oauth-authorization-server"), 1);
+}
+
+#[tokio::test]
 async fn introspection_down_fails_closed() {
     let f = Fixture::with(&[], intro_config).await;
     f.server.route(

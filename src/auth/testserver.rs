@@ -38,6 +38,7 @@ struct Shared {
     routes: HashMap<String, Reply>,
     seen: Vec<Seen>,
     down: bool,
+    delay: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -104,6 +105,8 @@ impl TestServer {
                         }
                     };
                     let Some(reply) = reply else { return };
+                    let delay = s.lock().delay;
+                    tokio::time::sleep(delay).await;
                     let mut out = format!(
                         "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
                         reply.status,
@@ -129,6 +132,11 @@ impl TestServer {
     /// While down, connections are closed without an answer.
     pub(crate) fn set_down(&self, down: bool) {
         self.shared.lock().down = down;
+    }
+
+    /// Every answer waits this long.
+    pub(crate) fn set_delay(&self, delay: std::time::Duration) {
+        self.shared.lock().delay = delay;
     }
 
     pub(crate) fn hits(&self, path: &str) -> usize {
