@@ -687,3 +687,63 @@ async fn client_cancellation_reaches_the_server_and_ends_the_stream() {
         "next"
     );
 }
+
+#[tokio::test]
+async fn an_early_refusal_keeps_the_connection_usable() {
+    // A client that sends headers and body in separate writes, is refused (a 2026-07-28
+    // probe), and reuses the connection for initialize must get its answer, not a reset.
+    use tokio::io::AsyncWriteExt;
+    let w = Warden::start(fixture());
+    let mut tcp = tokio::net::TcpStream::connect(w.addr).await.unwrap();
+    let probe = r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}"#;
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: {ACCEPT_BOTH}\r\ncontent-type: application/json\r\nmcp-protocol-version: 2026-07-28\r\ncontent-length: {}\r\n\r\n",
+        probe.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tcp.write_all(probe.as_bytes()).await.unwrap();
+    let first = read_response(&mut tcp).await;
+    assert!(first.starts_with("HTTP/1.1 400"), "{first}");
+    let init = json!({"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}).to_string();
+    let req = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: {ACCEPT_BOTH}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{init}",
+        init.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let second = read_response(&mut tcp).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body from a raw connection.
+async fn read_response(tcp: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed; got {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}

@@ -108,7 +108,7 @@ async fn message_inner(
     if !headers::is_json(headers) {
         return Err(Rejection::UnsupportedMediaType);
     }
-    let body = read_body(body, headers, st.config.max_message_bytes).await?;
+    let body = read_body(body).await?;
     if mcp::first_non_whitespace(&body) == Some(b'[') {
         // 2024-11-05 allowed batches; the server gets them one by one.
         let items: Vec<&RawValue> = serde_json::from_slice(&body)

@@ -7,6 +7,7 @@ mod authn;
 mod headers;
 mod health;
 mod legacy_sse;
+mod limits;
 mod origin;
 mod rescue;
 mod router;

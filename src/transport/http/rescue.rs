@@ -23,6 +23,8 @@ pub(crate) enum Rejection {
     UnsupportedMediaType,
     /// Body larger than `--max-message-bytes`.
     PayloadTooLarge(usize),
+    /// The body did not arrive in time.
+    BodyTimeout,
     /// The body is not a JSON-RPC message.
     Parse(ParseError),
     /// A JSON-RPC batch where the protocol version forbids one, or an empty batch.
@@ -75,6 +77,7 @@ impl Rejection {
                 mcp::code::INVALID_REQUEST,
                 format!("Payload Too Large: messages are limited to {limit} bytes"),
             ),
+            Rejection::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, mcp::code::INVALID_REQUEST, "Request Timeout: the body did not arrive in time".into()),
             Rejection::Parse(e) => (StatusCode::BAD_REQUEST, e.code(), format!("Bad Request: {e}")),
             Rejection::BatchNotAllowed => (
                 StatusCode::BAD_REQUEST,

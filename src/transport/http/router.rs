@@ -6,7 +6,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use super::{AppState, authn, health, legacy_sse, origin, streamable, well_known};
+use super::{AppState, authn, health, legacy_sse, limits, origin, streamable, well_known};
 
 /// Builds the router. Tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: AppState) -> Router {
@@ -32,7 +32,13 @@ pub fn router(state: AppState) -> Router {
         ))
         // 2. DNS-rebinding protection: a present, disallowed Origin never reaches auth.
         .layer(middleware::from_fn_with_state(state.clone(), origin::check))
-        // 1. A span per request (debug level: free when not enabled).
+        // 1. The body is read in full, bounded in size and time, before anyone answers: an
+        //    answer given while the body still arrives costs the client its connection.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::buffer_body,
+        ))
+        // 0. A span per request (debug level: free when not enabled).
         .layer(middleware::from_fn(request_span));
     Router::new()
         .merge(mcp)

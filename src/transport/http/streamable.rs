@@ -94,59 +94,11 @@ fn lookup(
 }
 
 /// Reads the whole body, refusing more than `limit` bytes (by `Content-Length` first).
-pub(crate) async fn read_body(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<Bytes, Rejection> {
-    use futures_util::StreamExt;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    // A refused body is still read (and discarded) up to a bound: a client whose upload is cut
-    // off by a closed connection may never see the 413.
-    let drain_cap = limit.saturating_mul(4).max(1 << 20);
-    if declared.is_some_and(|n| n > drain_cap as u64) {
-        return Err(Rejection::PayloadTooLarge(limit));
-    }
-    let mut stream = body.into_data_stream();
-    // The usual body is one chunk: kept as is, without copying.
-    let mut first: Option<Bytes> = None;
-    let mut rest: Option<bytes::BytesMut> = None;
-    let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let Ok(chunk) = chunk else {
-            return Err(Rejection::PayloadTooLarge(limit));
-        };
-        seen += chunk.len();
-        if seen > drain_cap {
-            return Err(Rejection::PayloadTooLarge(limit));
-        }
-        if seen > limit {
-            continue;
-        }
-        match (&mut first, &mut rest) {
-            (None, _) => first = Some(chunk),
-            (Some(f), None) => {
-                let mut buf = bytes::BytesMut::with_capacity(
-                    declared.map_or(2 * f.len() + chunk.len(), |n| n as usize),
-                );
-                buf.extend_from_slice(f);
-                buf.extend_from_slice(&chunk);
-                rest = Some(buf);
-            }
-            (Some(_), Some(buf)) => buf.extend_from_slice(&chunk),
-        }
-    }
-    if seen > limit {
-        return Err(Rejection::PayloadTooLarge(limit));
-    }
-    let body = match (first, rest) {
-        (_, Some(buf)) => buf.freeze(),
-        (Some(f), None) => f,
-        (None, None) => Bytes::new(),
-    };
+pub(crate) async fn read_body(body: Body) -> Result<Bytes, Rejection> {
+    // Already buffered and bounded by the body layer (limits.rs).
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|_| Rejection::PayloadTooLarge(0))?;
     if mcp::too_deep(&body, mcp::MAX_DEPTH) {
         return Err(Rejection::Parse(mcp::ParseError::Invalid(
             "nesting deeper than 128 levels",
@@ -173,7 +125,7 @@ async fn post_inner(
     check_version(headers)?;
     let session_id = headers::single(headers, &MCP_SESSION_ID)
         .map_err(|_| Rejection::MalformedHeader("Mcp-Session-Id"))?;
-    let body = read_body(body, headers, st.config.max_message_bytes).await?;
+    let body = read_body(body).await?;
     let batch = mcp::first_non_whitespace(&body) == Some(b'[');
     let Some(session_id) = session_id else {
         return initialize(st, principal, body, batch, headers::trace(headers)).await;
