@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::App;
 use crate::auth::dev_issuer::{DevIssuer, TokenRequest};
-use crate::config::{self, AuthOptions, ProcessEnv, WrapConfig, WrapOptions};
+use crate::config::{self, AuthOptions, ProcessEnv, WrapConfig, WrapOptions, replica};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -136,7 +136,8 @@ struct WrapArgs {
     message_path: String,
 
     /// Prefix of session ids (<replica-id>.<random>) so a load balancer can route follow-ups
-    /// to this replica. a-z, 0-9 and '-'.
+    /// to this replica: 1-63 of a-z, 0-9 and '-'; empty for no prefix. Default: $POD_NAME or
+    /// the host name, lower-cased, other characters turned into '-'.
     #[arg(long, env = "MCP_WARDEN_REPLICA_ID")]
     replica_id: Option<String>,
 
@@ -462,8 +463,13 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn wrap(args: WrapArgs) -> anyhow::Result<()> {
+fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
+    let replica_id = args.replica_id.take().or_else(|| {
+        let pod = std::env::var("POD_NAME").ok();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+        replica::default_id(pod.as_deref(), host.as_deref())
+    });
     let options = WrapOptions {
         listen: args.listen,
         admin_listen: args.admin_listen,
@@ -484,7 +490,7 @@ fn wrap(args: WrapArgs) -> anyhow::Result<()> {
         legacy_sse: !args.no_legacy_sse,
         sse_path: args.sse_path,
         message_path: args.message_path,
-        replica_id: args.replica_id,
+        replica_id,
         no_auth: args.no_auth,
         auth: args.auth.options()?,
         env_pass: args.env_pass,
@@ -531,6 +537,8 @@ fn wrap(args: WrapArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|a| a.required_scopes.clone())
             .unwrap_or_default();
+        // "(none)" cannot be a replica id, so it is unambiguous in the logs.
+        let replica = config.sessions.replica_id.clone().unwrap_or("(none)".into());
         let app = App::build(config).context("cannot start")?;
         if let Some(a) = admin_addr {
             tracing::info!(admin = %a, "admin endpoints (/healthz, /readyz, /metrics) are serving");
@@ -538,7 +546,7 @@ fn wrap(args: WrapArgs) -> anyhow::Result<()> {
         if let Some(dev) = app.auth().dev_issuer() {
             dev_banner(dev, &public_url, &required_scopes, dev_token_ttl)?;
         }
-        tracing::info!(listen = %local, url = %public_url, version = env!("CARGO_PKG_VERSION"), "mcp-warden is serving");
+        tracing::info!(listen = %local, url = %public_url, replica = %replica, version = env!("CARGO_PKG_VERSION"), "mcp-warden is serving");
         app.serve(listener, admin, async move {
             let signal = shutdown.await;
             tracing::info!(signal, "shutting down");

@@ -20,6 +20,8 @@ use crate::child::{ChildSpec, StderrLimits};
 use crate::session::{SessionConfig, StreamLimits};
 use crate::transport::http::{HttpConfig, LegacyPaths, ServerLimits, TlsConfig};
 
+pub mod replica;
+
 /// Variables the server inherits by default (values from the sidecar's environment).
 pub const DEFAULT_ENV_PASS: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
 
@@ -199,10 +201,10 @@ impl WrapConfig {
                 return Err(ConfigError::Zero(name));
             }
         }
-        if let Some(r) = &o.replica_id
-            && !(1..=63).contains(&r.len())
-                | !r.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        // An empty id turns the prefix off (a single replica that needs no routing).
+        let replica_id = o.replica_id.clone().filter(|r| !r.is_empty());
+        if let Some(r) = &replica_id
+            && !replica::is_valid(r)
         {
             return Err(ConfigError::BadReplicaId(r.clone()));
         }
@@ -284,7 +286,7 @@ impl WrapConfig {
             request_timeout: o.request_timeout,
             stream_limits: StreamLimits::default(),
             retained_streams: 32,
-            replica_id: o.replica_id.clone(),
+            replica_id,
             child: Arc::new(child),
         };
         let server = ServerLimits {
@@ -987,6 +989,19 @@ mod tests {
         let mut o = options();
         o.command = vec![];
         assert_eq!(build(o).unwrap_err(), ConfigError::NoCommand);
+    }
+
+    #[test]
+    fn an_empty_replica_id_means_no_prefix() {
+        let mut o = options();
+        o.replica_id = Some(String::new());
+        assert_eq!(build(o).unwrap().sessions.replica_id, None);
+        let mut o = options();
+        o.replica_id = Some("mcp-warden-1".into());
+        assert_eq!(
+            build(o).unwrap().sessions.replica_id.as_deref(),
+            Some("mcp-warden-1")
+        );
     }
 
     #[test]

@@ -7,4 +7,5 @@ mod faults;
 mod legacy;
 mod lifecycle;
 mod ops;
+mod replicas;
 mod tls;

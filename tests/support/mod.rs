@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod http;
+pub mod lb;
 pub mod proc;
 
 use std::io::{BufRead, BufReader};
@@ -91,6 +92,7 @@ pub struct WardenBuilder {
     args: Vec<String>,
     server: Vec<String>,
     auth: bool,
+    env: Vec<(String, String)>,
 }
 
 impl Warden {
@@ -99,6 +101,7 @@ impl Warden {
             args: Vec::new(),
             server,
             auth: false,
+            env: Vec::new(),
         }
     }
 
@@ -181,6 +184,12 @@ impl WardenBuilder {
         self
     }
 
+    /// Sets a variable in the sidecar's environment.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
     /// Leave authentication flags to the caller (no `--no-auth`).
     pub fn with_auth(mut self) -> Self {
         self.auth = true;
@@ -198,7 +207,11 @@ impl WardenBuilder {
         if !self.auth {
             cmd.arg("--no-auth");
         }
-        cmd.args(&self.args).arg("--").args(&self.server);
+        cmd.args(&self.args);
+        if !self.server.is_empty() {
+            cmd.arg("--").args(&self.server);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
