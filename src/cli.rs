@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::App;
 use crate::auth::dev_issuer::{DevIssuer, TokenRequest};
-use crate::config::{self, AuthOptions, ProcessEnv, WrapConfig, WrapOptions, replica};
+use crate::config::{self, AuthOptions, ProcessEnv, WrapConfig, WrapOptions, mcp_json, replica};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -178,8 +178,33 @@ struct WrapArgs {
     #[arg(long, env = "MCP_WARDEN_WORKER_THREADS")]
     worker_threads: Option<usize>,
 
+    /// Take the server (command, args, env, cwd) from this `mcpServers` JSON file, as MCP
+    /// clients write it (Claude, Cursor, VS Code); select the entry with --server.
+    #[arg(
+        long,
+        env = "MCP_WARDEN_FROM_MCP_JSON",
+        value_name = "FILE",
+        requires = "server",
+        conflicts_with = "command"
+    )]
+    from_mcp_json: Option<PathBuf>,
+
+    /// The entry of --from-mcp-json to run.
+    #[arg(
+        long,
+        env = "MCP_WARDEN_SERVER",
+        value_name = "NAME",
+        requires = "from_mcp_json",
+        conflicts_with = "command"
+    )]
+    server: Option<String>,
+
     /// The MCP server to run for each session, after `--`.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    #[arg(
+        last = true,
+        required_unless_present = "from_mcp_json",
+        value_name = "COMMAND"
+    )]
     command: Vec<OsString>,
 }
 
@@ -465,6 +490,20 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 
 fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
+    if let (Some(file), Some(server)) = (&args.from_mcp_json, &args.server) {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let imported = mcp_json::import(&text, server)
+            .with_context(|| format!("cannot use {}", file.display()))?;
+        for w in &imported.warnings {
+            tracing::warn!("{w}");
+        }
+        args.command = imported.command;
+        // Flags win over the file: config keeps the last value of a variable.
+        args.env.splice(0..0, imported.env);
+        args.env_pass.extend(imported.env_pass);
+        args.cwd = args.cwd.take().or(imported.cwd);
+    }
     let replica_id = args.replica_id.take().or_else(|| {
         let pod = std::env::var("POD_NAME").ok();
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
@@ -674,5 +713,40 @@ mod tests {
             vec![OsString::from("node"), "--inspect".into(), "s.js".into()]
         );
         assert!(Cli::try_parse_from(["mcp-warden", "wrap", "--no-auth"]).is_err());
+    }
+
+    #[test]
+    fn an_mcp_json_entry_replaces_the_command() {
+        let cli = Cli::try_parse_from([
+            "mcp-warden",
+            "wrap",
+            "--from-mcp-json",
+            "mcp.json",
+            "--server",
+            "files",
+        ])
+        .unwrap();
+        let Command::Wrap(args) = cli.command else {
+            panic!("wrap expected")
+        };
+        assert_eq!(args.server.as_deref(), Some("files"));
+        assert!(args.command.is_empty());
+        // One source of the command only, and the two flags go together.
+        for argv in [
+            &[
+                "wrap",
+                "--from-mcp-json",
+                "m.json",
+                "--server",
+                "s",
+                "--",
+                "node",
+            ][..],
+            &["wrap", "--from-mcp-json", "m.json"],
+            &["wrap", "--server", "s", "--", "node"],
+        ] {
+            let full = std::iter::once("mcp-warden").chain(argv.iter().copied());
+            assert!(Cli::try_parse_from(full).is_err(), "{argv:?}");
+        }
     }
 }

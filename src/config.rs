@@ -20,6 +20,7 @@ use crate::child::{ChildSpec, StderrLimits};
 use crate::session::{SessionConfig, StreamLimits};
 use crate::transport::http::{HttpConfig, LegacyPaths, ServerLimits, TlsConfig};
 
+pub mod mcp_json;
 pub mod replica;
 
 /// Variables the server inherits by default (values from the sidecar's environment).

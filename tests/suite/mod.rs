@@ -6,6 +6,7 @@ mod conformance;
 mod faults;
 mod legacy;
 mod lifecycle;
+mod mcp_json;
 mod ops;
 mod replicas;
 mod tls;
