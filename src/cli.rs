@@ -41,6 +41,12 @@ enum Command {
         after_help = "Example:\n  mcp-warden token --dev-key-file dev-key.pem --sub alice --scope \"mcp:tools\""
     )]
     Token(Box<TokenArgs>),
+    /// Copy this (static) binary to DIR/mcp-warden: lets an init container inject mcp-warden
+    /// into an unmodified server image through a shared volume, with no shell or cp.
+    Install {
+        /// Directory to copy the binary into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -474,6 +480,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Wrap(args) => report(wrap(*args)),
         Command::Token(args) => report(token(&args)),
+        Command::Install { dir } => report(install(&dir)),
     }
 }
 
@@ -486,6 +493,21 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn install(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let target = dir.join("mcp-warden");
+    // Copy, then rename: a container starting on the volume never sees half a binary.
+    let partial = dir.join(".mcp-warden.partial");
+    std::fs::copy("/proc/self/exe", &partial)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&partial, &target)
+        .with_context(|| format!("cannot write {}", target.display()))?;
+    eprintln!("mcp-warden: installed {}", target.display());
+    Ok(())
 }
 
 fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@ mod bridge;
 mod clients;
 mod conformance;
 mod faults;
+mod install;
 mod legacy;
 mod lifecycle;
 mod mcp_json;
