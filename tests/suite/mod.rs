@@ -5,6 +5,7 @@ mod clients;
 mod conformance;
 mod faults;
 mod install;
+mod kubernetes;
 mod legacy;
 mod lifecycle;
 mod mcp_json;
