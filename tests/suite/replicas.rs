@@ -272,7 +272,7 @@ async fn drive(mut replicas: Vec<Option<Warden>>, lb: &Lb) {
     eprintln!(
         "{REPLICAS} replicas behind {}: {routed} requests routed to their owner in {routing_done:.1?}; \
          {victims} sessions re-initialized after a replica died, {:.1?} in all",
-        lb.addr,
+        lb.name,
         started.elapsed()
     );
 }

@@ -84,8 +84,10 @@ pub fn system_bin(name: &str) -> PathBuf {
 /// A running load balancer.
 pub struct Lb {
     child: Option<Child>,
+    pub name: &'static str,
     pub addr: SocketAddr,
-    log: PathBuf,
+    /// Its own log file, besides stderr.
+    log: Option<PathBuf>,
     dir: Scratch,
 }
 
@@ -109,7 +111,8 @@ impl Lb {
         let mut cmd = Command::new(system_bin("nginx"));
         cmd.args(["-p", &d, "-e", &format!("{d}/error.log"), "-c"])
             .arg(dir.path().join("nginx.conf"));
-        Lb::start(cmd, port, dir.path().join("error.log"), dir)
+        let log = Some(dir.path().join("error.log"));
+        Lb::start("nginx", cmd, port, log, dir)
     }
 
     /// HAProxy in the foreground (`-db`) with `examples/lb/haproxy.cfg`.
@@ -121,10 +124,17 @@ impl Lb {
         std::fs::write(&path, cfg).unwrap();
         let mut cmd = Command::new(system_bin("haproxy"));
         cmd.arg("-db").arg("-f").arg(&path);
-        Lb::start(cmd, port, dir.path().join("haproxy.log"), dir)
+        // HAProxy logs to stderr (see the config's global section).
+        Lb::start("haproxy", cmd, port, None, dir)
     }
 
-    fn start(mut cmd: Command, port: u16, log: PathBuf, dir: Scratch) -> Lb {
+    fn start(
+        name: &'static str,
+        mut cmd: Command,
+        port: u16,
+        log: Option<PathBuf>,
+        dir: Scratch,
+    ) -> Lb {
         let log_file = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -132,6 +142,7 @@ impl Lb {
         let child = cmd.spawn().expect("start the load balancer");
         let mut lb = Lb {
             child: Some(child),
+            name,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             log,
             dir,
@@ -160,7 +171,7 @@ impl Lb {
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
         format!(
             "{}{}",
-            read(&self.log),
+            self.log.as_deref().map(read).unwrap_or_default(),
             read(&self.dir.path().join("stderr.log"))
         )
     }
