@@ -34,6 +34,10 @@ ARG RUST_TARGET=x86_64-unknown-linux-musl
 FROM ${RUST_IMAGE} AS binary-source
 ARG RUST_TARGET
 WORKDIR /src
+# musl-gcc compiles the C parts of dependencies (aws-lc, for TLS) for the static target.
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends musl-tools \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN rustup target add "${RUST_TARGET}" \
  && cargo build --release --locked --target "${RUST_TARGET}" --bin mcp-warden \
