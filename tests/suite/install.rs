@@ -4,13 +4,13 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use crate::support::lb::Scratch;
+use crate::support::TempDir;
 use crate::support::warden_bin;
 
 #[test]
 fn install_copies_a_runnable_binary_into_the_directory() {
-    let dir = Scratch::new("install");
-    let target_dir = dir.path().join("warden");
+    let dir = TempDir::new("install");
+    let target_dir = dir.dir().join("warden");
     let out = Command::new(warden_bin())
         .arg("install")
         .arg(&target_dir)

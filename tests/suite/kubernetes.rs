@@ -8,7 +8,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::support::lb::{Scratch, system_bin};
+use crate::support::TempDir;
+use crate::support::lb::system_bin;
 use crate::support::{python, repo};
 
 const OVERLAYS: &[&str] = &["single", "injected", "replicas"];
@@ -83,8 +84,8 @@ fn check_manifests(files: &[PathBuf]) -> Output {
 
 #[test]
 fn every_overlay_validates_strictly_at_the_oldest_and_newest_kubernetes() {
-    let dir = Scratch::new("k8s");
-    let files = render(dir.path());
+    let dir = TempDir::new("k8s");
+    let files = render(dir.dir());
     let validate = python().with_file_name("kubernetes-validate");
     for v in VERSIONS {
         let out = run(
@@ -108,8 +109,8 @@ fn every_overlay_validates_strictly_at_the_oldest_and_newest_kubernetes() {
 
 #[test]
 fn every_pod_meets_restricted_pod_security_and_the_warden_contract() {
-    let dir = Scratch::new("k8s-pss");
-    let files = render(dir.path());
+    let dir = TempDir::new("k8s-pss");
+    let files = render(dir.dir());
     let out = check_manifests(&files);
     assert!(out.status.success(), "{}", text(&out));
     let report = text(&out);
@@ -153,7 +154,7 @@ fn every_pod_meets_restricted_pod_security_and_the_warden_contract() {
             original.contains(from),
             "{from:?} not in the rendered overlay"
         );
-        let weakened = dir.path().join("weakened.yaml");
+        let weakened = dir.dir().join("weakened.yaml");
         std::fs::write(&weakened, original.replacen(from, to, 1)).unwrap();
         let out = check_manifests(&[weakened]);
         let report = text(&out);
@@ -166,16 +167,16 @@ fn every_pod_meets_restricted_pod_security_and_the_warden_contract() {
 
 #[test]
 fn the_router_config_passes_nginx_t() {
-    let dir = Scratch::new("k8s-router");
-    let d = dir.path().display().to_string();
+    let dir = TempDir::new("k8s-router");
+    let d = dir.dir().display().to_string();
     // The cluster's DNS is not here: any resolver address lets nginx check the rest.
     let site =
         std::fs::read_to_string(repo().join("examples/kubernetes/overlays/replicas/router.conf"))
             .unwrap()
             .replace("kube-dns.kube-system.svc.cluster.local", "127.0.0.1");
-    std::fs::write(dir.path().join("router.conf"), site).unwrap();
+    std::fs::write(dir.dir().join("router.conf"), site).unwrap();
     std::fs::write(
-        dir.path().join("nginx.conf"),
+        dir.dir().join("nginx.conf"),
         format!(
             "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  \
              client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
@@ -187,7 +188,7 @@ fn the_router_config_passes_nginx_t() {
     let out = run(
         Command::new(system_bin("nginx"))
             .args(["-t", "-p", &d, "-e", &format!("{d}/error.log"), "-c"])
-            .arg(dir.path().join("nginx.conf")),
+            .arg(dir.dir().join("nginx.conf")),
         None,
     );
     assert!(out.status.success(), "{}", text(&out));

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::TempDir;
 use crate::support::http::{Mcp, text};
-use crate::support::lb::Scratch;
 use crate::support::{Warden, fixture, warden_bin};
 
-fn write_file(dir: &Scratch) -> String {
-    let path = dir.path().join("mcp.json");
+fn write_file(dir: &TempDir) -> String {
+    let path = dir.dir().join("mcp.json");
     let file = json!({"mcpServers": {
         "fixture": {
             "command": fixture()[0],
@@ -26,7 +26,7 @@ fn write_file(dir: &Scratch) -> String {
 
 #[tokio::test]
 async fn an_entry_of_an_mcp_json_file_is_served_with_its_env() {
-    let dir = Scratch::new("mcp-json");
+    let dir = TempDir::new("mcp-json");
     let file = write_file(&dir);
     let w = Warden::builder(vec![])
         .args(["--from-mcp-json", &file, "--server", "fixture"])
@@ -75,7 +75,7 @@ fn refused(args: &[&str]) -> String {
 
 #[test]
 fn remote_entries_and_unknown_names_are_refused_clearly() {
-    let dir = Scratch::new("mcp-json-refused");
+    let dir = TempDir::new("mcp-json-refused");
     let file = write_file(&dir);
     let err = refused(&["--from-mcp-json", &file, "--server", "hosted"]);
     assert!(err.contains("\"hosted\" is a remote server"), "{err}");

@@ -4,37 +4,10 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::TempDir;
 use super::repo;
-
-/// A directory of its own under the system temp dir, removed on drop.
-pub struct Scratch(PathBuf);
-
-impl Scratch {
-    pub fn new(tag: &str) -> Scratch {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mcp-warden-test-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Replaces every `{{name}}` of `template`; panics if a placeholder is left.
 pub fn render(template: &str, vars: &[(&str, String)]) -> String {
@@ -88,18 +61,18 @@ pub struct Lb {
     pub addr: SocketAddr,
     /// Its own log file, besides stderr.
     log: Option<PathBuf>,
-    dir: Scratch,
+    dir: TempDir,
 }
 
 impl Lb {
     /// nginx (one process: `master_process off`, so a kill leaves no worker behind) with
     /// `examples/lb/nginx.conf` included in its `http` block.
     pub fn nginx(replicas: &[SocketAddr]) -> Lb {
-        let dir = Scratch::new("nginx");
-        let d = dir.path().display().to_string();
+        let dir = TempDir::new("nginx");
+        let d = dir.dir().display().to_string();
         let port = free_port();
         let site = render_example("nginx.conf", &format!("127.0.0.1:{port}"), replicas);
-        std::fs::write(dir.path().join("mcp-warden.conf"), site).unwrap();
+        std::fs::write(dir.dir().join("mcp-warden.conf"), site).unwrap();
         let main = format!(
             "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 1024; }}\n\
@@ -107,20 +80,20 @@ impl Lb {
              \x20 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
              \x20 include {d}/mcp-warden.conf;\n}}\n"
         );
-        std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
+        std::fs::write(dir.dir().join("nginx.conf"), main).unwrap();
         let mut cmd = Command::new(system_bin("nginx"));
         cmd.args(["-p", &d, "-e", &format!("{d}/error.log"), "-c"])
-            .arg(dir.path().join("nginx.conf"));
-        let log = Some(dir.path().join("error.log"));
+            .arg(dir.dir().join("nginx.conf"));
+        let log = Some(dir.dir().join("error.log"));
         Lb::start("nginx", cmd, port, log, dir)
     }
 
     /// HAProxy in the foreground (`-db`) with `examples/lb/haproxy.cfg`.
     pub fn haproxy(replicas: &[SocketAddr]) -> Lb {
-        let dir = Scratch::new("haproxy");
+        let dir = TempDir::new("haproxy");
         let port = free_port();
         let cfg = render_example("haproxy.cfg", &format!("127.0.0.1:{port}"), replicas);
-        let path = dir.path().join("haproxy.cfg");
+        let path = dir.dir().join("haproxy.cfg");
         std::fs::write(&path, cfg).unwrap();
         let mut cmd = Command::new(system_bin("haproxy"));
         cmd.arg("-db").arg("-f").arg(&path);
@@ -133,9 +106,9 @@ impl Lb {
         mut cmd: Command,
         port: u16,
         log: Option<PathBuf>,
-        dir: Scratch,
+        dir: TempDir,
     ) -> Lb {
-        let log_file = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let log_file = std::fs::File::create(dir.dir().join("stderr.log")).unwrap();
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
@@ -172,7 +145,7 @@ impl Lb {
         format!(
             "{}{}",
             self.log.as_deref().map(read).unwrap_or_default(),
-            read(&self.dir.path().join("stderr.log"))
+            read(&self.dir.dir().join("stderr.log"))
         )
     }
 }

@@ -394,6 +394,10 @@ impl TempDir {
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
+
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
 }
 
 impl Drop for TempDir {
