@@ -14,6 +14,10 @@ use crate::session::SessionStore;
 use crate::telemetry::Metrics;
 use crate::transport::http::{self, AppState};
 
+/// During a drain, a session counts as finished once it has had no traffic for this long and
+/// no request in flight.
+const DRAIN_QUIET: Duration = Duration::from_secs(2);
+
 /// How long children get to exit after the drain, beyond their kill grace.
 const CHILD_EXIT_TIMEOUT_EXTRA: Duration = Duration::from_secs(3);
 
@@ -81,8 +85,8 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then drains: readiness fails at once and no new
-    /// session is accepted, while existing sessions keep being served until no request is in
-    /// flight or the drain timeout passes; then streams close, every server tree is
+    /// session is accepted, while existing sessions keep being served until each is idle (no
+    /// request in flight, no traffic for two seconds) or the drain timeout passes; then streams close, every server tree is
     /// terminated, and this returns. The admin listener (probes, metrics) stays up until the
     /// end so the drain is observable.
     pub async fn serve(
@@ -114,7 +118,7 @@ impl App {
         store.start_draining();
         self.state.metrics.set_draining(true);
         let deadline = tokio::time::Instant::now() + self.config.server.drain_timeout;
-        while store.pending_requests() > 0 && tokio::time::Instant::now() < deadline {
+        while store.busy_sessions(DRAIN_QUIET) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!(

@@ -201,10 +201,19 @@ impl SessionStore {
         self.inner.sessions.read().len()
     }
 
-    /// Requests in flight across all sessions.
-    pub fn pending_requests(&self) -> usize {
+    /// Sessions still in use: a request in flight, or client traffic within `quiet`. A drain
+    /// waits for this to reach zero, so a conversation between two calls is not cut short.
+    pub fn busy_sessions(&self, quiet: Duration) -> usize {
         let sessions: Vec<Arc<Session>> = self.inner.sessions.read().values().cloned().collect();
-        sessions.iter().map(|s| s.routes.lock().pending.len()).sum()
+        let now = Instant::now();
+        sessions
+            .iter()
+            .filter(|s| {
+                let last =
+                    s.created + Duration::from_millis(s.last_active_ms.load(Ordering::Relaxed));
+                !s.routes.lock().pending.is_empty() || now.saturating_duration_since(last) < quiet
+            })
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
