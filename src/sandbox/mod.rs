@@ -5,6 +5,7 @@
 //! the session's supervisor and forks the server. See `exec.rs` for the sequence.
 
 pub mod exec;
+pub mod seccomp;
 
 /// The hidden sub-command that selects the helper mode. `main` checks for it before any
 /// thread exists.
