@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use mcp_warden::sandbox::seccomp::{ARCHES, SHIPPED_FILTERS, Source, arch_from_name, generate, render};
+use mcp_warden::sandbox::seccomp::{
+    ARCHES, SHIPPED_FILTERS, Source, arch_from_name, generate, render,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sandbox/seccomp");

@@ -12,7 +12,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::App;
 use crate::auth::dev_issuer::{DevIssuer, TokenRequest};
-use crate::config::{self, AuthOptions, ProcessEnv, WrapConfig, WrapOptions, mcp_json, replica};
+use crate::child::EnvSource;
+use crate::config::{
+    self, AuthOptions, ProcessEnv, SandboxOptions, WrapConfig, WrapOptions, mcp_json, replica,
+};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -154,20 +157,6 @@ struct WrapArgs {
     #[command(flatten)]
     auth: AuthArgs,
 
-    /// Pass this variable of the sidecar's environment to the server (repeatable). The server
-    /// otherwise gets only PATH, HOME, LANG, LC_ALL and TZ.
-    #[arg(
-        long = "env-pass",
-        env = "MCP_WARDEN_ENV_PASS",
-        value_delimiter = ',',
-        value_name = "NAME"
-    )]
-    env_pass: Vec<String>,
-
-    /// Set a (non-secret) variable in the server's environment (repeatable).
-    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
-    env: Vec<(String, String)>,
-
     /// Working directory of the server.
     #[arg(long, env = "MCP_WARDEN_CWD")]
     cwd: Option<PathBuf>,
@@ -205,6 +194,9 @@ struct WrapArgs {
     )]
     server: Option<String>,
 
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+
     /// The MCP server to run for each session, after `--`.
     #[arg(
         last = true,
@@ -212,6 +204,133 @@ struct WrapArgs {
         value_name = "COMMAND"
     )]
     command: Vec<OsString>,
+}
+
+/// The server's sandbox and environment.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Sandbox and server environment")]
+struct SandboxArgs {
+    /// Sandbox profile: default, nonet, strict, none, or a path to a profile file
+    /// (see sandbox/README.md).
+    #[arg(
+        long,
+        env = "MCP_WARDEN_SANDBOX",
+        default_value = "default",
+        value_name = "NAME|PATH"
+    )]
+    sandbox: String,
+
+    /// Also let the server read (and execute) under this path (repeatable).
+    #[arg(long = "sandbox-read", value_name = "PATH")]
+    sandbox_read: Vec<PathBuf>,
+
+    /// Also let the server read and write under this path (repeatable).
+    #[arg(long = "sandbox-write", value_name = "PATH")]
+    sandbox_write: Vec<PathBuf>,
+
+    /// Run the server as this user (UID[:GID]); the sidecar must run as root.
+    #[arg(long = "sandbox-user", env = "MCP_WARDEN_SANDBOX_USER", value_name = "UID[:GID]", value_parser = parse_user)]
+    sandbox_user: Option<(u32, u32)>,
+
+    /// Directory holding the per-session work dirs (HOME and TMPDIR of each server).
+    /// Default: a new directory under the system temporary directory.
+    #[arg(long = "work-root", env = "MCP_WARDEN_WORK_ROOT", value_name = "DIR")]
+    work_root: Option<PathBuf>,
+
+    /// Pass this variable of the sidecar's environment to the server (repeatable). The server
+    /// otherwise gets only PATH, LANG, TZ, HOME and TMPDIR (its work dir) and what is injected.
+    #[arg(
+        long = "env-pass",
+        env = "MCP_WARDEN_ENV_PASS",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    env_pass: Vec<String>,
+
+    /// Set a non-secret variable in the server's environment (repeatable). The value is
+    /// visible in the process list: use --env-file for secrets.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+
+    /// Inject a secret read from a file when each session starts (repeatable), e.g. a
+    /// mounted Kubernetes Secret.
+    #[arg(long = "env-file", value_name = "NAME=PATH", value_parser = parse_env)]
+    env_file: Vec<(String, String)>,
+
+    /// Inject a claim of the session principal's token (sub, iss, client_id, scope, …).
+    #[arg(long = "env-claim", value_name = "NAME=CLAIM", value_parser = parse_env)]
+    env_claim: Vec<(String, String)>,
+
+    /// Inject a token obtained by RFC 8693 token exchange of the caller's token for this
+    /// audience (needs an authorization server with client credentials).
+    #[arg(long = "env-exchange", value_name = "NAME=AUDIENCE[,scope=S]", value_parser = parse_env)]
+    env_exchange: Vec<(String, String)>,
+
+    /// The sidecar's client id at the issuer for --env-exchange (HTTP Basic). The secret
+    /// comes from --exchange-client-secret-file or MCP_WARDEN_EXCHANGE_CLIENT_SECRET.
+    #[arg(long, env = "MCP_WARDEN_EXCHANGE_CLIENT_ID", value_name = "ID")]
+    exchange_client_id: Option<String>,
+
+    /// File holding the token-exchange client secret.
+    #[arg(
+        long,
+        env = "MCP_WARDEN_EXCHANGE_CLIENT_SECRET_FILE",
+        value_name = "PATH"
+    )]
+    exchange_client_secret_file: Option<PathBuf>,
+
+    /// Token endpoint for --env-exchange. Default: from the first issuer's metadata.
+    #[arg(long, env = "MCP_WARDEN_EXCHANGE_TOKEN_ENDPOINT", value_name = "URL")]
+    exchange_token_endpoint: Option<String>,
+}
+
+impl SandboxArgs {
+    fn into_options(self) -> anyhow::Result<SandboxOptions> {
+        let mut env = Vec::new();
+        env.extend(
+            self.env
+                .into_iter()
+                .map(|(name, value)| EnvSource::Value { name, value }),
+        );
+        env.extend(
+            self.env_file
+                .into_iter()
+                .map(|(name, path)| EnvSource::File {
+                    name,
+                    path: path.into(),
+                }),
+        );
+        env.extend(
+            self.env_claim
+                .into_iter()
+                .map(|(name, claim)| EnvSource::Claim { name, claim }),
+        );
+        for (name, spec) in self.env_exchange {
+            env.push(EnvSource::parse_exchange(&name, &spec)?);
+        }
+        let exchange_client_secret = match &self.exchange_client_secret_file {
+            Some(p) => Some(
+                secret_file("token exchange client secret", p)?
+                    .trim()
+                    .to_owned(),
+            ),
+            // Kept out of the flags so it never shows in the process list.
+            None => std::env::var("MCP_WARDEN_EXCHANGE_CLIENT_SECRET").ok(),
+        }
+        .map(crate::auth::Secret::new);
+        Ok(SandboxOptions {
+            exchange_client_id: self.exchange_client_id,
+            exchange_client_secret,
+            exchange_token_endpoint: self.exchange_token_endpoint,
+            profile: self.sandbox,
+            read: self.sandbox_read,
+            read_write: self.sandbox_write,
+            user: self.sandbox_user,
+            work_root: self.work_root,
+            env_pass: self.env_pass,
+            env,
+        })
+    }
 }
 
 /// Authentication of `wrap`: who issues the tokens we accept, and what they must say.
@@ -447,6 +566,12 @@ impl AuthArgs {
     }
 }
 
+fn parse_user(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?} is not UID[:GID]");
+    let (u, g) = s.split_once(':').unwrap_or((s, s));
+    Ok((u.parse().map_err(|_| bad())?, g.parse().map_err(|_| bad())?))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))
 }
@@ -512,6 +637,36 @@ fn install(dir: &std::path::Path) -> anyhow::Result<()> {
 
 fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
+    let scrub = args.sandbox.env.clone();
+    // The sidecar's own secret files: no server may read them (checked against the profile).
+    let secret_files: Vec<(String, PathBuf)> = [
+        ("--tls-key", &args.tls_key),
+        ("--hmac-secret-file", &args.auth.hmac_secret_file),
+        (
+            "--introspection-client-secret-file",
+            &args.auth.introspection_client_secret_file,
+        ),
+        ("--dev-key-file", &args.auth.dev_key_file),
+        ("--from-mcp-json", &args.from_mcp_json),
+        (
+            "--exchange-client-secret-file",
+            &args.sandbox.exchange_client_secret_file,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| p.as_ref().map(|p| (flag.to_owned(), p.clone())))
+    .collect();
+    let default_work_root = args.sandbox.work_root.is_none();
+    if default_work_root {
+        let removed = crate::child::sweep_stale_work_roots(&std::env::temp_dir());
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed work dirs of sidecars that did not exit cleanly"
+            );
+        }
+    }
+    let mut imported_env = Vec::new();
     if let (Some(file), Some(server)) = (&args.from_mcp_json, &args.server) {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
@@ -521,9 +676,17 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
             tracing::warn!("{w}");
         }
         args.command = imported.command;
-        // Flags win over the file: config keeps the last value of a variable.
-        args.env.splice(0..0, imported.env);
-        args.env_pass.extend(imported.env_pass);
+        // The file's values are kept out of the process list and treated as secrets; a
+        // flag for the same variable wins.
+        for (name, value) in imported.env {
+            if !args.sandbox.env.iter().any(|(n, _)| *n == name) {
+                imported_env.push(EnvSource::Imported {
+                    name,
+                    value: crate::child::env::Secret::new(value),
+                });
+            }
+        }
+        args.sandbox.env_pass.extend(imported.env_pass);
         args.cwd = args.cwd.take().or(imported.cwd);
     }
     let replica_id = args.replica_id.take().or_else(|| {
@@ -554,15 +717,23 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
         replica_id,
         no_auth: args.no_auth,
         auth: args.auth.options()?,
-        env_pass: args.env_pass,
-        env: args.env,
         cwd: args.cwd,
+        sandbox: {
+            let mut sandbox = args.sandbox.into_options()?;
+            sandbox.env.extend(imported_env);
+            sandbox
+        },
         command: args.command,
     };
     let helper = PathBuf::from("/proc/self/exe");
     let config = WrapConfig::from_options(options.clone(), &ProcessEnv, helper.clone())?;
     let dev_token_ttl = args.auth.dev_token_ttl;
-    crate::sandbox::harden_sidecar().context("cannot harden the sidecar process")?;
+    // `--env` values are not secret, but nothing forces them to stay in the process list.
+    let argv_values: Vec<String> = scrub.iter().map(|(_, v)| v.clone()).collect();
+    let sidecar = crate::sandbox::harden_sidecar(&argv_values)
+        .context("cannot harden the sidecar process")?;
+    let _sandbox_status =
+        crate::child::check_sandbox(&config.sessions.child, sidecar, secret_files)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.worker_threads {
         runtime.worker_threads(n.max(1));
@@ -571,14 +742,26 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let work_root = config.sessions.child.work_root.clone();
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local = listener.local_addr()?;
         // With port 0, URLs (and with them resource identifiers) name the port we got.
         let config = if config.listen.port() == 0 && options.public_url.is_none() {
-            WrapConfig::from_options(WrapOptions { listen: local, ..options }, &ProcessEnv, helper)?
+            let mut c = WrapConfig::from_options(
+                WrapOptions {
+                    listen: local,
+                    ..options
+                },
+                &ProcessEnv,
+                helper,
+            )?;
+            // The server side does not depend on the port: keep the checked sandbox (its
+            // measured status and work root).
+            c.sessions.child = config.sessions.child.clone();
+            c
         } else {
             config
         };
@@ -615,7 +798,12 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
         .await;
         tracing::info!("stopped");
         Ok(())
-    })
+    });
+    // Every session's dir is gone with its server; the root is ours only when defaulted.
+    if default_work_root {
+        let _ = std::fs::remove_dir_all(&work_root);
+    }
+    served
 }
 
 /// Prints (stdout, not the logs) a token of the development issuer and a client

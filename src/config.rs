@@ -2,7 +2,7 @@
 //!
 //! `cli` parses; this module validates and derives (paths, URLs, origins, the server's
 //! environment) and hands each component its own sub-config. Tests build configs from values;
-//! nothing here reads the process environment except through [`EnvSource`].
+//! nothing here reads the process environment except through [`VarLookup`].
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -16,15 +16,13 @@ use crate::auth::{
     self, AuthConfig, CachePolicy, DevConfig, IntrospectionConfig, IssuerConfig, Resource,
     Resources, ScopeRules, Secret,
 };
-use crate::child::{ChildSpec, StderrLimits};
+use crate::child::{ChildSpec, EnvPlan, EnvSource, StderrLimits};
+use crate::sandbox::profile::{SandboxConfig, SandboxOverrides};
 use crate::session::{SessionConfig, StreamLimits};
 use crate::transport::http::{HttpConfig, LegacyPaths, ServerLimits, TlsConfig};
 
 pub mod mcp_json;
 pub mod replica;
-
-/// Variables the server inherits by default (values from the sidecar's environment).
-pub const DEFAULT_ENV_PASS: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
 
 /// The `wrap` command's settings as given (after flag/env/default resolution).
 #[derive(Debug, Clone)]
@@ -51,15 +49,105 @@ pub struct WrapOptions {
     pub replica_id: Option<String>,
     pub no_auth: bool,
     pub auth: AuthOptions,
-    pub env_pass: Vec<String>,
-    pub env: Vec<(String, String)>,
     pub cwd: Option<PathBuf>,
+    pub sandbox: SandboxOptions,
     pub command: Vec<OsString>,
+}
+
+/// The server's sandbox and environment, as given (flags, or a `[sandbox]` table of a
+/// configuration file: the same field names, `env` as [`crate::child::env::EnvEntry`]s).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxOptions {
+    /// `--sandbox NAME|PATH`.
+    pub profile: String,
+    /// Extra Landlock paths the server may read, or read and write.
+    pub read: Vec<PathBuf>,
+    pub read_write: Vec<PathBuf>,
+    /// Run the server as this uid/gid (the sidecar must be root).
+    pub user: Option<(u32, u32)>,
+    /// Parent of the per-session work dirs.
+    pub work_root: Option<PathBuf>,
+    /// Variables passed from the sidecar's environment besides PATH, LANG and TZ.
+    pub env_pass: Vec<String>,
+    /// Injected variables.
+    #[serde(deserialize_with = "env_entries")]
+    pub env: Vec<EnvSource>,
+    /// The sidecar's client credentials at the issuer, for `--env-exchange`.
+    pub exchange_client_id: Option<String>,
+    #[serde(skip)]
+    pub exchange_client_secret: Option<Secret>,
+    /// Token endpoint for exchanges; discovered from the first issuer when `None`.
+    pub exchange_token_endpoint: Option<String>,
+}
+
+/// The token-exchange client `--env-exchange` needs, when it is used: the sidecar's own
+/// credentials at the (first) issuer.
+fn token_exchanger(
+    o: &WrapOptions,
+) -> Result<Option<Arc<dyn crate::child::env::TokenExchanger>>, ConfigError> {
+    let sb = &o.sandbox;
+    if !sb
+        .env
+        .iter()
+        .any(|s| matches!(s, EnvSource::Exchange { .. }))
+    {
+        return Ok(None);
+    }
+    let need = |what: &str| ConfigError::Env(format!("--env-exchange needs {what}"));
+    let issuer = o
+        .auth
+        .issuers
+        .first()
+        .ok_or_else(|| need("an authorization server (--issuer)"))?;
+    let (Some(id), Some(secret)) = (&sb.exchange_client_id, &sb.exchange_client_secret) else {
+        return Err(need(
+            "the sidecar's client credentials (--exchange-client-id and --exchange-client-secret-file)",
+        ));
+    };
+    let endpoint = match &sb.exchange_token_endpoint {
+        Some(u) => Some(Url::parse(u).map_err(|_| need("an absolute --exchange-token-endpoint"))?),
+        None => None,
+    };
+    let http = auth::fetch::HttpClient::new(o.auth.ca_bundle.as_deref(), o.auth.http_timeout)
+        .map_err(ConfigError::Env)?;
+    Ok(Some(Arc::new(auth::exchange::TokenExchangeClient::new(
+        http,
+        issuer.clone(),
+        endpoint,
+        id.clone(),
+        secret.clone(),
+    ))))
+}
+
+fn env_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<EnvSource>, D::Error> {
+    let entries: Vec<crate::child::env::EnvEntry> = serde::Deserialize::deserialize(d)?;
+    entries
+        .into_iter()
+        .map(|e| EnvSource::try_from(e).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            profile: "default".into(),
+            read: vec![],
+            read_write: vec![],
+            user: None,
+            work_root: None,
+            env_pass: vec![],
+            env: vec![],
+            exchange_client_id: None,
+            exchange_client_secret: None,
+            exchange_token_endpoint: None,
+        }
+    }
 }
 
 /// Where the server's passed-through variables come from (the process environment in
 /// production, a map in tests).
-pub trait EnvSource {
+pub trait VarLookup {
     fn get(&self, name: &str) -> Option<OsString>;
 }
 
@@ -67,13 +155,13 @@ pub trait EnvSource {
 #[derive(Debug, Clone, Copy)]
 pub struct ProcessEnv;
 
-impl EnvSource for ProcessEnv {
+impl VarLookup for ProcessEnv {
     fn get(&self, name: &str) -> Option<OsString> {
         std::env::var_os(name)
     }
 }
 
-impl<S: std::hash::BuildHasher> EnvSource for std::collections::HashMap<String, OsString, S> {
+impl<S: std::hash::BuildHasher> VarLookup for std::collections::HashMap<String, OsString, S> {
     fn get(&self, name: &str) -> Option<OsString> {
         std::collections::HashMap::get(self, name).cloned()
     }
@@ -151,14 +239,16 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--replica-id {0:?} must be 1-63 characters of a-z, 0-9 and '-'")]
     BadReplicaId(String),
-    #[error("--env {0:?} must be NAME=VALUE with a valid variable name")]
-    BadEnv(String),
     #[error("--tls-cert and --tls-key go together")]
     TlsPair,
     #[error(
         "--admin-listen must not be the MCP address {0}: the admin endpoints are unauthenticated"
     )]
     AdminOnMcpPort(SocketAddr),
+    #[error("{0}")]
+    Sandbox(String),
+    #[error("{0}")]
+    Env(String),
     #[error("paths collide: {0} and {1} are the same")]
     PathClash(&'static str, &'static str),
 }
@@ -167,7 +257,7 @@ impl WrapConfig {
     /// Validates options and derives everything the components need.
     pub fn from_options(
         o: WrapOptions,
-        env: &dyn EnvSource,
+        env: &dyn VarLookup,
         helper_exe: PathBuf,
     ) -> Result<WrapConfig, ConfigError> {
         let (command, args) = o.command.split_first().ok_or(ConfigError::NoCommand)?;
@@ -228,30 +318,45 @@ impl WrapConfig {
             allowed_origins.push(public_url.origin().ascii_serialization());
         }
 
-        let mut child_env: Vec<(OsString, OsString)> = Vec::new();
-        for name in DEFAULT_ENV_PASS
-            .iter()
-            .copied()
-            .chain(o.env_pass.iter().map(String::as_str))
+        let sb = &o.sandbox;
+        let sandbox = SandboxConfig::load(
+            &sb.profile,
+            SandboxOverrides {
+                extra_read: sb.read.clone(),
+                extra_read_write: sb.read_write.clone(),
+                user: sb.user,
+            },
+        )
+        .map_err(|e| ConfigError::Sandbox(e.to_string()))?;
+        if o.no_auth
+            && let Some(s) = sb
+                .env
+                .iter()
+                .find(|s| matches!(s, EnvSource::Claim { .. } | EnvSource::Exchange { .. }))
         {
-            if let Some(v) = env.get(name)
-                && !child_env.iter().any(|(k, _)| k == name)
-            {
-                child_env.push((name.into(), v));
-            }
+            return Err(ConfigError::Env(format!(
+                "{} comes from the caller's token, which --no-auth does not have",
+                s.name()
+            )));
         }
-        for (k, v) in &o.env {
-            if !valid_env_name(k) {
-                return Err(ConfigError::BadEnv(k.clone()));
-            }
-            child_env.retain(|(name, _)| name != k.as_str());
-            child_env.push((k.into(), v.into()));
-        }
+        let exchanger = token_exchanger(&o)?;
+        let child_env = EnvPlan::new(&sb.env_pass, &|n| env.get(n), sb.env.clone(), exchanger)
+            .map_err(|e| ConfigError::Env(e.to_string()))?;
+        // A fresh name: a leftover of a killed sidecar with the same pid must not be reused.
+        let work_root = sb.work_root.clone().unwrap_or_else(|| {
+            let mut bytes = [0u8; 6];
+            let _ = getrandom::fill(&mut bytes);
+            let tag: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            std::env::temp_dir().join(format!("mcp-warden-{}-{tag}", std::process::id()))
+        });
 
         let child = ChildSpec {
             command: command.clone(),
             args: args.to_vec(),
             env: child_env,
+            sandbox: Arc::new(sandbox),
+            work_root,
+            sandbox_status: std::sync::OnceLock::new(),
             cwd: o.cwd.clone(),
             stdin_close_grace: o.kill_grace.min(Duration::from_secs(2)),
             kill_grace: o.kill_grace,
@@ -676,14 +781,6 @@ fn normalize_origin(s: &str) -> Result<String, ConfigError> {
     Ok(url.origin().ascii_serialization())
 }
 
-fn valid_env_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -713,9 +810,8 @@ mod tests {
             replica_id: None,
             no_auth: true,
             auth: AuthOptions::default(),
-            env_pass: vec![],
-            env: vec![],
             cwd: None,
+            sandbox: SandboxOptions::default(),
             command: vec!["node".into(), "server.js".into()],
         }
     }
@@ -737,28 +833,72 @@ mod tests {
         assert_eq!(c.http.public_prefix, "");
     }
 
-    #[test]
-    fn the_server_inherits_only_the_allow_list() {
-        let c = build(options()).unwrap();
-        let names: Vec<_> = c
-            .sessions
-            .child
-            .env
-            .iter()
-            .map(|(k, _)| k.clone())
-            .collect();
-        assert_eq!(names, vec![OsString::from("PATH")]);
+    #[tokio::test]
+    async fn the_server_inherits_only_the_allow_list() {
+        async fn resolve(c: WrapConfig) -> crate::child::SessionEnv {
+            let principal = crate::auth::Principal::anonymous();
+            let ctx = crate::child::env::SessionContext {
+                principal: &principal,
+                subject_token: None,
+            };
+            c.sessions.child.env.resolve(ctx).await.unwrap()
+        }
+        let env = resolve(build(options()).unwrap()).await;
+        let names: Vec<_> = env.vars().map(|(k, _)| k.to_owned()).collect();
+        assert_eq!(names, vec!["PATH".to_owned()]);
         let mut o = options();
-        o.env_pass = vec!["SECRET".into()];
-        o.env = vec![("MODE".into(), "x".into())];
-        let c = build(o).unwrap();
-        assert!(
-            c.sessions
-                .child
-                .env
-                .contains(&("SECRET".into(), "s3cr3t".into()))
+        o.sandbox.env_pass = vec!["SECRET".into()];
+        o.sandbox.env = vec![EnvSource::Value {
+            name: "MODE".into(),
+            value: "x".into(),
+        }];
+        let env = resolve(build(o).unwrap()).await;
+        assert_eq!(env.get("SECRET").unwrap(), "s3cr3t");
+        assert_eq!(env.get("MODE").unwrap(), "x");
+    }
+
+    #[test]
+    fn sandbox_options_read_from_a_config_table() {
+        let o: SandboxOptions = toml::from_str(
+            r#"
+            profile = "nonet"
+            read = ["/data"]
+            user = [1000, 1000]
+            env_pass = ["LC_ALL"]
+            env = [{ name = "API_KEY", file = "/run/secrets/key" }]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(o.profile, "nonet");
+        assert_eq!(o.user, Some((1000, 1000)));
+        assert!(matches!(&o.env[0], EnvSource::File { name, .. } if name == "API_KEY"));
+        assert_eq!(
+            toml::from_str::<SandboxOptions>("").unwrap().profile,
+            "default"
         );
-        assert!(c.sessions.child.env.contains(&("MODE".into(), "x".into())));
+        assert!(toml::from_str::<SandboxOptions>("profil = \"x\"").is_err());
+        assert!(toml::from_str::<SandboxOptions>("env = [{ name = \"A\" }]").is_err());
+    }
+
+    #[test]
+    fn sandbox_and_env_errors_are_reported() {
+        let mut o = options();
+        o.sandbox.profile = "paranoid".into();
+        assert!(matches!(build(o), Err(ConfigError::Sandbox(_))));
+        let mut o = options();
+        o.sandbox.env = vec![EnvSource::Value {
+            name: "HOME".into(),
+            value: "/".into(),
+        }];
+        assert!(matches!(build(o), Err(ConfigError::Env(_))));
+        let mut o = options();
+        o.sandbox.env = vec![EnvSource::Claim {
+            name: "USER".into(),
+            claim: "sub".into(),
+        }];
+        assert!(matches!(build(o), Err(ConfigError::Env(_))));
+        let c = build(options()).unwrap();
+        assert_eq!(c.sessions.child.sandbox.name, "default");
     }
 
     #[test]
@@ -807,6 +947,35 @@ mod tests {
             "https://tools.example.com/team/sse"
         );
         assert!(a.resources.origin.is_none());
+    }
+
+    #[test]
+    fn token_exchange_needs_an_issuer_and_client_credentials() {
+        let exchange = EnvSource::parse_exchange("API_TOKEN", "https://api.example/mcp").unwrap();
+        let mut o = with_issuer("http://127.0.0.1:9000");
+        o.sandbox.env = vec![exchange.clone()];
+        let Err(ConfigError::Env(e)) = build(o.clone()) else {
+            panic!("accepted without credentials")
+        };
+        assert!(e.contains("--exchange-client-id"), "{e}");
+        o.sandbox.exchange_client_id = Some("sidecar".into());
+        o.sandbox.exchange_client_secret = Some(Secret::new("s3cret-client"));
+        let c = build(o.clone()).unwrap();
+        assert!(c.sessions.child.env.injects_secrets());
+        // The client secret never shows in a Debug rendering of the options.
+        assert!(!format!("{o:?}").contains("s3cret-client"));
+        // The development issuer has no token endpoint to exchange at.
+        let mut o = options();
+        o.no_auth = false;
+        o.auth.dev = true;
+        o.sandbox.env = vec![exchange];
+        o.sandbox.exchange_client_id = Some("sidecar".into());
+        o.sandbox.exchange_client_secret = Some(Secret::new("x"));
+        let r = build(o);
+        assert!(
+            matches!(&r, Err(ConfigError::Env(e)) if e.contains("--issuer")),
+            "{r:?}"
+        );
     }
 
     #[test]

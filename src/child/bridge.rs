@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::env::SessionEnv;
 use super::process::ProcessTable;
 use super::spawn::{ChildSpec, SpawnError};
 use super::stderr;
@@ -92,13 +93,17 @@ impl Child {
         spec: &Arc<ChildSpec>,
         table: &ProcessTable,
         sink: Arc<dyn ChildSink>,
+        env: &SessionEnv,
     ) -> Result<Child, SpawnError> {
         let program = spec.resolve_program()?;
         let io_err = |source| SpawnError::Io {
             command: spec.display_command(),
             source,
         };
-        let (mut std_child, exit_rx) = table.spawn(&mut spec.command(program)).map_err(io_err)?;
+        let work = spec.work_dir()?;
+        let (mut std_child, exit_rx) = table
+            .spawn(&mut spec.command(program, env, &work))
+            .map_err(io_err)?;
         let pid = Pid::from_raw(std_child.id() as i32);
         // From here on the process exists: if wiring fails, it must still be stopped.
         let pipes = (|| -> std::io::Result<_> {
@@ -144,6 +149,8 @@ impl Child {
                 let status = exit_rx
                     .await
                     .unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32));
+                // The whole tree is gone: nothing can still write into the work dir.
+                drop(work);
                 let _ = exit_tx.send(Some(status));
                 sink.on_closed(Closed::Exited(status));
             }

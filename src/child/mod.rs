@@ -6,10 +6,15 @@
 //! writer task, which coalesces them. Nothing here knows about HTTP or sessions.
 
 mod bridge;
+pub mod env;
 mod process;
 mod spawn;
 mod stderr;
 
 pub use bridge::{Child, ChildSink, Closed, ExitStatus};
+pub use env::{EnvPlan, EnvSource, SecretSet, SessionEnv};
 pub use process::ProcessTable;
-pub use spawn::{ChildSpec, SpawnError, StderrLimits};
+pub use spawn::{
+    ChildSpec, SandboxStartError, SpawnError, StderrLimits, WorkDir, check_sandbox,
+    create_work_root,
+};

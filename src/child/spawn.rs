@@ -1,12 +1,19 @@
-//! Building the helper command for one session's server.
+//! Building the helper command for one session's server: its sandbox plan, its work dir
+//! and its environment; and the startup measurement of what the sandbox enforces.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sandbox::{HELPER_ARG, exec::HelperArgs, exec::helper_args};
+use super::env::{EnvPlan, SessionEnv};
+use crate::sandbox::HELPER_ARG;
+use crate::sandbox::exec::{HelperArgs, PLAN_ENV, helper_args};
+use crate::sandbox::landlock::{ExposedFile, check_not_exposed};
+use crate::sandbox::profile::{PlanContext, SandboxConfig};
+use crate::sandbox::status::{LayerReport, NotEnforced, SandboxStatus, SidecarProtection};
 
 /// What to run for each session, fixed at startup.
 #[derive(Debug, Clone)]
@@ -14,8 +21,12 @@ pub struct ChildSpec {
     /// The server command as the user gave it (`node`, `./server.py`, …).
     pub command: OsString,
     pub args: Vec<OsString>,
-    /// The environment of the server, complete (it inherits nothing).
-    pub env: Vec<(OsString, OsString)>,
+    /// How each session's environment is built (it inherits nothing else).
+    pub env: EnvPlan,
+    /// The sandbox applied by the helper.
+    pub sandbox: Arc<SandboxConfig>,
+    /// Parent of the per-session work dirs (each is the server's `HOME` and `TMPDIR`).
+    pub work_root: PathBuf,
     /// Working directory of the server; the sidecar's when `None`.
     pub cwd: Option<PathBuf>,
     /// Wait after closing stdin before SIGTERM, and after SIGTERM before SIGKILL.
@@ -61,6 +72,76 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot create the session work dir under {root}: {source}")]
+    WorkDir {
+        root: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the sandbox check of `{command}` failed: {reason}")]
+    SandboxCheck { command: String, reason: String },
+}
+
+/// A session's private directory (`HOME` and `TMPDIR` of its server), removed with
+/// everything in it when dropped; the session drops it once the server's tree has exited.
+#[derive(Debug)]
+pub struct WorkDir {
+    path: PathBuf,
+}
+
+impl WorkDir {
+    /// Creates `root/<random>` (mode 0700, owned by `owner` when given).
+    pub fn create(root: &Path, owner: Option<(u32, u32)>) -> std::io::Result<WorkDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut bytes = [0u8; 12];
+        getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let path = root.join(name);
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        let dir = WorkDir { path };
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&dir.path, Some(uid), Some(gid))?;
+        }
+        Ok(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove a session work dir");
+        }
+    }
+}
+
+/// Creates the parent of the work dirs: traversable but not listable by others, so a
+/// server running as another uid reaches its own dir and nobody else's. An existing
+/// directory is accepted only if it is ours and not writable by others (a planted directory
+/// or symlink in a shared temp dir is refused).
+pub fn create_work_root(root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o711).create(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let meta = std::fs::symlink_metadata(root)?;
+            if !meta.is_dir()
+                || meta.uid() != nix::unistd::geteuid().as_raw()
+                || meta.mode() & 0o022 != 0
+            {
+                return Err(std::io::Error::other(
+                    "it exists and is not a directory owned by this user and closed to others",
+                ));
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))
 }
 
 impl ChildSpec {
@@ -70,8 +151,8 @@ impl ChildSpec {
     }
 
     /// The `PATH` the server will see.
-    fn child_path(&self) -> Option<&OsString> {
-        self.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v)
+    fn child_path(&self) -> Option<OsString> {
+        self.env.passed("PATH").map(OsString::from)
     }
 
     /// Resolves the command like `execvp` would, with the server's own `PATH`, so a missing
@@ -94,7 +175,6 @@ impl ChildSpec {
         }
         let search = self
             .child_path()
-            .cloned()
             .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
         for dir in std::env::split_paths(&search) {
             let dir = match base {
@@ -109,12 +189,41 @@ impl ChildSpec {
         Err(SpawnError::NotFound(self.display_command()))
     }
 
-    /// The helper invocation for one session.
-    pub(super) fn command(&self, program: PathBuf) -> Command {
+    /// A new work dir for one session.
+    pub fn work_dir(&self) -> Result<WorkDir, SpawnError> {
+        WorkDir::create(&self.work_root, self.sandbox.user).map_err(|source| SpawnError::WorkDir {
+            root: self.work_root.clone(),
+            source,
+        })
+    }
+
+    /// The helper invocation for one session: the server's argv on the command line, its
+    /// environment (session values, `HOME`/`TMPDIR`, and the sandbox plan, which the helper
+    /// removes) in the helper's environment.
+    pub(super) fn command(&self, program: PathBuf, env: &SessionEnv, work: &WorkDir) -> Command {
+        self.command_with(program, env, work, false)
+    }
+
+    fn command_with(
+        &self,
+        program: PathBuf,
+        env: &SessionEnv,
+        work: &WorkDir,
+        report: bool,
+    ) -> Command {
+        let sidecar_pid = std::process::id() as i32;
+        let mut plan = self.sandbox.plan(&PlanContext {
+            workdir: work.path(),
+            program: &program,
+            args: &self.args,
+            cwd: self.cwd.as_deref(),
+            sidecar_pid,
+        });
+        plan.report = report;
         let mut argv = vec![self.command.clone()];
         argv.extend(self.args.iter().cloned());
         let helper = HelperArgs {
-            parent_pid: std::process::id() as i32,
+            parent_pid: sidecar_pid,
             grace: self.kill_grace,
             program: program.into_os_string(),
             argv,
@@ -123,7 +232,10 @@ impl ChildSpec {
         cmd.arg(HELPER_ARG)
             .args(helper_args(&helper))
             .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(env.vars())
+            .env("HOME", work.path())
+            .env("TMPDIR", work.path())
+            .env(PLAN_ENV, serde_json::to_string(&plan).unwrap_or_default())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -132,6 +244,105 @@ impl ChildSpec {
         }
         cmd
     }
+
+    /// Runs the helper once with every layer of the profile, without starting the server,
+    /// and returns what the kernel enforced. Called at startup, before any thread exists
+    /// that could hold a lock across the fork of `std::process::Command`.
+    pub fn check_sandbox(&self) -> Result<LayerReport, SpawnError> {
+        let fail = |reason: String| SpawnError::SandboxCheck {
+            command: self.display_command(),
+            reason,
+        };
+        let program = self.resolve_program()?;
+        let work = self.work_dir()?;
+        let mut cmd = self.command_with(program, &SessionEnv::default(), &work, true);
+        cmd.stdin(Stdio::null());
+        let out = cmd.output().map_err(|e| fail(e.to_string()))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(fail(
+                stderr.trim().trim_start_matches("mcp-warden: ").to_owned(),
+            ));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("unreadable report: {e}")))
+    }
+
+    /// Refuses when a sidecar secret or config file (`files`, plus every `--env-file`) lies
+    /// under a path the server may read or write.
+    pub fn check_exposure(&self, mut files: Vec<(String, PathBuf)>) -> Result<(), ExposedFile> {
+        files.extend(self.env.secret_files());
+        let program = self
+            .resolve_program()
+            .unwrap_or_else(|_| PathBuf::from(&self.command));
+        let (read, write) = self.sandbox.readable_paths(&PlanContext {
+            workdir: &self.work_root,
+            program: &program,
+            args: &self.args,
+            cwd: self.cwd.as_deref(),
+            sidecar_pid: 0,
+        });
+        let all: Vec<PathBuf> = read.into_iter().chain(write).collect();
+        check_not_exposed(&files, &all)
+    }
+}
+
+/// Why the sidecar refuses to start with its sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxStartError {
+    #[error("cannot create the work root {path}: {source}")]
+    WorkRoot {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Exposed(#[from] ExposedFile),
+    #[error(transparent)]
+    Check(#[from] SpawnError),
+    #[error(transparent)]
+    NotEnforced(#[from] NotEnforced),
+}
+
+/// The startup sequence of the sandbox: create the work root, refuse if a sidecar secret
+/// is readable under the profile, measure what the kernel enforces (a helper run with every
+/// layer), refuse if a required layer is missing, and log each layer. Must run before the
+/// async runtime starts.
+pub fn check_sandbox(
+    spec: &ChildSpec,
+    sidecar: SidecarProtection,
+) -> Result<SandboxStatus, SandboxStartError> {
+    create_work_root(&spec.work_root).map_err(|source| SandboxStartError::WorkRoot {
+        path: spec.work_root.clone(),
+        source,
+    })?;
+    spec.check_exposure(vec![])?;
+    let report = spec.check_sandbox()?;
+    let status = SandboxStatus::evaluate(&spec.sandbox, report, sidecar)?;
+    let l = &status.layers;
+    tracing::info!(
+        sandbox.profile = %status.profile,
+        sandbox.seccomp.filters = l.seccomp_filters,
+        sandbox.seccomp.x32_guard = l.x32_guard,
+        sandbox.seccomp.protect_sidecar = l.protect_sidecar,
+        sandbox.landlock = ?l.landlock,
+        sandbox.landlock.abi = l.landlock_abi.unwrap_or(0),
+        sandbox.no_new_privs = l.no_new_privs,
+        sandbox.uid = l.uid,
+        sandbox.gid = l.gid,
+        sandbox.capabilities_dropped = l.capabilities_dropped,
+        sidecar.non_dumpable = status.sidecar.non_dumpable,
+        sidecar.subreaper = status.sidecar.subreaper,
+        "sandbox layers in force"
+    );
+    for d in &status.degraded {
+        tracing::warn!(sandbox.profile = %status.profile, layer = %d, "sandbox layer not fully enforced by this kernel");
+    }
+    if l.uid == 0 && !l.capabilities_dropped {
+        tracing::warn!(
+            "the MCP server runs as root with capabilities: use --sandbox-user or a profile that drops capabilities"
+        );
+    }
+    Ok(status)
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -146,10 +357,14 @@ mod tests {
     use super::*;
 
     fn spec(command: &str, path: &str) -> ChildSpec {
+        let path = OsString::from(path);
+        let lookup = move |name: &str| (name == "PATH").then(|| path.clone());
         ChildSpec {
             command: command.into(),
             args: vec![],
-            env: vec![("PATH".into(), path.into())],
+            env: EnvPlan::new(&[], &lookup, vec![], None).unwrap(),
+            sandbox: Arc::new(SandboxConfig::load("default", Default::default()).unwrap()),
+            work_root: std::env::temp_dir(),
             cwd: None,
             stdin_close_grace: Duration::from_secs(1),
             kill_grace: Duration::from_secs(1),

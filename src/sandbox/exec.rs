@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! sidecar ──spawn──▶ helper (this file, single-threaded)
-//!                      setsid · child-subreaper · parent-death signal
-//!                      fork ─▶ server branch: parent-death signal → exec(server)
+//!                      non-dumpable · setsid · child-subreaper · parent-death signal
+//!                      build BPF programs and the Landlock ruleset
+//!                      fork ─▶ server branch: rlimits → uid/gid or capability drop →
+//!                              parent-death signal → Landlock → no_new_privs → seccomp
+//!                              → exec(server) with exactly the environment it was given
 //!                      └─ supervisor: reaps, and on SIGTERM or when the server exits
 //!                         terminates every descendant (SIGTERM, SIGKILL after a grace)
 //! ```
@@ -20,17 +23,30 @@ use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStringExt;
 use std::time::{Duration, Instant};
 
+use ::landlock::{LandlockStatus, RulesetCreated};
 use nix::errno::Errno;
 use nix::libc;
 use nix::sys::prctl;
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, dup2_stdin, dup2_stdout, execv, fork, getpid, getppid, setsid};
+use nix::unistd::{
+    ForkResult, Gid, Pid, Uid, dup2_stdin, dup2_stdout, execve, fork, geteuid, getgid, getpgid,
+    getpid, getppid, getuid, setgroups, setresgid, setresuid, setsid,
+};
+use seccompiler::BpfProgram;
+
+use super::landlock::{self, Enforcement};
+use super::profile::{Plan, Rlimit};
+use super::seccomp::{self, Program, Protected};
+use super::status::LayerReport;
 
 /// Exit code when the helper itself cannot do its job (bad arguments, fork failure).
 const EXIT_HELPER_FAILED: i32 = 125;
 /// Exit code when the server could not be executed (mirrors the shell's convention).
 const EXIT_EXEC_FAILED: i32 = 127;
+/// Exit code when a sandbox layer the profile requires could not be applied.
+pub const EXIT_SANDBOX_FAILED: i32 = 126;
 
 /// Arguments of the helper, as the sidecar writes them (see [`helper_args`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,12 +111,26 @@ pub fn parse_helper_args(mut it: impl Iterator<Item = OsString>) -> Result<Helpe
     })
 }
 
+/// Environment variable carrying the [`Plan`] (JSON) from the sidecar to the helper. The
+/// helper removes it from the server's environment.
+pub const PLAN_ENV: &str = "MCP_WARDEN_SANDBOX_PLAN";
+
 /// Entry point of the helper mode. Never returns.
 pub fn main(args: impl Iterator<Item = OsString>) -> ! {
     let args = match parse_helper_args(args) {
         Ok(a) => a,
         Err(e) => fail(&format!("bad helper arguments: {e}")),
     };
+    let plan: Plan = match std::env::var(PLAN_ENV).map(|s| serde_json::from_str(&s)) {
+        Ok(Ok(plan)) => plan,
+        Ok(Err(e)) => fail(&format!("bad sandbox plan: {e}")),
+        Err(_) => fail("no sandbox plan"),
+    };
+    // The supervisor holds the session's environment (injected credentials): a same-user
+    // server must not read it through /proc/<pid>/environ or ptrace.
+    if let Err(e) = prctl::set_dumpable(false) {
+        fail(&format!("cannot make the supervisor non-dumpable: {e}"));
+    }
     // A new session: the server tree gets its own process group and no controlling terminal.
     if let Err(e) = setsid() {
         fail(&format!("setsid failed: {e}"));
@@ -130,9 +160,23 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
         fail(&format!("sigprocmask failed: {e}"));
     }
 
-    // Everything the server branch needs is prepared before fork: no allocation after it.
+    // Everything the server branch needs is prepared before fork: after it, only the
+    // system calls that apply the layers, then exec.
     let program = cstring(args.program.clone());
     let argv: Vec<CString> = args.argv.iter().cloned().map(cstring).collect();
+    let envp: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != PLAN_ENV)
+        .map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend(v.into_vec());
+            cstring(OsString::from_vec(kv))
+        })
+        .collect();
+    let prepared = match prepare(&plan, args.parent_pid) {
+        Ok(p) => p,
+        Err(e) => fail(&format!("sandbox: {e}")),
+    };
 
     // SAFETY: this process is single-threaded (the helper runs before any thread is
     // created; see `main.rs`), so the child of `fork` may do anything the parent could.
@@ -140,9 +184,22 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
         Err(e) => fail(&format!("fork failed: {e}")),
         Ok(ForkResult::Child) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
-            // Die with the supervisor. Set after fork: the flag is per process.
-            let _ = prctl::set_pdeathsig(Signal::SIGKILL);
-            let err = match execv(&program, &argv) {
+            let report = match apply(&plan, prepared) {
+                Ok(report) => report,
+                Err(e) => {
+                    eprintln!("mcp-warden: sandbox profile {}: {e}", plan.profile);
+                    // SAFETY: `_exit` skips atexit handlers and stdio flushing of the
+                    // parent's copy.
+                    unsafe { libc::_exit(EXIT_SANDBOX_FAILED) }
+                }
+            };
+            if plan.report {
+                let line = serde_json::to_string(&report).unwrap_or_default();
+                println!("{line}");
+                // SAFETY: as above.
+                unsafe { libc::_exit(0) }
+            }
+            let err = match execve(&program, &argv, &envp) {
                 Err(e) => e,
                 Ok(never) => match never {},
             };
@@ -151,14 +208,226 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
                 args.program.to_string_lossy(),
                 err.desc()
             );
-            // SAFETY: `_exit` skips atexit handlers and stdio flushing of the parent's copy.
+            // SAFETY: as above.
             unsafe { libc::_exit(EXIT_EXEC_FAILED) }
         }
         Ok(ForkResult::Parent { child }) => {
+            drop(prepared);
             detach_stdio();
             supervise(child, args.grace, &handled)
         }
     }
+}
+
+/// What is built before fork: BPF programs (the pid filter names this supervisor) and the
+/// Landlock ruleset (path fds opened here).
+struct Prepared {
+    filters: Vec<BpfProgram>,
+    landlock: Option<Result<RulesetCreated, String>>,
+    last_cap: u32,
+}
+
+fn prepare(plan: &Plan, sidecar: i32) -> Result<Prepared, String> {
+    let mut filters: Vec<BpfProgram> = Vec::new();
+    let arch = seccomp::native_arch();
+    if plan.x32_guard && cfg!(target_arch = "x86_64") {
+        filters.push(seccomp::x32_guard().to_bpf());
+    }
+    filters.extend(plan.seccomp.iter().map(Program::to_bpf));
+    if plan.protect_sidecar {
+        let protected = Protected {
+            sidecar,
+            sidecar_group: getpgid(Some(Pid::from_raw(sidecar)))
+                .map(Pid::as_raw)
+                .unwrap_or(0),
+            supervisor: getpid().as_raw(),
+        };
+        let arch = arch.map_err(|e| e.to_string())?;
+        filters.push(
+            seccomp::protect_pids(protected, arch)
+                .map_err(|e| e.to_string())?
+                .to_bpf(),
+        );
+    }
+    let landlock = plan
+        .landlock
+        .as_ref()
+        .map(|l| landlock::build_ruleset(l).map_err(|e| e.to_string()));
+    if let Some(Err(e)) = &landlock
+        && plan.landlock.as_ref().is_some_and(|l| l.required)
+    {
+        return Err(e.clone());
+    }
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63);
+    Ok(Prepared {
+        filters,
+        landlock,
+        last_cap,
+    })
+}
+
+/// Applies the layers to this (forked, single-threaded) process in the order that keeps
+/// each one possible: rlimits → uid/gid drop or capability drop → parent-death signal →
+/// Landlock → no_new_privs → seccomp. Returns what is in force.
+fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
+    for &(resource, value) in &plan.rlimits {
+        set_rlimit(resource, value)?;
+    }
+    let mut capabilities_dropped = false;
+    if let Some((uid, gid)) = plan.user {
+        if !geteuid().is_root() {
+            return Err("a uid/gid change needs the sidecar to run as root".into());
+        }
+        setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+        let (g, u) = (Gid::from_raw(gid), Uid::from_raw(uid));
+        setresgid(g, g, g).map_err(|e| format!("setresgid({gid}): {e}"))?;
+        setresuid(u, u, u).map_err(|e| format!("setresuid({uid}): {e}"))?;
+    }
+    if plan.drop_capabilities && geteuid().is_root() {
+        drop_capabilities(prepared.last_cap).map_err(|e| format!("dropping capabilities: {e}"))?;
+        capabilities_dropped = true;
+    }
+    // Die with the supervisor. Set after any credential change, which clears it.
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("parent-death signal: {e}"))?;
+    if getppid().as_raw() == 1 {
+        return Err("the supervisor is gone".into());
+    }
+
+    let mut landlock_state = Enforcement::Off;
+    let mut landlock_abi = None;
+    if let Some(result) = prepared.landlock {
+        let required = plan.landlock.as_ref().is_some_and(|l| l.required);
+        match result.and_then(|r| r.restrict_self().map_err(|e| e.to_string())) {
+            Ok(status) => {
+                landlock_state = status.ruleset.into();
+                if let LandlockStatus::Available {
+                    effective_abi,
+                    kernel_abi,
+                } = status.landlock
+                {
+                    landlock_abi = Some(kernel_abi.unwrap_or(effective_abi as i32));
+                }
+            }
+            Err(e) if required => return Err(format!("Landlock: {e}")),
+            Err(_) => landlock_state = Enforcement::NotEnforced,
+        }
+        if required && landlock_state != Enforcement::FullyEnforced {
+            return Err(format!(
+                "Landlock is required but {landlock_state:?} (ABI {})",
+                landlock_abi.unwrap_or(0)
+            ));
+        }
+    }
+    if plan.no_new_privs {
+        prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    }
+    let mut installed = 0;
+    for filter in &prepared.filters {
+        match seccompiler::apply_filter(filter) {
+            Ok(()) => installed += 1,
+            Err(e) if plan.seccomp_required => return Err(format!("seccomp: {e}")),
+            Err(_) => {}
+        }
+    }
+    Ok(LayerReport {
+        seccomp_filters: installed,
+        x32_guard: plan.x32_guard && cfg!(target_arch = "x86_64"),
+        protect_sidecar: plan.protect_sidecar,
+        landlock: landlock_state,
+        landlock_abi,
+        no_new_privs: prctl::get_no_new_privs().unwrap_or(false),
+        uid: getuid().as_raw(),
+        gid: getgid().as_raw(),
+        capabilities_dropped,
+        cap_eff: cap_eff(),
+        rlimits: plan.rlimits.clone(),
+    })
+}
+
+fn set_rlimit(resource: Rlimit, value: u64) -> Result<(), String> {
+    let r = match resource {
+        Rlimit::Nofile => Resource::RLIMIT_NOFILE,
+        Rlimit::Core => Resource::RLIMIT_CORE,
+        Rlimit::Fsize => Resource::RLIMIT_FSIZE,
+        Rlimit::Cpu => Resource::RLIMIT_CPU,
+        Rlimit::As => Resource::RLIMIT_AS,
+        Rlimit::Nproc => Resource::RLIMIT_NPROC,
+    };
+    // Never raise a limit: an unprivileged process cannot, and a lower one is stricter.
+    let (_, hard) = getrlimit(r).map_err(|e| format!("getrlimit({resource:?}): {e}"))?;
+    let value = value.min(hard);
+    setrlimit(r, value, value).map_err(|e| format!("setrlimit({resource:?}, {value}): {e}"))
+}
+
+/// `CapEff` of this process, as the kernel reports it.
+fn cap_eff() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_default()
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Empties the bounding set (so exec cannot grant capabilities back to uid 0), the ambient
+/// set, and the effective/permitted/inheritable sets.
+fn drop_capabilities(last_cap: u32) -> Result<(), Errno> {
+    for cap in 0..=last_cap {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if rc != 0 && Errno::last() != Errno::EINVAL {
+            return Err(Errno::last());
+        }
+    }
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(Errno::last());
+    }
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads one header and, for version 3, two data structs; both live on
+    // this stack frame for the duration of the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
+    if rc != 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
 }
 
 fn cstring(s: OsString) -> CString {

@@ -161,18 +161,36 @@ mod libc_errno {
 pub fn builtin(name: &str) -> Result<&'static str, SeccompError> {
     #[cfg(target_arch = "x86_64")]
     let files: &[(&str, &str)] = &[
-        ("default", include_str!("../../sandbox/seccomp/x86_64/default.json")),
-        ("nonet", include_str!("../../sandbox/seccomp/x86_64/nonet.json")),
+        (
+            "default",
+            include_str!("../../sandbox/seccomp/x86_64/default.json"),
+        ),
+        (
+            "nonet",
+            include_str!("../../sandbox/seccomp/x86_64/nonet.json"),
+        ),
     ];
     #[cfg(target_arch = "aarch64")]
     let files: &[(&str, &str)] = &[
-        ("default", include_str!("../../sandbox/seccomp/aarch64/default.json")),
-        ("nonet", include_str!("../../sandbox/seccomp/aarch64/nonet.json")),
+        (
+            "default",
+            include_str!("../../sandbox/seccomp/aarch64/default.json"),
+        ),
+        (
+            "nonet",
+            include_str!("../../sandbox/seccomp/aarch64/nonet.json"),
+        ),
     ];
     #[cfg(target_arch = "riscv64")]
     let files: &[(&str, &str)] = &[
-        ("default", include_str!("../../sandbox/seccomp/riscv64/default.json")),
-        ("nonet", include_str!("../../sandbox/seccomp/riscv64/nonet.json")),
+        (
+            "default",
+            include_str!("../../sandbox/seccomp/riscv64/default.json"),
+        ),
+        (
+            "nonet",
+            include_str!("../../sandbox/seccomp/riscv64/nonet.json"),
+        ),
     ];
     #[cfg(not(any(
         target_arch = "x86_64",
@@ -264,8 +282,13 @@ pub struct Protected {
 pub fn protect_pids(p: Protected, arch: TargetArch) -> Result<Program, SeccompError> {
     use nix::libc;
     let eq = |v: i32| {
-        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, v as u32 as u64)
-            .and_then(|c| SeccompRule::new(vec![c]))
+        SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Eq,
+            v as u32 as u64,
+        )
+        .and_then(|c| SeccompRule::new(vec![c]))
     };
     let targets = |with_groups: bool| -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
         let mut pids = vec![p.sidecar, p.supervisor];
@@ -417,7 +440,10 @@ mod tests {
             run(&g, AUDIT_ARCH_X86_64, 39 | X32_SYSCALL_BIT),
             SECCOMP_RET_ERRNO | 38
         );
-        assert_eq!(run(&g, 0xc000_00b7, 39 | X32_SYSCALL_BIT), SECCOMP_RET_ALLOW);
+        assert_eq!(
+            run(&g, 0xc000_00b7, 39 | X32_SYSCALL_BIT),
+            SECCOMP_RET_ALLOW
+        );
     }
 
     #[test]

@@ -14,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::SessionConfig;
 use super::events::EventStream;
-use crate::child::{Child, ChildSink, Closed, ExitStatus, ProcessTable, SpawnError};
+use crate::auth::Principal;
+use crate::child::env::SessionContext;
+use crate::child::{
+    Child, ChildSink, Closed, ExitStatus, ProcessTable, SecretSet, SessionEnv, SpawnError,
+};
 use crate::mcp::{self, Envelope, Id, Kind, ProtocolVersion};
 use crate::telemetry::{Label, Metrics};
 
@@ -109,11 +113,13 @@ impl SessionStore {
         &self.inner.config
     }
 
-    /// Starts a session and its server. `owner` binds the session to a principal.
+    /// Starts a session and its server. `owner` binds the session to a principal; `env` is
+    /// the server's environment, built for that principal.
     pub fn create(
         &self,
         transport: Transport,
         owner: Arc<str>,
+        env: SessionEnv,
     ) -> Result<Arc<Session>, CreateError> {
         let inner = &self.inner;
         if inner.draining.load(Ordering::Acquire) {
@@ -135,6 +141,7 @@ impl SessionStore {
             id: id.clone(),
             transport,
             owner,
+            secrets: env.secrets(),
             child: OnceLock::new(),
             routes: Mutex::new(Routes {
                 pending: HashMap::new(),
@@ -162,6 +169,7 @@ impl SessionStore {
                 &inner.config.child,
                 &inner.table,
                 session.clone() as Arc<dyn ChildSink>,
+                &env,
             )
         });
         match spawned {
@@ -181,6 +189,19 @@ impl SessionStore {
                 Err(e.into())
             }
         }
+    }
+
+    /// Builds the environment of a new session's server for `principal`. The error is a
+    /// message for the client; the cause (which names a variable, never a value) is logged.
+    pub async fn session_env(&self, principal: &Principal) -> Result<SessionEnv, &'static str> {
+        let ctx = SessionContext {
+            principal,
+            subject_token: None,
+        };
+        self.inner.config.child.env.resolve(ctx).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot build the MCP server's environment");
+            "cannot start the MCP server: its credentials are unavailable"
+        })
     }
 
     /// A live session by id.
@@ -309,6 +330,8 @@ pub struct Session {
     id: Arc<str>,
     transport: Transport,
     owner: Arc<str>,
+    /// Values injected into this session's server, to be redacted from its responses.
+    secrets: SecretSet,
     child: OnceLock<Child>,
     routes: Mutex<Routes>,
     /// Negotiated protocol version: 0 until the initialize response, else index + 1.
@@ -368,6 +391,11 @@ impl Session {
     /// The principal the session belongs to.
     pub fn owner(&self) -> &str {
         &self.owner
+    }
+
+    /// The secret values injected into this session's server.
+    pub fn secrets(&self) -> &SecretSet {
+        &self.secrets
     }
 
     pub fn span(&self) -> &tracing::Span {

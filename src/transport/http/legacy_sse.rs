@@ -34,10 +34,21 @@ pub(crate) async fn connect(
     let Some(paths) = &st.config.legacy else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let session = match st
-        .store
-        .create(Transport::LegacySse, principal.session_key().into())
-    {
+    let child_env = match st.store.session_env(&principal).await {
+        Ok(e) => e,
+        Err(message) => {
+            return super::rescue::json_error(
+                StatusCode::BAD_GATEWAY,
+                mcp::code::SERVER_UNAVAILABLE,
+                message,
+            );
+        }
+    };
+    let session = match st.store.create(
+        Transport::LegacySse,
+        principal.session_key().into(),
+        child_env,
+    ) {
         Ok(s) => s,
         Err(CreateError::Full(_)) => return Rejection::TooManySessions.into_response(),
         Err(CreateError::Draining) => return Rejection::Draining.into_response(),

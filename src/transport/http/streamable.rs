@@ -326,10 +326,21 @@ async fn initialize(
         return Err(Rejection::MissingSession);
     }
     let id = env.id.clone();
-    let session = match st
-        .store
-        .create(Transport::Streamable, principal.session_key().into())
-    {
+    let child_env = match st.store.session_env(principal).await {
+        Ok(e) => e,
+        Err(message) => {
+            return Ok(json_message(Bytes::from(mcp::error_response(
+                id.as_ref(),
+                mcp::code::SERVER_UNAVAILABLE,
+                message,
+            ))));
+        }
+    };
+    let session = match st.store.create(
+        Transport::Streamable,
+        principal.session_key().into(),
+        child_env,
+    ) {
         Ok(s) => s,
         Err(CreateError::Full(_)) => return Err(Rejection::TooManySessions),
         Err(CreateError::Draining) => return Err(Rejection::Draining),

@@ -1,0 +1,621 @@
+//! Sandbox profiles: the shipped `sandbox/*.toml` files (or an operator's own), validated and
+//! compiled once at startup into a [`SandboxConfig`], then expanded per session into the
+//! [`Plan`] the helper applies. Pure: reads files only when asked to load a profile path.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::seccomp::{self, Program, SeccompError};
+
+/// Profiles shipped inside the binary (`--sandbox NAME`).
+pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
+    ("default", include_str!("../../sandbox/default.toml")),
+    ("nonet", include_str!("../../sandbox/nonet.toml")),
+    ("strict", include_str!("../../sandbox/strict.toml")),
+    ("none", include_str!("../../sandbox/none.toml")),
+];
+
+/// Why a profile cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error(
+        "unknown sandbox profile {0:?}: use default, nonet, strict, none, or a path to a .toml file"
+    )]
+    Unknown(String),
+    #[error("cannot read sandbox profile {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid sandbox profile {name}: {message}")]
+    Invalid { name: String, message: String },
+    #[error("sandbox profile {name}: {source}")]
+    Seccomp {
+        name: String,
+        #[source]
+        source: SeccompError,
+    },
+    #[error(
+        "sandbox profile {name}: {path:?} in landlock.{list} must be absolute or a placeholder"
+    )]
+    RelativePath {
+        name: String,
+        list: &'static str,
+        path: String,
+    },
+}
+
+/// A profile file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    #[allow(dead_code)] // shown in the README and in `--help`-style listings
+    description: String,
+    seccomp: SeccompSection,
+    landlock: LandlockSection,
+    #[serde(default)]
+    rlimits: RlimitSection,
+    process: ProcessSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeccompSection {
+    filters: Vec<String>,
+    x32_guard: bool,
+    protect_sidecar: bool,
+    required: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LandlockSection {
+    mode: LandlockMode,
+    #[serde(default)]
+    read: Vec<String>,
+    #[serde(default)]
+    read_write: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<LandlockScope>,
+    #[serde(default)]
+    tcp: TcpPolicy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RlimitSection {
+    nofile: Option<u64>,
+    core: Option<u64>,
+    fsize_mb: Option<u64>,
+    cpu_s: Option<u64>,
+    as_mb: Option<u64>,
+    nproc: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessSection {
+    drop_capabilities: bool,
+    no_new_privs: bool,
+}
+
+/// How Landlock is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LandlockMode {
+    Off,
+    /// Apply what the kernel supports and report it.
+    BestEffort,
+    /// Refuse to run the server unless the ruleset is fully enforced.
+    Required,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LandlockScope {
+    Signal,
+    AbstractUnixSocket,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TcpPolicy {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// A Landlock path as written in a profile: literal, or expanded per session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathTemplate {
+    Literal(PathBuf),
+    /// The session's work dir.
+    Workdir,
+    /// The install prefix of the server's executable and of its script arguments.
+    CommandDirs,
+    /// `--cwd`, when given.
+    Cwd,
+}
+
+impl PathTemplate {
+    fn parse(name: &str, list: &'static str, s: &str) -> Result<PathTemplate, ProfileError> {
+        Ok(match s {
+            "{workdir}" => PathTemplate::Workdir,
+            "{command_dirs}" => PathTemplate::CommandDirs,
+            "{cwd}" => PathTemplate::Cwd,
+            p if p.starts_with('/') => PathTemplate::Literal(p.into()),
+            p => {
+                return Err(ProfileError::RelativePath {
+                    name: name.to_owned(),
+                    list,
+                    path: p.to_owned(),
+                });
+            }
+        })
+    }
+}
+
+/// A resource limit the helper sets (soft = hard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rlimit {
+    Nofile,
+    Core,
+    Fsize,
+    Cpu,
+    As,
+    Nproc,
+}
+
+/// The seccomp part of a compiled profile.
+#[derive(Debug, Clone)]
+pub struct SeccompConfig {
+    /// Programs of every listed filter file, in order.
+    pub programs: Vec<Program>,
+    pub x32_guard: bool,
+    pub protect_sidecar: bool,
+    pub required: bool,
+}
+
+/// The Landlock part of a compiled profile.
+#[derive(Debug, Clone)]
+pub struct LandlockConfig {
+    pub mode: LandlockMode,
+    pub read: Vec<PathTemplate>,
+    pub read_write: Vec<PathTemplate>,
+    pub scopes: Vec<LandlockScope>,
+    pub tcp: TcpPolicy,
+}
+
+/// A validated profile plus the operator's additions, fixed at startup.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The profile's name (built-in) or path.
+    pub name: String,
+    pub seccomp: SeccompConfig,
+    pub landlock: LandlockConfig,
+    pub rlimits: Vec<(Rlimit, u64)>,
+    pub drop_capabilities: bool,
+    pub no_new_privs: bool,
+    /// Run the server as this uid/gid (the sidecar must be root).
+    pub user: Option<(u32, u32)>,
+}
+
+/// What the operator adds to a profile on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxOverrides {
+    pub extra_read: Vec<PathBuf>,
+    pub extra_read_write: Vec<PathBuf>,
+    pub user: Option<(u32, u32)>,
+}
+
+impl SandboxConfig {
+    /// Loads `--sandbox NAME|PATH`: a built-in name, or a path to a profile file (its
+    /// seccomp filter paths are relative to it).
+    pub fn load(spec: &str, overrides: SandboxOverrides) -> Result<SandboxConfig, ProfileError> {
+        if let Some((name, text)) = BUILTIN_PROFILES.iter().find(|(n, _)| *n == spec) {
+            return SandboxConfig::from_text(name, text, None, overrides);
+        }
+        if !spec.contains('/') && !spec.ends_with(".toml") {
+            return Err(ProfileError::Unknown(spec.to_owned()));
+        }
+        let path = Path::new(spec);
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        SandboxConfig::from_text(spec, &text, path.parent(), overrides)
+    }
+
+    /// Validates and compiles one profile's text. `dir` resolves relative filter paths
+    /// (`None` for built-ins, which may only name built-in filters).
+    pub fn from_text(
+        name: &str,
+        text: &str,
+        dir: Option<&Path>,
+        overrides: SandboxOverrides,
+    ) -> Result<SandboxConfig, ProfileError> {
+        let invalid = |message: String| ProfileError::Invalid {
+            name: name.to_owned(),
+            message,
+        };
+        let file: ProfileFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let seccomp_err = |source| ProfileError::Seccomp {
+            name: name.to_owned(),
+            source,
+        };
+        let arch = seccomp::native_arch();
+        let mut programs = Vec::new();
+        for filter in &file.seccomp.filters {
+            let text = if filter.ends_with(".json") {
+                let dir =
+                    dir.ok_or_else(|| invalid(format!("filter {filter:?} must be built-in")))?;
+                let path = dir.join(filter);
+                std::fs::read_to_string(&path)
+                    .map_err(|source| ProfileError::Read { path, source })?
+            } else {
+                seccomp::builtin(filter).map_err(seccomp_err)?.to_owned()
+            };
+            let arch = arch.as_ref().map_err(|e| invalid(e.to_string()))?;
+            programs.extend(seccomp::compile(&text, *arch).map_err(seccomp_err)?);
+        }
+        let s = &file.seccomp;
+        if (s.x32_guard || s.protect_sidecar) && arch.is_err() {
+            return Err(invalid(
+                "seccomp is not supported on this architecture".into(),
+            ));
+        }
+        let templates = |list: &'static str, v: &[String]| {
+            v.iter()
+                .map(|p| PathTemplate::parse(name, list, p))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let l = &file.landlock;
+        let mut read = templates("read", &l.read)?;
+        let mut read_write = templates("read_write", &l.read_write)?;
+        if l.mode != LandlockMode::Off {
+            for p in overrides.extra_read {
+                read.push(PathTemplate::Literal(absolute(p)));
+            }
+            for p in overrides.extra_read_write {
+                read_write.push(PathTemplate::Literal(absolute(p)));
+            }
+        }
+        let r = &file.rlimits;
+        let mb = |v: Option<u64>| v.map(|m| m.saturating_mul(1 << 20));
+        let rlimits = [
+            (Rlimit::Nofile, r.nofile),
+            (Rlimit::Core, r.core),
+            (Rlimit::Fsize, mb(r.fsize_mb)),
+            (Rlimit::Cpu, r.cpu_s),
+            (Rlimit::As, mb(r.as_mb)),
+            (Rlimit::Nproc, r.nproc),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        if r.nofile == Some(0) {
+            return Err(invalid("rlimits.nofile must leave room for stdio".into()));
+        }
+        Ok(SandboxConfig {
+            name: name.to_owned(),
+            seccomp: SeccompConfig {
+                programs,
+                x32_guard: s.x32_guard,
+                protect_sidecar: s.protect_sidecar,
+                required: s.required,
+            },
+            landlock: LandlockConfig {
+                mode: l.mode,
+                read,
+                read_write,
+                scopes: l.scopes.clone(),
+                tcp: l.tcp,
+            },
+            rlimits,
+            drop_capabilities: file.process.drop_capabilities,
+            no_new_privs: file.process.no_new_privs,
+            user: overrides.user,
+        })
+    }
+
+    /// Whether any confinement layer is configured at all.
+    pub fn is_none(&self) -> bool {
+        self.seccomp.programs.is_empty()
+            && !self.seccomp.x32_guard
+            && !self.seccomp.protect_sidecar
+            && self.landlock.mode == LandlockMode::Off
+    }
+
+    /// Paths the server may read (and those it may write), expanded for one session.
+    pub fn readable_paths(&self, ctx: &PlanContext<'_>) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        let expand = |list: &[PathTemplate]| {
+            let mut out: Vec<PathBuf> = Vec::new();
+            for t in list {
+                match t {
+                    PathTemplate::Literal(p) => out.push(p.clone()),
+                    PathTemplate::Workdir => out.push(ctx.workdir.to_owned()),
+                    PathTemplate::Cwd => out.extend(ctx.cwd.map(Path::to_owned)),
+                    PathTemplate::CommandDirs => {
+                        out.extend(command_dirs(ctx.program, ctx.args, ctx.cwd))
+                    }
+                }
+            }
+            out.sort();
+            out.dedup();
+            out
+        };
+        (
+            expand(&self.landlock.read),
+            expand(&self.landlock.read_write),
+        )
+    }
+
+    /// The helper's instructions for one session.
+    pub fn plan(&self, ctx: &PlanContext<'_>) -> Plan {
+        let landlock = (self.landlock.mode != LandlockMode::Off).then(|| {
+            let (read, read_write) = self.readable_paths(ctx);
+            LandlockPlan {
+                required: self.landlock.mode == LandlockMode::Required,
+                read,
+                read_write,
+                scopes: self.landlock.scopes.clone(),
+                deny_tcp: self.landlock.tcp == TcpPolicy::Deny,
+            }
+        });
+        Plan {
+            profile: self.name.clone(),
+            sidecar_pid: ctx.sidecar_pid,
+            seccomp: self.seccomp.programs.clone(),
+            x32_guard: self.seccomp.x32_guard,
+            protect_sidecar: self.seccomp.protect_sidecar,
+            seccomp_required: self.seccomp.required,
+            landlock,
+            rlimits: self.rlimits.clone(),
+            user: self.user,
+            drop_capabilities: self.drop_capabilities,
+            no_new_privs: self.no_new_privs,
+            report: false,
+        }
+    }
+}
+
+fn absolute(p: PathBuf) -> PathBuf {
+    std::path::absolute(&p).unwrap_or(p)
+}
+
+/// What a plan depends on for one session.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanContext<'a> {
+    pub workdir: &'a Path,
+    /// The resolved server executable.
+    pub program: &'a Path,
+    pub args: &'a [std::ffi::OsString],
+    pub cwd: Option<&'a Path>,
+    pub sidecar_pid: i32,
+}
+
+/// The install prefixes the server needs to read: for the executable (and the file it links
+/// to, e.g. a venv's python → the interpreter's prefix) the parent of its `bin` dir, or its own
+/// dir; for arguments naming existing files (scripts, relative ones against `cwd` or the
+/// sidecar's directory), the outermost `node_modules` above them (hoisted dependencies) or
+/// else the script's dir.
+pub fn command_dirs(
+    program: &Path,
+    args: &[std::ffi::OsString],
+    cwd: Option<&Path>,
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut add_prefix = |exe: &Path| {
+        if let Some(dir) = exe.parent() {
+            let prefix = match dir.file_name() {
+                Some(n) if n == "bin" || n == "sbin" => dir.parent().unwrap_or(dir),
+                _ => dir,
+            };
+            // `/usr/bin` → `/usr` is fine; `/bin` → `/` is not: never open the whole tree.
+            if prefix != Path::new("/") {
+                out.push(prefix.to_owned());
+            } else {
+                out.push(dir.to_owned());
+            }
+        }
+    };
+    add_prefix(program);
+    if let Ok(real) = std::fs::canonicalize(program) {
+        add_prefix(&real);
+    }
+    let base = cwd
+        .map(Path::to_owned)
+        .or_else(|| std::env::current_dir().ok());
+    for arg in args {
+        let path = match &base {
+            Some(b) => b.join(arg),
+            None => PathBuf::from(arg),
+        };
+        if !path.is_absolute() || !path.is_file() {
+            continue;
+        }
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
+        let outermost_modules = path
+            .ancestors()
+            .filter(|a| a.file_name().is_some_and(|n| n == "node_modules"))
+            .last();
+        match outermost_modules {
+            Some(m) => out.push(m.to_owned()),
+            None => out.extend(path.parent().map(Path::to_owned)),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Everything the helper applies for one session. Crosses the process boundary as JSON in
+/// the helper's environment (never on argv, never anything secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub profile: String,
+    pub sidecar_pid: i32,
+    pub seccomp: Vec<Program>,
+    pub x32_guard: bool,
+    pub protect_sidecar: bool,
+    pub seccomp_required: bool,
+    pub landlock: Option<LandlockPlan>,
+    pub rlimits: Vec<(Rlimit, u64)>,
+    pub user: Option<(u32, u32)>,
+    pub drop_capabilities: bool,
+    pub no_new_privs: bool,
+    /// Apply every layer, then print the resulting status instead of running the server
+    /// (the sidecar's startup check).
+    pub report: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandlockPlan {
+    pub required: bool,
+    pub read: Vec<PathBuf>,
+    pub read_write: Vec<PathBuf>,
+    pub scopes: Vec<LandlockScope>,
+    pub deny_tcp: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(name: &str) -> SandboxConfig {
+        SandboxConfig::load(name, SandboxOverrides::default()).unwrap()
+    }
+
+    #[test]
+    fn every_shipped_profile_loads() {
+        for (name, _) in BUILTIN_PROFILES {
+            let c = load(name);
+            assert_eq!(c.name, *name);
+        }
+        // The same files, loaded by path the way an operator's copy would be.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sandbox");
+        for (name, _) in BUILTIN_PROFILES {
+            let p = dir.join(format!("{name}.toml"));
+            let c = SandboxConfig::load(p.to_str().unwrap(), SandboxOverrides::default()).unwrap();
+            assert_eq!(c.seccomp.programs, load(name).seccomp.programs);
+        }
+    }
+
+    #[test]
+    fn profiles_differ_where_they_should() {
+        let (d, n, s, none) = (load("default"), load("nonet"), load("strict"), load("none"));
+        assert_eq!(d.landlock.mode, LandlockMode::BestEffort);
+        assert_eq!(d.landlock.tcp, TcpPolicy::Allow);
+        assert_eq!(n.landlock.tcp, TcpPolicy::Deny);
+        assert_ne!(d.seccomp.programs, n.seccomp.programs);
+        assert_eq!(s.landlock.mode, LandlockMode::Required);
+        let proc_ = PathTemplate::Literal("/proc".into());
+        assert!(d.landlock.read.contains(&proc_));
+        assert!(!s.landlock.read.contains(&proc_));
+        assert!(none.is_none());
+        assert!(!d.is_none());
+        assert!(d.rlimits.contains(&(Rlimit::Core, 0)));
+        assert!(
+            !d.rlimits
+                .iter()
+                .any(|(r, _)| *r == Rlimit::As || *r == Rlimit::Nproc)
+        );
+    }
+
+    #[test]
+    fn unknown_names_and_bad_files_are_refused() {
+        assert!(matches!(
+            SandboxConfig::load("paranoid", SandboxOverrides::default()),
+            Err(ProfileError::Unknown(_))
+        ));
+        assert!(matches!(
+            SandboxConfig::load("/no/such.toml", SandboxOverrides::default()),
+            Err(ProfileError::Read { .. })
+        ));
+        let text = BUILTIN_PROFILES[0]
+            .1
+            .replace("mode = \"best-effort\"", "mode = \"maybe\"");
+        assert!(matches!(
+            SandboxConfig::from_text("x", &text, None, SandboxOverrides::default()),
+            Err(ProfileError::Invalid { .. })
+        ));
+        let text = BUILTIN_PROFILES[0].1.replace("\"/usr\",", "\"usr\",");
+        assert!(matches!(
+            SandboxConfig::from_text("x", &text, None, SandboxOverrides::default()),
+            Err(ProfileError::RelativePath { .. })
+        ));
+        let text = BUILTIN_PROFILES[0]
+            .1
+            .replace("[\"default\"]", "[\"bogus\"]");
+        assert!(matches!(
+            SandboxConfig::from_text("x", &text, None, SandboxOverrides::default()),
+            Err(ProfileError::Seccomp { .. })
+        ));
+    }
+
+    #[test]
+    fn plan_expands_placeholders_and_overrides() {
+        let c = SandboxConfig::load(
+            "default",
+            SandboxOverrides {
+                extra_read: vec!["/data".into()],
+                extra_read_write: vec!["/scratch".into()],
+                user: Some((1000, 1000)),
+            },
+        )
+        .unwrap();
+        let ctx = PlanContext {
+            workdir: Path::new("/run/w/abc"),
+            program: Path::new("/bin/sh"),
+            args: &[],
+            cwd: Some(Path::new("/srv/app")),
+            sidecar_pid: 7,
+        };
+        let plan = c.plan(&ctx);
+        let l = plan.landlock.as_ref().unwrap();
+        assert!(l.read_write.contains(&PathBuf::from("/run/w/abc")));
+        assert!(l.read_write.contains(&PathBuf::from("/scratch")));
+        assert!(l.read.contains(&PathBuf::from("/data")));
+        assert!(l.read.contains(&PathBuf::from("/srv/app")));
+        assert!(!l.read.contains(&PathBuf::from("/")));
+        assert!(!l.read.contains(&PathBuf::from("/tmp")));
+        assert_eq!(plan.user, Some((1000, 1000)));
+        assert_eq!(plan.sidecar_pid, 7);
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn command_dirs_cover_interpreter_prefix_and_script_packages() {
+        let tmp = std::env::temp_dir().join(format!("mcpw-cd-{}", std::process::id()));
+        let script = tmp.join("app/node_modules/pkg/node_modules/dep/dist/index.js");
+        std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+        std::fs::write(&script, "").unwrap();
+        let plain = tmp.join("tools/server.py");
+        std::fs::create_dir_all(plain.parent().unwrap()).unwrap();
+        std::fs::write(&plain, "").unwrap();
+        let dirs = command_dirs(
+            Path::new("/usr/bin/env"),
+            &[
+                "-y".into(),
+                script.clone().into_os_string(),
+                "server.py".into(),
+            ],
+            Some(&tmp.join("tools")),
+        );
+        let canon = std::fs::canonicalize(&tmp).unwrap();
+        assert!(dirs.contains(&PathBuf::from("/usr")), "{dirs:?}");
+        assert!(dirs.contains(&canon.join("app/node_modules")), "{dirs:?}");
+        assert!(dirs.contains(&canon.join("tools")), "{dirs:?}");
+        assert_eq!(
+            command_dirs(Path::new("/bin/sh"), &[], None)
+                .first()
+                .unwrap(),
+            Path::new("/bin")
+        );
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}

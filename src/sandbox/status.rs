@@ -1,0 +1,185 @@
+//! What each sandbox layer actually enforces, as measured by the helper at startup: logged,
+//! exposed on readiness, and checked against what the profile requires.
+
+use serde::{Deserialize, Serialize};
+
+use super::landlock::Enforcement;
+use super::profile::{Rlimit, SandboxConfig};
+
+/// The layers as the kernel applied them to a server process (the helper's report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerReport {
+    /// Seccomp programs installed by us (the container runtime's come on top).
+    pub seccomp_filters: usize,
+    pub x32_guard: bool,
+    pub protect_sidecar: bool,
+    pub landlock: Enforcement,
+    /// Landlock ABI of the kernel when Landlock is available.
+    pub landlock_abi: Option<i32>,
+    pub no_new_privs: bool,
+    pub uid: u32,
+    pub gid: u32,
+    /// Capability sets and bounding set emptied (root sidecar without a uid drop).
+    pub capabilities_dropped: bool,
+    /// Effective capabilities of the server process (hex, from /proc/self/status).
+    pub cap_eff: String,
+    pub rlimits: Vec<(Rlimit, u64)>,
+}
+
+/// The sidecar's sandbox status: the profile, the measured layers, and the sidecar's own
+/// protections. Serializes to the object shown on `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxStatus {
+    pub profile: String,
+    /// Every layer the profile requires is in force.
+    pub enforced: bool,
+    pub layers: LayerReport,
+    pub sidecar: SidecarProtection,
+    /// Layers the profile asks for best-effort that the kernel does not (fully) enforce.
+    pub degraded: Vec<String>,
+}
+
+/// Protections of the sidecar process itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SidecarProtection {
+    /// `PR_SET_DUMPABLE 0`: same-user processes cannot read its memory or environment.
+    pub non_dumpable: bool,
+    /// Orphans of a server tree are re-parented to the sidecar, which kills them.
+    pub subreaper: bool,
+}
+
+/// A layer the profile requires is not in force: the sidecar refuses to start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sandbox profile {profile}: {layer} is required but {found}; refusing to start")]
+pub struct NotEnforced {
+    pub profile: String,
+    pub layer: &'static str,
+    pub found: String,
+}
+
+impl SandboxStatus {
+    /// Compares a measured report with what `config` requires.
+    pub fn evaluate(
+        config: &SandboxConfig,
+        layers: LayerReport,
+        sidecar: SidecarProtection,
+    ) -> Result<SandboxStatus, NotEnforced> {
+        use super::profile::LandlockMode;
+        let fail = |layer, found: String| NotEnforced {
+            profile: config.name.clone(),
+            layer,
+            found,
+        };
+        let s = &config.seccomp;
+        let want_filters = s.programs.len()
+            + usize::from(s.x32_guard && cfg!(target_arch = "x86_64"))
+            + usize::from(s.protect_sidecar);
+        if s.required && layers.seccomp_filters < want_filters {
+            return Err(fail(
+                "seccomp",
+                format!(
+                    "only {} of {want_filters} filters could be installed",
+                    layers.seccomp_filters
+                ),
+            ));
+        }
+        let mut degraded = Vec::new();
+        match config.landlock.mode {
+            LandlockMode::Required if layers.landlock != Enforcement::FullyEnforced => {
+                return Err(fail(
+                    "Landlock",
+                    format!(
+                        "the kernel reports {:?} (ABI {})",
+                        layers.landlock,
+                        layers.landlock_abi.unwrap_or(0)
+                    ),
+                ));
+            }
+            LandlockMode::BestEffort if layers.landlock != Enforcement::FullyEnforced => {
+                degraded.push(format!(
+                    "landlock: {:?} (ABI {})",
+                    layers.landlock,
+                    layers.landlock_abi.unwrap_or(0)
+                ));
+            }
+            _ => {}
+        }
+        if config.drop_capabilities && layers.cap_eff.trim_start_matches('0') != "" {
+            return Err(fail(
+                "dropping capabilities",
+                format!("the server still has capabilities {}", layers.cap_eff),
+            ));
+        }
+        if let Some((uid, gid)) = config.user
+            && (layers.uid, layers.gid) != (uid, gid)
+        {
+            return Err(fail(
+                "the uid/gid change",
+                format!("the server runs as {}:{}", layers.uid, layers.gid),
+            ));
+        }
+        Ok(SandboxStatus {
+            profile: config.name.clone(),
+            enforced: true,
+            layers,
+            sidecar,
+            degraded,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::profile::SandboxOverrides;
+
+    fn report() -> LayerReport {
+        LayerReport {
+            seccomp_filters: 4,
+            x32_guard: true,
+            protect_sidecar: true,
+            landlock: Enforcement::FullyEnforced,
+            landlock_abi: Some(7),
+            no_new_privs: true,
+            uid: 1000,
+            gid: 1000,
+            capabilities_dropped: false,
+            cap_eff: "0000000000000000".into(),
+            rlimits: vec![],
+        }
+    }
+
+    fn config(name: &str) -> SandboxConfig {
+        SandboxConfig::load(name, SandboxOverrides::default()).unwrap()
+    }
+
+    const SIDECAR: SidecarProtection = SidecarProtection {
+        non_dumpable: true,
+        subreaper: true,
+    };
+
+    #[test]
+    fn required_landlock_fails_closed() {
+        let mut r = report();
+        r.landlock = Enforcement::NotEnforced;
+        let e = SandboxStatus::evaluate(&config("strict"), r.clone(), SIDECAR).unwrap_err();
+        assert_eq!(e.layer, "Landlock");
+        let s = SandboxStatus::evaluate(&config("default"), r, SIDECAR).unwrap();
+        assert!(s.enforced);
+        assert_eq!(s.degraded.len(), 1);
+    }
+
+    #[test]
+    fn missing_filters_and_capabilities_fail_closed() {
+        let mut r = report();
+        r.seccomp_filters = 1;
+        assert!(SandboxStatus::evaluate(&config("default"), r, SIDECAR).is_err());
+        let mut r = report();
+        r.cap_eff = "000001ffffffffff".into();
+        assert!(SandboxStatus::evaluate(&config("default"), r.clone(), SIDECAR).is_err());
+        // `none` asks for nothing.
+        r.seccomp_filters = 0;
+        r.landlock = Enforcement::Off;
+        assert!(SandboxStatus::evaluate(&config("none"), r, SIDECAR).is_ok());
+    }
+}
