@@ -253,7 +253,11 @@ impl ChildSpec {
             command: self.display_command(),
             reason,
         };
-        let program = self.resolve_program()?;
+        // The server is not executed: a command that is missing now is reported per session
+        // (it may be installed later), not at startup.
+        let program = self
+            .resolve_program()
+            .unwrap_or_else(|_| PathBuf::from(&self.command));
         let work = self.work_dir()?;
         let mut cmd = self.command_with(program, &SessionEnv::default(), &work, true);
         cmd.stdin(Stdio::null());
