@@ -194,8 +194,10 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
                 }
             };
             if plan.report {
-                let line = serde_json::to_string(&report).unwrap_or_default();
-                println!("{line}");
+                let mut line = serde_json::to_vec(&report).unwrap_or_default();
+                line.push(b'\n');
+                // The report is the helper's answer to the sidecar, on its stdout pipe.
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), &line);
                 // SAFETY: as above.
                 unsafe { libc::_exit(0) }
             }

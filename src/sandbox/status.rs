@@ -104,7 +104,7 @@ impl SandboxStatus {
             }
             _ => {}
         }
-        if config.drop_capabilities && layers.cap_eff.trim_start_matches('0') != "" {
+        if config.drop_capabilities && !layers.cap_eff.trim_start_matches('0').is_empty() {
             return Err(fail(
                 "dropping capabilities",
                 format!("the server still has capabilities {}", layers.cap_eff),

@@ -11,4 +11,7 @@ mod lifecycle;
 mod mcp_json;
 mod ops;
 mod replicas;
+mod sandbox;
+mod sandbox_env;
+mod sandbox_servers;
 mod tls;

@@ -93,6 +93,7 @@ pub struct WardenBuilder {
     server: Vec<String>,
     auth: bool,
     env: Vec<(String, String)>,
+    via: Vec<String>,
 }
 
 impl Warden {
@@ -102,6 +103,7 @@ impl Warden {
             server,
             auth: false,
             env: Vec::new(),
+            via: Vec::new(),
         }
     }
 
@@ -190,6 +192,12 @@ impl WardenBuilder {
         self
     }
 
+    /// Starts the sidecar through this launcher command (e.g. `setpriv --reuid …`).
+    pub fn via<I: IntoIterator<Item = S>, S: Into<String>>(mut self, launcher: I) -> Self {
+        self.via = launcher.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Leave authentication flags to the caller (no `--no-auth`).
     pub fn with_auth(mut self) -> Self {
         self.auth = true;
@@ -197,7 +205,15 @@ impl WardenBuilder {
     }
 
     pub fn start(self) -> Warden {
-        let mut cmd = Command::new(warden_bin());
+        let mut cmd = match self.via.split_first() {
+            Some((launcher, args)) => {
+                let mut c = Command::new(launcher);
+                c.args(args).arg(warden_bin());
+                c
+            }
+            None => Command::new(warden_bin()),
+        };
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("wrap").args([
             "--listen",
             "127.0.0.1:0",
@@ -393,10 +409,6 @@ impl TempDir {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.0
     }
 }
 

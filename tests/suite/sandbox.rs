@@ -1,0 +1,629 @@
+//! Adversarial sandbox tests: a hostile server (`examples/sandbox_probe.rs`) attempts each
+//! attack under a profile and under a baseline without the layer. A result counts only when
+//! the baseline shows the attack getting through, so a kernel refusal is never mistaken for
+//! the sandbox working. Landlock-dependent checks skip with a printed reason on kernels
+//! without it, unless `MCP_WARDEN_REQUIRE_LANDLOCK=1`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::http::{Mcp, text};
+use crate::support::proc::alive;
+use crate::support::{Warden, WardenBuilder, repo, until, warden_bin};
+
+/// The hostile fixture server.
+fn probe_bin() -> String {
+    let path = warden_bin()
+        .parent()
+        .expect("target dir")
+        .join("examples/sandbox_probe");
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo build --examples`",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+/// What the sidecar logged about its sandbox at startup.
+#[derive(Debug)]
+struct Layers {
+    landlock: String,
+    abi: i32,
+}
+
+fn layers(w: &Warden) -> Layers {
+    let logs = w.wait_log("sandbox layers in force", Duration::from_secs(5));
+    let line = logs
+        .lines()
+        .find(|l| l.contains("sandbox layers in force"))
+        .unwrap_or_default();
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Layers {
+        landlock: field("sandbox.landlock"),
+        abi: field("sandbox.landlock.abi").parse().unwrap_or(0),
+    }
+}
+
+/// Whether Landlock (at least `abi`) is enforced here; otherwise skip with a reason, or
+/// fail when the machine is declared to have it.
+fn landlock_or_skip(w: &Warden, abi: i32, what: &str) -> bool {
+    let l = layers(w);
+    if l.landlock == "FullyEnforced" && l.abi >= abi {
+        return true;
+    }
+    let msg = format!(
+        "{what}: needs Landlock ABI >= {abi}, this kernel reports {} (ABI {})",
+        l.landlock, l.abi
+    );
+    assert!(
+        std::env::var_os("MCP_WARDEN_REQUIRE_LANDLOCK").is_none(),
+        "MCP_WARDEN_REQUIRE_LANDLOCK is set but {msg}"
+    );
+    eprintln!("SKIPPED {msg}");
+    false
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Starts the sidecar as uid/gid 65534 (needs root).
+fn unprivileged(b: WardenBuilder) -> WardenBuilder {
+    b.via([
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+}
+
+/// Runs `attacks` in a new session of `w`; attack → outcome.
+async fn probe(w: &Warden, attacks: &[String]) -> HashMap<String, String> {
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let r = m
+        .call_tool(
+            json!(1),
+            "probe",
+            json!({"attacks": attacks, "sidecar": w.pid()}),
+        )
+        .await;
+    let out: HashMap<String, String> = serde_json::from_str(&text(&r)).unwrap_or_else(|_| {
+        panic!("probe answered {r}; logs:\n{}", w.logs());
+    });
+    m.delete().await;
+    out
+}
+
+/// An outcome that shows the call reached the kernel's own logic: allowed, or refused for a
+/// reason other than permission (bad arguments on purpose, missing target, no such family).
+fn got_through(outcome: &str) -> bool {
+    outcome.starts_with("ALLOWED")
+        || [
+            "EINVAL",
+            "EFAULT",
+            "ENOENT",
+            "ENOTTY",
+            "EAFNOSUPPORT",
+            "ECONNREFUSED",
+            "EBADF",
+            "ESRCH",
+            "E2BIG",
+        ]
+        .iter()
+        .any(|e| outcome == format!("DENIED {e}"))
+}
+
+/// One attack, what the profile must answer, and whether Landlock is what refuses it.
+struct Case {
+    attack: String,
+    expect: &'static str,
+    landlock_abi: i32,
+}
+
+fn case(attack: impl Into<String>, expect: &'static str) -> Case {
+    Case {
+        attack: attack.into(),
+        expect,
+        landlock_abi: 0,
+    }
+}
+
+fn landlock(attack: impl Into<String>, expect: &'static str, abi: i32) -> Case {
+    Case {
+        attack: attack.into(),
+        expect,
+        landlock_abi: abi,
+    }
+}
+
+/// Runs every case under `profile` and under `baseline`, asserts the profile's answers, and
+/// that each proven refusal is one the baseline did not give. Returns the attacks the
+/// kernel refused in both runs (reported, not counted as proof).
+async fn compare(
+    builder: impl Fn() -> WardenBuilder,
+    profile: &str,
+    baseline: &str,
+    cases: &[Case],
+) -> Vec<String> {
+    let attacks: Vec<String> = cases.iter().map(|c| c.attack.clone()).collect();
+    let base_w = builder().args(["--sandbox", baseline]).start();
+    let base = probe(&base_w, &attacks).await;
+    let w = builder().args(["--sandbox", profile]).start();
+    let got = probe(&w, &attacks).await;
+    let mut refused_anyway = Vec::new();
+    let mut failures = Vec::new();
+    for c in cases {
+        let (b, g) = (&base[&c.attack], &got[&c.attack]);
+        if c.landlock_abi > 0 && !landlock_or_skip(&w, c.landlock_abi, &c.attack) {
+            continue;
+        }
+        if !g.starts_with(c.expect) {
+            failures.push(format!(
+                "{}: expected {}, got {g} (baseline {b})",
+                c.attack, c.expect
+            ));
+            continue;
+        }
+        if c.expect.starts_with("ALLOWED") {
+            continue;
+        }
+        if !got_through(b) {
+            refused_anyway.push(format!("{} (baseline {b})", c.attack));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "under {profile}:\n{}\nall results: {got:#?}",
+        failures.join("\n")
+    );
+    if !refused_anyway.is_empty() {
+        eprintln!(
+            "note: the kernel refused these without {profile} too, so they prove nothing here: {}",
+            refused_anyway.join(", ")
+        );
+    }
+    refused_anyway
+}
+
+fn default_cases(secret_file: &str) -> Vec<Case> {
+    let mut cases = vec![
+        case("write_work", "ALLOWED"),
+        landlock("write_tmp", "DENIED EACCES", 1),
+        landlock(format!("read_file:{secret_file}"), "DENIED EACCES", 1),
+        landlock("sidecar_mem", "DENIED EACCES", 1),
+        landlock("sidecar_environ", "DENIED EACCES", 1),
+        landlock("supervisor_environ", "DENIED EACCES", 1),
+        case("ptrace_sidecar", "DENIED EPERM"),
+        case("ptrace_traceme", "DENIED EPERM"),
+        case("process_vm_readv", "DENIED EPERM"),
+        case("pidfd_open", "DENIED EPERM"),
+        case("pidfd_getfd", "DENIED EPERM"),
+        case("kill_sidecar", "DENIED EPERM"),
+        case("kill_sidecar_group", "DENIED EPERM"),
+        case("kill_supervisor", "DENIED EPERM"),
+        case("kill_all", "DENIED EPERM"),
+        case("tgkill_sidecar", "DENIED EPERM"),
+        case("unshare_user", "DENIED EPERM"),
+        case("clone_newuser", "DENIED EPERM"),
+        case("clone3", "DENIED ENOSYS"),
+        case("mount", "DENIED EPERM"),
+        case("bpf", "DENIED EPERM"),
+        case("perf_event_open", "DENIED EPERM"),
+        case("keyctl", "DENIED EPERM"),
+        case("io_uring_setup", "DENIED EPERM"),
+        case("userfaultfd", "DENIED EPERM"),
+        case("tiocsti", "DENIED EPERM"),
+        case("personality", "DENIED EPERM"),
+        case("socket_vsock", "DENIED EPERM"),
+        case("socket_alg", "DENIED EPERM"),
+        case("socket_packet", "DENIED EPERM"),
+        case("socket_netlink_audit", "DENIED EPERM"),
+        case("socket_inet", "ALLOWED"),
+        case("socket_netlink", "ALLOWED"),
+    ];
+    if cfg!(target_arch = "x86_64") {
+        cases.push(case("int80", "KILLED SIGSYS"));
+        // On kernels without the x32 ABI the kernel answers ENOSYS by itself; where x32 is
+        // enabled this is the real test of the guard.
+        cases.push(case("x32", "DENIED ENOSYS"));
+    }
+    cases
+}
+
+/// A sidecar secret file outside every readable path (same owner as the sidecar).
+fn secret_file(tag: &str) -> (tempdir::Dir, PathBuf) {
+    let dir = tempdir::Dir::new(tag);
+    let path = dir.path().join("api-key");
+    std::fs::write(&path, "s3cret-file-value").unwrap();
+    (dir, path)
+}
+
+#[tokio::test]
+async fn default_profile_refuses_attacks_the_baseline_allows_as_root() {
+    if !is_root() {
+        eprintln!("SKIPPED: the root run needs root");
+        return;
+    }
+    let (_dir, secret) = secret_file("root");
+    let secret = secret.display().to_string();
+    let cases = default_cases(&secret);
+    let refused_anyway = compare(
+        || Warden::builder(vec![probe_bin()]).env("WARDEN_SECRET", "sidecar-env-secret"),
+        "default",
+        "none",
+        &cases,
+    )
+    .await;
+    // As root every one of these reaches the kernel without the sandbox, except what this
+    // kernel lacks entirely.
+    for r in &refused_anyway {
+        assert!(
+            r.starts_with("x32") || r.starts_with("socket_vsock") || r.starts_with("socket_alg"),
+            "refused without the sandbox too: {r}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn default_profile_refuses_attacks_as_an_unprivileged_user() {
+    if !is_root() {
+        eprintln!("SKIPPED: switching to uid 65534 needs root");
+        return;
+    }
+    let (dir, secret) = secret_file("unpriv");
+    // Readable by the unprivileged sidecar (it owns it), not by anyone else.
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&secret, Some(65534), Some(65534)).unwrap();
+    let secret = secret.display().to_string();
+    let refused_anyway = compare(
+        || unprivileged(Warden::builder(vec![probe_bin()])),
+        "default",
+        "none",
+        &default_cases(&secret),
+    )
+    .await;
+    // Same-user attacks on the sidecar are what matters unprivileged: each must be refused
+    // by the sandbox, not by the kernel anyway.
+    for must in [
+        "kill_sidecar",
+        "kill_supervisor",
+        "pidfd_open",
+        "write_tmp",
+        "read_file",
+        "unshare_user",
+        "io_uring_setup",
+    ] {
+        assert!(
+            !refused_anyway.iter().any(|r| r.starts_with(must)),
+            "{must} was refused without the sandbox too: {refused_anyway:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn nested_under_a_runtime_default_filter_the_layers_still_apply() {
+    let filter = repo().join("tests/data/emulated-runtime-default.json");
+    let builder = || {
+        let b = Warden::builder(vec![probe_bin()]);
+        if is_root() {
+            unprivileged_inner(b)
+        } else {
+            b.via([
+                probe_bin(),
+                "--nest".into(),
+                filter.display().to_string(),
+                "--".into(),
+            ])
+        }
+    };
+    let w = builder().start();
+    let got = probe(
+        &w,
+        &[
+            "write_work".into(),
+            "write_tmp".into(),
+            "kill_sidecar".into(),
+            "ptrace_sidecar".into(),
+            "int80".into(),
+            "status".into(),
+        ],
+    )
+    .await;
+    assert_eq!(got["write_work"], "ALLOWED");
+    assert_eq!(got["kill_sidecar"], "DENIED EPERM");
+    assert_eq!(got["ptrace_sidecar"], "DENIED EPERM");
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(got["int80"], "KILLED SIGSYS");
+    }
+    // The runtime's filters and ours are all in force.
+    let status = &got["status"];
+    let seccomp_filters: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp_filters:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(seccomp_filters >= 6, "{status}");
+    if landlock_or_skip(&w, 1, "nested Landlock") {
+        assert_eq!(got["write_tmp"], "DENIED EACCES");
+    }
+}
+
+/// The nested launcher runs first, then the uid switch (as a container runtime would).
+fn unprivileged_inner(b: WardenBuilder) -> WardenBuilder {
+    let filter = repo().join("tests/data/emulated-runtime-default.json");
+    b.via([
+        "setpriv".to_owned(),
+        "--reuid=65534".into(),
+        "--regid=65534".into(),
+        "--clear-groups".into(),
+        "--inh-caps=-all".into(),
+        probe_bin(),
+        "--nest".into(),
+        filter.display().to_string(),
+        "--".into(),
+    ])
+}
+
+#[tokio::test]
+async fn a_required_layer_that_cannot_be_enforced_stops_the_start() {
+    let filter = repo().join("tests/data/no-landlock.json");
+    let nested = |profile: &str| {
+        let mut cmd = std::process::Command::new(probe_bin());
+        cmd.args(["--nest", &filter.display().to_string(), "--"])
+            .arg(warden_bin())
+            .args([
+                "wrap",
+                "--no-auth",
+                "--listen",
+                "127.0.0.1:0",
+                "--sandbox",
+                profile,
+            ])
+            .arg("--")
+            .arg(probe_bin())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    // strict requires Landlock: refused, with the reason.
+    let out = nested("strict").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("Landlock is required") || stderr.contains("Landlock: "),
+        "{stderr}"
+    );
+    // default asks for it best-effort: starts, and says Landlock is not enforced.
+    let mut child = nested("default").spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let mut seen = String::new();
+    let found = lines.by_ref().take(20).map_while(Result::ok).any(|l| {
+        seen.push_str(&l);
+        seen.push('\n');
+        l.contains("sandbox layer not fully enforced") && l.contains("NotEnforced")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found, "{seen}");
+}
+
+#[tokio::test]
+async fn nonet_refuses_ip_sockets_the_default_allows() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    let cases = vec![
+        case(format!("tcp_connect:{port}"), "DENIED EPERM"),
+        case(format!("udp_send:{udp_port}"), "DENIED EPERM"),
+        case("socket_inet", "DENIED EPERM"),
+        case("socket_inet6", "DENIED EPERM"),
+        case("socket_netlink", "DENIED EPERM"),
+        case("io_uring_setup", "DENIED EPERM"),
+        case("socket_unix", "ALLOWED"),
+        case("write_work", "ALLOWED"),
+    ];
+    // The baseline (default) really connects: the listener sees it.
+    compare(
+        || Warden::builder(vec![probe_bin()]),
+        "nonet",
+        "default",
+        &cases,
+    )
+    .await;
+    let mut accepted = 0;
+    while listener.accept().is_ok() {
+        accepted += 1;
+    }
+    assert_eq!(accepted, 1, "only the baseline's connection arrives");
+    // nonet's TCP refusal also holds in Landlock alone (ABI 4), for io_uring-made sockets.
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--sandbox", "nonet"])
+        .start();
+    landlock_or_skip(&w, 4, "Landlock TCP rule");
+}
+
+#[tokio::test]
+async fn abstract_unix_sockets_outside_the_sandbox_are_unreachable() {
+    let name = format!("mcpw-test-{}", std::process::id());
+    let sock = std::os::unix::net::UnixListener::bind_addr(
+        &<std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            name.as_bytes(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let cases = vec![landlock(
+        format!("abstract_connect:{name}"),
+        "DENIED EPERM",
+        6,
+    )];
+    compare(
+        || Warden::builder(vec![probe_bin()]),
+        "default",
+        "none",
+        &cases,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn strict_hides_proc_and_requires_landlock() {
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--sandbox", "strict"])
+        .start();
+    if !landlock_or_skip(&w, 1, "strict") {
+        return;
+    }
+    drop(w);
+    let cases = vec![
+        landlock("read_file:/proc/self/status", "DENIED EACCES", 1),
+        landlock("sidecar_cmdline", "DENIED EACCES", 1),
+        case("socket_inet", "DENIED EPERM"),
+        case("write_work", "ALLOWED"),
+    ];
+    compare(
+        || Warden::builder(vec![probe_bin()]),
+        "strict",
+        "default",
+        &cases,
+    )
+    .await;
+}
+
+/// A copy of the default profile with extra rlimits, as an operator would write it.
+fn profile_with(dir: &tempdir::Dir, rlimits: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("sandbox/default.toml")).unwrap();
+    let text = text.replace("[rlimits]\n", &format!("[rlimits]\n{rlimits}\n"));
+    let text = text.replace("nofile = 4096\n", "");
+    let path = dir.path().join("limits.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn count(outcome: &str) -> (usize, String) {
+    let rest = outcome
+        .strip_prefix("ALLOWED: ")
+        .unwrap_or_else(|| panic!("{outcome}"));
+    let (n, e) = rest.split_once(' ').unwrap();
+    (n.parse().unwrap(), e.to_owned())
+}
+
+#[tokio::test]
+async fn resource_limits_contain_hogs() {
+    let dir = tempdir::Dir::new("limits");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let profile = profile_with(&dir, "nofile = 256\nas_mb = 1024\nnproc = 32");
+    let attacks = [
+        "fd_hog:3000".to_owned(),
+        "mem_hog:4096".into(),
+        "fork_bomb:100".into(),
+    ];
+    let builder = || {
+        let b = Warden::builder(vec![probe_bin()]);
+        // NPROC counts every process of the real uid: only meaningful for a dedicated uid.
+        if is_root() { unprivileged(b) } else { b }
+    };
+    let base = probe(&builder().start(), &attacks).await;
+    let w = builder().args(["--sandbox", &profile]).start();
+    let got = probe(&w, &attacks).await;
+
+    let (fds, e) = count(&got["fd_hog:3000"]);
+    assert!(fds <= 256 && e == "EMFILE", "{}", got["fd_hog:3000"]);
+    assert_eq!(
+        count(&base["fd_hog:3000"]).0,
+        3000,
+        "baseline opens them all"
+    );
+
+    let (mb, e) = count(&got["mem_hog:4096"]);
+    assert!(mb < 1024 && e == "ENOMEM", "{}", got["mem_hog:4096"]);
+    assert_eq!(count(&base["mem_hog:4096"]), (4096, "none".into()));
+
+    if is_root() {
+        let (forks, e) = count(&got["fork_bomb:100"]);
+        assert!(forks < 32 && e == "EAGAIN", "{}", got["fork_bomb:100"]);
+        assert_eq!(count(&base["fork_bomb:100"]), (100, "none".into()));
+    } else {
+        eprintln!("SKIPPED fork bomb: needs a dedicated uid (run as root)");
+    }
+    // The sidecar is unharmed.
+    assert_eq!(reqwest::get(w.url("/healthz")).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_double_forked_daemon_dies_with_its_session() {
+    let w = Warden::start(vec![probe_bin()]);
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let r = m
+        .call_tool(
+            json!(1),
+            "probe",
+            json!({"attacks": ["daemon"], "sidecar": w.pid()}),
+        )
+        .await;
+    let out: Value = serde_json::from_str(&text(&r)).unwrap();
+    let pid: i32 = out["daemon"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("ALLOWED: ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(alive(pid), "the daemon runs while the session lives");
+    m.delete().await;
+    assert!(
+        until(Duration::from_secs(10), || (!alive(pid)).then_some(()))
+            .await
+            .is_some(),
+        "daemon {pid} outlived its session"
+    );
+}
+
+/// Scratch directories for one test, removed on drop.
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub(super) struct Dir(PathBuf);
+
+    impl Dir {
+        pub(super) fn new(tag: &str) -> Dir {
+            let mut bytes = [0u8; 6];
+            getrandom::fill(&mut bytes).unwrap();
+            let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let p = std::env::temp_dir().join(format!("mcpw-test-{tag}-{name}"));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+
+        pub(super) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
