@@ -15,7 +15,7 @@ use crate::support::proc::alive;
 use crate::support::{Warden, WardenBuilder, repo, until, warden_bin};
 
 /// The hostile fixture server.
-fn probe_bin() -> String {
+pub(super) fn probe_bin() -> String {
     let path = warden_bin()
         .parent()
         .expect("target dir")
@@ -55,7 +55,7 @@ fn layers(w: &Warden) -> Layers {
 
 /// Whether Landlock (at least `abi`) is enforced here; otherwise skip with a reason, or
 /// fail when the machine is declared to have it.
-fn landlock_or_skip(w: &Warden, abi: i32, what: &str) -> bool {
+pub(super) fn landlock_or_skip(w: &Warden, abi: i32, what: &str) -> bool {
     let l = layers(w);
     if l.landlock == "FullyEnforced" && l.abi >= abi {
         return true;
@@ -72,12 +72,12 @@ fn landlock_or_skip(w: &Warden, abi: i32, what: &str) -> bool {
     false
 }
 
-fn is_root() -> bool {
+pub(super) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
 /// Starts the sidecar as uid/gid 65534 (needs root).
-fn unprivileged(b: WardenBuilder) -> WardenBuilder {
+pub(super) fn unprivileged(b: WardenBuilder) -> WardenBuilder {
     b.via([
         "setpriv",
         "--reuid=65534",
@@ -88,7 +88,7 @@ fn unprivileged(b: WardenBuilder) -> WardenBuilder {
 }
 
 /// Runs `attacks` in a new session of `w`; attack → outcome.
-async fn probe(w: &Warden, attacks: &[String]) -> HashMap<String, String> {
+pub(super) async fn probe(w: &Warden, attacks: &[String]) -> HashMap<String, String> {
     let mut m = Mcp::new(w.mcp_url());
     m.initialize().await;
     let r = m
@@ -601,13 +601,13 @@ async fn a_double_forked_daemon_dies_with_its_session() {
 }
 
 /// Scratch directories for one test, removed on drop.
-mod tempdir {
+pub(super) mod tempdir {
     use std::path::{Path, PathBuf};
 
-    pub(super) struct Dir(PathBuf);
+    pub(crate) struct Dir(PathBuf);
 
     impl Dir {
-        pub(super) fn new(tag: &str) -> Dir {
+        pub(crate) fn new(tag: &str) -> Dir {
             let mut bytes = [0u8; 6];
             getrandom::fill(&mut bytes).unwrap();
             let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -616,7 +616,7 @@ mod tempdir {
             Dir(p)
         }
 
-        pub(super) fn path(&self) -> &Path {
+        pub(crate) fn path(&self) -> &Path {
             &self.0
         }
     }

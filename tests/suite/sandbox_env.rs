@@ -1,0 +1,272 @@
+//! The server's environment and credentials: built from nothing, per session, never leaked
+//! to another session's server, never readable from the sidecar.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::sandbox::{is_root, probe, probe_bin, tempdir};
+use crate::support::http::{Mcp, text};
+use crate::support::{Warden, eventually, warden_bin};
+
+fn env_of(outcome: &str) -> HashMap<String, String> {
+    outcome
+        .strip_prefix("ALLOWED: ")
+        .unwrap_or_else(|| panic!("{outcome}"))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_server_environment_is_the_allow_list_plus_injections() {
+    let dir = tempdir::Dir::new("env");
+    let key = dir.path().join("api-key");
+    std::fs::write(&key, "file-secret-123\n").unwrap();
+    let w = Warden::builder(vec![probe_bin()])
+        .env("WARDEN_SECRET", "sidecar-only")
+        .env("LANG", "C.UTF-8")
+        .env("EXTRA_PASSED", "passed-value")
+        .args(["--env", "MODE=plain-value"])
+        .args(["--env-file", &format!("API_KEY={}", key.display())])
+        .args(["--env-pass", "EXTRA_PASSED"])
+        .start();
+    let got = probe(
+        &w,
+        &[
+            "env".into(),
+            "write_work".into(),
+            "cmdline".into(),
+            format!("read_file:{}", key.display()),
+        ],
+    )
+    .await;
+    let env = env_of(&got["env"]);
+    let mut names: Vec<&str> = env.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "API_KEY",
+            "EXTRA_PASSED",
+            "HOME",
+            "LANG",
+            "MODE",
+            "PATH",
+            "TMPDIR"
+        ],
+        "{env:?}"
+    );
+    assert_eq!(env["API_KEY"], "file-secret-123");
+    assert_eq!(env["MODE"], "plain-value");
+    assert_eq!(env["HOME"], env["TMPDIR"]);
+    assert!(env["HOME"].contains("mcp-warden-"), "{}", env["HOME"]);
+    assert_eq!(got["write_work"], "ALLOWED");
+    // The server gets the secret through its environment only, not by reading the file.
+    if super::sandbox::landlock_or_skip(&w, 1, "secret file") {
+        assert_eq!(
+            got[&format!("read_file:{}", key.display())],
+            "DENIED EACCES"
+        );
+    }
+    // The sidecar logged no injected value.
+    let logs = w.logs();
+    for v in ["file-secret-123", "sidecar-only"] {
+        assert!(!logs.contains(v), "{v} in logs:\n{logs}");
+    }
+}
+
+#[tokio::test]
+async fn values_given_on_argv_are_blanked_from_the_process_list() {
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--env", "TOKEN=argv-visible-9f3"])
+        .start();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", w.pid())).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(!cmdline.contains("argv-visible-9f3"), "{cmdline}");
+    assert!(cmdline.contains("TOKEN=****"), "{cmdline}");
+    // The server still receives it.
+    let got = probe(&w, &["env".into(), "sidecar_cmdline".into()]).await;
+    assert_eq!(env_of(&got["env"])["TOKEN"], "argv-visible-9f3");
+    assert!(!got["sidecar_cmdline"].contains("argv-visible-9f3"));
+}
+
+#[tokio::test]
+async fn sessions_get_their_own_work_dir_removed_at_the_end() {
+    let w = Warden::start(vec![probe_bin()]);
+    let mut a = Mcp::new(w.mcp_url());
+    let mut b = Mcp::new(w.mcp_url());
+    a.initialize().await;
+    b.initialize().await;
+    let sidecar = w.pid();
+    let home_a = env_of(&call(&a, sidecar, vec!["env".into()]).await["env"])["HOME"].clone();
+    let home_b = env_of(&call(&b, sidecar, vec!["env".into()]).await["env"])["HOME"].clone();
+    assert_ne!(home_a, home_b);
+    // A cannot look into B's dir, nor list the work root.
+    let got = call(
+        &a,
+        sidecar,
+        vec![
+            format!("list_dir:{home_b}"),
+            format!("write_path:{home_b}/planted"),
+            "workdirs".into(),
+        ],
+    )
+    .await;
+    assert!(
+        got[&format!("list_dir:{home_b}")].starts_with("DENIED"),
+        "{got:?}"
+    );
+    assert!(
+        got[&format!("write_path:{home_b}/planted")].starts_with("DENIED"),
+        "{got:?}"
+    );
+    assert!(got["workdirs"].starts_with("DENIED"), "{got:?}");
+    assert!(std::path::Path::new(&home_a).is_dir());
+    a.delete().await;
+    assert!(
+        eventually(Duration::from_secs(10), || (!std::path::Path::new(&home_a)
+            .exists())
+        .then_some(()))
+        .is_some(),
+        "{home_a} left behind"
+    );
+    assert!(
+        std::path::Path::new(&home_b).is_dir(),
+        "B's dir stays while B lives"
+    );
+}
+
+async fn call(m: &Mcp, sidecar: i32, attacks: Vec<String>) -> HashMap<String, String> {
+    let r = m
+        .call_tool(
+            json!(1),
+            "probe",
+            json!({"attacks": attacks, "sidecar": sidecar}),
+        )
+        .await;
+    serde_json::from_str(&text(&r)).unwrap()
+}
+
+#[tokio::test]
+async fn the_callers_token_never_reaches_the_server() {
+    let w = Warden::start(vec![probe_bin()]);
+    let token = "caller-bearer-token-7d1";
+    let client = reqwest::Client::new();
+    let post = |body: serde_json::Value, session: Option<String>| {
+        let mut req = client
+            .post(w.mcp_url())
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body.to_string());
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.send()
+    };
+    let init = post(
+        json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    let sid = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let r = post(
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"probe","arguments":{"attacks":["env","cmdline"],"sidecar":w.pid()}}}),
+        Some(sid),
+    )
+    .await
+    .unwrap();
+    let body = crate::support::http::final_response(r).await;
+    let got = text(&body);
+    assert!(got.contains("HOME="), "{got}");
+    assert!(!got.contains(token), "{got}");
+}
+
+#[tokio::test]
+async fn a_secret_file_under_a_readable_path_stops_the_start() {
+    let dir = tempdir::Dir::new("exposed");
+    let key = dir.path().join("key");
+    std::fs::write(&key, "k").unwrap();
+    let out = std::process::Command::new(warden_bin())
+        .args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
+        .args(["--sandbox-read", &dir.path().display().to_string()])
+        .args(["--env-file", &format!("K={}", key.display())])
+        .arg("--")
+        .arg(probe_bin())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--env-file K") && stderr.contains("which the sandboxed server may read"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("mcp-warden is serving"));
+}
+
+#[tokio::test]
+async fn a_missing_secret_file_fails_the_session_without_leaking_its_path_to_clients() {
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--env-file", "K=/nonexistent/mcpw/secret"])
+        .start();
+    let m = Mcp::new(w.mcp_url());
+    let r = m
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}))
+        .await;
+    let body: serde_json::Value = r.json().await.unwrap();
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("credentials are unavailable"), "{body}");
+    assert!(!msg.contains("/nonexistent"), "{body}");
+    assert!(
+        w.wait_log(
+            "cannot build the MCP server's environment",
+            Duration::from_secs(5)
+        )
+        .contains("/nonexistent/mcpw/secret")
+    );
+}
+
+#[tokio::test]
+async fn the_server_can_run_as_another_user() {
+    if !is_root() {
+        eprintln!("SKIPPED: --sandbox-user needs a root sidecar");
+        return;
+    }
+    let dir = tempdir::Dir::new("uid");
+    let root_only = dir.path().join("root-only");
+    std::fs::write(&root_only, "x").unwrap();
+    std::fs::set_permissions(
+        &root_only,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("read_file:{}", root_only.display());
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--sandbox", "none", "--sandbox-user", "65534:65534"])
+        .start();
+    assert!(w.logs().contains("sandbox.uid=65534"), "{}", w.logs());
+    let got = probe(&w, &["status".into(), path.clone(), "write_work".into()]).await;
+    assert!(
+        got["status"].contains("\nUid:\t65534\t65534\t65534\t65534"),
+        "{}",
+        got["status"]
+    );
+    assert_eq!(got[&path], "DENIED EACCES");
+    assert_eq!(
+        got["write_work"], "ALLOWED",
+        "the work dir belongs to the server's user"
+    );
+}
