@@ -391,6 +391,25 @@ fn principal_claim(p: &Principal, claim: &str) -> Option<String> {
     }
 }
 
+/// A claim value as an environment value: strings as they are, numbers and booleans as
+/// JSON, arrays of strings (groups, roles) comma-separated, anything else as compact JSON.
+/// `null` is no value.
+pub fn claim_text(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) if items.iter().all(Value::is_string) => Some(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        other => Some(other.to_string()),
+    }
+}
+
 /// One value of a session's environment (`Debug` hides secrets).
 #[derive(Debug, Clone)]
 pub enum EnvValue {
@@ -613,6 +632,16 @@ mod tests {
             EnvPlan::new(&["HOME".into()], &sidecar_env, vec![], None),
             Err(EnvError::Reserved(_))
         ));
+    }
+
+    #[test]
+    fn claim_values_become_text() {
+        use serde_json::json;
+        assert_eq!(claim_text(&json!("a@b.example")).unwrap(), "a@b.example");
+        assert_eq!(claim_text(&json!(["admins", "dev"])).unwrap(), "admins,dev");
+        assert_eq!(claim_text(&json!(42)).unwrap(), "42");
+        assert_eq!(claim_text(&json!({"k": 1})).unwrap(), "{\"k\":1}");
+        assert_eq!(claim_text(&json!(null)), None);
     }
 
     #[derive(Debug)]

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::env::{EnvPlan, SessionEnv};
@@ -27,6 +27,8 @@ pub struct ChildSpec {
     pub sandbox: Arc<SandboxConfig>,
     /// Parent of the per-session work dirs (each is the server's `HOME` and `TMPDIR`).
     pub work_root: PathBuf,
+    /// What the sandbox enforces, once measured at startup ([`check_sandbox`]).
+    pub sandbox_status: OnceLock<SandboxStatus>,
     /// Working directory of the server; the sidecar's when `None`.
     pub cwd: Option<PathBuf>,
     /// Wait after closing stdin before SIGTERM, and after SIGTERM before SIGKILL.
@@ -346,6 +348,7 @@ pub fn check_sandbox(
             "the MCP server runs as root with capabilities: use --sandbox-user or a profile that drops capabilities"
         );
     }
+    let _ = spec.sandbox_status.set(status.clone());
     Ok(status)
 }
 
@@ -369,6 +372,7 @@ mod tests {
             env: EnvPlan::new(&[], &lookup, vec![], None).unwrap(),
             sandbox: Arc::new(SandboxConfig::load("default", Default::default()).unwrap()),
             work_root: std::env::temp_dir(),
+            sandbox_status: OnceLock::new(),
             cwd: None,
             stdin_close_grace: Duration::from_secs(1),
             kill_grace: Duration::from_secs(1),

@@ -627,3 +627,29 @@ pub(super) mod tempdir {
         }
     }
 }
+
+#[tokio::test]
+async fn readiness_reports_each_layer() {
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--sandbox", "nonet"])
+        .start();
+    let ready: Value = reqwest::get(w.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let s = &ready["sandbox"];
+    assert_eq!(s["profile"], "nonet", "{ready}");
+    assert_eq!(s["enforced"], true);
+    // enosys + main + x32 guard (x86_64) + pid protection.
+    let want = if cfg!(target_arch = "x86_64") { 4 } else { 3 };
+    assert_eq!(s["layers"]["seccomp_filters"], want, "{ready}");
+    assert_eq!(s["layers"]["no_new_privs"], true);
+    assert_eq!(s["sidecar"]["non_dumpable"], true);
+    assert_eq!(s["sidecar"]["subreaper"], true);
+    if landlock_or_skip(&w, 1, "Landlock status") {
+        assert_eq!(s["layers"]["landlock"], "fully_enforced", "{ready}");
+        assert!(s["layers"]["landlock_abi"].as_i64().unwrap() >= 1);
+    }
+}

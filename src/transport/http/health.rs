@@ -23,6 +23,7 @@ pub(crate) async fn readyz(State(st): State<AppState>) -> Response {
         "draining": draining,
         "sessions": st.store.len(),
         "max_sessions": st.store.config().max_sessions,
+        "sandbox": st.store.config().child.sandbox_status.get(),
     }));
     let status = if ready {
         StatusCode::OK
