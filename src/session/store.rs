@@ -57,6 +57,8 @@ enum EndReason {
     Closed(Closed),
     Deleted,
     Idle,
+    /// An exchanged credential of the server expired: a server never keeps using one.
+    CredentialExpired,
     Shutdown,
     StreamClosed,
 }
@@ -70,6 +72,9 @@ impl EndReason {
             EndReason::Closed(Closed::StdoutClosed) => "the MCP server closed its output".into(),
             EndReason::Deleted | EndReason::StreamClosed => "the session was terminated".into(),
             EndReason::Idle => "the session expired".into(),
+            EndReason::CredentialExpired => {
+                "the session's credentials expired: start a new session".into()
+            }
             EndReason::Shutdown => "the server is shutting down".into(),
         }
     }
@@ -142,6 +147,7 @@ impl SessionStore {
             transport,
             owner,
             secrets: env.secrets(),
+            credentials_expire: env.expires_at(),
             child: OnceLock::new(),
             routes: Mutex::new(Routes {
                 pending: HashMap::new(),
@@ -319,6 +325,11 @@ async fn janitor(store: Weak<StoreInner>) {
             s.expire_requests(now);
             if s.is_idle(now, store.config.idle_timeout) {
                 s.end(EndReason::Idle);
+            } else if s
+                .credentials_expire
+                .is_some_and(|at| std::time::SystemTime::now() >= at)
+            {
+                s.end(EndReason::CredentialExpired);
             }
         }
     }
@@ -332,6 +343,8 @@ pub struct Session {
     owner: Arc<str>,
     /// Values injected into this session's server, to be redacted from its responses.
     secrets: SecretSet,
+    /// When the first exchanged credential of the server expires.
+    credentials_expire: Option<std::time::SystemTime>,
     child: OnceLock<Child>,
     routes: Mutex<Routes>,
     /// Negotiated protocol version: 0 until the initialize response, else index + 1.
