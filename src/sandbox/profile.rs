@@ -557,6 +557,40 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_file_can_add_its_own_allow_list() {
+        let dir = std::env::temp_dir().join(format!("mcpw-prof-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let allow = r#"{"allow": {"mismatch_action": {"errno": 1}, "match_action": "allow",
+            "filter": [{"syscall": "read"}, {"syscall": "write"}, {"syscall": "exit_group"}]}}"#;
+        std::fs::write(dir.join("allow-server.json"), allow).unwrap();
+        let text = BUILTIN_PROFILES
+            .iter()
+            .find(|(n, _)| *n == "strict")
+            .unwrap()
+            .1
+            .replace(
+                "filters = [\"nonet\"]",
+                "filters = [\"nonet\", \"allow-server.json\"]",
+            );
+        let path = dir.join("mine.toml");
+        std::fs::write(&path, text).unwrap();
+        let mine =
+            SandboxConfig::load(path.to_str().unwrap(), SandboxOverrides::default()).unwrap();
+        assert_eq!(
+            mine.seccomp.programs.len(),
+            load("strict").seccomp.programs.len() + 1
+        );
+        // A built-in profile cannot reach files by relative path.
+        let builtin = BUILTIN_PROFILES[0]
+            .1
+            .replace("[\"default\"]", "[\"default\", \"allow-server.json\"]");
+        assert!(
+            SandboxConfig::from_text("x", &builtin, None, SandboxOverrides::default()).is_err()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn plan_expands_placeholders_and_overrides() {
         let c = SandboxConfig::load(
             "default",
