@@ -459,6 +459,7 @@ fn attack_once(attack: &str, sidecar: i32) -> Outcome {
         "cmdline" => read_file("/proc/self/cmdline"),
         "status" => read_file("/proc/self/status"),
         "parents" => Ok(format!("{supervisor} {}", parent_of(supervisor))),
+        "server_pid" => Ok(nix::unistd::getppid().to_string()),
         "workdirs" => {
             std::fs::read_dir(std::path::Path::new(&home).parent().unwrap_or("/".as_ref()))
                 .map(|d| d.count().to_string())

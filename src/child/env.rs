@@ -251,6 +251,13 @@ impl EnvPlan {
         &self.sources
     }
 
+    /// Whether sessions get secret values (files or exchanged tokens).
+    pub fn injects_secrets(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| matches!(s, EnvSource::File { .. } | EnvSource::Exchange { .. }))
+    }
+
     /// The sidecar files holding secrets, for the startup exposure check.
     pub fn secret_files(&self) -> Vec<(String, PathBuf)> {
         self.sources

@@ -323,7 +323,8 @@ pub fn check_sandbox(
     })?;
     spec.check_exposure(vec![])?;
     let report = spec.check_sandbox()?;
-    let status = SandboxStatus::evaluate(&spec.sandbox, report, sidecar)?;
+    let status =
+        SandboxStatus::evaluate(&spec.sandbox, report, sidecar, spec.env.injects_secrets())?;
     let l = &status.layers;
     tracing::info!(
         sandbox.profile = %status.profile,

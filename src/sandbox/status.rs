@@ -58,11 +58,15 @@ pub struct NotEnforced {
 }
 
 impl SandboxStatus {
-    /// Compares a measured report with what `config` requires.
+    /// Compares a measured report with what `config` requires. `injects_secrets`: sessions
+    /// get secret values in their environment; then Landlock is required whenever the profile
+    /// uses it at all, because it is what keeps one session's server from reading another's
+    /// `/proc/<pid>/environ` (same user, both dumpable).
     pub fn evaluate(
         config: &SandboxConfig,
         layers: LayerReport,
         sidecar: SidecarProtection,
+        injects_secrets: bool,
     ) -> Result<SandboxStatus, NotEnforced> {
         use super::profile::LandlockMode;
         let fail = |layer, found: String| NotEnforced {
@@ -90,6 +94,18 @@ impl SandboxStatus {
                     "Landlock",
                     format!(
                         "the kernel reports {:?} (ABI {})",
+                        layers.landlock,
+                        layers.landlock_abi.unwrap_or(0)
+                    ),
+                ));
+            }
+            LandlockMode::BestEffort
+                if injects_secrets && layers.landlock == Enforcement::NotEnforced =>
+            {
+                return Err(fail(
+                    "Landlock (it keeps each session's injected secrets from the other sessions' servers)",
+                    format!(
+                        "the kernel reports {:?} (ABI {}); use --sandbox none to accept that risk",
                         layers.landlock,
                         layers.landlock_abi.unwrap_or(0)
                     ),
@@ -162,24 +178,26 @@ mod tests {
     fn required_landlock_fails_closed() {
         let mut r = report();
         r.landlock = Enforcement::NotEnforced;
-        let e = SandboxStatus::evaluate(&config("strict"), r.clone(), SIDECAR).unwrap_err();
+        let e = SandboxStatus::evaluate(&config("strict"), r.clone(), SIDECAR, false).unwrap_err();
         assert_eq!(e.layer, "Landlock");
-        let s = SandboxStatus::evaluate(&config("default"), r, SIDECAR).unwrap();
+        let s = SandboxStatus::evaluate(&config("default"), r.clone(), SIDECAR, false).unwrap();
         assert!(s.enforced);
         assert_eq!(s.degraded.len(), 1);
+        // With per-session secrets, best-effort is not enough.
+        assert!(SandboxStatus::evaluate(&config("default"), r, SIDECAR, true).is_err());
     }
 
     #[test]
     fn missing_filters_and_capabilities_fail_closed() {
         let mut r = report();
         r.seccomp_filters = 1;
-        assert!(SandboxStatus::evaluate(&config("default"), r, SIDECAR).is_err());
+        assert!(SandboxStatus::evaluate(&config("default"), r, SIDECAR, false).is_err());
         let mut r = report();
         r.cap_eff = "000001ffffffffff".into();
-        assert!(SandboxStatus::evaluate(&config("default"), r.clone(), SIDECAR).is_err());
+        assert!(SandboxStatus::evaluate(&config("default"), r.clone(), SIDECAR, false).is_err());
         // `none` asks for nothing.
         r.seccomp_filters = 0;
         r.landlock = Enforcement::Off;
-        assert!(SandboxStatus::evaluate(&config("none"), r, SIDECAR).is_ok());
+        assert!(SandboxStatus::evaluate(&config("none"), r, SIDECAR, true).is_ok());
     }
 }

@@ -378,7 +378,7 @@ fn unprivileged_inner(b: WardenBuilder) -> WardenBuilder {
 #[tokio::test]
 async fn a_required_layer_that_cannot_be_enforced_stops_the_start() {
     let filter = repo().join("tests/data/no-landlock.json");
-    let nested = |profile: &str| {
+    let nested = |profile: &str, extra: &[String]| {
         let mut cmd = std::process::Command::new(probe_bin());
         cmd.args(["--nest", &filter.display().to_string(), "--"])
             .arg(warden_bin())
@@ -390,6 +390,7 @@ async fn a_required_layer_that_cannot_be_enforced_stops_the_start() {
                 "--sandbox",
                 profile,
             ])
+            .args(extra)
             .arg("--")
             .arg(probe_bin())
             .stdin(std::process::Stdio::null())
@@ -398,7 +399,7 @@ async fn a_required_layer_that_cannot_be_enforced_stops_the_start() {
         cmd
     };
     // strict requires Landlock: refused, with the reason.
-    let out = nested("strict").output().unwrap();
+    let out = nested("strict", &[]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -406,7 +407,7 @@ async fn a_required_layer_that_cannot_be_enforced_stops_the_start() {
         "{stderr}"
     );
     // default asks for it best-effort: starts, and says Landlock is not enforced.
-    let mut child = nested("default").spawn().unwrap();
+    let mut child = nested("default", &[]).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
     let mut seen = String::new();
@@ -418,6 +419,18 @@ async fn a_required_layer_that_cannot_be_enforced_stops_the_start() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(found, "{seen}");
+    // With per-session secrets, best-effort is not enough: without Landlock another
+    // session's server could read them from /proc.
+    let (_dir, secret) = secret_file("nolandlock");
+    let out = nested(
+        "default",
+        &["--env-file".into(), format!("K={}", secret.display())],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("injected secrets"), "{stderr}");
 }
 
 #[tokio::test]

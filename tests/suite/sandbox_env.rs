@@ -270,3 +270,35 @@ async fn the_server_can_run_as_another_user() {
         "the work dir belongs to the server's user"
     );
 }
+
+#[tokio::test]
+async fn one_sessions_server_cannot_read_anothers_environment() {
+    let dir = tempdir::Dir::new("cross");
+    let key = dir.path().join("key");
+    std::fs::write(&key, "per-session-secret-42").unwrap();
+    let run = |profile: &'static str| {
+        let key = key.clone();
+        async move {
+            let w = Warden::builder(vec![probe_bin()])
+                .args(["--sandbox", profile])
+                .args(["--env-file", &format!("KEY={}", key.display())])
+                .start();
+            let mut a = Mcp::new(w.mcp_url());
+            let mut b = Mcp::new(w.mcp_url());
+            a.initialize().await;
+            b.initialize().await;
+            let b_pid = call(&b, w.pid(), vec!["server_pid".into()]).await["server_pid"]
+                .trim_start_matches("ALLOWED: ")
+                .to_owned();
+            let attack = format!("read_file:/proc/{b_pid}/environ");
+            call(&a, w.pid(), vec![attack.clone()]).await[&attack].clone()
+        }
+    };
+    // Without a sandbox, same-user servers read each other's environment...
+    let baseline = run("none").await;
+    assert!(baseline.contains("per-session-secret-42"), "{baseline}");
+    // ...which Landlock's ptrace scoping stops (and the sidecar refuses to inject secrets
+    // under a best-effort profile when Landlock is missing).
+    let got = run("default").await;
+    assert_eq!(got, "DENIED EACCES");
+}
