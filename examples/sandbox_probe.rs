@@ -32,8 +32,12 @@ fn main() {
     }
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
+    // Everything received, for the `stdin` attack (what reached the server at all).
+    let mut received = String::new();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
+        received.push_str(&line);
+        received.push('\n');
         let Ok(msg) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
@@ -49,7 +53,12 @@ fn main() {
                 let mut results = Map::new();
                 for attack in args["attacks"].as_array().into_iter().flatten() {
                     let name = attack.as_str().unwrap_or("");
-                    results.insert(name.to_owned(), Value::String(run(name, sidecar)));
+                    let outcome = if name == "stdin" {
+                        format!("ALLOWED: {received}")
+                    } else {
+                        run(name, sidecar)
+                    };
+                    results.insert(name.to_owned(), Value::String(outcome));
                 }
                 let text = Value::Object(results).to_string();
                 json!({"content": [{"type": "text", "text": text}]})

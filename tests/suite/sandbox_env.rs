@@ -179,7 +179,7 @@ async fn the_callers_token_never_reaches_the_server() {
         .unwrap()
         .to_owned();
     let r = post(
-        json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"probe","arguments":{"attacks":["env","cmdline"],"sidecar":w.pid()}}}),
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"probe","arguments":{"attacks":["env","cmdline","stdin"],"sidecar":w.pid()}}}),
         Some(sid),
     )
     .await
@@ -187,6 +187,7 @@ async fn the_callers_token_never_reaches_the_server() {
     let body = crate::support::http::final_response(r).await;
     let got = text(&body);
     assert!(got.contains("HOME="), "{got}");
+    assert!(got.contains("tools/call"), "stdin was recorded: {got}");
     assert!(!got.contains(token), "{got}");
 }
 
