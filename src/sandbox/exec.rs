@@ -26,18 +26,19 @@ use std::time::{Duration, Instant};
 use ::landlock::{LandlockStatus, RulesetCreated};
 use nix::errno::Errno;
 use nix::libc;
+use nix::sched::{CloneFlags, unshare};
 use nix::sys::prctl;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{
-    ForkResult, Gid, Pid, Uid, dup2_stdin, dup2_stdout, execve, fork, geteuid, getgid, getpgid,
-    getpid, getppid, getuid, setgroups, setresgid, setresuid, setsid,
+    ForkResult, Gid, Pid, Uid, dup2_stdin, dup2_stdout, execve, fork, getegid, geteuid, getgid,
+    getpgid, getpid, getppid, getuid, setgroups, setresgid, setresuid, setsid,
 };
 use seccompiler::BpfProgram;
 
 use super::landlock::{self, Enforcement};
-use super::profile::{Plan, Rlimit};
+use super::profile::{Namespace, Plan, Rlimit};
 use super::seccomp::{self, Program, Protected};
 use super::status::LayerReport;
 
@@ -272,8 +273,8 @@ fn prepare(plan: &Plan, sidecar: i32) -> Result<Prepared, String> {
 }
 
 /// Applies the layers to this (forked, single-threaded) process in the order that keeps
-/// each one possible: rlimits → uid/gid drop or capability drop → parent-death signal →
-/// Landlock → no_new_privs → seccomp. Returns what is in force.
+/// each one possible: rlimits → uid/gid drop → namespaces → capability drop → parent-death
+/// signal → Landlock → no_new_privs → seccomp. Returns what is in force.
 fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
     for &(resource, value) in &plan.rlimits {
         set_rlimit(resource, value)?;
@@ -288,11 +289,18 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
         setresgid(g, g, g).map_err(|e| format!("setresgid({gid}): {e}"))?;
         setresuid(u, u, u).map_err(|e| format!("setresuid({uid}): {e}"))?;
     }
-    if plan.drop_capabilities && geteuid().is_root() {
+    let namespaces = match unshare_namespaces(&plan.namespaces) {
+        Ok(()) => plan.namespaces.clone(),
+        Err(e) if plan.namespaces_required => return Err(format!("namespaces: {e}")),
+        Err(_) => Vec::new(),
+    };
+    // A user namespace grants every capability inside it: drop those too.
+    if plan.drop_capabilities && (geteuid().is_root() || !namespaces.is_empty()) {
         drop_capabilities(prepared.last_cap).map_err(|e| format!("dropping capabilities: {e}"))?;
         capabilities_dropped = true;
     }
-    // Die with the supervisor. Set after any credential change, which clears it.
+    // Die with the supervisor. Set after any credential change (a user namespace is one),
+    // which clears it.
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("parent-death signal: {e}"))?;
     if getppid().as_raw() == 1 {
         return Err("the supervisor is gone".into());
@@ -346,7 +354,36 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
         capabilities_dropped,
         cap_eff: cap_eff(),
         rlimits: plan.rlimits.clone(),
+        namespaces,
     })
+}
+
+/// Gives this process its own copies of `kinds`, a user namespace first (so no privilege is
+/// needed), mapping its uid and gid to themselves.
+fn unshare_namespaces(kinds: &[Namespace]) -> Result<(), String> {
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+    let mut flags = CloneFlags::empty();
+    for k in kinds {
+        flags |= match k {
+            Namespace::User => CloneFlags::CLONE_NEWUSER,
+            Namespace::Net => CloneFlags::CLONE_NEWNET,
+            Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
+            Namespace::Uts => CloneFlags::CLONE_NEWUTS,
+        };
+    }
+    unshare(flags).map_err(|e| format!("unshare: {e}"))?;
+    if flags.contains(CloneFlags::CLONE_NEWUSER) {
+        let write = |file: &str, text: String| {
+            std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| format!("{file}: {e}"))
+        };
+        write("setgroups", "deny".into())?;
+        write("uid_map", format!("{uid} {uid} 1"))?;
+        write("gid_map", format!("{gid} {gid} 1"))?;
+    }
+    Ok(())
 }
 
 fn set_rlimit(resource: Rlimit, value: u64) -> Result<(), String> {

@@ -99,6 +99,23 @@ struct RlimitSection {
 struct ProcessSection {
     drop_capabilities: bool,
     no_new_privs: bool,
+    #[serde(default)]
+    namespaces: Vec<Namespace>,
+    #[serde(default = "LandlockMode::off")]
+    namespaces_mode: LandlockMode,
+}
+
+/// A namespace the server gets its own copy of. A user namespace comes first (it is what
+/// lets an unprivileged process create the others); the server keeps its uid and gid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Namespace {
+    User,
+    /// Only a loopback interface, down: no network at all, and abstract unix sockets of
+    /// the host are out of reach.
+    Net,
+    Ipc,
+    Uts,
 }
 
 /// How Landlock is applied.
@@ -110,6 +127,12 @@ pub enum LandlockMode {
     BestEffort,
     /// Refuse to run the server unless the ruleset is fully enforced.
     Required,
+}
+
+impl LandlockMode {
+    fn off() -> LandlockMode {
+        LandlockMode::Off
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +222,9 @@ pub struct SandboxConfig {
     pub rlimits: Vec<(Rlimit, u64)>,
     pub drop_capabilities: bool,
     pub no_new_privs: bool,
+    /// Namespaces to unshare (the mode says whether their absence is fatal).
+    pub namespaces: Vec<Namespace>,
+    pub namespaces_mode: LandlockMode,
     /// Run the server as this uid/gid (the sidecar must be root).
     pub user: Option<(u32, u32)>,
 }
@@ -317,6 +343,12 @@ impl SandboxConfig {
             rlimits,
             drop_capabilities: file.process.drop_capabilities,
             no_new_privs: file.process.no_new_privs,
+            namespaces: if file.process.namespaces_mode == LandlockMode::Off {
+                Vec::new()
+            } else {
+                file.process.namespaces.clone()
+            },
+            namespaces_mode: file.process.namespaces_mode,
             user: overrides.user,
         })
     }
@@ -377,6 +409,8 @@ impl SandboxConfig {
             user: self.user,
             drop_capabilities: self.drop_capabilities,
             no_new_privs: self.no_new_privs,
+            namespaces: self.namespaces.clone(),
+            namespaces_required: self.namespaces_mode == LandlockMode::Required,
             report: false,
         }
     }
@@ -467,6 +501,8 @@ pub struct Plan {
     pub user: Option<(u32, u32)>,
     pub drop_capabilities: bool,
     pub no_new_privs: bool,
+    pub namespaces: Vec<Namespace>,
+    pub namespaces_required: bool,
     /// Apply every layer, then print the resulting status instead of running the server
     /// (the sidecar's startup check).
     pub report: bool,

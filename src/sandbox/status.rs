@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::landlock::Enforcement;
-use super::profile::{Rlimit, SandboxConfig};
+use super::profile::{Namespace, Rlimit, SandboxConfig};
 
 /// The layers as the kernel applied them to a server process (the helper's report).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +24,9 @@ pub struct LayerReport {
     /// Effective capabilities of the server process (hex, from /proc/self/status).
     pub cap_eff: String,
     pub rlimits: Vec<(Rlimit, u64)>,
+    /// Namespaces the server got its own copy of.
+    #[serde(default)]
+    pub namespaces: Vec<Namespace>,
 }
 
 /// The sidecar's sandbox status: the profile, the measured layers, and the sidecar's own
@@ -120,6 +123,13 @@ impl SandboxStatus {
             }
             _ => {}
         }
+        if !config.namespaces.is_empty() && layers.namespaces != config.namespaces {
+            let found = format!("the kernel gave only {:?}", layers.namespaces);
+            if config.namespaces_mode == super::profile::LandlockMode::Required {
+                return Err(fail("namespaces", found));
+            }
+            degraded.push(format!("namespaces: {found}"));
+        }
         if config.drop_capabilities && !layers.cap_eff.trim_start_matches('0').is_empty() {
             return Err(fail(
                 "dropping capabilities",
@@ -162,6 +172,7 @@ mod tests {
             capabilities_dropped: false,
             cap_eff: "0000000000000000".into(),
             rlimits: vec![],
+            namespaces: vec![],
         }
     }
 

@@ -666,3 +666,53 @@ async fn readiness_reports_each_layer() {
         assert!(s["layers"]["landlock_abi"].as_i64().unwrap() >= 1);
     }
 }
+
+#[tokio::test]
+async fn optional_namespaces_cut_the_network_where_the_kernel_allows_them() {
+    let dir = tempdir::Dir::new("ns");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(repo().join("sandbox/default.toml"))
+        .unwrap()
+        .replace(
+            "no_new_privs = true\n",
+            "no_new_privs = true\nnamespaces = [\"user\", \"net\", \"ipc\", \"uts\"]\nnamespaces_mode = \"best-effort\"\n",
+        );
+    let profile = dir.path().join("ns.toml");
+    std::fs::write(&profile, text).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let attack = format!("tcp_connect:{port}");
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--sandbox", &profile.display().to_string()])
+        .start();
+    let ready: Value = reqwest::get(w.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let got = probe(&w, &[attack.clone(), "status".into(), "write_work".into()]).await;
+    if ready["sandbox"]["layers"]["namespaces"] != json!(["user", "net", "ipc", "uts"]) {
+        eprintln!(
+            "SKIPPED namespaces: this kernel refuses unprivileged user namespaces ({})",
+            ready["sandbox"]["degraded"]
+        );
+        return;
+    }
+    // Only a down loopback in the server's network namespace: the host's listener is out of
+    // reach, while the default profile (same test file's baseline) connects.
+    assert_eq!(got[&attack], "DENIED ENETUNREACH", "{got:?}");
+    assert_eq!(got["write_work"], "ALLOWED");
+    let uid = nix::unistd::geteuid().as_raw();
+    assert!(got["status"].contains(&format!("\nUid:\t{uid}\t{uid}\t{uid}\t{uid}")));
+    let base = probe(
+        &Warden::start(vec![probe_bin()]),
+        std::slice::from_ref(&attack),
+    )
+    .await;
+    assert_eq!(base[&attack], "ALLOWED");
+}
