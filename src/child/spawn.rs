@@ -313,15 +313,19 @@ pub enum SandboxStartError {
 /// is readable under the profile, measure what the kernel enforces (a helper run with every
 /// layer), refuse if a required layer is missing, and log each layer. Must run before the
 /// async runtime starts.
+///
+/// `secret_files` names the sidecar's own secret and config files (with the flag that set
+/// them); every `--env-file` is checked as well.
 pub fn check_sandbox(
     spec: &ChildSpec,
     sidecar: SidecarProtection,
+    secret_files: Vec<(String, PathBuf)>,
 ) -> Result<SandboxStatus, SandboxStartError> {
     create_work_root(&spec.work_root).map_err(|source| SandboxStartError::WorkRoot {
         path: spec.work_root.clone(),
         source,
     })?;
-    spec.check_exposure(vec![])?;
+    spec.check_exposure(secret_files)?;
     let report = spec.check_sandbox()?;
     let status =
         SandboxStatus::evaluate(&spec.sandbox, report, sidecar, spec.env.injects_secrets())?;
