@@ -367,7 +367,7 @@ impl SandboxConfig {
             let mut out: Vec<PathBuf> = Vec::new();
             for t in list {
                 match t {
-                    PathTemplate::Literal(p) => out.push(p.clone()),
+                    PathTemplate::Literal(p) => out.extend(glob(p)),
                     PathTemplate::Workdir => out.push(ctx.workdir.to_owned()),
                     PathTemplate::Cwd => out.extend(ctx.cwd.map(Path::to_owned)),
                     PathTemplate::CommandDirs => {
@@ -414,6 +414,29 @@ impl SandboxConfig {
             report: false,
         }
     }
+}
+
+/// `p` itself, or, when its last component holds a `*`, the existing entries of its parent
+/// that match (one `*`, any run of characters).
+fn glob(p: &Path) -> Vec<PathBuf> {
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) else {
+        return vec![p.to_owned()];
+    };
+    let Some((prefix, suffix)) = name.split_once('*') else {
+        return vec![p.to_owned()];
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| {
+            let n = e.ok()?.file_name().into_string().ok()?;
+            (n.len() >= prefix.len() + suffix.len() && n.starts_with(prefix) && n.ends_with(suffix))
+                .then(|| parent.join(n))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 fn absolute(p: PathBuf) -> PathBuf {
@@ -590,6 +613,48 @@ mod tests {
             SandboxConfig::from_text("x", &text, None, SandboxOverrides::default()),
             Err(ProfileError::Seccomp { .. })
         ));
+    }
+
+    #[test]
+    fn a_star_matches_by_prefix_and_suffix() {
+        let dir = std::env::temp_dir().join(format!("mcpw-glob-{}", std::process::id()));
+        for n in ["python3", "python3.11", "perl", "python3.conf.bak"] {
+            std::fs::create_dir_all(dir.join(n)).unwrap();
+        }
+        let names = |pattern: &str| -> Vec<String> {
+            glob(&dir.join(pattern))
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            names("python3*"),
+            ["python3", "python3.11", "python3.conf.bak"]
+        );
+        assert_eq!(names("python3*.bak"), ["python3.conf.bak"]);
+        assert_eq!(names("perl"), ["perl"]);
+        assert!(glob(Path::new("/no/such/dir/x*")).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_default_profile_does_not_open_all_of_etc() {
+        let c = load("default");
+        let ctx = PlanContext {
+            workdir: Path::new("/w"),
+            program: Path::new("/usr/bin/env"),
+            args: &[],
+            cwd: None,
+            sidecar_pid: 1,
+        };
+        let (read, _) = c.readable_paths(&ctx);
+        assert!(!read.contains(&PathBuf::from("/etc")));
+        assert!(
+            !read
+                .iter()
+                .any(|p| p.starts_with("/etc/shadow") || p.starts_with("/etc/ssh"))
+        );
+        assert!(read.contains(&PathBuf::from("/etc/ld.so.cache")));
     }
 
     #[test]

@@ -201,6 +201,7 @@ fn default_cases(secret_file: &str) -> Vec<Case> {
         case("write_work", "ALLOWED"),
         landlock("write_tmp", "DENIED EACCES", 1),
         landlock(format!("read_file:{secret_file}"), "DENIED EACCES", 1),
+        landlock("read_file:/etc/shadow", "DENIED EACCES", 1),
         landlock("sidecar_mem", "DENIED EACCES", 1),
         landlock("sidecar_environ", "DENIED EACCES", 1),
         landlock("supervisor_environ", "DENIED EACCES", 1),
@@ -300,7 +301,7 @@ async fn default_profile_refuses_attacks_as_an_unprivileged_user() {
         "kill_supervisor",
         "pidfd_open",
         "write_tmp",
-        "read_file",
+        "read_file:/tmp",
         "unshare_user",
         "io_uring_setup",
     ] {
