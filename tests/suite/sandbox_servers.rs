@@ -1,6 +1,6 @@
 //! Real registry servers keep working under every shipped profile: initialize, tools/list
 //! and tools/call through the sidecar, node directly and through `npx --offline`, python
-//! from a venv.
+//! from a venv and through `uvx --offline`.
 
 use serde_json::{Value, json};
 
@@ -115,5 +115,43 @@ async fn mcp_server_time_under_each_profile() {
             out.contains("UTC") && out.contains("datetime"),
             "{profile}: {out}"
         );
+    }
+}
+
+#[tokio::test]
+async fn mcp_server_time_through_uvx_offline_under_each_profile() {
+    let py = repo().join("tests/py");
+    let uvx = py.join(".venv/bin/uvx");
+    let cache = py.join("uv-cache");
+    assert!(
+        uvx.exists() && cache.exists(),
+        "uvx or its cache is missing: run ./scripts/setup-test-deps"
+    );
+    let requirements = std::fs::read_to_string(py.join("requirements.txt")).unwrap();
+    let pinned = requirements
+        .lines()
+        .find(|l| l.starts_with("mcp-server-time=="))
+        .unwrap()
+        .to_owned();
+    let cache = cache.display().to_string();
+    for profile in PROFILES.iter().filter(|p| available(p)) {
+        let builder = Warden::builder(vec![
+            uvx.display().to_string(),
+            "--offline".into(),
+            pinned.clone(),
+            "--local-timezone".into(),
+            "UTC".into(),
+        ])
+        // uv keeps its environments (and lock files) in the cache.
+        .args(["--env", &format!("UV_CACHE_DIR={cache}")])
+        .args(["--sandbox-write", &cache]);
+        let out = exercise(
+            builder,
+            profile,
+            "get_current_time",
+            json!({"timezone": "UTC"}),
+        )
+        .await;
+        assert!(out.contains("datetime"), "{profile}: {out}");
     }
 }
