@@ -295,7 +295,7 @@ impl ChildSpec {
 /// Why the sidecar refuses to start with its sandbox.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxStartError {
-    #[error("cannot create the work root {path}: {source}")]
+    #[error("cannot create the work root {path}")]
     WorkRoot {
         path: PathBuf,
         #[source]

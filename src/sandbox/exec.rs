@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! sidecar ──spawn──▶ helper (this file, single-threaded)
-//!                      non-dumpable · setsid · child-subreaper · parent-death signal
+//!                      non-dumpable · setsid · child-subreaper · watches its parent
 //!                      build BPF programs and the Landlock ruleset
 //!                      fork ─▶ server branch: rlimits → uid/gid or capability drop →
 //!                              parent-death signal → Landlock → no_new_privs → seccomp
@@ -46,6 +46,8 @@ use super::status::LayerReport;
 const EXIT_HELPER_FAILED: i32 = 125;
 /// Exit code when the server could not be executed (mirrors the shell's convention).
 const EXIT_EXEC_FAILED: i32 = 127;
+/// How often an idle supervisor checks that the sidecar is still its parent.
+const PARENT_POLL: Duration = Duration::from_millis(250);
 /// Exit code when a sandbox layer the profile requires could not be applied.
 pub const EXIT_SANDBOX_FAILED: i32 = 126;
 
@@ -139,10 +141,10 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
     if let Err(e) = prctl::set_child_subreaper(true) {
         fail(&format!("cannot become a child subreaper: {e}"));
     }
-    if let Err(e) = prctl::set_pdeathsig(Signal::SIGKILL) {
-        fail(&format!("cannot set the parent-death signal: {e}"));
-    }
-    // The sidecar may have died between our spawn and the line above.
+    // No parent-death signal here: it fires when the *thread* that spawned us exits, not the
+    // sidecar, so a session started from a short-lived thread would die with it. The
+    // supervisor watches its parent instead (see `supervise`). The sidecar may already be
+    // gone.
     if getppid().as_raw() != args.parent_pid {
         std::process::exit(EXIT_HELPER_FAILED);
     }
@@ -217,7 +219,7 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
         Ok(ForkResult::Parent { child }) => {
             drop(prepared);
             detach_stdio();
-            supervise(child, args.grace, &handled)
+            supervise(child, args.grace, &handled, args.parent_pid)
         }
     }
 }
@@ -228,6 +230,7 @@ struct Prepared {
     filters: Vec<BpfProgram>,
     landlock: Option<Result<RulesetCreated, String>>,
     last_cap: u32,
+    supervisor: i32,
 }
 
 fn prepare(plan: &Plan, sidecar: i32) -> Result<Prepared, String> {
@@ -269,6 +272,7 @@ fn prepare(plan: &Plan, sidecar: i32) -> Result<Prepared, String> {
         filters,
         landlock,
         last_cap,
+        supervisor: getpid().as_raw(),
     })
 }
 
@@ -302,7 +306,7 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
     // Die with the supervisor. Set after any credential change (a user namespace is one),
     // which clears it.
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("parent-death signal: {e}"))?;
-    if getppid().as_raw() == 1 {
+    if getppid().as_raw() != prepared.supervisor {
         return Err("the supervisor is gone".into());
     }
 
@@ -492,7 +496,7 @@ fn detach_stdio() {
 }
 
 /// Reaps the tree until it is empty, then exits with the server's status.
-fn supervise(server: Pid, grace: Duration, handled: &SigSet) -> ! {
+fn supervise(server: Pid, grace: Duration, handled: &SigSet, sidecar: i32) -> ! {
     let mut server_status: Option<WaitStatus> = None;
     let mut terminating: Option<Instant> = None;
     let mut killed = false;
@@ -528,7 +532,7 @@ fn supervise(server: Pid, grace: Duration, handled: &SigSet) -> ! {
             signal_tree(server, Signal::SIGTERM);
         }
         let timeout = match terminating {
-            None => None,
+            None => Some(PARENT_POLL),
             Some(since) if !killed => {
                 let left = grace.saturating_sub(since.elapsed());
                 if left.is_zero() {
@@ -551,6 +555,13 @@ fn supervise(server: Pid, grace: Duration, handled: &SigSet) -> ! {
                 signal_tree(server, Signal::SIGTERM);
             }
             _ => {}
+        }
+        // Re-parented: the sidecar died (even by SIGKILL). Nobody is left to talk to the
+        // server or to wait for a graceful exit.
+        if !killed && getppid().as_raw() != sidecar {
+            terminating.get_or_insert_with(Instant::now);
+            killed = true;
+            signal_tree(server, Signal::SIGKILL);
         }
     }
 }

@@ -717,3 +717,85 @@ async fn optional_namespaces_cut_the_network_where_the_kernel_allows_them() {
     .await;
     assert_eq!(base[&attack], "ALLOWED");
 }
+
+#[tokio::test]
+async fn a_session_started_from_a_thread_that_exits_lives_on() {
+    use mcp_warden::sandbox::exec::{HelperArgs, PLAN_ENV, helper_args};
+    use mcp_warden::sandbox::profile::{PlanContext, SandboxConfig};
+    let work = tempdir::Dir::new("thread");
+    let probe = PathBuf::from(probe_bin());
+    let plan = SandboxConfig::load("default", Default::default())
+        .unwrap()
+        .plan(&PlanContext {
+            workdir: work.path(),
+            program: &probe,
+            args: &[],
+            cwd: None,
+            sidecar_pid: std::process::id() as i32,
+        });
+    let args = helper_args(&HelperArgs {
+        parent_pid: std::process::id() as i32,
+        grace: Duration::from_secs(1),
+        program: probe.clone().into(),
+        argv: vec![probe.into()],
+    });
+    let mut cmd = std::process::Command::new(warden_bin());
+    cmd.arg(mcp_warden::sandbox::HELPER_ARG)
+        .args(args)
+        .env_clear()
+        .env("HOME", work.path())
+        .env(PLAN_ENV, serde_json::to_string(&plan).unwrap())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    // The spawning thread stays until the server runs (so the helper is past any setup a
+    // parent-death signal would need), then exits: one tied to it would kill the session.
+    let (mut helper, server) = std::thread::spawn(move || {
+        let helper = cmd.spawn().unwrap();
+        let supervisor = helper.id() as i32;
+        let server = crate::support::eventually(Duration::from_secs(5), || {
+            crate::support::proc::descendants(supervisor)
+                .first()
+                .copied()
+        })
+        .expect("server started");
+        (helper, server)
+    })
+    .join()
+    .unwrap();
+    let supervisor = helper.id() as i32;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        alive(supervisor) && alive(server),
+        "the session died with its spawning thread"
+    );
+    drop(helper.stdin.take());
+    let status = helper.wait().unwrap();
+    assert!(status.success(), "the server exits on EOF: {status}");
+}
+
+#[tokio::test]
+async fn every_server_dies_with_a_killed_sidecar() {
+    let mut w = Warden::start(vec![probe_bin()]);
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let r = m
+        .call_tool(
+            json!(1),
+            "probe",
+            json!({"attacks": ["server_pid", "daemon"], "sidecar": w.pid()}),
+        )
+        .await;
+    let out: HashMap<String, String> = serde_json::from_str(&text(&r)).unwrap();
+    let pid = |k: &str| -> i32 { out[k].trim_start_matches("ALLOWED: ").parse().unwrap() };
+    let (server, daemon) = (pid("server_pid"), pid("daemon"));
+    assert!(alive(server) && alive(daemon));
+    w.stop_with(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5));
+    assert!(
+        until(Duration::from_secs(10), || (!alive(server)
+            && !alive(daemon))
+        .then_some(()))
+        .await
+        .is_some(),
+        "the session's tree outlived the sidecar"
+    );
+}
