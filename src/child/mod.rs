@@ -16,5 +16,5 @@ pub use env::{EnvPlan, EnvSource, SecretSet, SessionEnv};
 pub use process::ProcessTable;
 pub use spawn::{
     ChildSpec, SandboxStartError, SpawnError, StderrLimits, WorkDir, check_sandbox,
-    create_work_root,
+    create_work_root, sweep_stale_work_roots,
 };

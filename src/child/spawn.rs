@@ -146,6 +146,38 @@ pub fn create_work_root(root: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))
 }
 
+/// Removes the default work roots (`<dir>/mcp-warden-<pid>-<tag>`) that sidecars killed
+/// without cleaning up left behind: only directories owned by this user whose pid no
+/// longer runs. Returns how many were removed.
+pub fn sweep_stale_work_roots(dir: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("mcp-warden-"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours
+            && !Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::remove_dir_all(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 impl ChildSpec {
     /// The command as text, for logs and error messages.
     pub fn display_command(&self) -> String {
