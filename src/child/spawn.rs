@@ -146,7 +146,7 @@ pub fn create_work_root(root: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))
 }
 
-/// Removes the default work roots (`<dir>/mcp-warden-<pid>-<tag>`) that sidecars killed
+/// Removes the default work roots (`<dir>/mcp-warden-<pid>-<12 hex>`) that sidecars killed
 /// without cleaning up left behind: only directories owned by this user whose pid no
 /// longer runs. Returns how many were removed.
 pub fn sweep_stale_work_roots(dir: &Path) -> usize {
@@ -162,6 +162,7 @@ pub fn sweep_stale_work_roots(dir: &Path) -> usize {
             .to_str()
             .and_then(|n| n.strip_prefix("mcp-warden-"))
             .and_then(|rest| rest.split_once('-'))
+            .filter(|(_, tag)| tag.len() == 12 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
             .and_then(|(pid, _)| pid.parse::<u32>().ok())
         else {
             continue;
@@ -433,6 +434,20 @@ mod tests {
             spec("definitely-not-a-command-xyz", "/bin:/usr/bin").resolve_program(),
             Err(SpawnError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn only_our_dead_work_roots_are_swept() {
+        let dir = std::env::temp_dir().join(format!("mcpw-sweep-{}", std::process::id()));
+        let dead = dir.join("mcp-warden-999999999-0123456789ab");
+        let live = dir.join(format!("mcp-warden-{}-0123456789ab", std::process::id()));
+        let other = dir.join("mcp-warden-999999999-notours");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir_all(d.join("inner")).unwrap();
+        }
+        assert_eq!(sweep_stale_work_roots(&dir), 1);
+        assert!(!dead.exists() && live.exists() && other.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
