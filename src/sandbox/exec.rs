@@ -4,9 +4,10 @@
 //! sidecar ──spawn──▶ helper (this file, single-threaded)
 //!                      non-dumpable · setsid · child-subreaper · watches its parent
 //!                      build BPF programs and the Landlock ruleset
-//!                      fork ─▶ server branch: rlimits → uid/gid or capability drop →
-//!                              parent-death signal → Landlock → no_new_privs → seccomp
-//!                              → exec(server) with exactly the environment it was given
+//!                      fork ─▶ server branch: rlimits → uid/gid drop → namespaces →
+//!                              capability drop → parent-death signal → Landlock →
+//!                              no_new_privs → seccomp → exec(server) with exactly the
+//!                              environment it was given
 //!                      └─ supervisor: reaps, and on SIGTERM or when the server exits
 //!                         terminates every descendant (SIGTERM, SIGKILL after a grace)
 //! ```
