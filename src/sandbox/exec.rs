@@ -299,8 +299,9 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
         Err(e) if plan.namespaces_required => return Err(format!("namespaces: {e}")),
         Err(_) => Vec::new(),
     };
-    // A user namespace grants every capability inside it: drop those too.
-    if plan.drop_capabilities && (geteuid().is_root() || !namespaces.is_empty()) {
+    // Whatever the sidecar holds (root's sets, ambient capabilities it was started with, or
+    // everything a user namespace grants inside it) is not for the server.
+    if plan.drop_capabilities {
         drop_capabilities(prepared.last_cap).map_err(|e| format!("dropping capabilities: {e}"))?;
         capabilities_dropped = true;
     }
@@ -439,8 +440,12 @@ fn drop_capabilities(last_cap: u32) -> Result<(), Errno> {
     for cap in 0..=last_cap {
         // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
         let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        if rc != 0 && Errno::last() != Errno::EINVAL {
-            return Err(Errno::last());
+        match (rc, Errno::last()) {
+            (0, _) | (_, Errno::EINVAL) => {}
+            // Without CAP_SETPCAP the bounding set stays; no_new_privs already keeps exec
+            // from granting file capabilities.
+            (_, Errno::EPERM) => break,
+            (_, e) => return Err(e),
         }
     }
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
