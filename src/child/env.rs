@@ -126,6 +126,55 @@ impl EnvSource {
     }
 }
 
+/// One injected variable as a configuration file writes it: `name` and exactly one of
+/// `value`, `file`, `claim` or `exchange` (with optional `scope` for an exchange).
+///
+/// ```toml
+/// env = [
+///   { name = "MODE", value = "prod" },
+///   { name = "API_KEY", file = "/var/run/secrets/api/key" },
+///   { name = "USER_EMAIL", claim = "email" },
+///   { name = "API_TOKEN", exchange = "https://api.example.com", scope = "read" },
+/// ]
+/// ```
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvEntry {
+    pub name: String,
+    pub value: Option<String>,
+    pub file: Option<PathBuf>,
+    pub claim: Option<String>,
+    pub exchange: Option<String>,
+    pub scope: Option<String>,
+}
+
+impl TryFrom<EnvEntry> for EnvSource {
+    type Error = EnvError;
+
+    fn try_from(e: EnvEntry) -> Result<EnvSource, EnvError> {
+        let name = e.name;
+        if e.scope.is_some() && e.exchange.is_none() {
+            return Err(EnvError::BadEntry(name));
+        }
+        match (e.value, e.file, e.claim, e.exchange) {
+            (Some(value), None, None, None) => Ok(EnvSource::Value { name, value }),
+            (None, Some(path), None, None) => Ok(EnvSource::File { name, path }),
+            (None, None, Some(claim), None) => Ok(EnvSource::Claim { name, claim }),
+            (None, None, None, Some(audience)) => Ok(EnvSource::Exchange {
+                name,
+                audience,
+                scopes: e
+                    .scope
+                    .iter()
+                    .flat_map(|s| s.split_whitespace())
+                    .map(str::to_owned)
+                    .collect(),
+            }),
+            _ => Err(EnvError::BadEntry(name)),
+        }
+    }
+}
+
 /// Why an environment cannot be built. Messages name variables and files, never values.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
@@ -137,6 +186,10 @@ pub enum EnvError {
     Duplicate(String),
     #[error("--env-exchange {0}: expected AUDIENCE[,scope=SCOPE]")]
     BadExchange(String),
+    #[error(
+        "env entry {0}: give exactly one of value, file, claim or exchange (scope only with exchange)"
+    )]
+    BadEntry(String),
     #[error(
         "--env-exchange {0} needs an authorization server with token exchange (--issuer and client credentials)"
     )]
@@ -649,6 +702,48 @@ mod tests {
         assert_eq!(claim_text(&json!(42)).unwrap(), "42");
         assert_eq!(claim_text(&json!({"k": 1})).unwrap(), "{\"k\":1}");
         assert_eq!(claim_text(&json!(null)), None);
+    }
+
+    #[test]
+    fn config_file_entries_become_sources() {
+        #[derive(serde::Deserialize)]
+        struct File {
+            env: Vec<EnvEntry>,
+        }
+        let text = r#"env = [
+            { name = "MODE", value = "prod" },
+            { name = "API_KEY", file = "/run/secrets/key" },
+            { name = "USER_EMAIL", claim = "email" },
+            { name = "API_TOKEN", exchange = "https://api.example", scope = "read write" },
+        ]"#;
+        let file: File = toml::from_str(text).unwrap();
+        let sources: Vec<EnvSource> = file
+            .env
+            .into_iter()
+            .map(EnvSource::try_from)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            sources[1],
+            EnvSource::File {
+                name: "API_KEY".into(),
+                path: "/run/secrets/key".into()
+            }
+        );
+        assert_eq!(
+            sources[3],
+            EnvSource::Exchange {
+                name: "API_TOKEN".into(),
+                audience: "https://api.example".into(),
+                scopes: vec!["read".into(), "write".into()]
+            }
+        );
+        let two: File =
+            toml::from_str(r#"env = [{ name = "X", value = "a", file = "/b" }]"#).unwrap();
+        assert!(EnvSource::try_from(two.env[0].clone()).is_err());
+        let none: File = toml::from_str(r#"env = [{ name = "X" }]"#).unwrap();
+        assert!(EnvSource::try_from(none.env[0].clone()).is_err());
+        assert!(toml::from_str::<File>(r#"env = [{ name = "X", valu = "a" }]"#).is_err());
     }
 
     #[derive(Debug)]
