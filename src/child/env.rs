@@ -439,15 +439,16 @@ async fn read_secret(name: &str, path: &PathBuf) -> Result<Secret, EnvError> {
     Ok(Secret(bytes))
 }
 
-/// A claim of the principal's validated token, as text (`sub`, `iss`, `client_id`/`azp`,
-/// `scope`).
+/// A claim of the principal's validated token, as text: any claim of the token (JWT
+/// payload or introspection answer), with `scope` and `client_id` as authentication
+/// normalized them when the token carries them differently (`scp`, `azp`).
 fn principal_claim(p: &Principal, claim: &str) -> Option<String> {
     match claim {
-        "sub" => Some(p.subject.clone()),
-        "iss" => (!p.issuer.is_empty()).then(|| p.issuer.clone()),
-        "client_id" | "azp" => p.client_id.clone(),
-        "scope" => Some(p.scopes.iter().cloned().collect::<Vec<_>>().join(" ")),
-        _ => None,
+        "scope" if !p.scopes.is_empty() => {
+            Some(p.scopes.iter().cloned().collect::<Vec<_>>().join(" "))
+        }
+        "client_id" => p.client_id.clone(),
+        _ => p.claims.get(claim).and_then(claim_text),
     }
 }
 
@@ -546,12 +547,22 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn principal(sub: &str) -> Principal {
-        Principal {
-            issuer: "https://as.example".into(),
-            subject: sub.into(),
-            client_id: Some("app".into()),
-            scopes: BTreeSet::from(["mcp".to_owned(), "read".to_owned()]),
-        }
+        let mut p = Principal::new("https://as.example", sub);
+        p.client_id = Some("app".into());
+        p.scopes = BTreeSet::from(["mcp".to_owned(), "read".to_owned()]);
+        p.claims = std::sync::Arc::new(
+            serde_json::json!({
+                "iss": "https://as.example",
+                "sub": sub,
+                "email": format!("{sub}@example.com"),
+                "groups": ["dev", "ops"],
+                "scope": "mcp read",
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        );
+        p
     }
 
     fn sidecar_env(name: &str) -> Option<OsString> {
@@ -634,6 +645,14 @@ mod tests {
                     name: "SCOPES".into(),
                     claim: "scope".into(),
                 },
+                EnvSource::Claim {
+                    name: "EMAIL".into(),
+                    claim: "email".into(),
+                },
+                EnvSource::Claim {
+                    name: "GROUPS".into(),
+                    claim: "groups".into(),
+                },
             ],
             None,
         )
@@ -643,6 +662,11 @@ mod tests {
         assert_eq!(a.get("USER_ID").unwrap(), "alice");
         assert_eq!(b.get("USER_ID").unwrap(), "bob");
         assert_eq!(a.get("SCOPES").unwrap(), "mcp read");
+        assert_eq!(a.get("EMAIL").unwrap(), "alice@example.com");
+        assert_eq!(b.get("EMAIL").unwrap(), "bob@example.com");
+        assert_eq!(a.get("GROUPS").unwrap(), "dev,ops");
+        // Claims are not secrets (they describe the caller), so nothing is registered.
+        assert!(a.secrets().is_empty());
         let plan = EnvPlan::new(
             &[],
             &sidecar_env,

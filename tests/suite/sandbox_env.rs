@@ -303,3 +303,96 @@ async fn one_sessions_server_cannot_read_anothers_environment() {
     let got = run("default").await;
     assert_eq!(got, "DENIED EACCES");
 }
+
+/// A sidecar with the development issuer around the probe, and tokens for it.
+struct Authed {
+    warden: Warden,
+    dir: crate::support::TempDir,
+}
+
+impl Authed {
+    fn start(extra: &[&str]) -> Authed {
+        let dir = crate::support::TempDir::new("sbx-auth");
+        let key = dir.path("dev-key.pem");
+        let warden = Warden::builder(vec![probe_bin()])
+            .with_auth()
+            .args(["--dev", "--dev-key-file", key.to_str().unwrap()])
+            .args(extra.iter().copied())
+            .start();
+        Authed { warden, dir }
+    }
+
+    fn token(&self, sub: &str) -> String {
+        let out = std::process::Command::new(warden_bin())
+            .args(["token", "--dev-key-file"])
+            .arg(self.dir.path("dev-key.pem"))
+            .args(["--listen", &self.warden.addr.to_string()])
+            .args(["--sub", sub, "--scope", "", "--ttl", "5m"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    async fn probe_as(&self, token: &str, attacks: &[&str]) -> HashMap<String, String> {
+        let mut m = super::auth::mcp_with(self.warden.mcp_url(), token);
+        m.initialize().await;
+        let r = m
+            .call_tool(
+                json!(1),
+                "probe",
+                json!({"attacks": attacks, "sidecar": self.warden.pid()}),
+            )
+            .await;
+        serde_json::from_str(&text(&r)).unwrap_or_else(|_| panic!("{r}"))
+    }
+}
+
+#[tokio::test]
+async fn each_principal_gets_its_own_claims_and_never_its_token() {
+    let a = Authed::start(&["--env-claim", "USER_ID=sub", "--env-claim", "ISSUER=iss"]);
+    let (alice, bob) = (a.token("alice"), a.token("bob"));
+    let got_a = a.probe_as(&alice, &["env", "cmdline", "stdin"]).await;
+    let got_b = a.probe_as(&bob, &["env"]).await;
+    let (env_a, env_b) = (env_of(&got_a["env"]), env_of(&got_b["env"]));
+    assert_eq!(env_a["USER_ID"], "alice");
+    assert_eq!(env_b["USER_ID"], "bob");
+    assert_eq!(env_a["ISSUER"], env_b["ISSUER"]);
+    assert!(
+        env_a["ISSUER"].starts_with("http://127.0.0.1:"),
+        "{env_a:?}"
+    );
+    // The caller's token reaches neither the environment, argv nor stdin of the server.
+    for part in ["env", "cmdline", "stdin"] {
+        assert!(!got_a[part].contains(&alice), "{part}: {}", got_a[part]);
+    }
+    assert!(got_a["stdin"].contains("tools/call"), "stdin was recorded");
+}
+
+#[tokio::test]
+async fn a_missing_claim_refuses_the_session_without_starting_a_server() {
+    let a = Authed::start(&["--env-claim", "DEPT=department"]);
+    let token = a.token("carol");
+    let r = super::auth::post_init(
+        &a.warden.mcp_url(),
+        &[("authorization", format!("Bearer {token}"))],
+    )
+    .await;
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("credentials are unavailable"),
+        "{body}"
+    );
+    a.warden.wait_log(
+        "has no claim \"department\" for DEPT",
+        Duration::from_secs(5),
+    );
+    assert!(!a.warden.logs().contains("session started"));
+}
