@@ -14,6 +14,8 @@ pub(crate) struct Metadata {
     pub issuer: String,
     pub jwks_uri: Option<Url>,
     pub introspection_endpoint: Option<Url>,
+    /// Where token exchange (RFC 8693) requests go.
+    pub token_endpoint: Option<Url>,
 }
 
 /// Why discovery failed.
@@ -91,6 +93,7 @@ pub(crate) fn parse(
         issuer: issuer.to_owned(),
         jwks_uri: endpoint("jwks_uri")?,
         introspection_endpoint: endpoint("introspection_endpoint")?,
+        token_endpoint: endpoint("token_endpoint")?,
     })
 }
 

@@ -7,6 +7,7 @@ mod authenticator;
 pub mod challenge;
 pub mod dev_issuer;
 mod discovery;
+pub mod exchange;
 pub mod fetch;
 mod introspection;
 mod jwks;

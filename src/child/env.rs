@@ -238,6 +238,25 @@ pub trait TokenExchanger: Send + Sync + fmt::Debug {
     fn exchange<'a>(&'a self, request: ExchangeRequest<'a>) -> ExchangeFuture<'a>;
 }
 
+/// Token exchange as the authentication layer performs it.
+impl TokenExchanger for crate::auth::exchange::TokenExchangeClient {
+    fn exchange<'a>(&'a self, r: ExchangeRequest<'a>) -> ExchangeFuture<'a> {
+        Box::pin(async move {
+            let subject = std::str::from_utf8(r.subject_token.expose())
+                .map_err(|_| "the caller's token is not text".to_owned())?;
+            let issued = crate::auth::exchange::TokenExchangeClient::exchange(
+                self, subject, r.audience, r.scopes,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(ExchangedToken {
+                access_token: Secret::new(issued.access_token.expose().as_bytes()),
+                expires_in: issued.expires_in,
+            })
+        })
+    }
+}
+
 /// The session a server environment is built for.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionContext<'a> {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::SessionConfig;
 use super::events::EventStream;
 use crate::auth::Principal;
-use crate::child::env::SessionContext;
+use crate::child::env::{Secret, SessionContext};
 use crate::child::{
     Child, ChildSink, Closed, ExitStatus, ProcessTable, SecretSet, SessionEnv, SpawnError,
 };
@@ -199,10 +199,17 @@ impl SessionStore {
 
     /// Builds the environment of a new session's server for `principal`. The error is a
     /// message for the client; the cause (which names a variable, never a value) is logged.
-    pub async fn session_env(&self, principal: &Principal) -> Result<SessionEnv, &'static str> {
+    /// `caller_token` is the caller's access token, used only as the subject of token
+    /// exchanges (`--env-exchange`), never injected.
+    pub async fn session_env(
+        &self,
+        principal: &Principal,
+        caller_token: Option<&str>,
+    ) -> Result<SessionEnv, &'static str> {
+        let subject = caller_token.map(Secret::new);
         let ctx = SessionContext {
             principal,
-            subject_token: None,
+            subject_token: subject.as_ref(),
         };
         self.inner.config.child.env.resolve(ctx).await.map_err(|e| {
             tracing::error!(error = %e, "cannot build the MCP server's environment");

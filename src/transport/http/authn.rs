@@ -89,6 +89,12 @@ fn credentials<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, Rejecti
     bearer(value.as_bytes())
 }
 
+/// The bearer token of a request that passed authentication, for token exchange on the
+/// caller's behalf (`--env-exchange`); `None` without authentication.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers.get(header::AUTHORIZATION)?.as_bytes()).ok()
+}
+
 /// `Bearer <token68>` (RFC 6750 §2.1; the scheme is case-insensitive). Another scheme is
 /// not a bearer credential at all: the client gets the plain challenge.
 fn bearer(value: &[u8]) -> Result<&str, Rejection> {

@@ -34,7 +34,8 @@ pub(crate) async fn connect(
     let Some(paths) = &st.config.legacy else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let child_env = match st.store.session_env(&principal).await {
+    let caller_token = super::authn::bearer_token(&headers);
+    let child_env = match st.store.session_env(&principal, caller_token).await {
         Ok(e) => e,
         Err(message) => {
             return super::rescue::json_error(

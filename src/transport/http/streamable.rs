@@ -128,7 +128,16 @@ async fn post_inner(
     let body = read_body(body).await?;
     let batch = mcp::first_non_whitespace(&body) == Some(b'[');
     let Some(session_id) = session_id else {
-        return initialize(st, principal, body, batch, headers::trace(headers)).await;
+        let caller_token = super::authn::bearer_token(headers);
+        return initialize(
+            st,
+            principal,
+            caller_token,
+            body,
+            batch,
+            headers::trace(headers),
+        )
+        .await;
     };
     let session = lookup_id(st, principal, session_id, Transport::Streamable)?;
     if batch {
@@ -301,6 +310,7 @@ async fn post_batch(
 async fn initialize(
     st: &AppState,
     principal: &Principal,
+    caller_token: Option<&str>,
     body: Bytes,
     batch: bool,
     trace: Option<TraceContext>,
@@ -326,7 +336,7 @@ async fn initialize(
         return Err(Rejection::MissingSession);
     }
     let id = env.id.clone();
-    let child_env = match st.store.session_env(principal).await {
+    let child_env = match st.store.session_env(principal, caller_token).await {
         Ok(e) => e,
         Err(message) => {
             return Ok(json_message(Bytes::from(mcp::error_response(

@@ -1,0 +1,205 @@
+//! RFC 8693 token exchange at the issuer's token endpoint, authenticated with the sidecar's
+//! own client credentials: the caller's access token is the subject token, and the issued
+//! token is what the session's server gets (`--env-exchange`). The caller's token itself
+//! never leaves the sidecar except to its own issuer.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use url::Url;
+
+use super::Secret;
+use super::fetch::{FetchError, HttpClient};
+
+const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// Largest token response accepted.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Why an exchange failed. Messages name the endpoint and the issuer's error code, never a
+/// token or the client secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("the token response of {0} has no access_token")]
+    NoToken(String),
+    #[error("the token response of {0} issued a {1:?}, not an access token")]
+    WrongType(String, String),
+    #[error("cannot discover the token endpoint: {0}")]
+    Discovery(String),
+    #[error("the metadata of {0} has no token_endpoint; set --token-endpoint")]
+    NoEndpoint(String),
+}
+
+/// A token obtained by exchange.
+#[derive(Debug, Clone)]
+pub struct Exchanged {
+    pub access_token: Secret,
+    pub expires_in: Option<Duration>,
+}
+
+/// Exchanges tokens at the issuer's token endpoint (configured, or discovered from the
+/// issuer's metadata at the first exchange).
+#[derive(Debug)]
+pub struct TokenExchangeClient {
+    http: HttpClient,
+    issuer: String,
+    endpoint: tokio::sync::OnceCell<Url>,
+    client_id: String,
+    client_secret: Secret,
+}
+
+impl TokenExchangeClient {
+    pub fn new(
+        http: HttpClient,
+        issuer: String,
+        endpoint: Option<Url>,
+        client_id: String,
+        client_secret: Secret,
+    ) -> Self {
+        TokenExchangeClient {
+            http,
+            issuer,
+            endpoint: tokio::sync::OnceCell::new_with(endpoint),
+            client_id,
+            client_secret,
+        }
+    }
+
+    async fn endpoint(&self) -> Result<&Url, ExchangeError> {
+        self.endpoint
+            .get_or_try_init(|| async {
+                super::discovery::discover(&self.http, &self.issuer)
+                    .await
+                    .map_err(|e| ExchangeError::Discovery(e.to_string()))?
+                    .token_endpoint
+                    .ok_or_else(|| ExchangeError::NoEndpoint(self.issuer.clone()))
+            })
+            .await
+    }
+
+    /// `target` names the service the token is for: sent as `resource` when it is an
+    /// absolute URI (RFC 8693 §2.1, RFC 8707), else as `audience`.
+    pub async fn exchange(
+        &self,
+        subject_token: &str,
+        target: &str,
+        scopes: &[String],
+    ) -> Result<Exchanged, ExchangeError> {
+        let form = request_form(subject_token, target, scopes);
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let endpoint = self.endpoint().await?;
+        let body = self
+            .http
+            .post_form(
+                endpoint,
+                &self.client_id,
+                self.client_secret.expose(),
+                &pairs,
+                MAX_RESPONSE_BYTES,
+            )
+            .await?;
+        parse_response(endpoint.as_str(), &body)
+    }
+}
+
+/// The form of an exchange request (RFC 8693 §2.1).
+pub fn request_form(
+    subject_token: &str,
+    target: &str,
+    scopes: &[String],
+) -> Vec<(&'static str, String)> {
+    let mut form = vec![
+        ("grant_type", GRANT_TYPE.to_owned()),
+        ("subject_token", subject_token.to_owned()),
+        ("subject_token_type", ACCESS_TOKEN_TYPE.to_owned()),
+        ("requested_token_type", ACCESS_TOKEN_TYPE.to_owned()),
+    ];
+    let is_uri = Url::parse(target).is_ok_and(|u| u.has_host());
+    form.push((
+        if is_uri { "resource" } else { "audience" },
+        target.to_owned(),
+    ));
+    if !scopes.is_empty() {
+        form.push(("scope", scopes.join(" ")));
+    }
+    form
+}
+
+/// Reads a successful exchange response (RFC 8693 §2.2.1).
+pub fn parse_response(
+    endpoint: &str,
+    body: &serde_json::Map<String, Value>,
+) -> Result<Exchanged, ExchangeError> {
+    let token = body
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ExchangeError::NoToken(endpoint.to_owned()))?;
+    if let Some(t) = body.get("issued_token_type").and_then(Value::as_str)
+        && t != ACCESS_TOKEN_TYPE
+    {
+        return Err(ExchangeError::WrongType(endpoint.to_owned(), t.to_owned()));
+    }
+    let expires_in = body
+        .get("expires_in")
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs);
+    Ok(Exchanged {
+        access_token: Secret::new(token),
+        expires_in,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_request_is_an_rfc8693_token_exchange() {
+        let form = request_form(
+            "caller-token",
+            "https://api.example/mcp",
+            &["read".into(), "write".into()],
+        );
+        let get = |k: &str| form.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("grant_type"), Some(GRANT_TYPE));
+        assert_eq!(get("subject_token"), Some("caller-token"));
+        assert_eq!(get("subject_token_type"), Some(ACCESS_TOKEN_TYPE));
+        assert_eq!(get("requested_token_type"), Some(ACCESS_TOKEN_TYPE));
+        assert_eq!(get("resource"), Some("https://api.example/mcp"));
+        assert_eq!(get("audience"), None);
+        assert_eq!(get("scope"), Some("read write"));
+        // A logical name is an audience, not a resource; no scope means none sent.
+        let form = request_form("t", "billing-api", &[]);
+        assert!(form.contains(&("audience", "billing-api".to_owned())));
+        assert!(!form.iter().any(|(k, _)| *k == "scope" || *k == "resource"));
+    }
+
+    #[test]
+    fn responses_are_checked() {
+        let ok = json!({"access_token": "issued", "issued_token_type": ACCESS_TOKEN_TYPE,
+                        "token_type": "Bearer", "expires_in": 3600});
+        let t = parse_response("e", ok.as_object().unwrap()).unwrap();
+        assert_eq!(t.access_token.expose(), "issued");
+        assert_eq!(t.expires_in, Some(Duration::from_secs(3600)));
+        let refresh = json!({"access_token": "x", "issued_token_type": "urn:ietf:params:oauth:token-type:refresh_token"});
+        assert!(matches!(
+            parse_response("e", refresh.as_object().unwrap()),
+            Err(ExchangeError::WrongType(..))
+        ));
+        assert!(matches!(
+            parse_response("e", json!({}).as_object().unwrap()),
+            Err(ExchangeError::NoToken(_))
+        ));
+        // Errors never carry the token.
+        let e = parse_response(
+            "https://as/token",
+            json!({"access_token": ""}).as_object().unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("https://as/token"));
+    }
+}
