@@ -7,6 +7,10 @@
 // --any-loopback-resource: any http://127.0.0.1|localhost:*/... resource indicator gets
 //   tokens with that audience (the protected resource listens on a random port).
 // --opaque: those tokens are opaque (checked by introspection) instead of JWTs (RFC 9068).
+// --token-exchange: enable RFC 8693 token exchange (registered through oidc-provider's
+//   public registerGrantType API) for a second confidential client, exchange-client /
+//   exchange-secret: a valid access token of this AS is exchanged for one for exactly one
+//   `resource`, keeping its `sub`, only down-scoping, and naming the caller in `act`.
 //
 // Prints `AS_READY <issuer>` on stdout once listening. Endpoints: discovery at
 // /.well-known/openid-configuration and /.well-known/oauth-authorization-server (same
@@ -18,6 +22,7 @@ import * as http from 'node:http';
 import * as crypto from 'node:crypto';
 import { parseArgs } from 'node:util';
 import Provider, { errors } from 'oidc-provider';
+import * as jose from 'jose';
 
 const { values: a } = parseArgs({
   options: {
@@ -28,8 +33,12 @@ const { values: a } = parseArgs({
     alg: { type: 'string', default: 'RS256' },
     ttl: { type: 'string', default: '3600' },
     user: { type: 'string', default: 'test-user' },
+    'token-exchange': { type: 'boolean', default: false },
   },
 });
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const AT_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const EXTRA = Symbol('extraClaims');
 const SCOPES = a.scopes.split(' ').filter(Boolean);
 const TTL = Number(a.ttl);
 
@@ -105,7 +114,15 @@ function buildProvider() {
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1:33418/callback'],
       token_endpoint_auth_method: 'client_secret_basic',
-    }],
+    }, ...(a['token-exchange'] ? [{
+      client_id: 'exchange-client',
+      client_secret: 'exchange-secret',
+      grant_types: ['client_credentials', TOKEN_EXCHANGE],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+    }] : [])],
+    extraTokenClaims: (ctx, token) => token[EXTRA],
     findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
     pkce: { required: () => true },
     features: {
@@ -135,10 +152,53 @@ function buildProvider() {
     renderError: (ctx, out) => { ctx.type = 'json'; ctx.body = out; },
   });
   provider.on('server_error', (ctx, err) => console.error('[as] server_error', err));
+  if (a['token-exchange']) {
+    provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange,
+      ['subject_token', 'subject_token_type', 'requested_token_type', 'resource', 'audience', 'scope'],
+      ['resource']);
+  }
   return provider;
 }
 let provider = buildProvider();
 let callback = provider.callback();
+
+// RFC 8693 §2: the subject token must be a valid access token of this AS (a JWT checked
+// against our own keys, or an opaque one looked up); the new token keeps its subject.
+async function tokenExchange(ctx) {
+  const { params, client } = ctx.oidc;
+  const p = ctx.oidc.provider;
+  if (!params.subject_token) throw new errors.InvalidRequest('missing subject_token');
+  if (params.subject_token_type !== AT_TYPE) throw new errors.InvalidRequest('unsupported subject_token_type');
+  if (params.requested_token_type && params.requested_token_type !== AT_TYPE) throw new errors.InvalidRequest('unsupported requested_token_type');
+  let subject;
+  if (params.subject_token.split('.').length === 3) {
+    try {
+      const pub = { keys: jwks.keys.map(({ d, p: _p, q, dp, dq, qi, ...k }) => k) };
+      const { payload } = await jose.jwtVerify(params.subject_token, jose.createLocalJWKSet(pub), { issuer: ISSUER, typ: 'at+jwt' });
+      subject = { sub: payload.sub, scope: payload.scope, clientId: payload.client_id };
+    } catch (e) { throw new errors.InvalidGrant(`subject_token invalid: ${e.code ?? e.message}`); }
+  } else {
+    const t = (await p.AccessToken.find(params.subject_token)) ?? (await p.ClientCredentials.find(params.subject_token));
+    if (!t || !t.isValid) throw new errors.InvalidGrant('subject_token invalid or expired');
+    subject = { sub: t.accountId ?? t.clientId, scope: t.scope, clientId: t.clientId };
+  }
+  const resources = [params.resource].flat().filter(Boolean);
+  if (resources.length !== 1) throw new errors.InvalidTarget('exactly one resource parameter is required');
+  const info = resourceInfo(resources[0]);
+  if (!info) throw new errors.InvalidTarget();
+  const rs = new p.ResourceServer(resources[0], info);
+  const have = new Set((subject.scope ?? '').split(' ').filter(Boolean));
+  const wanted = params.scope ? params.scope.split(' ') : [...have];
+  const extra = wanted.filter((s) => !have.has(s));
+  if (extra.length) throw new errors.InvalidScope('scope exceeds subject_token scope', extra.join(' '));
+  const scope = wanted.filter((s) => rs.scopes.has(s)).join(' ') || undefined;
+  const at = new p.AccessToken({ accountId: subject.sub, client, scope, gty: 'token-exchange' });
+  at.resourceServer = rs;
+  at[EXTRA] = { act: { sub: client.clientId }, ...(subject.clientId ? { subject_client_id: subject.clientId } : {}) };
+  ctx.oidc.entity('AccessToken', at);
+  const value = await at.save();
+  ctx.body = { access_token: value, issued_token_type: AT_TYPE, token_type: 'Bearer', expires_in: at.expiration, scope };
+}
 
 // The authorization endpoint sends the browser to /interaction/<uid>: log the user in
 // (login_hint or --user) and grant everything requested, then let the redirects continue.

@@ -14,14 +14,14 @@ use crate::support::http::text;
 use crate::support::{TempDir, Warden, fixture, node, node_modules, py, repo};
 
 /// oidc-provider running `tests/js/authorization-server.mjs`. Killed on drop.
-struct AuthServer {
+pub(super) struct AuthServer {
     child: Option<Child>,
-    issuer: String,
+    pub(super) issuer: String,
     http: reqwest::Client,
 }
 
 impl AuthServer {
-    fn start(args: &[&str]) -> AuthServer {
+    pub(super) fn start(args: &[&str]) -> AuthServer {
         node_modules();
         let dir = repo().join("tests/js");
         let mut child = Command::new("node")
@@ -54,7 +54,7 @@ impl AuthServer {
     }
 
     /// A client-credentials access token for `resource`.
-    async fn token(&self, resource: &str, scope: &str) -> String {
+    pub(super) async fn token(&self, resource: &str, scope: &str) -> String {
         let resp: Value = self
             .http
             .post(format!("{}/token", self.issuer))

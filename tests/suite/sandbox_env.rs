@@ -396,3 +396,55 @@ async fn a_missing_claim_refuses_the_session_without_starting_a_server() {
     );
     assert!(!a.warden.logs().contains("session started"));
 }
+
+#[tokio::test]
+async fn an_exchanged_token_reaches_the_server_and_the_callers_does_not() {
+    let asrv =
+        super::auth_oidc::AuthServer::start(&["--any-loopback-resource", "--token-exchange"]);
+    let downstream = "http://127.0.0.1:9/downstream-api";
+    let w = Warden::builder(vec![probe_bin()])
+        .with_auth()
+        .env("MCP_WARDEN_EXCHANGE_CLIENT_SECRET", "exchange-secret")
+        .args(["--issuer", &asrv.issuer])
+        .args(["--exchange-client-id", "exchange-client"])
+        .args([
+            "--env-exchange",
+            &format!("API_TOKEN={downstream},scope=mcp:tools"),
+        ])
+        .start();
+    let caller = asrv.token(&w.mcp_url(), "mcp:tools").await;
+    let mut m = super::auth::mcp_with(w.mcp_url(), &caller);
+    m.initialize().await;
+    let r = m
+        .call_tool(
+            json!(1),
+            "probe",
+            json!({"attacks": ["env", "cmdline", "stdin"], "sidecar": w.pid()}),
+        )
+        .await;
+    let got: HashMap<String, String> = serde_json::from_str(&text(&r)).unwrap();
+    let env = env_of(&got["env"]);
+    let issued = &env["API_TOKEN"];
+    assert_ne!(issued, &caller);
+    for part in ["env", "cmdline", "stdin"] {
+        assert!(
+            !got[part].contains(&caller),
+            "the caller's token reached the server's {part}"
+        );
+    }
+    // The issued token is for the downstream API, on the caller's behalf, naming the
+    // sidecar as the actor (RFC 8693 §4.1).
+    use base64::Engine;
+    let payload: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(issued.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(payload["aud"], downstream, "{payload}");
+    assert_eq!(payload["act"]["sub"], "exchange-client", "{payload}");
+    assert_eq!(payload["sub"], "test-client", "{payload}");
+    // Neither token is in the sidecar's logs.
+    let logs = w.logs();
+    assert!(!logs.contains(issued.as_str()) && !logs.contains(&caller));
+}
