@@ -79,6 +79,9 @@ impl fmt::Debug for SecretSet {
 pub enum EnvSource {
     /// `--env NAME=VALUE`: a fixed value. Not secret: it was given on the command line.
     Value { name: String, value: String },
+    /// A value taken from a configuration file (an imported `mcpServers` entry): kept off
+    /// the command line and treated as secret.
+    Imported { name: String, value: Secret },
     /// `--env-file NAME=PATH`: a secret read at each spawn, so a rotated file (e.g. a mounted
     /// Kubernetes Secret) is picked up by the next session. One trailing newline is removed.
     File { name: String, path: PathBuf },
@@ -97,6 +100,7 @@ impl EnvSource {
     pub fn name(&self) -> &str {
         match self {
             EnvSource::Value { name, .. }
+            | EnvSource::Imported { name, .. }
             | EnvSource::File { name, .. }
             | EnvSource::Claim { name, .. }
             | EnvSource::Exchange { name, .. } => name,
@@ -325,9 +329,12 @@ impl EnvPlan {
 
     /// Whether sessions get secret values (files or exchanged tokens).
     pub fn injects_secrets(&self) -> bool {
-        self.sources
-            .iter()
-            .any(|s| matches!(s, EnvSource::File { .. } | EnvSource::Exchange { .. }))
+        self.sources.iter().any(|s| {
+            matches!(
+                s,
+                EnvSource::File { .. } | EnvSource::Exchange { .. } | EnvSource::Imported { .. }
+            )
+        })
     }
 
     /// The sidecar files holding secrets, for the startup exposure check.
@@ -363,6 +370,7 @@ impl EnvPlan {
         for source in &self.sources {
             let value = match source {
                 EnvSource::Value { value, .. } => EnvValue::Plain(value.into()),
+                EnvSource::Imported { value, .. } => EnvValue::Secret(value.clone()),
                 EnvSource::File { name, path } => EnvValue::Secret(read_secret(name, path).await?),
                 EnvSource::Claim { name, claim } => match principal_claim(ctx.principal, claim) {
                     Some(v) => EnvValue::Plain(v.into()),

@@ -243,9 +243,9 @@ fn default_cases(secret_file: &str) -> Vec<Case> {
 }
 
 /// A sidecar secret file outside every readable path (same owner as the sidecar).
-fn secret_file(tag: &str) -> (tempdir::Dir, PathBuf) {
-    let dir = tempdir::Dir::new(tag);
-    let path = dir.path().join("api-key");
+fn secret_file(tag: &str) -> (crate::support::TempDir, PathBuf) {
+    let dir = crate::support::TempDir::new(tag);
+    let path = dir.dir().join("api-key");
     std::fs::write(&path, "s3cret-file-value").unwrap();
     (dir, path)
 }
@@ -284,7 +284,7 @@ async fn default_profile_refuses_attacks_as_an_unprivileged_user() {
     }
     let (dir, secret) = secret_file("unpriv");
     // Readable by the unprivileged sidecar (it owns it), not by anyone else.
-    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(dir.dir(), Some(65534), Some(65534)).unwrap();
     std::os::unix::fs::chown(&secret, Some(65534), Some(65534)).unwrap();
     let secret = secret.display().to_string();
     let refused_anyway = compare(
@@ -521,11 +521,11 @@ async fn strict_hides_proc_and_requires_landlock() {
 }
 
 /// A copy of the default profile with extra rlimits, as an operator would write it.
-fn profile_with(dir: &tempdir::Dir, rlimits: &str) -> String {
+fn profile_with(dir: &crate::support::TempDir, rlimits: &str) -> String {
     let text = std::fs::read_to_string(repo().join("sandbox/default.toml")).unwrap();
     let text = text.replace("[rlimits]\n", &format!("[rlimits]\n{rlimits}\n"));
     let text = text.replace("nofile = 4096\n", "");
-    let path = dir.path().join("limits.toml");
+    let path = dir.dir().join("limits.toml");
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }
@@ -540,9 +540,9 @@ fn count(outcome: &str) -> (usize, String) {
 
 #[tokio::test]
 async fn resource_limits_contain_hogs() {
-    let dir = tempdir::Dir::new("limits");
+    let dir = crate::support::TempDir::new("limits");
     std::fs::set_permissions(
-        dir.path(),
+        dir.dir(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
@@ -614,34 +614,6 @@ async fn a_double_forked_daemon_dies_with_its_session() {
     );
 }
 
-/// Scratch directories for one test, removed on drop.
-pub(super) mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub(crate) struct Dir(PathBuf);
-
-    impl Dir {
-        pub(crate) fn new(tag: &str) -> Dir {
-            let mut bytes = [0u8; 6];
-            getrandom::fill(&mut bytes).unwrap();
-            let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            let p = std::env::temp_dir().join(format!("mcpw-test-{tag}-{name}"));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-
-        pub(crate) fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 #[tokio::test]
 async fn readiness_reports_each_layer() {
     let w = Warden::builder(vec![probe_bin()])
@@ -670,9 +642,9 @@ async fn readiness_reports_each_layer() {
 
 #[tokio::test]
 async fn optional_namespaces_cut_the_network_where_the_kernel_allows_them() {
-    let dir = tempdir::Dir::new("ns");
+    let dir = crate::support::TempDir::new("ns");
     std::fs::set_permissions(
-        dir.path(),
+        dir.dir(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
@@ -682,7 +654,7 @@ async fn optional_namespaces_cut_the_network_where_the_kernel_allows_them() {
             "no_new_privs = true\n",
             "no_new_privs = true\nnamespaces = [\"user\", \"net\", \"ipc\", \"uts\"]\nnamespaces_mode = \"best-effort\"\n",
         );
-    let profile = dir.path().join("ns.toml");
+    let profile = dir.dir().join("ns.toml");
     std::fs::write(&profile, text).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -722,12 +694,12 @@ async fn optional_namespaces_cut_the_network_where_the_kernel_allows_them() {
 async fn a_session_started_from_a_thread_that_exits_lives_on() {
     use mcp_warden::sandbox::exec::{HelperArgs, PLAN_ENV, helper_args};
     use mcp_warden::sandbox::profile::{PlanContext, SandboxConfig};
-    let work = tempdir::Dir::new("thread");
+    let work = crate::support::TempDir::new("thread");
     let probe = PathBuf::from(probe_bin());
     let plan = SandboxConfig::load("default", Default::default())
         .unwrap()
         .plan(&PlanContext {
-            workdir: work.path(),
+            workdir: work.dir(),
             program: &probe,
             args: &[],
             cwd: None,
@@ -743,7 +715,7 @@ async fn a_session_started_from_a_thread_that_exits_lives_on() {
     cmd.arg(mcp_warden::sandbox::HELPER_ARG)
         .args(args)
         .env_clear()
-        .env("HOME", work.path())
+        .env("HOME", work.dir())
         .env(PLAN_ENV, serde_json::to_string(&plan).unwrap())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::sandbox::{is_root, probe, probe_bin, tempdir};
+use super::sandbox::{is_root, probe, probe_bin};
 use crate::support::http::{Mcp, text};
 use crate::support::{Warden, eventually, warden_bin};
 
@@ -22,8 +22,8 @@ fn env_of(outcome: &str) -> HashMap<String, String> {
 
 #[tokio::test]
 async fn the_server_environment_is_the_allow_list_plus_injections() {
-    let dir = tempdir::Dir::new("env");
-    let key = dir.path().join("api-key");
+    let dir = crate::support::TempDir::new("env");
+    let key = dir.dir().join("api-key");
     std::fs::write(&key, "file-secret-123\n").unwrap();
     let w = Warden::builder(vec![probe_bin()])
         .env("WARDEN_SECRET", "sidecar-only")
@@ -193,12 +193,12 @@ async fn the_callers_token_never_reaches_the_server() {
 
 #[tokio::test]
 async fn a_secret_file_under_a_readable_path_stops_the_start() {
-    let dir = tempdir::Dir::new("exposed");
-    let key = dir.path().join("key");
+    let dir = crate::support::TempDir::new("exposed");
+    let key = dir.dir().join("key");
     std::fs::write(&key, "k").unwrap();
     let out = std::process::Command::new(warden_bin())
         .args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
-        .args(["--sandbox-read", &dir.path().display().to_string()])
+        .args(["--sandbox-read", &dir.dir().display().to_string()])
         .args(["--env-file", &format!("K={}", key.display())])
         .arg("--")
         .arg(probe_bin())
@@ -241,8 +241,8 @@ async fn the_server_can_run_as_another_user() {
         eprintln!("SKIPPED: --sandbox-user needs a root sidecar");
         return;
     }
-    let dir = tempdir::Dir::new("uid");
-    let root_only = dir.path().join("root-only");
+    let dir = crate::support::TempDir::new("uid");
+    let root_only = dir.dir().join("root-only");
     std::fs::write(&root_only, "x").unwrap();
     std::fs::set_permissions(
         &root_only,
@@ -250,7 +250,7 @@ async fn the_server_can_run_as_another_user() {
     )
     .unwrap();
     std::fs::set_permissions(
-        dir.path(),
+        dir.dir(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
@@ -274,8 +274,8 @@ async fn the_server_can_run_as_another_user() {
 
 #[tokio::test]
 async fn one_sessions_server_cannot_read_anothers_environment() {
-    let dir = tempdir::Dir::new("cross");
-    let key = dir.path().join("key");
+    let dir = crate::support::TempDir::new("cross");
+    let key = dir.dir().join("key");
     std::fs::write(&key, "per-session-secret-42").unwrap();
     let run = |profile: &'static str| {
         let key = key.clone();

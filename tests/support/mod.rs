@@ -213,7 +213,6 @@ impl WardenBuilder {
             }
             None => Command::new(warden_bin()),
         };
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("wrap").args([
             "--listen",
             "127.0.0.1:0",
@@ -409,6 +408,10 @@ impl TempDir {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.0
     }
 }
 
