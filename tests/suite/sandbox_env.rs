@@ -448,3 +448,45 @@ async fn an_exchanged_token_reaches_the_server_and_the_callers_does_not() {
     let logs = w.logs();
     assert!(!logs.contains(issued.as_str()) && !logs.contains(&caller));
 }
+
+#[tokio::test]
+async fn a_session_ends_when_its_exchanged_credential_expires() {
+    // Every token of this issuer lives 3 seconds, the exchanged one included.
+    let asrv = super::auth_oidc::AuthServer::start(&[
+        "--any-loopback-resource",
+        "--token-exchange",
+        "--ttl",
+        "3",
+    ]);
+    let w = Warden::builder(vec![probe_bin()])
+        .with_auth()
+        .env("MCP_WARDEN_EXCHANGE_CLIENT_SECRET", "exchange-secret")
+        .args(["--issuer", &asrv.issuer])
+        .args(["--exchange-client-id", "exchange-client"])
+        .args(["--env-exchange", "API_TOKEN=http://127.0.0.1:9/api"])
+        .start();
+    let caller = asrv.token(&w.mcp_url(), "mcp:tools").await;
+    let mut m = super::auth::mcp_with(w.mcp_url(), &caller);
+    m.initialize().await;
+    let r = m
+        .call_tool(
+            json!(1),
+            "probe",
+            json!({"attacks": ["server_pid"], "sidecar": w.pid()}),
+        )
+        .await;
+    let got: HashMap<String, String> = serde_json::from_str(&text(&r)).unwrap();
+    let server: i32 = got["server_pid"]
+        .trim_start_matches("ALLOWED: ")
+        .parse()
+        .unwrap();
+    // The server never keeps using an expired credential: its session ends, and it with it.
+    w.wait_log("reason=CredentialExpired", Duration::from_secs(15));
+    assert!(
+        crate::support::eventually(Duration::from_secs(10), || {
+            (!crate::support::proc::alive(server)).then_some(())
+        })
+        .is_some(),
+        "the server outlived its credential"
+    );
+}
