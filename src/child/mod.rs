@@ -6,10 +6,12 @@
 //! writer task, which coalesces them. Nothing here knows about HTTP or sessions.
 
 mod bridge;
+mod framing;
 mod process;
 mod spawn;
 mod stderr;
 
 pub use bridge::{Child, ChildSink, Closed, ExitStatus};
+pub use framing::{Frame, LineFramer, push_line};
 pub use process::ProcessTable;
 pub use spawn::{ChildSpec, SpawnError, StderrLimits};
