@@ -7,7 +7,8 @@ use std::fmt;
 
 use libfuzzer_sys::fuzz_target;
 use mcp_warden::mcp::{self, Envelope, Id, Kind};
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -26,11 +27,10 @@ fuzz_target!(|data: &[u8]| {
 
 /// `too_deep` must agree with the real nesting of any valid JSON text.
 fn check_depth(data: &[u8]) {
-    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+    let Ok(Depth(depth)) = serde_json::from_slice::<Depth>(data) else {
         let _ = mcp::too_deep(data, mcp::MAX_DEPTH);
         return;
     };
-    let depth = depth(&value);
     for max in [
         0,
         1,
@@ -48,11 +48,52 @@ fn check_depth(data: &[u8]) {
     }
 }
 
-fn depth(v: &Value) -> usize {
-    match v {
-        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
-        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
-        _ => 0,
+/// The nesting of a JSON text, every value counted (a `Value` keeps only the last of
+/// duplicate keys).
+struct Depth(usize);
+
+impl<'de> Deserialize<'de> for Depth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Depth, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Depth;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Depth, E> {
+                Ok(Depth(0))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Depth, E> {
+                Ok(Depth(0))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Depth, E> {
+                Ok(Depth(0))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Depth, E> {
+                Ok(Depth(0))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Depth, E> {
+                Ok(Depth(0))
+            }
+            fn visit_unit<E>(self) -> Result<Depth, E> {
+                Ok(Depth(0))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Depth, A::Error> {
+                let mut max = 0;
+                while let Some(Depth(d)) = seq.next_element()? {
+                    max = max.max(d);
+                }
+                Ok(Depth(max + 1))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Depth, A::Error> {
+                let mut max = 0;
+                while let Some((IgnoredAny, Depth(d))) = map.next_entry()? {
+                    max = max.max(d);
+                }
+                Ok(Depth(max + 1))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
