@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::env::SessionEnv;
+use super::framing::{Frame, LineFramer, push_line};
 use super::process::ProcessTable;
 use super::spawn::{ChildSpec, SpawnError};
 use super::stderr;
-use crate::mcp::{Id, peek_id};
+use crate::mcp::Id;
 
 /// Receives what the server writes. Called from the server's reader task, in order; must
 /// not block.
@@ -69,10 +70,6 @@ pub struct StdinClosed;
 const STDIN_QUEUE: usize = 256;
 /// Writes are coalesced up to this many bytes per syscall.
 const WRITE_CHUNK: usize = 64 * 1024;
-/// Read granularity of the stdout reader.
-const READ_CHUNK: usize = 64 * 1024;
-/// How much of an oversized line is kept to find its id.
-const PEEK_BYTES: usize = 4096;
 
 /// A running server, owned by its session. Dropping it does not stop the process: call
 /// [`Child::terminate`] (sessions always do when they end).
@@ -248,20 +245,6 @@ impl Child {
     }
 }
 
-/// Appends `msg` and a newline, turning any raw CR/LF into spaces. Raw line breaks can only
-/// be insignificant whitespace in valid JSON (inside strings they are escaped), so this keeps
-/// the message intact while honouring the stdio framing rule.
-fn push_line(buf: &mut Vec<u8>, msg: &[u8]) {
-    let start = buf.len();
-    buf.extend_from_slice(msg);
-    let mut at = start;
-    while let Some(i) = memchr::memchr2(b'\n', b'\r', &buf[at..]) {
-        buf[at + i] = b' ';
-        at += i + 1;
-    }
-    buf.push(b'\n');
-}
-
 async fn write_loop(
     mut pipe: pipe::Sender,
     mut rx: mpsc::Receiver<Bytes>,
@@ -308,14 +291,9 @@ async fn read_loop(
     max_line: usize,
     mut exit: watch::Receiver<Option<ExitStatus>>,
 ) {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut scanned = 0; // bytes of `buf` known to hold no newline
-    let mut discarding: Option<usize> = None; // bytes dropped of an oversized line
+    let mut framer = LineFramer::new(max_line);
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        match pipe.read_buf(&mut buf).await {
+        match pipe.read_buf(framer.buf_mut()).await {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -324,52 +302,12 @@ async fn read_loop(
                 break;
             }
         }
-        loop {
-            match memchr::memchr(b'\n', &buf[scanned..]) {
-                Some(i) => {
-                    let end = scanned + i;
-                    scanned = 0;
-                    if let Some(dropped) = discarding.take() {
-                        buf.advance(end + 1);
-                        tracing::warn!(
-                            bytes = dropped + end,
-                            "dropped an oversized line from the server"
-                        );
-                        continue;
-                    }
-                    if end > max_line {
-                        let id = peek_id(&buf[..end.min(PEEK_BYTES)]);
-                        buf.advance(end + 1);
-                        tracing::warn!(bytes = end, "dropped an oversized line from the server");
-                        sink.on_oversized(id, end);
-                        continue;
-                    }
-                    let mut line = buf.split_to(end + 1).freeze();
-                    line.truncate(if end > 0 && line[end - 1] == b'\r' {
-                        end - 1
-                    } else {
-                        end
-                    });
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
-                    sink.on_message(line);
-                }
-                None => {
-                    if let Some(dropped) = discarding.as_mut() {
-                        *dropped += buf.len();
-                        buf.clear();
-                        scanned = 0;
-                    } else if buf.len() > max_line {
-                        let id = peek_id(&buf[..PEEK_BYTES.min(buf.len())]);
-                        sink.on_oversized(id, buf.len());
-                        discarding = Some(buf.len());
-                        buf.clear();
-                        scanned = 0;
-                    } else {
-                        scanned = buf.len();
-                    }
-                    break;
+        while let Some(frame) = framer.next_frame() {
+            match frame {
+                Frame::Line(line) => sink.on_message(line),
+                Frame::Oversized { id, len } => sink.on_oversized(id, len),
+                Frame::Discarded { len } => {
+                    tracing::warn!(bytes = len, "dropped an oversized line from the server");
                 }
             }
         }
@@ -384,14 +322,6 @@ async fn read_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn push_line_frames_one_message_per_line() {
-        let mut buf = Vec::new();
-        push_line(&mut buf, b"{\n  \"a\": 1\r\n}");
-        push_line(&mut buf, b"{}");
-        assert_eq!(buf, b"{   \"a\": 1  }\n{}\n");
-    }
 
     #[test]
     fn exit_status_reads_well() {

@@ -7,12 +7,14 @@
 
 mod bridge;
 pub mod env;
+mod framing;
 mod process;
 mod spawn;
 mod stderr;
 
 pub use bridge::{Child, ChildSink, Closed, ExitStatus};
 pub use env::{EnvPlan, EnvSource, SecretSet, SessionEnv};
+pub use framing::{Frame, LineFramer, push_line};
 pub use process::ProcessTable;
 pub use spawn::{
     ChildSpec, SandboxStartError, SpawnError, StderrLimits, WorkDir, check_sandbox,

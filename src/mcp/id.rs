@@ -25,14 +25,19 @@ impl Id {
         Self::from_json_text(raw.get())
     }
 
-    /// Reads an id from a JSON value's text (no surrounding whitespace expected).
+    /// Reads an id from a JSON value's text (no surrounding whitespace expected). Text that
+    /// is not valid JSON is no id, so an id read from a message prefix is never a guess.
     pub fn from_json_text(text: &str) -> Option<Id> {
-        let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+        let text = text.trim_matches([' ', '\t', '\n', '\r']);
         match text.as_bytes().first()? {
             b'"' => {
-                // Fast path: no escapes, the id is the text between the quotes.
+                // Fast path: no escapes, the id is the text between the quotes. Raw control
+                // characters are not allowed in a JSON string: serde_json refuses them.
                 let inner = text.get(1..text.len().checked_sub(1)?)?;
-                if !inner.contains(['\\', '"']) && text.ends_with('"') && text.len() >= 2 {
+                if text.len() >= 2
+                    && text.ends_with('"')
+                    && inner.bytes().all(|b| b >= 0x20 && b != b'\\' && b != b'"')
+                {
                     return Some(Id::Str(inner.into()));
                 }
                 serde_json::from_str::<String>(text)
@@ -112,6 +117,15 @@ mod tests {
         ] {
             assert_eq!(Id::from_json_text(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn only_valid_json_text_is_an_id() {
+        // Form feed is not JSON whitespace; raw control characters cannot be in a string.
+        for text in ["\u{c}4", "4\u{c}", "\"a\u{1}\"", "\"tab\there\"", "\"\n\""] {
+            assert_eq!(Id::from_json_text(text), None, "{text:?}");
+        }
+        assert_eq!(Id::from_json_text(" \t\r\n4"), Some(Id::Int(4)));
     }
 
     #[test]

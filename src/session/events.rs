@@ -109,7 +109,8 @@ struct State {
     events: VecDeque<Event>,
     bytes: usize,
     next_seq: u64,
-    /// Highest seq handed to any connection.
+    /// The last event the client has: handed to its connection, or named by its
+    /// `Last-Event-ID`. Evicted events after it are reported as lost.
     delivered: u64,
     finished: bool,
     /// Bumped by every attach; a cursor of an older generation stops.
@@ -192,8 +193,8 @@ impl EventStream {
     }
 
     /// Makes a connection the stream's reader, replacing any previous one. `after`: the last
-    /// event the client has (from `Last-Event-ID`); `None` starts after what was already
-    /// handed out, so events queued while nobody listened are delivered now.
+    /// event the client has (from `Last-Event-ID`); `None` starts after what the client was
+    /// last known to have, so events queued while nobody listened are delivered now.
     pub fn attach(self: &Arc<Self>, after: Option<u64>) -> Result<Cursor, AttachError> {
         let generation = {
             let mut st = self.state.lock();
@@ -201,6 +202,10 @@ impl EventStream {
             if after >= st.next_seq {
                 return Err(AttachError::FromTheFuture);
             }
+            // The client's word wins: events after its `Last-Event-ID` never reached it, even
+            // if an earlier connection was handed them, so they are undelivered again (and
+            // reported if evicted before this connection reads them).
+            st.delivered = after;
             st.generation += 1;
             st.attached = true;
             (st.generation, after)
@@ -414,6 +419,38 @@ mod tests {
         let lost = s.push(Kind::Response, data("a response larger than the byte cap"));
         assert_eq!(lost.len(), 1);
         assert_eq!(s.state.lock().events.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn events_a_resuming_client_lacks_are_reported_when_evicted_unread() {
+        let s = EventStream::new(
+            0,
+            StreamLimits {
+                max_events: 2,
+                max_bytes: 1 << 20,
+            },
+        );
+        s.push(Kind::Request, data("1"));
+        let mut c = s.attach(None).unwrap();
+        assert_eq!(seqs(c.next().await), vec![1]);
+        // Event 1 never reached the client: it resumes from before it.
+        let _resumed = s.attach(Some(0)).unwrap();
+        assert!(s.push(Kind::Notification, data("2")).is_empty());
+        let lost = s.push(Kind::Notification, data("3"));
+        assert_eq!(lost.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_reconnect_without_last_event_id_continues_from_the_last_resume_point() {
+        let s = EventStream::new(0, StreamLimits::default());
+        s.push(Kind::Notification, data("1"));
+        let mut c = s.attach(None).unwrap();
+        assert_eq!(seqs(c.next().await), vec![1]);
+        s.push(Kind::Notification, data("2"));
+        // The client says it lacks event 1, then loses that connection before reading.
+        drop(s.attach(Some(0)).unwrap());
+        let mut again = s.attach(None).unwrap();
+        assert_eq!(seqs(again.next().await), vec![1, 2]);
     }
 
     #[tokio::test]

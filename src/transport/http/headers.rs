@@ -19,8 +19,10 @@ pub(crate) struct Accepts {
     pub sse: bool,
 }
 
+/// For each media type the most specific range that names it decides (RFC 9110, 12.5.1), so
+/// `application/json;q=0, */*` refuses JSON; among equally specific ranges a refusal wins.
 pub(crate) fn accepts(headers: &HeaderMap) -> Accepts {
-    let mut out = Accepts::default();
+    let (mut json, mut sse) = (Verdict::default(), Verdict::default());
     for value in headers.get_all(header::ACCEPT) {
         let Ok(value) = value.to_str() else { continue };
         for range in value.split(',') {
@@ -33,21 +35,50 @@ pub(crate) fn accepts(headers: &HeaderMap) -> Accepts {
                     .or_else(|| p.strip_prefix("Q="))
                     .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
             });
-            if refused {
-                continue;
-            }
+            // How specifically the range names each type: 0 not at all, 1 `*/*`,
+            // 2 `type/*`, 3 the type itself.
             let is = |m: &str| media.eq_ignore_ascii_case(m);
-            if is("*/*") {
-                out.json = true;
-                out.sse = true;
-            } else if is("application/*") || is("application/json") {
-                out.json = true;
-            } else if is("text/*") || is("text/event-stream") {
-                out.sse = true;
-            }
+            let (for_json, for_sse) = if is("*/*") {
+                (1, 1)
+            } else if is("application/*") {
+                (2, 0)
+            } else if is("application/json") {
+                (3, 0)
+            } else if is("text/*") {
+                (0, 2)
+            } else if is("text/event-stream") {
+                (0, 3)
+            } else {
+                continue;
+            };
+            json.consider(for_json, !refused);
+            sse.consider(for_sse, !refused);
         }
     }
-    out
+    Accepts {
+        json: json.accepted,
+        sse: sse.accepted,
+    }
+}
+
+/// The answer of the most specific ranges seen so far for one media type.
+#[derive(Default)]
+struct Verdict {
+    specificity: u8,
+    accepted: bool,
+}
+
+impl Verdict {
+    fn consider(&mut self, specificity: u8, accepted: bool) {
+        if specificity > self.specificity {
+            *self = Verdict {
+                specificity,
+                accepted,
+            };
+        } else if specificity == self.specificity && specificity > 0 {
+            self.accepted &= accepted;
+        }
+    }
 }
 
 /// Whether the body is declared as JSON (`application/json`, any parameters).
@@ -120,6 +151,20 @@ mod tests {
             }
         );
         assert_eq!(accepts(&HeaderMap::new()), Accepts::default());
+    }
+
+    #[test]
+    fn an_explicit_refusal_beats_a_wildcard() {
+        // RFC 9110, 12.5.1: the most specific range that matches a type decides.
+        for (value, json, sse) in [
+            ("application/json;q=0, */*", false, true),
+            ("*/*, text/event-stream;q=0", true, false),
+            ("application/*;q=0, application/json", true, false),
+            ("text/*;q=0, */*", true, false),
+            ("application/json, application/json;q=0", false, false),
+        ] {
+            assert_eq!(accept(value), Accepts { json, sse }, "{value}");
+        }
     }
 
     #[test]

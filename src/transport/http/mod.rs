@@ -4,6 +4,8 @@
 //! Protocol decisions that need more than a comment are in `README.md` beside this file.
 
 mod authn;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod health;
 mod legacy_sse;

@@ -72,13 +72,13 @@ fn is_loopback_origin(origin: &str) -> bool {
     let host = if let Some(v6) = rest.strip_prefix('[') {
         match v6.split_once(']') {
             Some((h, port)) if port.is_empty() || port.starts_with(':') => {
-                return h == "::1" && valid_port(port);
+                return h == "::1" && valid_port(port.strip_prefix(':').unwrap_or(port));
             }
             _ => return false,
         }
     } else {
         let (host, port) = rest.split_once(':').map_or((rest, ""), |(h, p)| (h, p));
-        if !port.is_empty() && !port.bytes().all(|b| b.is_ascii_digit()) {
+        if !valid_port(port) {
             return false;
         }
         host
@@ -86,8 +86,9 @@ fn is_loopback_origin(origin: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1"
 }
 
+/// The digits after `host:`, possibly none; a number a browser could have connected to.
 fn valid_port(port: &str) -> bool {
-    port.is_empty() || port[1..].bytes().all(|b| b.is_ascii_digit())
+    port.is_empty() || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok())
 }
 
 #[cfg(test)]
@@ -130,6 +131,24 @@ mod tests {
         assert_eq!(host_of("[::1]:8080"), "::1");
         assert_eq!(host_of("127.0.0.1"), "127.0.0.1");
         assert_eq!(host_of("evil.example.com:80"), "evil.example.com");
+    }
+
+    #[test]
+    fn loopback_origins_need_a_valid_port() {
+        for o in [
+            "http://localhost:99999",
+            "http://[::1]:65536",
+            "http://127.0.0.1:1x",
+        ] {
+            assert!(!allowed(o, &[], true), "{o}");
+        }
+        for o in [
+            "http://localhost:65535",
+            "http://[::1]:",
+            "http://127.0.0.1:0080",
+        ] {
+            assert!(allowed(o, &[], true), "{o}");
+        }
     }
 
     #[test]
