@@ -217,31 +217,28 @@ impl Scanner {
 
     /// The first finding in `s`, if any.
     pub fn first(&self, s: &str) -> Option<Finding> {
-        if self.each.is_empty() {
+        // The combined automaton answers "anything at all?" in one pass, using the
+        // detectors' literal prefixes; asking it *which* patterns match would run every
+        // pattern to the end, an order of magnitude slower. Matches are rare, so only then
+        // does each expression run on its own.
+        if self.each.is_empty() || !self.set.is_match(s) {
             return None;
         }
-        let hits = self.set.matches(s);
-        if !hits.matched_any() {
-            return None;
-        }
-        hits.iter().find_map(|i| {
-            let (finding, re) = &self.each[i];
+        self.each.iter().find_map(|(finding, re)| {
             let ok = match finding {
                 Finding::Detector(d) => re.find_iter(s).any(|m| d.accepts(m.as_str())),
-                Finding::Pattern(_) => true,
+                Finding::Pattern(_) => re.is_match(s),
             };
             ok.then_some(*finding)
         })
     }
 
-    /// Every finding in `s`, as byte ranges (they may overlap; see [`merge`]).
+    /// Every finding in `s`, as byte ranges (they may overlap).
     pub fn find_all(&self, s: &str, out: &mut Vec<(Range<usize>, Finding)>) {
-        if self.each.is_empty() {
+        if self.each.is_empty() || !self.set.is_match(s) {
             return;
         }
-        let hits = self.set.matches(s);
-        for i in hits.iter() {
-            let (finding, re) = &self.each[i];
+        for (finding, re) in &self.each {
             for m in re.find_iter(s) {
                 let ok = match finding {
                     Finding::Detector(d) => d.accepts(m.as_str()),

@@ -37,7 +37,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use globset::GlobSet;
+use globset::{Candidate, GlobSet};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -264,8 +264,9 @@ impl Targets {
         }
     }
 
-    fn matches(&self, kind: TargetKind, name: &str) -> bool {
-        self.set(kind).is_some_and(|s| s.is_match(name))
+    /// `name` is prepared once per request ([`Candidate::new`] normalizes and allocates).
+    fn matches(&self, kind: TargetKind, name: &Candidate<'_>) -> bool {
+        self.set(kind).is_some_and(|s| s.is_match_candidate(name))
     }
 
     fn any_tool(&self) -> bool {
@@ -401,6 +402,7 @@ impl Policy {
                 name: name.into(),
             })
         };
+        let cand = Candidate::new(name);
         let mut history = input.history.lock();
         let (tool_name, uri) = match kind {
             TargetKind::Resource => ("", name),
@@ -418,7 +420,7 @@ impl Policy {
 
         // 2. Deny rules.
         for rule in self.rules.iter().filter(|r| r.deny) {
-            if !rule.targets.matches(kind, name) {
+            if !rule.targets.matches(kind, &cand) {
                 continue;
             }
             match rule.when.as_ref().map(|c| c.eval(&vars)) {
@@ -436,7 +438,7 @@ impl Policy {
         let mut step_up: Option<&Rule> = None;
         let mut unmet: Option<&Rule> = None;
         for rule in self.rules.iter().filter(|r| !r.deny) {
-            if !rule.targets.matches(kind, name) {
+            if !rule.targets.matches(kind, &cand) {
                 continue;
             }
             named = true;
@@ -475,7 +477,7 @@ impl Policy {
         // 4. Arguments.
         if let Some(args) = args {
             for rule in &self.arguments {
-                if rule.targets.matches(kind, name)
+                if rule.targets.matches(kind, &cand)
                     && let Some(finding) = scan_args(rule, args.get().as_bytes())
                 {
                     let reason = DenyReason::ArgumentBlocked { finding };
@@ -492,7 +494,7 @@ impl Policy {
                 if rule
                     .targets
                     .as_ref()
-                    .is_some_and(|t| !t.matches(kind, name))
+                    .is_some_and(|t| !t.matches(kind, &cand))
                 {
                     continue;
                 }
@@ -522,7 +524,7 @@ impl Policy {
         // 6. Marks and history.
         let mut marks: Vec<&Arc<str>> = Vec::new();
         for m in &self.marks {
-            if !m.targets.matches(kind, name) {
+            if !m.targets.matches(kind, &cand) {
                 continue;
             }
             match m.when.as_ref().map(|c| c.eval(&vars)) {
@@ -565,6 +567,7 @@ impl Policy {
             TargetKind::Resource => "resources/read",
         };
         let vars = expr::Vars::new(caller, method, tool_name, uri, None, None, now);
+        let cand = Candidate::new(name);
         // Some(true) holds, Some(false) does not, None unknown until the call. A condition
         // that errors now would deny the call, as it does at call time.
         let holds = |c: &Option<Condition>, on_error: bool| match c {
@@ -573,13 +576,13 @@ impl Policy {
             Some(c) => Some(c.eval(&vars).unwrap_or(on_error)),
         };
         for rule in self.rules.iter().filter(|r| r.deny) {
-            if rule.targets.matches(kind, name) && holds(&rule.when, true) == Some(true) {
+            if rule.targets.matches(kind, &cand) && holds(&rule.when, true) == Some(true) {
                 return false;
             }
         }
         let mut named = false;
         for rule in self.rules.iter().filter(|r| !r.deny) {
-            if !rule.targets.matches(kind, name) {
+            if !rule.targets.matches(kind, &cand) {
                 continue;
             }
             named = true;
@@ -619,7 +622,7 @@ impl Policy {
         self.redacts
             .iter()
             .filter(|r| match target {
-                Some(t) => r.targets.matches(t.kind, &t.name),
+                Some(t) => r.targets.matches(t.kind, &Candidate::new(&*t.name)),
                 None => task_result && r.targets.any_tool(),
             })
             .map(|r| &r.rule)
