@@ -720,7 +720,6 @@ fn audit_verify(file: &std::path::Path, key_file: Option<&std::path::Path>) -> E
     }
 }
 
-
 fn install(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
