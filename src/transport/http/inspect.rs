@@ -577,3 +577,106 @@ impl Refusal {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn refusal(reason: DenyReason, anonymous: bool) -> Refusal {
+        Refusal {
+            deny: Deny {
+                target: None,
+                reason,
+                rule: Some("r".into()),
+                message: None,
+            },
+            id: Id::Str("req-1".into()),
+            anonymous,
+        }
+    }
+
+    fn body(r: &Refusal) -> serde_json::Value {
+        serde_json::from_slice(&r.jsonrpc()).unwrap()
+    }
+
+    #[test]
+    fn missing_scopes_get_one_step_up_challenge_naming_them_all() {
+        let scopes = vec!["mcp:admin".to_owned(), "mcp:tools".to_owned()];
+        let r = refusal(DenyReason::InsufficientScope { scopes }, false);
+        assert!(r.wants_status());
+        let resp = r.response();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        let challenge = resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(
+            challenge
+                .starts_with("Bearer error=\"insufficient_scope\", scope=\"mcp:admin mcp:tools\""),
+            "{challenge}"
+        );
+        let b = body(&r);
+        assert_eq!(b["id"], "req-1");
+        assert_eq!(
+            b["error"]["data"]["scopes"],
+            serde_json::json!(["mcp:admin", "mcp:tools"])
+        );
+        // Without authentication no token can gain scopes: a JSON-RPC error instead.
+        let anon = refusal(
+            DenyReason::InsufficientScope {
+                scopes: vec!["x".into()],
+            },
+            true,
+        );
+        assert!(!anon.wants_status());
+    }
+
+    #[test]
+    fn rate_limits_say_when_to_retry() {
+        let r = refusal(
+            DenyReason::RateLimited {
+                retry_after: Duration::from_millis(2200),
+            },
+            true,
+        );
+        assert!(r.wants_status());
+        let resp = r.response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
+        let b = body(&r);
+        assert_eq!(
+            (
+                b["error"]["code"].as_i64(),
+                b["error"]["data"]["retryAfter"].as_u64()
+            ),
+            (Some(RATE_LIMITED), Some(3))
+        );
+    }
+
+    #[test]
+    fn other_refusals_are_json_rpc_errors_with_their_reason() {
+        let mut r = refusal(DenyReason::DeniedByRule, false);
+        r.deny.message = Some("not here".into());
+        assert!(!r.wants_status());
+        let b = body(&r);
+        assert_eq!(b["error"]["code"], POLICY_DENIED);
+        assert_eq!(b["error"]["message"], "Forbidden by policy: not here");
+        assert_eq!(b["error"]["data"]["reason"], "denied_by_rule");
+        let b = body(&refusal(DenyReason::InvalidParams, false));
+        assert_eq!(b["error"]["code"], crate::mcp::code::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn short_injected_values_are_not_treated_as_credentials() {
+        let i = Arc::new(Inspector::new(
+            None,
+            AuditSink::disabled(),
+            Metrics::new(),
+            vec![b"C".to_vec(), b"long-enough-secret".to_vec()],
+        ));
+        let s = i.open_session(
+            &Principal::anonymous(),
+            &[b"per-session-credential".to_vec()],
+        );
+        assert_eq!(s.secrets.len(), 2);
+    }
+}
