@@ -51,15 +51,17 @@ impl Caller for Principal {
     }
 }
 
-/// The validated claims of a principal (none until authentication provides them).
-fn principal_claims(_p: &Principal) -> &serde_json::Map<String, serde_json::Value> {
-    static EMPTY: OnceLock<serde_json::Map<String, serde_json::Value>> = OnceLock::new();
-    EMPTY.get_or_init(serde_json::Map::new)
+/// The validated claims of a principal (empty for the anonymous one).
+fn principal_claims(p: &Principal) -> &serde_json::Map<String, serde_json::Value> {
+    &p.claims
 }
 
-/// The delegation chain of a principal for audit records, outermost actor first.
-fn principal_actors(_p: &Principal) -> Vec<Arc<str>> {
-    Vec::new()
+/// The delegation chain of a principal for audit records, current actor first.
+fn principal_actors(p: &Principal) -> Vec<Arc<str>> {
+    p.actors
+        .iter()
+        .map(|a| Arc::from(a.subject.as_str()))
+        .collect()
 }
 
 /// Policy and audit: shared by all sessions.
@@ -108,11 +110,20 @@ impl Inspector {
         })
     }
 
-    /// Records a request refused by authentication (for the auth layer).
-    pub fn auth_failure(&self, reason: &'static str, issuer: Option<&str>) {
+    /// Records a request refused by authentication: the reason code and, when the token was
+    /// valid but lacked scopes, who it was. Never the token.
+    pub(crate) fn auth_failure(&self, reason: &'static str, who: Option<&Principal>) {
+        if !self.audit.is_enabled() {
+            return;
+        }
         let mut e = AuditEvent::new(EventKind::AuthFailure, SystemTime::now());
         e.decision = Some(reason);
-        e.iss = issuer.map(Arc::from);
+        if let Some(p) = who {
+            e.iss = Some(p.issuer.as_str().into());
+            e.sub = Some(p.subject.as_str().into());
+            e.client_id = p.client_id.as_deref().map(Arc::from);
+            e.act = principal_actors(p);
+        }
         self.audit.emit(e);
     }
 }
@@ -534,6 +545,20 @@ impl Refusal {
             "error": { "code": code, "message": message, "data": data },
         });
         Bytes::from(reply.to_string())
+    }
+
+    /// The HTTP answer with the resource's challenge: 403 `insufficient_scope` naming every
+    /// scope the call needs, in the same form as authentication's own (RFC 6750 §3.1, RFC
+    /// 9728 §5.1 `resource_metadata`), so MCP clients step up; other refusals as
+    /// [`Refusal::response`].
+    pub(crate) fn response_for(&self, st: &super::AppState, path: &str) -> Response {
+        if let DenyReason::InsufficientScope { scopes } = &self.deny.reason
+            && st.auth.is_enabled()
+        {
+            let needed: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            return super::authn::insufficient_scope(st, path, &needed);
+        }
+        self.response()
     }
 
     /// The HTTP answer: 403 with an `insufficient_scope` challenge naming every scope the

@@ -152,7 +152,7 @@ async fn post_inner(
         return post_batch(st, principal, &session, &body, headers::trace(headers)).await;
     }
     let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
-    match deliver(
+    let delivered = deliver(
         principal,
         &session,
         &env,
@@ -160,8 +160,12 @@ async fn post_inner(
         headers::trace(headers),
         true,
     )
-    .await?
-    {
+    .await;
+    // A step-up refusal carries this resource's challenge, which needs the app state.
+    if let Err(Rejection::Refused(refusal)) = &delivered {
+        return Ok(refusal.response_for(st, &st.config.path));
+    }
+    match delivered? {
         Some(stream) => Ok(respond(st, &session, stream, false, principal.expires_at).await),
         None => Ok(StatusCode::ACCEPTED.into_response()),
     }
