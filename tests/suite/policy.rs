@@ -592,3 +592,160 @@ async fn raw_refusals_keep_the_request_id_and_batches_answer_per_item() {
     assert_eq!(body["error"]["code"], -32602, "{body}");
     let _ = ACCEPT_BOTH;
 }
+
+/// A sidecar with the development issuer around server-everything, with `config`.
+fn dev_warden(d: &Path, config: &str) -> Warden {
+    let path = d.join("warden.toml");
+    std::fs::write(&path, config).unwrap();
+    Warden::builder(everything())
+        .with_auth()
+        .args([
+            "--dev",
+            "--dev-key-file",
+            d.join("dev-key.pem").to_str().unwrap(),
+        ])
+        .args(["--config", path.to_str().unwrap()])
+        .start()
+}
+
+fn dev_token(d: &Path, w: &Warden, sub: &str, scope: &str) -> String {
+    let out = Command::new(warden_bin())
+        .args([
+            "token",
+            "--dev-key-file",
+            d.join("dev-key.pem").to_str().unwrap(),
+        ])
+        .args([
+            "--listen",
+            &w.addr.to_string(),
+            "--sub",
+            sub,
+            "--scope",
+            scope,
+            "--ttl",
+            "10m",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn missing_scopes_get_a_step_up_challenge_and_the_stepped_up_token_continues_the_session() {
+    let d = dir("step-up");
+    let config = r#"
+[[rule]]
+name = "everyday"
+tools = ["echo"]
+scopes = ["mcp:tools"]
+
+[[rule]]
+name = "environment"
+tools = ["get-env"]
+scopes = ["mcp:tools", "mcp:admin"]
+
+[[rule]]
+name = "no-sums-for-mallory"
+effect = "deny"
+tools = ["get-sum"]
+when = 'claims.sub == "mallory"'
+
+[[rule]]
+name = "sums"
+tools = ["get-sum"]
+
+[audit]
+output = "audit.jsonl"
+"#;
+    let w = dev_warden(&d, config);
+    let basic = dev_token(&d, &w, "alice", "mcp:tools");
+    let mut m = crate::suite::auth::mcp_with(w.mcp_url(), &basic);
+    m.initialize().await;
+    let list = m.request(json!(1), "tools/list", json!({})).await;
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo", "get-sum"], "what alice may call now");
+    assert_eq!(
+        text(&m.call_tool(json!(2), "echo", json!({"message":"hi"})).await),
+        "Echo: hi"
+    );
+    let resp = m
+        .post(&json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get-env","arguments":{}}}))
+        .await;
+    assert_eq!(resp.status(), 403);
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(&format!(
+            "resource_metadata=\"{}\"",
+            w.url("/.well-known/oauth-protected-resource/mcp")
+        )),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("scope=\"mcp:admin mcp:tools\""),
+        "every scope the call needs: {challenge}"
+    );
+    // The stepped-up token of the same subject continues the same session.
+    let admin = dev_token(&d, &w, "alice", "mcp:tools mcp:admin");
+    let mut m2 = crate::suite::auth::mcp_with(w.mcp_url(), &admin);
+    m2.session = m.session.clone();
+    let env = text(&m2.call_tool(json!(4), "get-env", json!({})).await);
+    assert!(env.contains("PATH"), "{env}");
+    let list = m2.request(json!(5), "tools/list", json!({})).await;
+    assert_eq!(list["result"]["tools"].as_array().unwrap().len(), 3);
+    // Claims drive conditions.
+    let mallory = dev_token(&d, &w, "mallory", "mcp:tools");
+    let mut m3 = crate::suite::auth::mcp_with(w.mcp_url(), &mallory);
+    m3.initialize().await;
+    let r = m3
+        .call_tool(json!(6), "get-sum", json!({"a": 1, "b": 2}))
+        .await;
+    assert_eq!(r["error"]["data"]["reason"], "denied_by_rule", "{r}");
+    assert_eq!(
+        text(
+            &m.call_tool(json!(7), "get-sum", json!({"a": 1, "b": 2}))
+                .await
+        ),
+        "The sum of 1 and 2 is 3."
+    );
+    // No token: an auth failure in the audit log, and no token anywhere in it.
+    let r = reqwest::Client::new()
+        .post(w.mcp_url())
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let log = crate::support::eventually(Duration::from_secs(5), || {
+        let log = std::fs::read_to_string(d.join("audit.jsonl")).ok()?;
+        log.contains("\"auth_failure\"").then_some(log)
+    })
+    .expect("auth failure recorded");
+    let denied: Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["event"] == "denied" && r["decision"] == "insufficient_scope")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(denied["sub"], "alice");
+    assert_eq!(denied["scopes"], json!(["mcp:admin", "mcp:tools"]));
+    for t in [&basic, &admin, &mallory] {
+        assert!(!log.contains(t.as_str()), "a token in the audit log");
+    }
+}
