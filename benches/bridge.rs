@@ -1058,11 +1058,20 @@ async fn run(quick: bool) {
         ),
     )
     .unwrap();
+    // The injected credential lives apart from anything the server may read.
+    let keys = policy_dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let credential = keys.join("credential");
+    std::fs::write(&credential, "bench-credential-0123456789").unwrap();
+    std::fs::set_permissions(
+        &credential,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let port = free_port();
     let paddr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let pw = spawn_pinned(
         std::process::Command::new(&warden)
-            .env("BENCH_INJECTED_CREDENTIAL", "bench-credential-0123456789")
             .args([
                 "wrap",
                 "--no-auth",
@@ -1072,8 +1081,8 @@ async fn run(quick: bool) {
                 "1000",
                 "--log-level",
                 "warn",
-                "--env-pass",
-                "BENCH_INJECTED_CREDENTIAL",
+                "--env-file",
+                &format!("BENCH_INJECTED_CREDENTIAL={}", credential.display()),
                 "--config",
                 policy_file.to_str().unwrap(),
             ])

@@ -689,19 +689,4 @@ mod tests {
         let b = body(&refusal(DenyReason::InvalidParams, false));
         assert_eq!(b["error"]["code"], crate::mcp::code::INVALID_PARAMS);
     }
-
-    #[test]
-    fn short_injected_values_are_not_treated_as_credentials() {
-        let i = Arc::new(Inspector::new(
-            None,
-            AuditSink::disabled(),
-            Metrics::new(),
-            vec![b"C".to_vec(), b"long-enough-secret".to_vec()],
-        ));
-        let s = i.open_session(
-            &Principal::anonymous(),
-            &[b"per-session-credential".to_vec()],
-        );
-        assert_eq!(s.secrets.len(), 2);
-    }
 }
