@@ -1044,6 +1044,66 @@ async fn run(quick: bool) {
         name: "mcp-warden, JSON answers".into(),
         f,
     });
+    // mcp-warden with a typical policy: scoped rules, argument detectors, output redaction
+    // of detectors and an injected credential, a rate limit, and a hash-chained audit file.
+    let policy_dir = std::env::temp_dir().join(format!("warden-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&policy_dir).unwrap();
+    let policy_file = policy_dir.join("policy.toml");
+    std::fs::write(
+        &policy_file,
+        format!(
+            "{}\n[audit]\noutput = \"{}\"\n",
+            include_str!("policy.toml"),
+            policy_dir.join("audit.jsonl").display()
+        ),
+    )
+    .unwrap();
+    // The injected credential lives apart from anything the server may read.
+    let keys = policy_dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let credential = keys.join("credential");
+    std::fs::write(&credential, "bench-credential-0123456789").unwrap();
+    std::fs::set_permissions(
+        &credential,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let port = free_port();
+    let paddr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let pw = spawn_pinned(
+        std::process::Command::new(&warden)
+            .args([
+                "wrap",
+                "--no-auth",
+                "--listen",
+                &paddr.to_string(),
+                "--max-sessions",
+                "1000",
+                "--log-level",
+                "warn",
+                "--env-file",
+                &format!("BENCH_INJECTED_CREDENTIAL={}", credential.display()),
+                "--config",
+                policy_file.to_str().unwrap(),
+            ])
+            .arg("--")
+            .args(&echo),
+        target_cpu,
+    );
+    wait_listening(paddr).await;
+    let with_policy = Target::Http {
+        addr: paddr,
+        path: "/mcp",
+        sse: false,
+        pid: pw.child.id(),
+    };
+    let f = measure(&with_policy, &plan, &["latency", "throughput", "big"]).await;
+    rows.push(Row {
+        name: "mcp-warden, JSON answers, typical policy".into(),
+        f,
+    });
+    drop(pw);
+    let _ = std::fs::remove_dir_all(&policy_dir);
     let sse = Target::Http {
         addr,
         path: "/mcp",

@@ -465,6 +465,19 @@ fn attack_once(attack: &str, sidecar: i32) -> Outcome {
             .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
             .collect::<Vec<_>>()
             .join("\n")),
+        // The environment with values in hex: what the server holds, past the sidecar's
+        // redaction of injected secrets (which matches exact values only).
+        "env_hex" => Ok(std::env::vars_os()
+            .map(|(k, v)| {
+                let hex: String = v
+                    .as_encoded_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("{}={hex}", k.to_string_lossy())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")),
         "cmdline" => read_file("/proc/self/cmdline"),
         "status" => read_file("/proc/self/status"),
         "parents" => Ok(format!("{supervisor} {}", parent_of(supervisor))),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditSink;
 use crate::auth::Authenticator;
 use crate::child::ProcessTable;
 use crate::config::WrapConfig;
@@ -30,6 +31,8 @@ pub enum BuildError {
     Tls(#[from] http::TlsError),
     #[error("authentication: {0}")]
     Auth(#[from] crate::auth::AuthInitError),
+    #[error("cannot open the audit log: {0}")]
+    Audit(std::io::Error),
 }
 
 /// The assembled application.
@@ -62,12 +65,22 @@ impl App {
         };
         let metrics = Metrics::new();
         let store = SessionStore::new(config.sessions.clone(), table, metrics.clone());
+        let audit = match config.file.as_ref().and_then(|f| f.audit.as_ref()) {
+            Some(a) => AuditSink::start(a).map_err(BuildError::Audit)?,
+            None => AuditSink::disabled(),
+        };
+        let inspect = Arc::new(http::Inspector::new(
+            config.file.as_ref().map(|f| f.policy.clone()),
+            audit,
+            metrics.clone(),
+        ));
         let state = AppState::new(http::Shared {
             store,
             config: Arc::new(config.http.clone()),
             shutdown: CancellationToken::new(),
             metrics,
             auth,
+            inspect,
         });
         Ok(App { config, state, tls })
     }
@@ -135,5 +148,8 @@ impl App {
         if let Some(admin) = admin {
             let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
         }
+        // Last: every session's end is recorded before the log says it was closed.
+        let audit = self.state.inspect.audit().clone();
+        let _ = tokio::task::spawn_blocking(move || audit.close(Duration::from_secs(5))).await;
     }
 }

@@ -50,6 +50,28 @@ enum Command {
         /// Directory to copy the binary into (created if missing).
         dir: PathBuf,
     },
+    /// Validate a config file (policy and audit sections) and exit: 0 when valid, 2 with
+    /// FILE:LINE:COLUMN errors otherwise.
+    CheckConfig {
+        /// The TOML config file.
+        file: PathBuf,
+    },
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of an audit log: exit 0 when intact, 1 naming the first
+    /// modified, inserted or deleted record.
+    Verify {
+        /// The audit log (JSON lines).
+        file: PathBuf,
+        /// The HMAC key file the log was written with, if any.
+        #[arg(long)]
+        hmac_key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +182,11 @@ struct WrapArgs {
     /// Working directory of the server.
     #[arg(long, env = "MCP_WARDEN_CWD")]
     cwd: Option<PathBuf>,
+
+    /// Policy and audit configuration (TOML; see examples/warden.toml). Validated at start:
+    /// any error stops the sidecar.
+    #[arg(long, env = "MCP_WARDEN_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 
     /// Log format: plain or json.
     #[arg(long, env = "MCP_WARDEN_LOG_FORMAT", default_value = "plain")]
@@ -606,6 +633,11 @@ pub fn main() -> ExitCode {
         Command::Wrap(args) => report(wrap(*args)),
         Command::Token(args) => report(token(&args)),
         Command::Install { dir } => report(install(&dir)),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Audit(AuditCommand::Verify {
+            file,
+            hmac_key_file,
+        }) => audit_verify(&file, hmac_key_file.as_deref()),
     }
 }
 
@@ -616,6 +648,74 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
             // The chain, for operators; never a secret (none is in any error message).
             eprintln!("mcp-warden: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match crate::config::file::load(file) {
+        Ok(cfg) => {
+            let audit = match &cfg.audit {
+                Some(a) => match &a.output {
+                    crate::audit::Output::Stdout => "audit to stdout".into(),
+                    crate::audit::Output::File(p) => format!("audit to {}", p.display()),
+                },
+                None => "no audit".into(),
+            };
+            say(&format!(
+                "{}: ok ({}; {audit})",
+                file.display(),
+                cfg.policy.summary()
+            ));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn audit_verify(file: &std::path::Path, key_file: Option<&std::path::Path>) -> ExitCode {
+    let key = match key_file.map(std::fs::read) {
+        None => None,
+        Some(Ok(k)) => Some(k.trim_ascii().to_vec()),
+        Some(Err(e)) => {
+            eprintln!("mcp-warden: cannot read the HMAC key file: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let reader = match std::fs::File::open(file) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => {
+            eprintln!("mcp-warden: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match crate::audit::verify(reader, &crate::audit::Hasher::new(key)) {
+        Ok(head) => {
+            say(&format!(
+                "{}: ok: {} records, head seq {} hash {}",
+                file.display(),
+                head.records,
+                head.seq,
+                head.hash
+            ));
+            if head.records > 0 && !head.closed {
+                say(
+                    "note: the last record is not audit_closed: the sidecar is running, stopped uncleanly, or the tail was cut; compare the head with an anchor kept elsewhere",
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(broken) => {
+            eprintln!("{}: TAMPERED: {broken}", file.display());
+            ExitCode::from(1)
         }
     }
 }
@@ -724,6 +824,11 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
             sandbox
         },
         command: args.command,
+        file: args
+            .config
+            .as_deref()
+            .map(crate::config::file::load)
+            .transpose()?,
     };
     let helper = PathBuf::from("/proc/self/exe");
     let config = WrapConfig::from_options(options.clone(), &ProcessEnv, helper.clone())?;

@@ -4,6 +4,8 @@
 //! environment) and hands each component its own sub-config. Tests build configs from values;
 //! nothing here reads the process environment except through [`VarLookup`].
 
+pub mod file;
+
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,8 @@ pub struct WrapOptions {
     pub cwd: Option<PathBuf>,
     pub sandbox: SandboxOptions,
     pub command: Vec<OsString>,
+    /// The loaded `--config` file (policy, audit), if one was given.
+    pub file: Option<file::FileConfig>,
 }
 
 /// The server's sandbox and environment, as given (flags, or a `[sandbox]` table of a
@@ -182,6 +186,8 @@ pub struct WrapConfig {
     pub public_url: Url,
     /// `None` with `--no-auth`.
     pub auth: Option<AuthConfig>,
+    /// Policy and audit from `--config`.
+    pub file: Option<file::FileConfig>,
 }
 
 /// A configuration that cannot work, with what to do about it.
@@ -424,6 +430,7 @@ impl WrapConfig {
             sessions,
             public_url,
             auth,
+            file: o.file,
         })
     }
 }
@@ -813,6 +820,7 @@ mod tests {
             cwd: None,
             sandbox: SandboxOptions::default(),
             command: vec!["node".into(), "server.js".into()],
+            file: None,
         }
     }
 

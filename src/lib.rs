@@ -12,6 +12,9 @@
 //!   health, origin checks, the error mapping, the accept loop.
 //! - [`auth`]: bearer tokens checked as an OAuth 2.1 resource server (JWT and introspection),
 //!   the resulting principal, challenges, resource metadata, the development issuer.
+//! - [`policy`]: pure inline policy: per-tool authorization, argument rules, rate limits,
+//!   list filtering, output redaction.
+//! - [`audit`]: hash-chained audit records, written off the request path.
 //! - [`sandbox`]: the per-session supervisor helper (`__sandbox-exec`), the only `unsafe`.
 //! - [`config`], [`app`], [`cli`], [`signal`], [`telemetry`]: wiring.
 //!
@@ -26,11 +29,13 @@
 //! ```
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod child;
 pub mod cli;
 pub mod config;
 pub mod mcp;
+pub mod policy;
 pub mod sandbox;
 pub mod session;
 pub mod signal;

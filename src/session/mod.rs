@@ -11,13 +11,36 @@
 mod events;
 mod store;
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 pub use events::{AttachError, Cursor, Event, EventId, EventStream, Next, StreamLimits};
 pub use store::{CreateError, Session, SessionError, SessionStore, Transport};
 
 use crate::child::ChildSpec;
+use crate::mcp::Kind;
+
+/// What the transport attaches to a client request for [`Inspect`] to find again when the
+/// server answers it (kept with the pending request; dropped when the request is done, however
+/// it ends).
+pub type RequestTag = Box<dyn Any + Send + Sync>;
+
+/// An observer of one session's traffic, installed by the transport when it creates the
+/// session (policy, redaction, audit). The session layer stays ignorant of what it does.
+pub trait Inspect: Send + Sync + std::fmt::Debug {
+    /// Every message of the server passes here before any client stream holds it; the return
+    /// value is what clients get (and what replay buffers keep). `request` is the tag of the
+    /// client request the message answers, for responses.
+    fn server_message(&self, request: Option<&RequestTag>, kind: Kind, line: Bytes) -> Bytes;
+    /// The session ended; `reason` is a snake_case code, `exit` the server's exit status when
+    /// it exited on its own.
+    fn ended(&self, reason: &'static str, exit: Option<String>);
+    /// For the transport to reach its own type again.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
 
 /// Everything the session layer needs, fixed at startup.
 #[derive(Debug, Clone)]

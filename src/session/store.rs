@@ -12,8 +12,8 @@ use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::SessionConfig;
 use super::events::EventStream;
+use super::{Inspect, RequestTag, SessionConfig};
 use crate::auth::Principal;
 use crate::child::env::{Secret, SessionContext};
 use crate::child::{
@@ -64,6 +64,19 @@ enum EndReason {
 }
 
 impl EndReason {
+    /// The snake_case code of audit records.
+    fn code(self) -> &'static str {
+        match self {
+            EndReason::Closed(Closed::Exited(_)) => "server_exited",
+            EndReason::Closed(Closed::StdoutClosed) => "server_closed_output",
+            EndReason::Deleted => "deleted",
+            EndReason::Idle => "idle",
+            EndReason::Shutdown => "shutdown",
+            EndReason::StreamClosed => "stream_closed",
+            EndReason::CredentialExpired => "credential_expired",
+        }
+    }
+
     fn client_message(self) -> Cow<'static, str> {
         match self {
             EndReason::Closed(Closed::Exited(status)) => {
@@ -119,12 +132,13 @@ impl SessionStore {
     }
 
     /// Starts a session and its server. `owner` binds the session to a principal; `env` is
-    /// the server's environment, built for that principal.
+    /// the server's environment, built for that principal; `inspect` sees its traffic.
     pub fn create(
         &self,
         transport: Transport,
         owner: Arc<str>,
         env: SessionEnv,
+        inspect: Option<Arc<dyn Inspect>>,
     ) -> Result<Arc<Session>, CreateError> {
         let inner = &self.inner;
         if inner.draining.load(Ordering::Acquire) {
@@ -148,6 +162,7 @@ impl SessionStore {
             owner,
             secrets: env.secrets(),
             credentials_expire: env.expires_at(),
+            inspect,
             child: OnceLock::new(),
             routes: Mutex::new(Routes {
                 pending: HashMap::new(),
@@ -352,6 +367,7 @@ pub struct Session {
     secrets: SecretSet,
     /// When the first exchanged credential of the server expires.
     credentials_expire: Option<std::time::SystemTime>,
+    inspect: Option<Arc<dyn Inspect>>,
     child: OnceLock<Child>,
     routes: Mutex<Routes>,
     /// Negotiated protocol version: 0 until the initialize response, else index + 1.
@@ -397,6 +413,8 @@ struct Pending {
     /// Metric labels (bounded values).
     method: Label,
     tool: Label,
+    /// The transport's tag for [`Inspect`]; dropped with the request.
+    tag: Option<RequestTag>,
 }
 
 impl Session {
@@ -472,6 +490,7 @@ impl Session {
         tool: Option<&str>,
         progress: Option<Id>,
         message: Bytes,
+        tag: Option<RequestTag>,
     ) -> Result<Arc<EventStream>, SessionError> {
         let timeout = self.config.request_timeout;
         let (method_label, tool_label) = (
@@ -512,6 +531,7 @@ impl Session {
                     initialize: method == mcp::method::INITIALIZE,
                     method: method_label,
                     tool: tool_label,
+                    tag,
                 },
             );
             stream
@@ -596,6 +616,7 @@ impl Session {
     /// code for the metrics, `None` on success.
     fn complete(&self, p: Pending, response: Option<Bytes>, error: Option<&'static str>) {
         if let Some(response) = response {
+            let response = self.inspected(p.tag.as_ref(), Kind::Response, response);
             p.stream.push(Kind::Response, response);
         }
         if self.transport == Transport::Streamable {
@@ -659,10 +680,31 @@ impl Session {
         if let Some(child) = self.child.get() {
             child.terminate();
         }
+        if let Some(i) = &self.inspect {
+            let exit = match reason {
+                EndReason::Closed(Closed::Exited(status)) => Some(status.to_string()),
+                _ => None,
+            };
+            i.ended(reason.code(), exit);
+        }
+    }
+
+    /// What clients get of a server message: the inspector's version, if there is one.
+    fn inspected(&self, tag: Option<&RequestTag>, kind: Kind, line: Bytes) -> Bytes {
+        match &self.inspect {
+            Some(i) => i.server_message(tag, kind, line),
+            None => line,
+        }
+    }
+
+    /// The session's inspector, if the transport installed one.
+    pub fn inspector(&self) -> Option<&Arc<dyn Inspect>> {
+        self.inspect.as_ref()
     }
 
     /// Where a message that answers no request goes (see the module docs).
     fn route_unsolicited(&self, kind: Kind, line: Bytes) {
+        let line = self.inspected(None, kind, line);
         let target = {
             let r = self.routes.lock();
             if self.transport == Transport::LegacySse || r.standalone.is_attached() {
@@ -804,6 +846,7 @@ impl ChildSink for Session {
                     .and_then(|t| self.routes.lock().progress.get(&t).cloned());
                 match stream {
                     Some(s) => {
+                        let line = self.inspected(None, Kind::Notification, line);
                         let lost = s.push(Kind::Notification, line);
                         self.report_lost(lost);
                     }

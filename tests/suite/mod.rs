@@ -10,6 +10,7 @@ mod legacy;
 mod lifecycle;
 mod mcp_json;
 mod ops;
+mod policy;
 mod replicas;
 mod sandbox;
 mod sandbox_env;

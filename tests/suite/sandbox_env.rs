@@ -59,7 +59,8 @@ async fn the_server_environment_is_the_allow_list_plus_injections() {
         ],
         "{env:?}"
     );
-    assert_eq!(env["API_KEY"], "file-secret-123");
+    // The server holds the secret; what it sends back has it redacted.
+    assert_eq!(env["API_KEY"], "[REDACTED:injected_secret]");
     assert_eq!(env["MODE"], "plain-value");
     assert_eq!(env["HOME"], env["TMPDIR"]);
     assert!(env["HOME"].contains("mcp-warden-"), "{}", env["HOME"]);
@@ -297,7 +298,11 @@ async fn one_sessions_server_cannot_read_anothers_environment() {
     };
     // Without a sandbox, same-user servers read each other's environment...
     let baseline = run("none").await;
-    assert!(baseline.contains("per-session-secret-42"), "{baseline}");
+    // (The value itself is redacted from what the server sends back.)
+    assert!(
+        baseline.contains("KEY=[REDACTED:injected_secret]"),
+        "{baseline}"
+    );
     // ...which Landlock's ptrace scoping stops (and the sidecar refuses to inject secrets
     // under a best-effort profile when Landlock is missing).
     let got = run("default").await;
@@ -419,12 +424,21 @@ async fn an_exchanged_token_reaches_the_server_and_the_callers_does_not() {
         .call_tool(
             json!(1),
             "probe",
-            json!({"attacks": ["env", "cmdline", "stdin"], "sidecar": w.pid()}),
+            json!({"attacks": ["env", "env_hex", "cmdline", "stdin"], "sidecar": w.pid()}),
         )
         .await;
     let got: HashMap<String, String> = serde_json::from_str(&text(&r)).unwrap();
     let env = env_of(&got["env"]);
-    let issued = &env["API_TOKEN"];
+    // The issued token is redacted from what the server sends; its hex form is not.
+    assert_eq!(env["API_TOKEN"], "[REDACTED:injected_secret]");
+    let hex = &env_of(&got["env_hex"])["API_TOKEN"];
+    let issued = &String::from_utf8(
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect(),
+    )
+    .unwrap();
     assert_ne!(issued, &caller);
     for part in ["env", "cmdline", "stdin"] {
         assert!(

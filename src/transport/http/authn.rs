@@ -40,6 +40,8 @@ pub(crate) async fn authenticate(
     if !principal.missing_scopes(&config.required_scopes).is_empty() {
         let needed: Vec<&str> = config.required_scopes.iter().map(String::as_str).collect();
         st.metrics.auth_failed(Rejection::InsufficientScope.code());
+        st.inspect
+            .auth_failure(Rejection::InsufficientScope.code(), Some(&principal));
         tracing::info!(
             auth.reason = Rejection::InsufficientScope.code(),
             auth.sub = %principal.subject,
@@ -139,6 +141,7 @@ pub(crate) fn insufficient_scope(st: &AppState, path: &str, needed: &[&str]) -> 
 fn refuse(st: &AppState, path: &str, r: Rejection, fingerprint: Option<&str>) -> Response {
     let fingerprint = fingerprint.unwrap_or("");
     st.metrics.auth_failed(r.code());
+    st.inspect.auth_failure(r.code(), None);
     match r.outcome() {
         Outcome::Unauthenticated | Outcome::InvalidRequest => {
             tracing::debug!(auth.reason = r.code(), "request refused");

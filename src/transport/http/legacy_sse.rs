@@ -45,10 +45,12 @@ pub(crate) async fn connect(
             );
         }
     };
+    let inspect = st.inspect.open_session(&principal, &child_env.secrets());
     let session = match st.store.create(
         Transport::LegacySse,
         principal.session_key().into(),
         child_env,
+        Some(inspect.clone()),
     ) {
         Ok(s) => s,
         Err(CreateError::Full(_)) => return Rejection::TooManySessions.into_response(),
@@ -61,6 +63,7 @@ pub(crate) async fn connect(
             );
         }
     };
+    inspect.started(session.id());
     let stream = session.standalone();
     let Ok(cursor) = stream.attach(None) else {
         return Rejection::UnknownSession.into_response();
@@ -110,7 +113,7 @@ pub(crate) async fn message(
 
 async fn message_inner(
     st: &AppState,
-    principal: &Principal,
+    principal: &Arc<Principal>,
     query: MessageQuery,
     headers: &HeaderMap,
     body: Body,
@@ -134,16 +137,26 @@ async fn message_inner(
             .collect::<Result<Vec<_>, _>>()?;
         for (item, env) in items.iter().zip(&parsed) {
             deliver(
+                principal,
                 &session,
                 env,
-                Bytes::copy_from_slice(item.get().as_bytes()),
+                body.slice_ref(item.get().as_bytes()),
                 headers::trace(headers),
+                false,
             )
             .await?;
         }
     } else {
         let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
-        deliver(&session, &env, body.clone(), headers::trace(headers)).await?;
+        deliver(
+            principal,
+            &session,
+            &env,
+            body.clone(),
+            headers::trace(headers),
+            false,
+        )
+        .await?;
     }
     Ok((StatusCode::ACCEPTED, "Accepted").into_response())
 }

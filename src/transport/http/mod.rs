@@ -8,6 +8,7 @@ mod authn;
 pub mod fuzzing;
 mod headers;
 mod health;
+mod inspect;
 mod legacy_sse;
 mod limits;
 mod origin;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub use inspect::{Inspector, POLICY_DENIED, RATE_LIMITED};
 pub use router::{admin_router, router};
 pub use server::{ServerLimits, serve};
 pub use tls::{
@@ -80,6 +82,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Checks bearer tokens (or lets everyone in as anonymous with `--no-auth`).
     pub auth: Authenticator,
+    /// Policy, redaction and audit of every session.
+    pub inspect: Arc<Inspector>,
 }
 
 impl AppState {

@@ -50,6 +50,8 @@ pub(crate) enum Rejection {
     TooManySessions,
     /// The sidecar is draining: no new sessions.
     Draining,
+    /// The policy refused the request with an HTTP status (step-up challenge, rate limit).
+    Refused(Box<super::inspect::Refusal>),
     /// GET on the legacy message endpoint and the like.
     MethodNotAllowed(&'static str),
 }
@@ -126,6 +128,7 @@ impl Rejection {
                 mcp::code::SERVER_UNAVAILABLE,
                 "Service Unavailable: shutting down".into(),
             ),
+            Rejection::Refused(refusal) => return refusal.response(),
             Rejection::MethodNotAllowed(allow) => {
                 let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, mcp::code::INVALID_REQUEST, "Method Not Allowed");
                 r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use super::AppState;
 use super::headers::{self, LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+use super::inspect::{self, Admit};
 use super::rescue::Rejection;
 use super::sse::{self, Framing};
 use crate::auth::Principal;
@@ -109,7 +110,7 @@ pub(crate) async fn read_body(body: Body) -> Result<Bytes, Rejection> {
 
 async fn post_inner(
     st: &AppState,
-    principal: &Principal,
+    principal: &Arc<Principal>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, Rejection> {
@@ -148,22 +149,42 @@ async fn post_inner(
         {
             return Err(Rejection::BatchNotAllowed);
         }
-        return post_batch(st, &session, &body, headers::trace(headers)).await;
+        return post_batch(st, principal, &session, &body, headers::trace(headers)).await;
     }
     let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
-    match deliver(&session, &env, body.clone(), headers::trace(headers)).await? {
+    let delivered = deliver(
+        principal,
+        &session,
+        &env,
+        body.clone(),
+        headers::trace(headers),
+        true,
+    )
+    .await;
+    // A step-up refusal carries this resource's challenge, which needs the app state.
+    if let Err(Rejection::Refused(refusal)) = &delivered {
+        return Ok(refusal.response_for(st, &st.config.path));
+    }
+    match delivered? {
         Some(stream) => Ok(respond(st, &session, stream, false, principal.expires_at).await),
         None => Ok(StatusCode::ACCEPTED.into_response()),
     }
 }
 
 /// Hands one client message to the session. Returns the stream of a request's answer.
+///
+/// Requests pass the policy first ([`inspect::admit`]); a refused one never reaches the
+/// server. It is answered with an HTTP status when it came `alone` on Streamable HTTP and
+/// the refusal has one (403 step-up, 429), else with a JSON-RPC error on its stream.
 pub(crate) async fn deliver(
+    principal: &Arc<Principal>,
     session: &Session,
     env: &Envelope<'_>,
     message: Bytes,
     trace: Option<TraceContext>,
+    alone: bool,
 ) -> Result<Option<Arc<EventStream>>, Rejection> {
+    let original = message.clone();
     let message = continue_trace(message, env, trace);
     match env.kind {
         Kind::Request => {
@@ -181,12 +202,24 @@ pub(crate) async fn deliver(
                     mcp::error_response(Some(&id), mcp::code::METHOD_NOT_FOUND, "Method not found");
                 return Ok(Some(session.answer_locally(Bytes::from(reply))));
             }
+            let tag = match inspect::admit(principal, session, env, &original) {
+                Admit::Forward(tag) => tag,
+                Admit::Refuse(refusal) => {
+                    if alone
+                        && session.transport() == Transport::Streamable
+                        && refusal.wants_status()
+                    {
+                        return Err(Rejection::Refused(refusal));
+                    }
+                    return Ok(Some(session.answer_locally(refusal.jsonrpc())));
+                }
+            };
             let progress = mcp::progress_token(env.params);
             let tool = (method == mcp::method::TOOLS_CALL)
                 .then(|| env.params.and_then(|p| mcp::top_level_str(p, "name")))
                 .flatten();
             match session
-                .request(id.clone(), method, tool.as_deref(), progress, message)
+                .request(id.clone(), method, tool.as_deref(), progress, message, tag)
                 .await
             {
                 Ok(stream) => Ok(Some(stream)),
@@ -235,6 +268,7 @@ fn continue_trace(message: Bytes, env: &Envelope<'_>, header: Option<TraceContex
 /// 2025-03-26 batches: every element is delivered; requests share one SSE stream.
 async fn post_batch(
     st: &AppState,
+    principal: &Arc<Principal>,
     session: &Arc<Session>,
     body: &Bytes,
     trace: Option<TraceContext>,
@@ -256,10 +290,12 @@ async fn post_batch(
     let mut streams = Vec::new();
     for (item, env) in items.iter().zip(&parsed) {
         if let Some(stream) = deliver(
+            principal,
             session,
             env,
-            Bytes::copy_from_slice(item.get().as_bytes()),
+            body.slice_ref(item.get().as_bytes()),
             trace,
+            false,
         )
         .await?
         {
@@ -309,7 +345,7 @@ async fn post_batch(
 /// session id.
 async fn initialize(
     st: &AppState,
-    principal: &Principal,
+    principal: &Arc<Principal>,
     caller_token: Option<&str>,
     body: Bytes,
     batch: bool,
@@ -346,10 +382,12 @@ async fn initialize(
             ))));
         }
     };
+    let inspect = st.inspect.open_session(principal, &child_env.secrets());
     let session = match st.store.create(
         Transport::Streamable,
         principal.session_key().into(),
         child_env,
+        Some(inspect.clone()),
     ) {
         Ok(s) => s,
         Err(CreateError::Full(_)) => return Err(Rejection::TooManySessions),
@@ -363,7 +401,8 @@ async fn initialize(
             ))));
         }
     };
-    let mut response = match deliver(&session, &env, body.clone(), trace).await {
+    inspect.started(session.id());
+    let mut response = match deliver(principal, &session, &env, body.clone(), trace, true).await {
         Ok(Some(stream)) => respond(st, &session, stream, true, principal.expires_at).await,
         Ok(None) | Err(_) => {
             let msg = "the MCP server ended before it could be initialized";

@@ -1,0 +1,561 @@
+//! Output redaction: what the server sends back is rewritten before the client sees it.
+//!
+//! Two sources of redaction: the configured `[[redact]]` rules (detectors, patterns, JSON
+//! pointers, each limited to the zones it names) and, always, the exact values of the
+//! credentials injected into the session's server, anywhere in a message's `result`,
+//! `error` or `params`, in keys and values. Strings are decoded before matching, so escaping
+//! (`\u0041…`, `\/`) cannot hide a value. Only edited strings change; every other byte of
+//! the message is kept.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+use super::detect::{Finding, Scanner};
+use super::json::{self, Event, Malformed, Path, Pointer};
+
+/// Label of injected-credential redactions in replacements and audit counts.
+pub const INJECTED: &str = "injected_secret";
+
+/// The credentials injected into one session's server: redacted from everything it sends.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    matcher: Option<Arc<AhoCorasick>>,
+    count: usize,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values.
+        f.debug_struct("Secrets")
+            .field("count", &self.count)
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// No injected credentials.
+    pub fn none() -> Secrets {
+        Secrets::default()
+    }
+
+    /// The given byte strings (empty ones are ignored). Longer values win over values they
+    /// contain, so a secret is never half-redacted because a shorter one matched first.
+    pub fn new<I, S>(values: I) -> Secrets
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        let values: Vec<Vec<u8>> = values
+            .into_iter()
+            .map(|v| v.as_ref().to_vec())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if values.is_empty() {
+            return Secrets::none();
+        }
+        let count = values.len();
+        let matcher = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&values)
+            .ok()
+            .map(Arc::new);
+        Secrets { matcher, count }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.matcher.is_none()
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    fn find(&self, s: &str, out: &mut Vec<Hit>) {
+        if let Some(m) = &self.matcher {
+            for found in m.find_iter(s) {
+                out.push(Hit {
+                    range: found.start()..found.end(),
+                    rule: None,
+                    finding: None,
+                });
+            }
+        }
+    }
+
+    /// Whether `s` contains any of the values.
+    pub fn contained_in(&self, s: &[u8]) -> bool {
+        self.matcher.as_ref().is_some_and(|m| m.is_match(s))
+    }
+}
+
+/// Where in a result a rule's detectors and patterns apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zones {
+    /// `text` fields of content blocks, embedded resources, resource contents, prompt
+    /// messages, and error messages.
+    pub text: bool,
+    /// Every string inside `structuredContent`.
+    pub structured: bool,
+}
+
+/// One compiled `[[redact]]` rule.
+#[derive(Debug)]
+pub struct RedactRule {
+    pub name: Arc<str>,
+    pub scanner: Scanner,
+    pub zones: Zones,
+    /// Values replaced whole, relative to `result`.
+    pub pointers: Vec<Pointer>,
+    /// Replacement text; `None` means `[REDACTED:<what>]`.
+    pub replacement: Option<String>,
+}
+
+/// How often one thing was redacted in one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactionCount {
+    /// The rule, or `None` for injected credentials.
+    pub rule: Option<Arc<str>>,
+    /// A detector name, `pattern`, `pointer`, or `injected_secret`.
+    pub what: &'static str,
+    pub count: u32,
+}
+
+/// The outcome of redacting one message.
+#[derive(Debug, Default)]
+pub struct Redacted {
+    /// The rewritten message, when anything changed.
+    pub bytes: Option<Vec<u8>>,
+    pub counts: Vec<RedactionCount>,
+}
+
+impl Redacted {
+    pub fn total(&self) -> u32 {
+        self.counts.iter().map(|c| c.count).sum()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Hit {
+    range: Range<usize>,
+    /// Index into the applicable rules; `None` = injected credential.
+    rule: Option<usize>,
+    finding: Option<Finding>,
+}
+
+impl Hit {
+    fn what(&self) -> &'static str {
+        self.finding.map_or(INJECTED, Finding::label)
+    }
+}
+
+/// Which part of the message a path is in.
+fn top_level(path: &Path<'_>) -> Option<Top> {
+    if path.key_is(0, "result") {
+        Some(Top::Result)
+    } else if path.key_is(0, "error") {
+        Some(Top::Error)
+    } else if path.key_is(0, "params") {
+        Some(Top::Params)
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Top {
+    Result,
+    Error,
+    Params,
+}
+
+/// Redacts `message` (one JSON-RPC message) with `rules` and `secrets`.
+pub fn redact(
+    message: &[u8],
+    rules: &[&RedactRule],
+    secrets: &Secrets,
+) -> Result<Redacted, Malformed> {
+    if rules.is_empty() && secrets.is_empty() {
+        return Ok(Redacted::default());
+    }
+    let wants_pointers = rules.iter().any(|r| !r.pointers.is_empty());
+    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+    // What each edit counts, kept beside it: an edit undone by a pointer is not counted.
+    let mut edit_counts: Vec<Vec<RedactionCount>> = Vec::new();
+    let mut hits: Vec<Hit> = Vec::new();
+    let mut found: Vec<(Range<usize>, Finding)> = Vec::new();
+    json::walk(message, |path, ev| match ev {
+        Event::Str { span, key } => {
+            // Outside result/error/params (the envelope, and the top-level keys themselves).
+            let Some(top) = top_level(&path) else { return };
+            let structured = top == Top::Result && path.key_is(1, "structuredContent");
+            let text = !key
+                && !structured
+                && match top {
+                    Top::Result => path.last_key_is("text"),
+                    Top::Error => {
+                        path.len() == 2 && path.key_is(1, "message") || path.key_is(1, "data")
+                    }
+                    Top::Params => false,
+                };
+            let rule_zone = |r: &RedactRule| {
+                (text && r.zones.text) || (structured && !key && r.zones.structured)
+            };
+            let any_rule = rules.iter().any(|r| rule_zone(r) && !r.scanner.is_empty());
+            if !any_rule && secrets.is_empty() {
+                return;
+            }
+            let Some(s) = json::decode_span(message, &span) else {
+                return;
+            };
+            hits.clear();
+            secrets.find(&s, &mut hits);
+            for (i, r) in rules.iter().enumerate() {
+                if rule_zone(r) {
+                    found.clear();
+                    r.scanner.find_all(&s, &mut found);
+                    hits.extend(found.drain(..).map(|(range, f)| Hit {
+                        range,
+                        rule: Some(i),
+                        finding: Some(f),
+                    }));
+                }
+            }
+            if hits.is_empty() {
+                return;
+            }
+            let mut counts = Vec::new();
+            let replaced = apply(&s, &mut hits, rules, &mut counts);
+            edits.push((span, json::quote(&replaced).into_bytes()));
+            edit_counts.push(counts);
+        }
+        Event::Value { span } => {
+            if !wants_pointers || top_level(&path) != Some(Top::Result) {
+                return;
+            }
+            let rel = path.skip(1);
+            for r in rules {
+                if r.pointers.iter().any(|p| rel.is(p)) {
+                    // A whole value replaced: edits inside it are moot.
+                    while edits.last().is_some_and(|(e, _)| e.start >= span.start) {
+                        edits.pop();
+                        edit_counts.pop();
+                    }
+                    let text = r
+                        .replacement
+                        .clone()
+                        .unwrap_or_else(|| format!("[REDACTED:{}]", r.name));
+                    edits.push((span.clone(), json::quote(&text).into_bytes()));
+                    let mut counts = Vec::new();
+                    count(&mut counts, Some(&r.name), "pointer");
+                    edit_counts.push(counts);
+                    return;
+                }
+            }
+        }
+    })?;
+    if edits.is_empty() {
+        return Ok(Redacted::default());
+    }
+    let mut counts: Vec<RedactionCount> = Vec::new();
+    for c in edit_counts.into_iter().flatten() {
+        match counts
+            .iter_mut()
+            .find(|t| t.what == c.what && t.rule == c.rule)
+        {
+            Some(t) => t.count += c.count,
+            None => counts.push(c),
+        }
+    }
+    Ok(Redacted {
+        bytes: Some(json::splice(message, &edits)),
+        counts,
+    })
+}
+
+/// Redacts every string of a JSON value (not a message: e.g. captured arguments) with one
+/// scanner and the injected credentials; keys only for credentials.
+pub fn redact_value(
+    value: &[u8],
+    scanner: &Scanner,
+    secrets: &Secrets,
+) -> Result<Option<Vec<u8>>, Malformed> {
+    let rule = RedactRule {
+        name: "capture".into(),
+        scanner: scanner.clone(),
+        zones: Zones {
+            text: true,
+            structured: true,
+        },
+        pointers: Vec::new(),
+        replacement: None,
+    };
+    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+    let mut hits: Vec<Hit> = Vec::new();
+    let mut found: Vec<(Range<usize>, Finding)> = Vec::new();
+    let mut counts = Vec::new();
+    json::walk(value, |_, ev| {
+        let Event::Str { span, key } = ev else { return };
+        let Some(s) = json::decode_span(value, &span) else {
+            return;
+        };
+        hits.clear();
+        secrets.find(&s, &mut hits);
+        if !key {
+            found.clear();
+            rule.scanner.find_all(&s, &mut found);
+            hits.extend(found.drain(..).map(|(range, f)| Hit {
+                range,
+                rule: Some(0),
+                finding: Some(f),
+            }));
+        }
+        if !hits.is_empty() {
+            let replaced = apply(&s, &mut hits, &[&rule], &mut counts);
+            edits.push((span, json::quote(&replaced).into_bytes()));
+        }
+    })?;
+    Ok((!edits.is_empty()).then(|| json::splice(value, &edits)))
+}
+
+/// Applies merged hits to `s`, counting each replaced span once under its first hit.
+fn apply(
+    s: &str,
+    hits: &mut [Hit],
+    rules: &[&RedactRule],
+    counts: &mut Vec<RedactionCount>,
+) -> String {
+    // Earliest first; at equal starts the longest first, and injected credentials before rules.
+    hits.sort_by(|a, b| {
+        a.range
+            .start
+            .cmp(&b.range.start)
+            .then(b.range.end.cmp(&a.range.end))
+            .then(a.rule.is_some().cmp(&b.rule.is_some()))
+    });
+    let mut out = String::with_capacity(s.len());
+    let mut at = 0;
+    let mut i = 0;
+    while i < hits.len() {
+        let first = &hits[i];
+        let mut end = first.range.end;
+        let mut j = i + 1;
+        while j < hits.len() && hits[j].range.start < end {
+            end = end.max(hits[j].range.end);
+            j += 1;
+        }
+        let start = first.range.start.max(at);
+        if start >= end || !s.is_char_boundary(start) || !s.is_char_boundary(end) {
+            i = j;
+            continue;
+        }
+        out.push_str(&s[at..start]);
+        let rule = first.rule.map(|r| rules[r]);
+        match rule.and_then(|r| r.replacement.as_deref()) {
+            Some(text) => out.push_str(text),
+            None => {
+                out.push_str("[REDACTED:");
+                out.push_str(match (rule, first.finding) {
+                    (Some(r), Some(Finding::Pattern(_))) => &r.name,
+                    _ => first.what(),
+                });
+                out.push(']');
+            }
+        }
+        count(counts, rule.map(|r| &r.name), first.what());
+        at = end;
+        i = j;
+    }
+    out.push_str(&s[at..]);
+    out
+}
+
+fn count(counts: &mut Vec<RedactionCount>, rule: Option<&Arc<str>>, what: &'static str) {
+    if let Some(c) = counts
+        .iter_mut()
+        .find(|c| c.what == what && c.rule.as_deref() == rule.map(|r| &**r))
+    {
+        c.count += 1;
+    } else {
+        counts.push(RedactionCount {
+            rule: rule.cloned(),
+            what,
+            count: 1,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::detect::Detector;
+    use serde_json::{Value, json};
+
+    fn rule(
+        detectors: &[Detector],
+        patterns: &[&str],
+        zones: Zones,
+        pointers: &[&str],
+    ) -> RedactRule {
+        RedactRule {
+            name: "r".into(),
+            scanner: Scanner::new(
+                detectors,
+                &patterns.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+            .unwrap(),
+            zones,
+            pointers: pointers
+                .iter()
+                .map(|p| Pointer::parse(p).unwrap())
+                .collect(),
+            replacement: None,
+        }
+    }
+
+    const BOTH: Zones = Zones {
+        text: true,
+        structured: true,
+    };
+
+    fn run(msg: &Value, rules: &[&RedactRule], secrets: &Secrets) -> (Value, Vec<RedactionCount>) {
+        let bytes = msg.to_string();
+        let r = redact(bytes.as_bytes(), rules, secrets).unwrap();
+        let out = r
+            .bytes
+            .map_or(msg.clone(), |b| serde_json::from_slice(&b).unwrap());
+        (out, r.counts)
+    }
+
+    #[test]
+    fn injected_secrets_go_everywhere_but_the_envelope() {
+        let secrets = Secrets::new(["s3cr3t-value", "tok\"en"]);
+        let msg = json!({"jsonrpc":"2.0","id":"s3cr3t-value","result":{
+            "content":[{"type":"text","text":"env: S=s3cr3t-value and tok\"en"}],
+            "structuredContent":{"s3cr3t-value":["x s3cr3t-value"]},
+            "_meta":{"note":"s3cr3t-value"}}});
+        let (out, counts) = run(&msg, &[], &secrets);
+        assert_eq!(out["id"], "s3cr3t-value", "the envelope is left alone");
+        assert_eq!(
+            out["result"]["content"][0]["text"],
+            "env: S=[REDACTED:injected_secret] and [REDACTED:injected_secret]"
+        );
+        assert_eq!(
+            out["result"]["structuredContent"]["[REDACTED:injected_secret]"][0],
+            "x [REDACTED:injected_secret]"
+        );
+        assert_eq!(out["result"]["_meta"]["note"], "[REDACTED:injected_secret]");
+        assert_eq!(
+            counts,
+            vec![RedactionCount {
+                rule: None,
+                what: INJECTED,
+                count: 5
+            }]
+        );
+    }
+
+    #[test]
+    fn escaping_does_not_hide_a_secret() {
+        let secrets = Secrets::new(["AB/CD"]);
+        let raw = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"\u0041B\/CD"}]}}"#;
+        let r = redact(raw.as_bytes(), &[], &secrets).unwrap();
+        let out: Value = serde_json::from_slice(&r.bytes.unwrap()).unwrap();
+        assert_eq!(
+            out["result"]["content"][0]["text"],
+            "[REDACTED:injected_secret]"
+        );
+    }
+
+    #[test]
+    fn rules_apply_only_in_their_zones() {
+        let text_only = rule(
+            &[Detector::Email],
+            &[],
+            Zones {
+                text: true,
+                structured: false,
+            },
+            &[],
+        );
+        let msg = json!({"jsonrpc":"2.0","id":1,"result":{
+            "content":[{"type":"text","text":"mail a@example.com"}, {"type":"resource","resource":{"uri":"a@example.com","text":"b@example.com"}}],
+            "structuredContent":{"email":"c@example.com"}}});
+        let (out, counts) = run(&msg, &[&text_only], &Secrets::none());
+        assert_eq!(out["result"]["content"][0]["text"], "mail [REDACTED:email]");
+        assert_eq!(
+            out["result"]["content"][1]["resource"]["text"],
+            "[REDACTED:email]"
+        );
+        assert_eq!(
+            out["result"]["content"][1]["resource"]["uri"],
+            "a@example.com"
+        );
+        assert_eq!(out["result"]["structuredContent"]["email"], "c@example.com");
+        assert_eq!(counts[0].count, 2);
+        let both = rule(&[Detector::Email], &[], BOTH, &[]);
+        let (out, _) = run(&msg, &[&both], &Secrets::none());
+        assert_eq!(
+            out["result"]["structuredContent"]["email"],
+            "[REDACTED:email]"
+        );
+    }
+
+    #[test]
+    fn pointers_replace_whole_values_and_patterns_use_the_rule_name() {
+        let mut r = rule(
+            &[],
+            &["(?i)password=\\S+"],
+            BOTH,
+            &["/structuredContent/token", "/structuredContent/nested"],
+        );
+        r.name = "pw".into();
+        let msg = json!({"jsonrpc":"2.0","id":1,"result":{
+            "content":[{"type":"text","text":"password=hunter2 ok"}],
+            "structuredContent":{"token":{"a":"password=x"},"nested":42,"keep":"password=y"}}});
+        let (out, counts) = run(&msg, &[&r], &Secrets::none());
+        assert_eq!(out["result"]["content"][0]["text"], "[REDACTED:pw] ok");
+        assert_eq!(out["result"]["structuredContent"]["token"], "[REDACTED:pw]");
+        assert_eq!(
+            out["result"]["structuredContent"]["nested"],
+            "[REDACTED:pw]"
+        );
+        assert_eq!(out["result"]["structuredContent"]["keep"], "[REDACTED:pw]");
+        let pointer = counts.iter().find(|c| c.what == "pointer").unwrap();
+        assert_eq!(pointer.count, 2);
+        let pattern: u32 = counts
+            .iter()
+            .filter(|c| c.what == "pattern")
+            .map(|c| c.count)
+            .sum();
+        assert_eq!(
+            pattern, 2,
+            "the match inside the replaced token is not counted twice: {counts:?}"
+        );
+    }
+
+    #[test]
+    fn overlapping_matches_merge_and_untouched_messages_keep_their_bytes() {
+        let r = rule(&[Detector::Jwt, Detector::Email], &["eyJ"], BOTH, &[]);
+        let msg = json!({"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln."}]}});
+        let (out, _) = run(&msg, &[&r], &Secrets::none());
+        assert_eq!(out["result"]["content"][0]["text"], "t=[REDACTED:jwt].");
+        let clean = br#"{"jsonrpc":"2.0", "id":1, "result":{"content":[{"type":"text","text":"nothing"}]}}"#;
+        assert!(
+            redact(clean, &[&r], &Secrets::new(["zzz"]))
+                .unwrap()
+                .bytes
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn custom_replacement_and_error_messages() {
+        let mut r = rule(&[Detector::AwsAccessKey], &[], BOTH, &[]);
+        r.replacement = Some("***".into());
+        let msg = json!({"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"bad key AKIAIOSFODNN7EXAMPLE"}});
+        let (out, _) = run(&msg, &[&r], &Secrets::none());
+        assert_eq!(out["error"]["message"], "bad key ***");
+    }
+}

@@ -1,0 +1,487 @@
+//! Decisions of whole policies, one rule kind at a time.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::json;
+
+use super::*;
+
+fn policy(toml: &str) -> Arc<Policy> {
+    crate::config::file::parse(toml, Path::new("t.toml"), Path::new("."), &|_| {
+        Err(std::io::ErrorKind::NotFound.into())
+    })
+    .unwrap()
+    .policy
+}
+
+struct Call<'a> {
+    policy: &'a Policy,
+    history: History,
+    at: Instant,
+}
+
+impl<'a> Call<'a> {
+    fn new(policy: &'a Policy) -> Self {
+        Call {
+            policy,
+            history: policy.new_history(),
+            at: Instant::now(),
+        }
+    }
+
+    fn run(&self, who: &Identity, method: &str, params: serde_json::Value) -> Decision {
+        let raw = RawValue::from_string(params.to_string()).unwrap();
+        self.policy.check(&PolicyInput {
+            caller: who,
+            method,
+            params: Some(&raw),
+            history: &self.history,
+            session: "s1",
+            now: SystemTime::now(),
+            instant: self.at,
+        })
+    }
+
+    fn tool(&self, who: &Identity, name: &str, args: serde_json::Value) -> Decision {
+        self.run(who, "tools/call", json!({"name": name, "arguments": args}))
+    }
+}
+
+fn alice() -> Identity {
+    Identity::new("https://as", "alice").with_scopes(["mcp:basic"])
+}
+
+fn reason(d: &Decision) -> &'static str {
+    d.code()
+}
+
+const SCOPED: &str = r#"
+[[rule]]
+name = "basic"
+tools = ["echo", "get-sum"]
+scopes = ["mcp:basic"]
+
+[[rule]]
+name = "admin"
+tools = ["get-env"]
+scopes = ["mcp:admin"]
+"#;
+
+#[test]
+fn scopes_allow_and_missing_scopes_ask_for_step_up() {
+    let p = policy(SCOPED);
+    let c = Call::new(&p);
+    let d = c.tool(&alice(), "echo", json!({"message": "hi"}));
+    assert_eq!(
+        d,
+        Decision::Allow(Allow {
+            target: Some(Target {
+                kind: TargetKind::Tool,
+                name: "echo".into()
+            }),
+            rule: Some("basic".into())
+        })
+    );
+    match c.tool(&alice(), "get-env", json!({})) {
+        Decision::Deny(Deny {
+            reason: DenyReason::InsufficientScope { scopes },
+            rule,
+            ..
+        }) => {
+            assert_eq!(
+                scopes,
+                ["mcp:admin", "mcp:basic"],
+                "held and needed scopes, in one challenge"
+            );
+            assert_eq!(rule.as_deref(), Some("admin"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let admin = alice().with_scopes(["mcp:basic", "mcp:admin"]);
+    assert!(c.tool(&admin, "get-env", json!({})).is_allow());
+    // Default deny: a tool no rule names.
+    assert_eq!(reason(&c.tool(&admin, "other", json!({}))), "not_permitted");
+    // Not governed: lists, pings, initialize.
+    assert!(c.run(&alice(), "tools/list", json!({})).is_allow());
+    // A call without a name cannot be decided on.
+    assert_eq!(
+        reason(&c.run(&alice(), "tools/call", json!({}))),
+        "invalid_params"
+    );
+}
+
+#[test]
+fn default_allow_and_deny_rules() {
+    let p = policy(
+        r#"
+[policy]
+default = "allow"
+
+[[rule]]
+name = "no-env-for-contractors"
+effect = "deny"
+tools = ["get-env"]
+when = 'has(claims.contractor) && claims.contractor == true'
+message = "contractors may not read the environment"
+"#,
+    );
+    let c = Call::new(&p);
+    assert!(c.tool(&alice(), "anything", json!({})).is_allow());
+    assert!(c.tool(&alice(), "get-env", json!({})).is_allow());
+    let mut bob = Identity::new("https://as", "bob");
+    bob.claims.insert("contractor".into(), true.into());
+    match c.tool(&bob, "get-env", json!({})) {
+        Decision::Deny(d) => {
+            assert_eq!(d.reason, DenyReason::DeniedByRule);
+            assert_eq!(
+                d.message.as_deref(),
+                Some("contractors may not read the environment")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn conditions_gate_allow_rules_and_fail_closed() {
+    let p = policy(
+        r#"
+[[rule]]
+name = "eng-only"
+tools = ["deploy"]
+when = 'claims.dept == "eng" && args.env != "prod"'
+
+[[rule]]
+name = "broken"
+tools = ["broken"]
+when = 'args.missing.field == 1'
+"#,
+    );
+    let c = Call::new(&p);
+    let mut eng = alice();
+    eng.claims.insert("dept".into(), "eng".into());
+    assert!(c.tool(&eng, "deploy", json!({"env": "staging"})).is_allow());
+    assert_eq!(
+        reason(&c.tool(&eng, "deploy", json!({"env": "prod"}))),
+        "condition_not_met"
+    );
+    // alice has no dept claim: the condition errors, and errors deny.
+    assert_eq!(
+        reason(&c.tool(&alice(), "deploy", json!({"env": "dev"}))),
+        "condition_error"
+    );
+    assert_eq!(
+        reason(&c.tool(&eng, "broken", json!({}))),
+        "condition_error"
+    );
+}
+
+#[test]
+fn argument_rules_by_pointer_and_by_any_string() {
+    let p = policy(
+        r#"
+[policy]
+default = "allow"
+
+[[argument]]
+name = "no-secrets"
+tools = ["*"]
+detectors = ["secrets", "credit_card"]
+
+[[argument]]
+name = "no-etc"
+tools = ["read_file"]
+pointers = ["/path"]
+patterns = ['^/etc/']
+"#,
+    );
+    let c = Call::new(&p);
+    match c.tool(
+        &alice(),
+        "echo",
+        json!({"nested": {"list": ["ok", "AKIAIOSFODNN7EXAMPLE"]}}),
+    ) {
+        Decision::Deny(d) => {
+            assert_eq!(
+                d.reason,
+                DenyReason::ArgumentBlocked {
+                    finding: Finding::Detector(Detector::AwsAccessKey)
+                }
+            );
+            assert_eq!(d.rule.as_deref(), Some("no-secrets"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        reason(&c.tool(&alice(), "pay", json!({"card": "4111-1111-1111-1111"}))),
+        "argument_blocked"
+    );
+    assert!(
+        c.tool(&alice(), "pay", json!({"card": "4111-1111-1111-1112"}))
+            .is_allow()
+    );
+    assert_eq!(
+        reason(&c.tool(&alice(), "read_file", json!({"path": "/etc/passwd"}))),
+        "argument_blocked"
+    );
+    // The pattern applies at its pointer only.
+    assert!(
+        c.tool(
+            &alice(),
+            "read_file",
+            json!({"path": "/home/a", "note": "/etc/x"})
+        )
+        .is_allow()
+    );
+    assert!(
+        c.tool(&alice(), "other", json!({"path": "/etc/passwd"}))
+            .is_allow()
+    );
+    // Escaped JSON is decoded before matching.
+    let raw = r#"{"name":"read_file","arguments":{"path":"\/etc\/shadow"}}"#;
+    let d = p.check(&PolicyInput {
+        caller: &alice(),
+        method: "tools/call",
+        params: Some(&RawValue::from_string(raw.into()).unwrap()),
+        history: &c.history,
+        session: "s",
+        now: SystemTime::now(),
+        instant: Instant::now(),
+    });
+    assert_eq!(reason(&d), "argument_blocked");
+}
+
+#[test]
+fn sequence_rules_see_what_the_session_did() {
+    let p = policy(
+        r#"
+[policy]
+default = "allow"
+
+[[mark]]
+name = "read-secrets"
+tools = ["read_file"]
+when = 'args.path.startsWith("/secrets/")'
+set = "secrets"
+
+[[rule]]
+name = "no-exfiltration"
+effect = "deny"
+tools = ["send_email"]
+when = '"secrets" in session.marks'
+
+[[rule]]
+name = "no-email-after-env"
+effect = "deny"
+tools = ["send_email"]
+when = 'session.calls.exists(c, c.name == "get-env")'
+"#,
+    );
+    let c = Call::new(&p);
+    assert!(
+        c.tool(&alice(), "send_email", json!({"to": "x"}))
+            .is_allow()
+    );
+    assert!(
+        c.tool(&alice(), "read_file", json!({"path": "/home/x"}))
+            .is_allow()
+    );
+    assert!(
+        c.tool(&alice(), "send_email", json!({"to": "x"}))
+            .is_allow()
+    );
+    assert!(
+        c.tool(&alice(), "read_file", json!({"path": "/secrets/key"}))
+            .is_allow()
+    );
+    match c.tool(&alice(), "send_email", json!({"to": "x"})) {
+        Decision::Deny(d) => assert_eq!(d.rule.as_deref(), Some("no-exfiltration")),
+        other => panic!("{other:?}"),
+    }
+    // Another session is unaffected.
+    let other = Call::new(&p);
+    assert!(other.tool(&alice(), "send_email", json!({})).is_allow());
+    assert!(other.tool(&alice(), "get-env", json!({})).is_allow());
+    assert_eq!(
+        reason(&other.tool(&alice(), "send_email", json!({}))),
+        "denied_by_rule"
+    );
+}
+
+#[test]
+fn rate_limits_per_principal_and_per_tool() {
+    let p = policy(
+        r#"
+[policy]
+default = "allow"
+
+[[rate_limit]]
+name = "per-user"
+per = "principal"
+rate = "3/min"
+
+[[rate_limit]]
+name = "env-global"
+per = "tool"
+tools = ["get-env"]
+rate = "1/h"
+"#,
+    );
+    let c = Call::new(&p);
+    let bob = Identity::new("https://as", "bob");
+    assert!(c.tool(&alice(), "get-env", json!({})).is_allow());
+    match c.tool(&bob, "get-env", json!({})) {
+        Decision::Deny(Deny {
+            reason: DenyReason::RateLimited { retry_after },
+            rule,
+            ..
+        }) => {
+            assert_eq!(rule.as_deref(), Some("env-global"));
+            assert!(retry_after > Duration::from_secs(3000), "{retry_after:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(c.tool(&alice(), "echo", json!({})).is_allow());
+    assert!(c.tool(&alice(), "echo", json!({})).is_allow());
+    assert_eq!(reason(&c.tool(&alice(), "echo", json!({}))), "rate_limited");
+    // bob's refused get-env did not consume from his own bucket.
+    for _ in 0..3 {
+        assert!(c.tool(&bob, "echo", json!({})).is_allow());
+    }
+}
+
+#[test]
+fn prompts_and_resources_by_name_and_uri() {
+    let p = policy(
+        r#"
+[[rule]]
+name = "docs"
+resources = ["demo://resource/static/*"]
+
+[[rule]]
+name = "prompts"
+prompts = ["simple-prompt"]
+"#,
+    );
+    let c = Call::new(&p);
+    let read = |uri: &str| c.run(&alice(), "resources/read", json!({"uri": uri}));
+    assert!(read("demo://resource/static/document/a.md").is_allow());
+    assert_eq!(
+        reason(&read("demo://resource/dynamic/text/1")),
+        "not_permitted"
+    );
+    assert!(
+        c.run(&alice(), "prompts/get", json!({"name": "simple-prompt"}))
+            .is_allow()
+    );
+    assert_eq!(
+        reason(&c.run(&alice(), "prompts/get", json!({"name": "args-prompt"}))),
+        "not_permitted"
+    );
+    assert_eq!(
+        reason(&c.run(&alice(), "resources/subscribe", json!({"uri": "file:///x"}))),
+        "not_permitted"
+    );
+}
+
+#[test]
+fn lists_show_what_the_caller_may_use() {
+    let p = policy(&format!(
+        r#"{SCOPED}
+[[rule]]
+name = "eng"
+tools = ["deploy"]
+when = 'claims.dept == "eng"'
+
+[[rule]]
+name = "by-args"
+tools = ["maybe"]
+when = 'args.x == 1'
+"#
+    ));
+    let list = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[
+        {"name":"echo"},{"name":"get-env"},{"name":"deploy"},{"name":"maybe"},{"name":"unnamed-by-policy"}]}});
+    let names = |p: &Policy, who: &Identity| -> Vec<String> {
+        let bytes = list.to_string();
+        let out = p
+            .filter_list(who, ListKind::Tools, bytes.as_bytes(), SystemTime::now())
+            .unwrap()
+            .unwrap_or_else(|| bytes.into_bytes());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        v["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&p, &alice()), ["echo", "maybe"]);
+    let mut eng = alice().with_scopes(["mcp:basic", "mcp:admin"]);
+    eng.claims.insert("dept".into(), "eng".into());
+    assert_eq!(names(&p, &eng), ["echo", "get-env", "deploy", "maybe"]);
+    let step_up = policy(&format!("[policy]\nlist_step_up = true\n{SCOPED}"));
+    assert_eq!(names(&step_up, &alice()), ["echo", "get-env"]);
+    let unfiltered = policy(&format!("[policy]\nfilter_lists = false\n{SCOPED}"));
+    assert_eq!(names(&unfiltered, &alice()).len(), 5);
+}
+
+#[test]
+fn redaction_rules_are_targeted() {
+    let p = policy(
+        r#"
+[policy]
+default = "allow"
+
+[[redact]]
+name = "env-keys"
+tools = ["get-env"]
+detectors = ["secrets"]
+
+[[redact]]
+name = "resource-mail"
+resources = ["demo://*"]
+detectors = ["email"]
+"#,
+    );
+    let env = Target {
+        kind: TargetKind::Tool,
+        name: "get-env".into(),
+    };
+    let echo = Target {
+        kind: TargetKind::Tool,
+        name: "echo".into(),
+    };
+    let names =
+        |rules: Vec<&RedactRule>| rules.iter().map(|r| r.name.to_string()).collect::<Vec<_>>();
+    assert_eq!(names(p.redact_rules(Some(&env), false)), ["env-keys"]);
+    assert!(p.redact_rules(Some(&echo), false).is_empty());
+    assert_eq!(
+        names(p.redact_rules(None, true)),
+        ["env-keys"],
+        "task results: every tool rule"
+    );
+    assert!(p.redact_rules(None, false).is_empty());
+    let msg = json!({"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"K=AKIAIOSFODNN7EXAMPLE"}]}}).to_string();
+    let out = p
+        .redact(
+            msg.as_bytes(),
+            &p.redact_rules(Some(&env), false),
+            &Secrets::none(),
+        )
+        .unwrap();
+    assert_eq!(out.total(), 1);
+    assert!(
+        !String::from_utf8(out.bytes.unwrap())
+            .unwrap()
+            .contains("AKIA")
+    );
+    let untouched = p
+        .redact(
+            msg.as_bytes(),
+            &p.redact_rules(Some(&echo), false),
+            &Secrets::none(),
+        )
+        .unwrap();
+    assert!(untouched.bytes.is_none());
+}
