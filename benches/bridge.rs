@@ -270,17 +270,26 @@ impl StdioClient {
 struct Http {
     sender: http1::SendRequest<Full<Bytes>>,
     addr: SocketAddr,
+    token: Option<Arc<str>>,
 }
 
 impl Http {
     async fn connect(addr: SocketAddr) -> Http {
+        Http::connect_as(addr, None).await
+    }
+
+    async fn connect_as(addr: SocketAddr, token: Option<Arc<str>>) -> Http {
         let stream = TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
         let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Http { sender, addr }
+        Http {
+            sender,
+            addr,
+            token,
+        }
     }
 
     fn request(
@@ -300,6 +309,9 @@ impl Http {
             b = b
                 .header("mcp-session-id", s)
                 .header("mcp-protocol-version", "2025-11-25");
+        }
+        if let Some(t) = &self.token {
+            b = b.header("authorization", format!("Bearer {t}"));
         }
         b.body(Full::new(body)).unwrap()
     }
@@ -477,6 +489,8 @@ enum Target {
         path: &'static str,
         sse: bool,
         pid: u32,
+        /// A bearer token, when the target requires authentication.
+        token: Option<Arc<str>>,
     },
     /// The legacy HTTP+SSE transport of mcp-warden.
     Legacy { addr: SocketAddr, pid: u32 },
@@ -519,15 +533,19 @@ async fn open(target: &Target, lanes: usize) -> Session {
             Session::Floor(Arc::new(c))
         }
         Target::Http {
-            addr, path, sse, ..
+            addr,
+            path,
+            sse,
+            token,
+            ..
         } => {
-            let mut first = Http::connect(*addr).await;
+            let mut first = Http::connect_as(*addr, token.clone()).await;
             let (sid, _) = first.post(path, None, init_body(0)).await;
             let sid = sid.expect("no session id");
             first.post(path, Some(&sid), INITIALIZED.into()).await;
             let mut all = vec![first];
             for _ in 1..lanes {
-                all.push(Http::connect(*addr).await);
+                all.push(Http::connect_as(*addr, token.clone()).await);
             }
             Session::Http {
                 lanes: all,
@@ -802,6 +820,64 @@ impl Drop for Proc {
     }
 }
 
+/// Starts `mcp-warden wrap` on a free port, pinned to the target CPU, and waits for it.
+async fn start_warden(
+    warden: &std::path::Path,
+    echo: &[String],
+    extra: &[String],
+    target_cpu: Option<usize>,
+    load_cpu: Option<usize>,
+) -> (Proc, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cmd = std::process::Command::new(warden);
+    cmd.args([
+        "wrap",
+        "--listen",
+        &addr.to_string(),
+        "--max-sessions",
+        "1000",
+        "--log-level",
+        "warn",
+    ]);
+    if !extra.iter().any(|a| a == "--dev") {
+        cmd.arg("--no-auth");
+    }
+    cmd.args(extra).arg("--").args(echo);
+    let p = spawn_pinned(&mut cmd, target_cpu);
+    if let Some(c) = load_cpu {
+        pin(c);
+    }
+    wait_listening(addr).await;
+    (p, addr)
+}
+
+/// A token of the development issuer for the instance at `addr`.
+fn mint_token(warden: &std::path::Path, key: &std::path::Path, addr: SocketAddr) -> Arc<str> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !key.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = std::process::Command::new(warden)
+        .args([
+            "token",
+            "--dev-key-file",
+            key.to_str().unwrap(),
+            "--sub",
+            "bench",
+            "--scope",
+            "mcp:tools",
+        ])
+        .args(["--listen", &addr.to_string(), "--ttl", "2h"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Arc::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1004,38 +1080,18 @@ async fn run(quick: bool) {
         f: floor.clone(),
     });
 
-    // mcp-warden, auth off.
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let w = spawn_pinned(
-        std::process::Command::new(&warden)
-            .args([
-                "wrap",
-                "--no-auth",
-                "--listen",
-                &addr.to_string(),
-                "--max-sessions",
-                "1000",
-                "--log-level",
-                "warn",
-            ])
-            .arg("--")
-            .args(&echo),
-        target_cpu,
-    );
-    if let Some(c) = load_cpu {
-        pin(c);
-    }
-    wait_listening(addr).await;
+    // mcp-warden, auth off: JSON answers, SSE answers, legacy SSE.
+    let (w, addr) = start_warden(&warden, &echo, &[], target_cpu, load_cpu).await;
     let pid = w.child.id();
-    let json = Target::Http {
+    let http = |sse: bool, pid: u32, addr: SocketAddr, token: Option<Arc<str>>| Target::Http {
         addr,
         path: "/mcp",
-        sse: false,
+        sse,
         pid,
+        token,
     };
     let f = measure(
-        &json,
+        &http(false, pid, addr, None),
         &plan,
         &["latency", "throughput", "big", "setup", "memory"],
     )
@@ -1044,23 +1100,41 @@ async fn run(quick: bool) {
         name: "mcp-warden, JSON answers".into(),
         f,
     });
-    // mcp-warden with a typical policy: scoped rules, argument detectors, output redaction
-    // of detectors and an injected credential, a rate limit, and a hash-chained audit file.
-    let policy_dir = std::env::temp_dir().join(format!("warden-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&policy_dir).unwrap();
-    let policy_file = policy_dir.join("policy.toml");
+    let f = measure(
+        &http(true, pid, addr, None),
+        &plan,
+        &["latency", "throughput"],
+    )
+    .await;
+    rows.push(Row {
+        name: "mcp-warden, SSE answers".into(),
+        f,
+    });
+    let f = measure(&Target::Legacy { addr, pid }, &plan, &["latency"]).await;
+    rows.push(Row {
+        name: "mcp-warden, legacy HTTP+SSE".into(),
+        f,
+    });
+    drop(w);
+
+    // Auth on (a JWT of the development issuer), then auth + a typical policy: scoped rules,
+    // argument detectors, output redaction of detectors and an injected credential, a rate
+    // limit, and a hash-chained audit file.
+    let work = std::env::temp_dir().join(format!("warden-bench-{}", std::process::id()));
+    let keys = work.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let dev_key = keys.join("dev-key.pem");
+    let policy_file = work.join("policy.toml");
     std::fs::write(
         &policy_file,
         format!(
             "{}\n[audit]\noutput = \"{}\"\n",
             include_str!("policy.toml"),
-            policy_dir.join("audit.jsonl").display()
+            work.join("audit.jsonl").display()
         ),
     )
     .unwrap();
     // The injected credential lives apart from anything the server may read.
-    let keys = policy_dir.join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
     let credential = keys.join("credential");
     std::fs::write(&credential, "bench-credential-0123456789").unwrap();
     std::fs::set_permissions(
@@ -1068,60 +1142,39 @@ async fn run(quick: bool) {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    let port = free_port();
-    let paddr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let pw = spawn_pinned(
-        std::process::Command::new(&warden)
-            .args([
-                "wrap",
-                "--no-auth",
-                "--listen",
-                &paddr.to_string(),
-                "--max-sessions",
-                "1000",
-                "--log-level",
-                "warn",
-                "--env-file",
-                &format!("BENCH_INJECTED_CREDENTIAL={}", credential.display()),
-                "--config",
-                policy_file.to_str().unwrap(),
-            ])
-            .arg("--")
-            .args(&echo),
-        target_cpu,
-    );
-    wait_listening(paddr).await;
-    let with_policy = Target::Http {
-        addr: paddr,
-        path: "/mcp",
-        sse: false,
-        pid: pw.child.id(),
-    };
-    let f = measure(&with_policy, &plan, &["latency", "throughput", "big"]).await;
-    rows.push(Row {
-        name: "mcp-warden, JSON answers, typical policy".into(),
-        f,
-    });
-    drop(pw);
-    let _ = std::fs::remove_dir_all(&policy_dir);
-    let sse = Target::Http {
-        addr,
-        path: "/mcp",
-        sse: true,
-        pid,
-    };
-    let f = measure(&sse, &plan, &["latency", "throughput"]).await;
-    rows.push(Row {
-        name: "mcp-warden, SSE answers".into(),
-        f,
-    });
-    let legacy = Target::Legacy { addr, pid };
-    let f = measure(&legacy, &plan, &["latency"]).await;
-    rows.push(Row {
-        name: "mcp-warden, legacy HTTP+SSE".into(),
-        f,
-    });
-    drop(w);
+    let dev = [
+        "--dev".to_owned(),
+        "--dev-key-file".to_owned(),
+        dev_key.display().to_string(),
+    ];
+    for (name, policy) in [
+        ("mcp-warden, JSON answers, auth", false),
+        ("mcp-warden, JSON answers, auth + policy", true),
+    ] {
+        let mut args: Vec<String> = dev.to_vec();
+        if policy {
+            args.extend([
+                "--env-file".to_owned(),
+                format!("BENCH_INJECTED_CREDENTIAL={}", credential.display()),
+                "--config".to_owned(),
+                policy_file.display().to_string(),
+            ]);
+        }
+        let (w, addr) = start_warden(&warden, &echo, &args, target_cpu, load_cpu).await;
+        let token = mint_token(&warden, &dev_key, addr);
+        let f = measure(
+            &http(false, w.child.id(), addr, Some(token)),
+            &plan,
+            &["latency", "throughput", "big"],
+        )
+        .await;
+        rows.push(Row {
+            name: name.into(),
+            f,
+        });
+        drop(w);
+    }
+    let _ = std::fs::remove_dir_all(&work);
 
     // The peer: supergateway (npm), Streamable HTTP, stateful = child per session.
     let sg = repo.join("tests/js/node_modules/supergateway/dist/index.js");
@@ -1148,6 +1201,7 @@ async fn run(quick: bool) {
         }
         wait_listening(addr).await;
         let t = Target::Http {
+            token: None,
             addr,
             path: "/mcp",
             sse: false,
@@ -1253,6 +1307,20 @@ async fn run(quick: bool) {
         goal(
             r <= 64.0,
             &format!("≤ 64 KiB RSS per idle session, child excluded ({r:.0} KiB)"),
+        );
+    }
+    if let (Some(t), Some(tp)) = (
+        w.throughput,
+        rows.iter()
+            .find(|r| r.name.ends_with("auth + policy"))
+            .and_then(|r| r.f.throughput),
+    ) {
+        goal(
+            tp >= 0.9 * t,
+            &format!(
+                "auth + policy cost ≤ 10% of throughput ({:.1}% lower)",
+                100.0 * (1.0 - tp / t)
+            ),
         );
     }
     goal(misrouted == 0, "no response delivered to the wrong request");
