@@ -308,3 +308,44 @@ async fn a_flooding_server_and_a_client_that_never_reads_keep_memory_bounded() {
     );
     drop(unread);
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_during_initialize_leaves_no_server_behind() {
+    use tokio::io::AsyncWriteExt;
+    // A server that takes a second to start, so the client is surely gone before the answer.
+    let mut slow_start = vec!["sh".into(), "-c".into(), "sleep 1; exec \"$0\"".into()];
+    slow_start.extend(fixture());
+    let w = Warden::builder(slow_start)
+        .args(["--kill-grace", "300ms"])
+        .start();
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}).to_string();
+    let mut tcp = tokio::net::TcpStream::connect(w.addr).await.unwrap();
+    let req = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{init}",
+        crate::support::http::ACCEPT_BOTH,
+        init.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    w.wait_log("session started", Duration::from_secs(5));
+    let tree = crate::support::proc::descendants(w.pid());
+    assert!(!tree.is_empty(), "the server was started");
+    drop(tcp);
+    assert!(
+        until(Duration::from_secs(10), || {
+            crate::support::proc::descendants(w.pid())
+                .is_empty()
+                .then_some(())
+        })
+        .await
+        .is_some(),
+        "server left running: {:?}",
+        crate::support::proc::descendants(w.pid())
+    );
+    // The sidecar is fine and serves the next client.
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    assert_eq!(
+        text(&m.call_tool(json!(1), "echo", json!({"text":"next"})).await),
+        "next"
+    );
+}

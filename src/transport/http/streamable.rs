@@ -363,6 +363,10 @@ async fn initialize(
             ))));
         }
     };
+    // Until the answer carrying its id is handed back, only this request knows the session.
+    // If the request is dropped first (its client left, an HTTP/2 stream was reset), nobody
+    // could ever use or delete it, and its server would run until the idle timeout.
+    let unclaimed = Unclaimed(Some((st, session.clone())));
     let mut response = match deliver(&session, &env, body.clone(), trace).await {
         Ok(Some(stream)) => respond(st, &session, stream, true, principal.expires_at).await,
         Ok(None) | Err(_) => {
@@ -379,7 +383,26 @@ async fn initialize(
     {
         response.headers_mut().insert(MCP_SESSION_ID.clone(), v);
     }
+    unclaimed.claimed();
     Ok(response)
+}
+
+/// A new session whose id has not reached its client yet: ended when dropped unclaimed.
+struct Unclaimed<'a>(Option<(&'a AppState, Arc<Session>)>);
+
+impl Unclaimed<'_> {
+    fn claimed(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unclaimed<'_> {
+    fn drop(&mut self) {
+        if let Some((st, session)) = self.0.take() {
+            tracing::debug!("initialize abandoned before its answer: ending the new session");
+            st.store.terminate(&session, false);
+        }
+    }
 }
 
 fn json_message(data: Bytes) -> Response {
