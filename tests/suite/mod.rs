@@ -1,6 +1,7 @@
 mod auth;
 mod auth_oidc;
 mod bridge;
+mod churn;
 mod clients;
 mod conformance;
 mod faults;
