@@ -5,6 +5,7 @@ mod churn;
 mod clients;
 mod conformance;
 mod faults;
+mod hostile;
 mod install;
 mod kubernetes;
 mod legacy;

@@ -1,0 +1,158 @@
+//! Hostile HTTP clients: oversized, slow, malformed, flooding. Each attack gets a clear
+//! status or a closed connection, never a crash or unbounded memory, while a bystander
+//! session on the same sidecar keeps being answered within a bound.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::http::{ACCEPT_BOTH, Mcp, text};
+use crate::support::{Warden, fixture};
+
+/// How long a bystander's call may take while an attack runs. Generous: it is a bound on
+/// starvation, not a latency measurement.
+const BOUND: Duration = Duration::from_secs(5);
+
+/// A session that keeps calling `echo` while an attack runs, and fails the test if a call
+/// goes unanswered within [`BOUND`].
+struct Bystander {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<usize>,
+}
+
+impl Bystander {
+    async fn start(w: &Warden) -> Bystander {
+        let mut m = Mcp::new(w.mcp_url());
+        m.initialize().await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut answered = 0usize;
+            while !flag.load(Ordering::Relaxed) || answered == 0 {
+                let want = format!("bystander {answered}");
+                let r = tokio::time::timeout(
+                    BOUND,
+                    m.call_tool(json!(answered), "echo", json!({"text": want})),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("bystander call {answered} unanswered in {BOUND:?}"));
+                assert_eq!(text(&r), want, "{r}");
+                answered += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            answered
+        });
+        Bystander { stop, task }
+    }
+
+    /// Stops and returns how many calls were answered.
+    async fn finish(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// Sessions the sidecar started so far (the bystander's is one).
+fn sessions_started(w: &Warden) -> usize {
+    w.logs().matches("session started").count()
+}
+
+fn init_body() -> String {
+    json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}).to_string()
+}
+
+/// A request head for `POST /mcp` with the usual headers, and `extra` header lines.
+fn post_head(len: usize, extra: &str) -> String {
+    format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: {ACCEPT_BOTH}\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n{extra}\r\n"
+    )
+}
+
+/// Reads from `tcp` until the server closes it (EOF or reset) or `timeout` passes. Returns
+/// what was read, and whether the connection was closed.
+async fn read_until_closed(tcp: &mut TcpStream, timeout: Duration) -> (String, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+#[tokio::test]
+async fn slowloris_headers_are_cut_off() {
+    let w = Warden::builder(fixture())
+        .args(["--header-read-timeout", "1s"])
+        .start();
+    let bystander = Bystander::start(&w).await;
+    let mut tcp = TcpStream::connect(w.addr).await.unwrap();
+    let head = post_head(10, "x-filler: abcdefghijklmnopqrstuvwxyz\r\n");
+    // One byte every 50 ms: the whole head would take over 8 seconds.
+    let started = Instant::now();
+    let mut cut_off = false;
+    for b in head.as_bytes() {
+        if tcp.write_all(&[*b]).await.is_err() {
+            cut_off = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut probe = [0u8; 64];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(1), tcp.read(&mut probe)).await
+        {
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(cut_off, "the trickled head was read to the end");
+    eprintln!("trickled head cut off after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert!(bystander.finish().await > 0);
+}
+
+#[tokio::test]
+async fn a_slow_body_gets_408() {
+    let w = Warden::builder(fixture())
+        .args(["--body-read-timeout", "1s"])
+        .start();
+    let bystander = Bystander::start(&w).await;
+    let body = init_body();
+    // Half a body, then nothing; and a body trickled a byte at a time.
+    let mut stalled = TcpStream::connect(w.addr).await.unwrap();
+    stalled
+        .write_all(post_head(body.len(), "").as_bytes())
+        .await
+        .unwrap();
+    stalled
+        .write_all(&body.as_bytes()[..body.len() / 2])
+        .await
+        .unwrap();
+    let mut trickled = TcpStream::connect(w.addr).await.unwrap();
+    trickled
+        .write_all(post_head(body.len(), "").as_bytes())
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        for b in body.as_bytes() {
+            if trickled.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        read_until_closed(&mut trickled, Duration::from_secs(10)).await
+    });
+    let (answer, _) = read_until_closed(&mut stalled, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive in time"), "{answer}");
+    let (answer, _) = trickle.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(sessions_started(&w), 1, "no server for a slow body");
+    assert!(bystander.finish().await > 0);
+}
