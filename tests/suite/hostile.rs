@@ -11,7 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::http::{ACCEPT_BOTH, Mcp, text};
-use crate::support::{Warden, fixture};
+use crate::support::proc::fd_count;
+use crate::support::{Warden, fixture, until};
 
 /// How long a bystander's call may take while an attack runs. Generous: it is a bound on
 /// starvation, not a latency measurement.
@@ -86,6 +87,50 @@ async fn read_until_closed(tcp: &mut TcpStream, timeout: Duration) -> (String, b
         }
     }
 }
+#[tokio::test]
+async fn connections_that_never_send_a_request_are_closed() {
+    let w = Warden::builder(fixture())
+        .args(["--header-read-timeout", "1s"])
+        .start();
+    let bystander = Bystander::start(&w).await;
+    let baseline = fd_count(w.pid());
+    // Silent connections, a few bytes of the HTTP/2 preface (which keep HTTP version
+    // detection waiting), and an HTTP/1.1 head that never ends.
+    let mut attackers = Vec::new();
+    for i in 0..150 {
+        let mut tcp = TcpStream::connect(w.addr).await.unwrap();
+        match i % 3 {
+            0 => {}
+            1 => tcp.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap(),
+            _ => tcp
+                .write_all(b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+                .await
+                .unwrap(),
+        }
+        attackers.push(tcp);
+    }
+    let started = Instant::now();
+    for (i, tcp) in attackers.iter_mut().enumerate() {
+        let left = Duration::from_secs(15).saturating_sub(started.elapsed());
+        let (_, closed) = read_until_closed(tcp, left).await;
+        assert!(closed, "attacker connection {i} still open after 15 s");
+    }
+    eprintln!(
+        "150 silent connections closed after {:?}",
+        started.elapsed()
+    );
+    assert!(bystander.finish().await > 0);
+    assert!(
+        until(Duration::from_secs(5), || (fd_count(w.pid())
+            <= baseline + 2)
+            .then_some(()))
+        .await
+        .is_some(),
+        "descriptors not released: {baseline} before, {} after",
+        fd_count(w.pid())
+    );
+}
+
 #[tokio::test]
 async fn slowloris_headers_are_cut_off() {
     let w = Warden::builder(fixture())
