@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::http::{ACCEPT_BOTH, Mcp, text};
-use crate::support::proc::fd_count;
+use crate::support::proc::{fd_count, rss_kib};
 use crate::support::{Warden, fixture, until};
 
 /// How long a bystander's call may take while an attack runs. Generous: it is a bound on
@@ -87,6 +87,27 @@ async fn read_until_closed(tcp: &mut TcpStream, timeout: Duration) -> (String, b
         }
     }
 }
+
+/// Sends `bytes` on a new connection; returns the status line of the answer.
+async fn status_of(w: &Warden, bytes: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(w.addr).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("no answer")
+            .unwrap_or(0);
+        got.extend_from_slice(&buf[..n]);
+        if n == 0 || got.windows(2).any(|w| w == b"\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    text.lines().next().unwrap_or("").to_owned()
+}
+
 #[tokio::test]
 async fn connections_that_never_send_a_request_are_closed() {
     let w = Warden::builder(fixture())
@@ -199,5 +220,183 @@ async fn a_slow_body_gets_408() {
     let (answer, _) = trickle.await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert_eq!(sessions_started(&w), 1, "no server for a slow body");
+    assert!(bystander.finish().await > 0);
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431_and_memory_stays_bounded() {
+    let w = Warden::start(fixture());
+    let bystander = Bystander::start(&w).await;
+    let before = rss_kib(w.pid());
+    let body = init_body();
+    // One huge header, then very many small ones.
+    let huge = post_head(
+        body.len(),
+        &format!("x-big: {}\r\n", "a".repeat(100 * 1024)),
+    );
+    let many_lines: String = (0..500).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let many = post_head(body.len(), &many_lines);
+    for _ in 0..20 {
+        for head in [&huge, &many] {
+            let mut req = head.clone().into_bytes();
+            req.extend_from_slice(body.as_bytes());
+            let status = status_of(&w, &req).await;
+            assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+        }
+    }
+    // A long URI.
+    let uri = format!(
+        "GET /mcp?{} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n",
+        "q".repeat(100 * 1024)
+    );
+    let status = status_of(&w, uri.as_bytes()).await;
+    assert!(
+        status.starts_with("HTTP/1.1 431") || status.starts_with("HTTP/1.1 414"),
+        "{status}"
+    );
+    let after = rss_kib(w.pid());
+    eprintln!("RSS {before} KiB → {after} KiB after 40 oversized heads");
+    assert!(after < before + 32 * 1024, "{before} KiB → {after} KiB");
+    assert_eq!(sessions_started(&w), 1, "only the bystander's");
+    assert!(bystander.finish().await > 0);
+}
+
+/// A session of its own for malformed messages.
+async fn session(w: &Warden) -> Mcp {
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    m
+}
+
+async fn post_raw(m: &Mcp, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let r = m
+        .client
+        .post(&m.url)
+        .headers(m.headers())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_refused_wherever_it_appears() {
+    let w = Warden::start(fixture());
+    let bystander = Bystander::start(&w).await;
+    let m = session(&w).await;
+    // Valid JSON structure, invalid UTF-8 inside a string, in a key, and a lone surrogate
+    // escape (valid UTF-8 bytes, not a valid string).
+    let mut in_value =
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"#.to_vec();
+    in_value.extend_from_slice(b"\"\xc3\x28\"}}}");
+    let mut in_key =
+        br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{""#
+            .to_vec();
+    in_key.extend_from_slice(b"\xff\xfe\":1}}}");
+    let overlong = b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"\xc0\xaf\"}}}".to_vec();
+    for (what, body) in [
+        ("in a value", in_value),
+        ("in a key", in_key),
+        ("overlong encoding", overlong),
+    ] {
+        let (status, answer) = post_raw(&m, body).await;
+        assert_eq!(status, 400, "{what}: {answer}");
+        assert_eq!(answer["error"]["code"], -32700, "{what}: {answer}");
+    }
+    // In headers the transport reads: refused, not guessed at.
+    for (name, value) in [
+        ("mcp-session-id", &b"\xff\xfe"[..]),
+        ("mcp-protocol-version", b"2025-11-25\xff"),
+    ] {
+        let mut h = m.headers();
+        h.insert(
+            reqwest::header::HeaderName::from_static(name),
+            reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+        );
+        let r = m
+            .client
+            .post(&m.url)
+            .headers(h.clone())
+            .body(json!({"jsonrpc":"2.0","id":9,"method":"tools/list"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{name} on POST");
+        let r = m.client.get(&m.url).headers(h).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{name} on GET");
+    }
+    let mut h = m.headers();
+    h.insert(
+        "last-event-id",
+        reqwest::header::HeaderValue::from_bytes(b"1-\xff").unwrap(),
+    );
+    let r = m.client.get(&m.url).headers(h).send().await.unwrap();
+    assert_eq!(r.status(), 400, "last-event-id on GET");
+    // The session is intact.
+    assert_eq!(
+        text(&m.call_tool(json!(10), "echo", json!({"text":"ok"})).await),
+        "ok"
+    );
+    assert!(bystander.finish().await > 0);
+}
+
+#[tokio::test]
+async fn deep_nesting_is_refused_on_every_path() {
+    let w = Warden::start(fixture());
+    let bystander = Bystander::start(&w).await;
+    let m = session(&w).await;
+    let deep =
+        |open: &str, close: &str, n: usize| format!("{}1{}", open.repeat(n), close.repeat(n));
+    let objects = {
+        let mut s = String::new();
+        for _ in 0..200 {
+            s.push_str("{\"a\":");
+        }
+        s.push('1');
+        s.push_str(&"}".repeat(200));
+        s
+    };
+    let bodies = [
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"x":{}}}}}}}"#,
+            deep("[", "]", 200)
+        ),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"x":{objects}}}}}}}"#
+        ),
+        // An answer to a server request, and a notification.
+        format!(r#"{{"jsonrpc":"2.0","id":"s1","result":{}}}"#, objects),
+        format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"x":{}}}}}"#,
+            deep("[", "]", 100_000)
+        ),
+        // Unbalanced: a million openings and nothing else.
+        "[".repeat(1_000_000),
+    ];
+    for body in bodies {
+        let (status, answer) = post_raw(&m, body.clone()).await;
+        assert_eq!(status, 400, "{}: {answer}", &body[..60.min(body.len())]);
+    }
+    // The legacy message endpoint too.
+    let mut l = super::legacy::Legacy::connect(&w).await;
+    l.request(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
+    let r = l
+        .client
+        .post(w.url(&l.endpoint))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"x":{}}}}}}}"#,
+            deep("[", "]", 200)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        text(&m.call_tool(json!(3), "echo", json!({"text":"ok"})).await),
+        "ok"
+    );
     assert!(bystander.finish().await > 0);
 }
