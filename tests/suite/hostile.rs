@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::http::{ACCEPT_BOTH, Mcp, text};
+use crate::support::http::{ACCEPT_BOTH, Mcp, final_response, text};
 use crate::support::proc::{fd_count, rss_kib};
 use crate::support::{Warden, fixture, until};
 
@@ -398,5 +398,62 @@ async fn deep_nesting_is_refused_on_every_path() {
         text(&m.call_tool(json!(3), "echo", json!({"text":"ok"})).await),
         "ok"
     );
+    assert!(bystander.finish().await > 0);
+}
+
+#[tokio::test]
+async fn huge_numbers_and_ids_get_clear_answers() {
+    let w = Warden::builder(fixture())
+        .args(["--request-timeout", "2s"])
+        .start();
+    let bystander = Bystander::start(&w).await;
+    let m = session(&w).await;
+    let big = "9".repeat(400);
+    let call = |id: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"x"}}}}}}"#
+        )
+    };
+    // Ids no server could echo back faithfully are refused at once: floats, exponents,
+    // integers beyond 64 bits.
+    for id in [
+        "1e400",
+        "-1e400",
+        "1.0",
+        big.as_str(),
+        &format!("-{big}"),
+        "9223372036854775808",
+        "-9223372036854775809",
+    ] {
+        let (status, answer) = post_raw(&m, call(id)).await;
+        assert_eq!(status, 400, "id {id}: {answer}");
+        assert_eq!(answer["error"]["code"], -32600, "id {id}: {answer}");
+    }
+    // The 64-bit extremes are ids like any other.
+    for id in ["9223372036854775807", "-9223372036854775808"] {
+        let (status, _) = post_raw(&m, call(id)).await;
+        assert_eq!(status, 200, "id {id}");
+    }
+    // Huge numbers in arguments are the server's business: forwarded untouched, and the
+    // client gets an answer (here the fixture cannot parse them and the request times out).
+    for n in ["1e400", big.as_str()] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":"n","method":"tools/call","params":{{"name":"echo","arguments":{{"n":{n}}}}}}}"#
+        );
+        let r = m
+            .client
+            .post(&m.url)
+            .headers(m.headers())
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let answer = tokio::time::timeout(Duration::from_secs(10), final_response(r))
+            .await
+            .expect("no answer");
+        assert_eq!(answer["id"], "n");
+        assert!(answer["error"]["message"].is_string(), "{answer}");
+    }
     assert!(bystander.finish().await > 0);
 }

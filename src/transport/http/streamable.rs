@@ -150,11 +150,24 @@ async fn post_inner(
         }
         return post_batch(st, &session, &body, headers::trace(headers)).await;
     }
-    let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
+    let env = parse_client_message(&body)?;
     match deliver(&session, &env, body.clone(), headers::trace(headers)).await? {
         Some(stream) => Ok(respond(st, &session, stream, false, principal.expires_at).await),
         None => Ok(StatusCode::ACCEPTED.into_response()),
     }
+}
+
+/// Parses one message of a client, refusing what a server could read differently from the
+/// sidecar: a request id beyond 64 bits (most servers cannot represent it and would never
+/// answer).
+pub(crate) fn parse_client_message(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
+    let env = Envelope::parse(bytes).map_err(Rejection::Parse)?;
+    if env.kind == Kind::Request && matches!(env.id, Some(mcp::Id::BigInt(_))) {
+        return Err(Rejection::Parse(mcp::ParseError::Invalid(
+            "integer ids must fit in 64 bits",
+        )));
+    }
+    Ok(env)
 }
 
 /// Hands one client message to the session. Returns the stream of a request's answer.
@@ -247,7 +260,7 @@ async fn post_batch(
     // Validate everything before delivering anything.
     let mut parsed = Vec::with_capacity(items.len());
     for item in &items {
-        let env = Envelope::parse(item.get().as_bytes()).map_err(Rejection::Parse)?;
+        let env = parse_client_message(item.get().as_bytes())?;
         if env.method.as_deref() == Some(mcp::method::INITIALIZE) {
             return Err(Rejection::InitializeNotAlone);
         }
@@ -328,7 +341,7 @@ async fn initialize(
             Rejection::MissingSession
         });
     }
-    let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
+    let env = parse_client_message(&body)?;
     if env.kind != Kind::Request || env.method.as_deref() != Some(mcp::method::INITIALIZE) {
         if env.method.as_deref() == Some(mcp::method::SERVER_DISCOVER) {
             return Err(Rejection::ModernEra);
