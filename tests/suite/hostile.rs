@@ -457,3 +457,34 @@ async fn huge_numbers_and_ids_get_clear_answers() {
     }
     assert!(bystander.finish().await > 0);
 }
+
+#[tokio::test]
+async fn duplicate_keys_are_refused_where_the_sidecar_reads_them() {
+    let w = Warden::start(fixture());
+    let bystander = Bystander::start(&w).await;
+    let m = session(&w).await;
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"crash"}}"#,
+        r#"{"jsonrpc":"2.0","jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"params":{"name":"crash"}}"#,
+        // The tool a server would run (the last `name`) is not the one the sidecar sees.
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"crash","arguments":{"text":"x"}}}"#,
+    ] {
+        let (status, answer) = post_raw(&m, body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    // Duplicates inside arguments are the server's to interpret.
+    let (status, _) = post_raw(
+        &m,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a","text":"b"}}}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        text(&m.call_tool(json!(3), "echo", json!({"text":"alive"})).await),
+        "alive",
+        "the server was never asked to crash"
+    );
+    assert!(bystander.finish().await > 0);
+}

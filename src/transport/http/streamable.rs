@@ -159,12 +159,21 @@ async fn post_inner(
 
 /// Parses one message of a client, refusing what a server could read differently from the
 /// sidecar: a request id beyond 64 bits (most servers cannot represent it and would never
-/// answer).
+/// answer), and `params` with a repeated key (which one counts depends on the parser; the
+/// sidecar reads the tool name and `_meta` from there).
 pub(crate) fn parse_client_message(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
     let env = Envelope::parse(bytes).map_err(Rejection::Parse)?;
     if env.kind == Kind::Request && matches!(env.id, Some(mcp::Id::BigInt(_))) {
         return Err(Rejection::Parse(mcp::ParseError::Invalid(
             "integer ids must fit in 64 bits",
+        )));
+    }
+    if env
+        .params
+        .is_some_and(|p| mcp::repeats_top_level_key(p.get()))
+    {
+        return Err(Rejection::Parse(mcp::ParseError::Invalid(
+            "params must not repeat a key",
         )));
     }
     Ok(env)
