@@ -488,3 +488,49 @@ async fn duplicate_keys_are_refused_where_the_sidecar_reads_them() {
     );
     assert!(bystander.finish().await > 0);
 }
+
+#[tokio::test]
+async fn wrong_content_types_get_415() {
+    let w = Warden::start(fixture());
+    let bystander = Bystander::start(&w).await;
+    let m = session(&w).await;
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string();
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/jsonx"),
+        Some("application/json-patch+json"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("text/event-stream"),
+        Some(""),
+    ] {
+        let mut h = m.headers();
+        h.remove("content-type");
+        if let Some(ct) = ct {
+            h.insert("content-type", ct.parse().unwrap());
+        }
+        let r = m
+            .client
+            .post(&m.url)
+            .headers(h)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415, "{ct:?}");
+    }
+    // Two Content-Type headers, one of them JSON: ambiguous, refused.
+    let mut h = m.headers();
+    h.append("content-type", "text/plain".parse().unwrap());
+    let r = m
+        .client
+        .post(&m.url)
+        .headers(h)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(bystander.finish().await > 0);
+}
