@@ -534,3 +534,420 @@ async fn wrong_content_types_get_415() {
     assert_eq!(r.status(), 415);
     assert!(bystander.finish().await > 0);
 }
+
+/// HTTP/2 frames written by hand, so a client can do what no well-behaved library would.
+mod h2 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::net::tcp::OwnedReadHalf;
+
+    pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    pub(super) const DATA: u8 = 0;
+    pub(super) const HEADERS: u8 = 1;
+    pub(super) const RST_STREAM: u8 = 3;
+    pub(super) const SETTINGS: u8 = 4;
+    pub(super) const PING: u8 = 6;
+    pub(super) const GOAWAY: u8 = 7;
+    pub(super) const CONTINUATION: u8 = 9;
+    pub(super) const END_STREAM: u8 = 1;
+    pub(super) const END_HEADERS: u8 = 4;
+    pub(super) const ACK: u8 = 1;
+    /// RST_STREAM error codes.
+    pub(super) const CANCEL: u32 = 8;
+    pub(super) const REFUSED_STREAM: u32 = 7;
+
+    pub(super) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A literal header field without indexing, its name from the HPACK static table.
+    fn literal(out: &mut Vec<u8>, index: u8, value: &str) {
+        if index < 15 {
+            out.push(index);
+        } else {
+            out.extend_from_slice(&[0x0f, index - 15]);
+        }
+        assert!(value.len() < 127);
+        out.push(value.len() as u8);
+        out.extend_from_slice(value.as_bytes());
+    }
+
+    /// The header block of `POST /mcp` with JSON in and JSON or SSE out, plus `extra`
+    /// (name, value) fields.
+    pub(super) fn post_mcp(extra: &[(&str, &str)]) -> Vec<u8> {
+        let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
+        literal(&mut block, 4, "/mcp"); // :path
+        literal(&mut block, 1, "127.0.0.1"); // :authority
+        literal(&mut block, 19, super::ACCEPT_BOTH); // accept
+        literal(&mut block, 31, "application/json"); // content-type
+        for (name, value) in extra {
+            block.push(0x00);
+            block.push(name.len() as u8);
+            block.extend_from_slice(name.as_bytes());
+            block.push(value.len() as u8);
+            block.extend_from_slice(value.as_bytes());
+        }
+        block
+    }
+
+    /// What the server sent on a connection.
+    #[derive(Debug, Default)]
+    pub(super) struct Seen {
+        pub goaway: bool,
+        pub resets: usize,
+        pub refused: usize,
+        pub headers: usize,
+    }
+
+    /// Connects, sends the preface and empty settings, and acknowledges the server's.
+    pub(super) async fn connect(
+        addr: std::net::SocketAddr,
+    ) -> (OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf) {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut rd, mut wr) = tcp.into_split();
+        wr.write_all(PREFACE).await.unwrap();
+        wr.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+        loop {
+            let (kind, flags, _, _) = read_frame(&mut rd).await.expect("server settings");
+            if kind == SETTINGS && flags & ACK == 0 {
+                break;
+            }
+        }
+        wr.write_all(&frame(SETTINGS, ACK, 0, &[])).await.unwrap();
+        (rd, wr)
+    }
+
+    pub(super) async fn read_frame(rd: &mut OwnedReadHalf) -> Option<(u8, u8, u32, Vec<u8>)> {
+        let mut head = [0u8; 9];
+        rd.read_exact(&mut head).await.ok()?;
+        let len = (head[0] as usize) << 16 | (head[1] as usize) << 8 | head[2] as usize;
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        rd.read_exact(&mut payload).await.ok()?;
+        Some((head[3], head[4], stream, payload))
+    }
+
+    /// Reads (and counts) everything the server sends until it closes the connection.
+    pub(super) fn drain(mut rd: OwnedReadHalf) -> tokio::task::JoinHandle<Seen> {
+        tokio::spawn(async move {
+            let mut seen = Seen::default();
+            while let Some((kind, _, _, payload)) = read_frame(&mut rd).await {
+                match kind {
+                    GOAWAY => seen.goaway = true,
+                    HEADERS => seen.headers += 1,
+                    RST_STREAM => {
+                        seen.resets += 1;
+                        if payload.get(..4) == Some(&REFUSED_STREAM.to_be_bytes()[..]) {
+                            seen.refused += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            seen
+        })
+    }
+}
+
+/// Sessions the sidecar holds, from its metrics.
+async fn sessions_active(w: &Warden) -> u64 {
+    let metrics = reqwest::get(w.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp_warden_sessions_active "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+#[tokio::test]
+async fn http2_rapid_resets_leave_no_session_or_server_behind() {
+    // Servers that take a moment to start, so resets land while sessions are being made.
+    let mut slow_start = vec!["sh".into(), "-c".into(), "sleep 0.3; exec \"$0\"".into()];
+    slow_start.extend(fixture());
+    let w = Warden::builder(slow_start)
+        .args(["--admin-listen", "127.0.0.1:0", "--kill-grace", "300ms"])
+        .start();
+    let bystander = Bystander::start(&w).await;
+    let tree = crate::support::proc::descendants(w.pid()).len();
+    let before = rss_kib(w.pid());
+    // CVE-2023-44487: open and reset streams as fast as possible.
+    let (rd, mut wr) = h2::connect(w.addr).await;
+    let seen = h2::drain(rd);
+    let headers = h2::post_mcp(&[("content-length", "0")]);
+    let mut sent = 0u32;
+    for i in 0..20_000u32 {
+        let stream = 2 * i + 1;
+        let mut burst = h2::frame(
+            h2::HEADERS,
+            h2::END_HEADERS | h2::END_STREAM,
+            stream,
+            &headers,
+        );
+        burst.extend(h2::frame(
+            h2::RST_STREAM,
+            0,
+            stream,
+            &h2::CANCEL.to_be_bytes(),
+        ));
+        if wr.write_all(&burst).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    drop(wr);
+    let seen = tokio::time::timeout(Duration::from_secs(20), seen)
+        .await
+        .expect("connection not closed")
+        .unwrap();
+    eprintln!("rapid reset: {sent} streams opened and reset; server: {seen:?}");
+    // Initializes reset after the session was made: each session ends with its request.
+    let body = init_body();
+    let (rd, mut wr) = h2::connect(w.addr).await;
+    let seen = h2::drain(rd);
+    let headers = h2::post_mcp(&[("content-length", &body.len().to_string())]);
+    for i in 0..20u32 {
+        let stream = 2 * i + 1;
+        let mut request = h2::frame(h2::HEADERS, h2::END_HEADERS, stream, &headers);
+        request.extend(h2::frame(h2::DATA, h2::END_STREAM, stream, body.as_bytes()));
+        wr.write_all(&request).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        wr.write_all(&h2::frame(
+            h2::RST_STREAM,
+            0,
+            stream,
+            &h2::CANCEL.to_be_bytes(),
+        ))
+        .await
+        .unwrap();
+    }
+    drop(wr);
+    tokio::time::timeout(Duration::from_secs(20), seen)
+        .await
+        .expect("connection not closed")
+        .unwrap();
+    let settled = until(Duration::from_secs(20), || {
+        (crate::support::proc::descendants(w.pid()).len() <= tree).then_some(())
+    })
+    .await;
+    assert!(
+        settled.is_some(),
+        "servers left behind: {:?}",
+        crate::support::proc::descendants(w.pid())
+    );
+    assert_eq!(sessions_active(&w).await, 1, "only the bystander's session");
+    let after = rss_kib(w.pid());
+    eprintln!("RSS {before} KiB → {after} KiB");
+    assert!(after < before + 32 * 1024, "{before} KiB → {after} KiB");
+    assert!(bystander.finish().await > 0);
+}
+
+#[tokio::test]
+async fn http2_stream_continuation_and_ping_floods_are_bounded() {
+    let w = Warden::builder(fixture())
+        .args(["--body-read-timeout", "1s"])
+        .start();
+    let bystander = Bystander::start(&w).await;
+    let before = rss_kib(w.pid());
+
+    // 1. More concurrent streams than the server allows (128), each waiting for a body.
+    let (rd, mut wr) = h2::connect(w.addr).await;
+    let seen = h2::drain(rd);
+    let headers = h2::post_mcp(&[("content-length", "100")]);
+    for i in 0..1000u32 {
+        if wr
+            .write_all(&h2::frame(
+                h2::HEADERS,
+                h2::END_HEADERS,
+                2 * i + 1,
+                &headers,
+            ))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // The streams that were let in time out waiting for their bodies (408 each); the rest
+    // are refused, or the connection is ended.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(wr);
+    let seen = tokio::time::timeout(Duration::from_secs(20), seen)
+        .await
+        .expect("connection not closed")
+        .unwrap();
+    eprintln!("stream flood: {seen:?}");
+    assert!(
+        seen.goaway || seen.refused > 0,
+        "streams beyond the limit were accepted: {seen:?}"
+    );
+    assert!(
+        seen.headers <= 128,
+        "more than 128 streams served: {seen:?}"
+    );
+
+    // 2. A header block that never ends (CONTINUATION flood), 16 MiB of it.
+    let (rd, mut wr) = h2::connect(w.addr).await;
+    let seen = h2::drain(rd);
+    let mut cut_off = wr
+        .write_all(&h2::frame(h2::HEADERS, 0, 1, &h2::post_mcp(&[])))
+        .await
+        .is_err();
+    let junk = {
+        let mut block = Vec::new();
+        while block.len() < 16_000 {
+            block.extend_from_slice(&[0x00, 10]);
+            block.extend_from_slice(b"x-padding-");
+            block.push(100);
+            block.extend_from_slice(&[b'v'; 100]);
+        }
+        block
+    };
+    let continuation = h2::frame(h2::CONTINUATION, 0, 1, &junk);
+    for _ in 0..1024 {
+        if cut_off {
+            break;
+        }
+        let write = wr.write_all(&continuation);
+        cut_off = match tokio::time::timeout(Duration::from_secs(5), write).await {
+            Ok(r) => r.is_err(),
+            // The server stopped reading: as good as closed.
+            Err(_) => true,
+        };
+    }
+    drop(wr);
+    let seen = tokio::time::timeout(Duration::from_secs(20), seen)
+        .await
+        .expect("connection not closed")
+        .unwrap();
+    eprintln!("continuation flood: cut off {cut_off}, server {seen:?}");
+    assert!(
+        cut_off || seen.goaway,
+        "16 MiB of header block accepted: {seen:?}"
+    );
+    assert_eq!(seen.headers, 0, "a request was made of it");
+
+    // 3. Pings (each owes a pong) from a client that never reads.
+    let (rd, mut wr) = h2::connect(w.addr).await;
+    let ping = h2::frame(h2::PING, 0, 0, &[7u8; 8]);
+    let pings: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 100_000)
+        .collect();
+    let _ = tokio::time::timeout(Duration::from_secs(10), wr.write_all(&pings)).await;
+    drop((rd, wr));
+
+    let after = rss_kib(w.pid());
+    eprintln!("RSS {before} KiB → {after} KiB after the HTTP/2 floods");
+    assert!(after < before + 64 * 1024, "{before} KiB → {after} KiB");
+    assert!(bystander.finish().await > 0);
+    // Plain HTTP/2 (prior knowledge) still works.
+    let h2c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    assert_eq!(
+        h2c.get(w.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_connection_flood_past_the_descriptor_limit_recovers_by_itself() {
+    // The sidecar gets 256 descriptors; 600 connections that never send a request take them
+    // all (the rest wait in the listen backlog) until each is closed for its silence.
+    let w = Warden::builder(fixture())
+        .via(["prlimit", "--nofile=256:256", "--"])
+        .args(["--header-read-timeout", "1s"])
+        .start();
+    let bystander = Bystander::start(&w).await;
+    let mut flood = Vec::new();
+    for _ in 0..600 {
+        flood.push(TcpStream::connect(w.addr).await.unwrap());
+    }
+    w.wait_log("accept failed", Duration::from_secs(10));
+    let started = Instant::now();
+    for (i, tcp) in flood.iter_mut().enumerate() {
+        let left = Duration::from_secs(30).saturating_sub(started.elapsed());
+        let (_, closed) = read_until_closed(tcp, left).await;
+        assert!(closed, "flood connection {i} never closed");
+    }
+    eprintln!(
+        "600 connections past the limit closed after {:?}",
+        started.elapsed()
+    );
+    drop(flood);
+    assert!(bystander.finish().await > 0);
+    // New clients and new servers are served again.
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    assert_eq!(
+        text(&m.call_tool(json!(1), "echo", json!({"text":"after"})).await),
+        "after"
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_however_they_are_sent() {
+    let w = Warden::builder(fixture())
+        .args(["--max-message-bytes", "64KiB"])
+        .start();
+    let bystander = Bystander::start(&w).await;
+    let before = rss_kib(w.pid());
+    // Declared far beyond the limit: refused before any of it is read.
+    let head = post_head(1 << 40, "");
+    let status = status_of(&w, head.as_bytes()).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    // Chunked, with no declared length, 64 MiB of it.
+    let mut tcp = TcpStream::connect(w.addr).await.unwrap();
+    tcp.write_all(
+        format!(
+            "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: {ACCEPT_BOTH}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let chunk = format!("10000\r\n{}\r\n", "z".repeat(0x10000));
+    for _ in 0..1024 {
+        let write = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(chunk.as_bytes()));
+        if !matches!(write.await, Ok(Ok(()))) {
+            break;
+        }
+    }
+    let (answer, _) = read_until_closed(&mut tcp, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:.200}");
+    // Over HTTP/2, a stream of 64 MiB.
+    let h2c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let body = futures_util::stream::iter(
+        (0..1024).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'z'; 0x10000]))),
+    );
+    let r = h2c
+        .post(w.mcp_url())
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 413);
+    }
+    let after = rss_kib(w.pid());
+    eprintln!("RSS {before} KiB → {after} KiB after 128 MiB of oversized bodies");
+    assert!(after < before + 32 * 1024, "{before} KiB → {after} KiB");
+    assert_eq!(sessions_started(&w), 1, "only the bystander's");
+    assert!(bystander.finish().await > 0);
+}
