@@ -1,4 +1,5 @@
 mod auth;
+mod auth_faults;
 mod auth_oidc;
 mod bridge;
 mod churn;
