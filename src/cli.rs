@@ -150,6 +150,15 @@ struct WrapArgs {
     #[arg(long, env = "MCP_WARDEN_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     drain_timeout: Duration,
 
+    /// A client must send each request's headers within this long after connecting (or after
+    /// its previous request); the connection is closed otherwise (slow or idle clients).
+    #[arg(long, env = "MCP_WARDEN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+
+    /// A request body must arrive in full within this long after its headers; 408 otherwise.
+    #[arg(long, env = "MCP_WARDEN_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    body_read_timeout: Duration,
+
     /// Interval of keep-alive comments on idle SSE streams.
     #[arg(long, env = "MCP_WARDEN_SSE_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
     sse_keepalive: Duration,
@@ -810,6 +819,8 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
         request_timeout: args.request_timeout,
         kill_grace: args.kill_grace,
         drain_timeout: args.drain_timeout,
+        header_read_timeout: args.header_read_timeout,
+        body_read_timeout: args.body_read_timeout,
         sse_keepalive: args.sse_keepalive,
         legacy_sse: !args.no_legacy_sse,
         sse_path: args.sse_path,

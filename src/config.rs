@@ -44,6 +44,8 @@ pub struct WrapOptions {
     pub request_timeout: Duration,
     pub kill_grace: Duration,
     pub drain_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
     pub sse_keepalive: Duration,
     pub legacy_sse: bool,
     pub sse_path: String,
@@ -293,6 +295,8 @@ impl WrapConfig {
             ("--request-timeout", o.request_timeout.as_millis()),
             ("--session-idle-timeout", o.session_idle_timeout.as_millis()),
             ("--sse-keepalive", o.sse_keepalive.as_millis()),
+            ("--header-read-timeout", o.header_read_timeout.as_millis()),
+            ("--body-read-timeout", o.body_read_timeout.as_millis()),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero(name));
@@ -389,6 +393,7 @@ impl WrapConfig {
                 hosts
             }),
             max_message_bytes: o.max_message_bytes,
+            body_read_timeout: o.body_read_timeout,
             sse_keepalive: o.sse_keepalive,
             sse_retry: Duration::from_secs(1),
         };
@@ -403,6 +408,7 @@ impl WrapConfig {
         };
         let server = ServerLimits {
             drain_timeout: o.drain_timeout,
+            header_read_timeout: o.header_read_timeout,
             ..ServerLimits::default()
         };
         let auth = if o.no_auth {
@@ -810,6 +816,8 @@ mod tests {
             request_timeout: Duration::from_secs(30),
             kill_grace: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(1),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             sse_keepalive: Duration::from_secs(15),
             legacy_sse: true,
             sse_path: "/sse".into(),

@@ -345,12 +345,13 @@ impl IssuerKeys {
         alg: Algorithm,
     ) -> Result<Vec<Arc<VerifyKey>>, Rejection> {
         let now = Instant::now();
-        let (keys, stale, may_fetch) = {
+        let (keys, stale, may_fetch, last_ok) = {
             let s = self.state.read();
             (
                 s.keys.clone(),
                 s.fresh_until.is_none_or(|t| now >= t),
                 self.may_fetch(s.last_attempt, now),
+                s.last_ok,
             )
         };
         if matches!(self.source, KeySource::Static) {
@@ -378,6 +379,9 @@ impl IssuerKeys {
                     Err(Rejection::IssuerUnavailable)
                 }
             },
+            // Too soon to fetch again, and the last fetch failed: whether the issuer has this
+            // key is unknown, so the token cannot be checked now (not: it is invalid).
+            Err(Rejection::UnknownKey) if !last_ok => Err(Rejection::IssuerUnavailable),
             Err(r) => Err(r),
         }
     }

@@ -508,6 +508,42 @@ async fn issuer_down_keeps_cached_keys_and_fails_closed_on_unknown_ones() {
 }
 
 #[tokio::test]
+async fn an_unknown_key_stays_unavailable_not_invalid_while_the_issuer_is_down() {
+    // Between fetch attempts (at most one per refetch interval) the answer for a key we do
+    // not have must still be "cannot check now" (503), not "invalid" (401): the last fetch
+    // failed, so nothing says the issuer lacks the key.
+    let f = Fixture::new(&[testkeys::rsa()]).await;
+    let rsa = testkeys::rsa();
+    f.check(&rsa.sign("RS256", &rsa.header("RS256"), &f.claims()))
+        .await
+        .unwrap();
+    f.server.set_down(true);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let other = testkeys::rsa2();
+    for attempt in 0..3 {
+        let mut c = f.claims();
+        c["jti"] = json!(format!("attempt-{attempt}"));
+        let r = f
+            .check(&other.sign("RS256", &other.header("RS256"), &c))
+            .await;
+        assert_eq!(
+            r.unwrap_err(),
+            Rejection::IssuerUnavailable,
+            "attempt {attempt}"
+        );
+    }
+    // Once a fetch succeeds again, a key the issuer does not have is invalid.
+    f.server.set_down(false);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let mut c = f.claims();
+    c["jti"] = json!("after");
+    let r = f
+        .check(&other.sign("RS256", &other.header("RS256"), &c))
+        .await;
+    assert_eq!(r.unwrap_err(), Rejection::UnknownKey);
+}
+
+#[tokio::test]
 async fn issuer_down_from_the_start_refuses_everything() {
     let server = TestServer::start().await;
     server.set_down(true);

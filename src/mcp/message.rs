@@ -241,11 +241,61 @@ pub fn top_level_raw<'a>(object: &'a str, key: &str) -> Option<&'a str> {
         scanner.ws();
         let start = scanner.pos;
         scanner.skip_value()?;
-        if &bytes[ks..ke] == key.as_bytes() {
+        if key_text(object.get(ks..ke)?) == key {
             return object.get(start..scanner.pos);
         }
         scanner.ws();
         scanner.eat(b',')?;
+    }
+}
+
+/// A key's value from the raw text between its quotes: `"na\u006de"` is the key `name`.
+fn key_text(raw: &str) -> Cow<'_, str> {
+    if raw.contains('\\')
+        && let Ok(s) = serde_json::from_str::<String>(&format!("\"{raw}\""))
+    {
+        return Cow::Owned(s);
+    }
+    Cow::Borrowed(raw)
+}
+
+/// Whether a JSON object has the same key twice at its top level (compared by value, escapes
+/// decoded). Parsers disagree on which of two equal keys counts (most take the last, a scan
+/// like [`top_level_raw`] the first), so what the sidecar reads in a message must not be
+/// ambiguous. `false` for text that is not an object.
+pub fn repeats_top_level_key(object: &str) -> bool {
+    let mut scanner = Scanner {
+        bytes: object.as_bytes(),
+        pos: 0,
+    };
+    let mut seen = std::collections::HashSet::new();
+    scanner.ws();
+    if scanner.eat(b'{').is_none() {
+        return false;
+    }
+    loop {
+        scanner.ws();
+        let Some((ks, ke)) = scanner.string_span() else {
+            return false;
+        };
+        let Some(raw) = object.get(ks..ke) else {
+            return false;
+        };
+        if !seen.insert(key_text(raw)) {
+            return true;
+        }
+        scanner.ws();
+        if scanner.eat(b':').is_none() {
+            return false;
+        }
+        scanner.ws();
+        if scanner.skip_value().is_none() {
+            return false;
+        }
+        scanner.ws();
+        if scanner.eat(b',').is_none() {
+            return false;
+        }
     }
 }
 
@@ -520,6 +570,31 @@ mod tests {
         assert_eq!(top_level_str(&p(r#"{"name":3}"#), "name"), None);
         assert_eq!(top_level_str(&p(r#"{"other":"x"}"#), "name"), None);
         assert_eq!(top_level_str(&p(r#"["name"]"#), "name"), None);
+        // Keys are compared by value, as every JSON parser reads them.
+        assert_eq!(
+            top_level_str(&p(r#"{"na\u006de":"crash"}"#), "name").as_deref(),
+            Some("crash")
+        );
+    }
+
+    #[test]
+    fn repeated_top_level_keys_are_found_by_value() {
+        for repeated in [
+            r#"{"name":"echo","name":"crash"}"#,
+            r#"{"name":"echo","arguments":{},"na\u006de":"crash"}"#,
+            r#" { "a" : [1,{"b":2}] , "c":"}" , "a":null } "#,
+        ] {
+            assert!(repeats_top_level_key(repeated), "{repeated}");
+        }
+        for unique in [
+            r#"{"name":"echo","arguments":{"name":"x","name":"y"}}"#,
+            r#"{"a":"\"a\"","b":1}"#,
+            "{}",
+            "[]",
+            r#"{"a":1,"#,
+        ] {
+            assert!(!repeats_top_level_key(unique), "{unique}");
+        }
     }
 
     #[test]

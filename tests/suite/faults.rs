@@ -5,8 +5,23 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::support::http::{Mcp, text};
-use crate::support::proc::alive;
+use crate::support::proc::{alive, rss_kib};
 use crate::support::{Warden, fixture, until};
+
+/// Waits until the sidecar has no process left under it (servers and their supervisors).
+async fn no_server_left(w: &Warden) {
+    let left = until(Duration::from_secs(10), || {
+        crate::support::proc::descendants(w.pid())
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        left.is_some(),
+        "processes left: {:?}",
+        crate::support::proc::descendants(w.pid())
+    );
+}
 
 fn fixture_with(flags: &[&str]) -> Vec<String> {
     let mut f = fixture();
@@ -51,6 +66,7 @@ async fn a_server_killed_mid_request_answers_with_an_error_at_once_and_the_sessi
         w.wait_log("MCP server exited", Duration::from_secs(5))
             .contains("SIGKILL")
     );
+    no_server_left(&w).await;
 }
 
 #[tokio::test]
@@ -81,6 +97,7 @@ async fn a_crash_fails_every_pending_request() {
             "{r}"
         );
     }
+    no_server_left(&w).await;
 }
 
 #[tokio::test]
@@ -209,6 +226,7 @@ async fn a_server_that_ignores_eof_and_sigterm_is_killed_after_the_grace() {
         "stubborn server survived"
     );
     w.wait_log("killed by SIGKILL", Duration::from_secs(5));
+    no_server_left(&w).await;
 }
 
 #[tokio::test]
@@ -229,6 +247,7 @@ async fn a_server_that_exits_during_initialize_gives_an_initialize_error() {
             body["error"]["message"].as_str().unwrap().contains("exit"),
             "{flag}: {body}"
         );
+        no_server_left(&w).await;
     }
 }
 
@@ -249,6 +268,7 @@ async fn a_server_that_cannot_start_gives_a_clear_initialize_error() {
         w.wait_log("cannot start the MCP server", Duration::from_secs(5))
             .contains("definitely-not-a-command-xyz")
     );
+    no_server_left(&w).await;
 }
 
 #[tokio::test]
@@ -273,21 +293,10 @@ async fn a_flooding_server_and_a_client_that_never_reads_keep_memory_bounded() {
     let w = Warden::start(fixture());
     let mut m = Mcp::new(w.mcp_url());
     m.initialize().await;
-    let rss = |pid: i32| -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        s.lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     // The client opens its GET stream and never reads it.
     let unread = m.get_stream(None).await;
     assert_eq!(unread.status(), 200);
-    let before = rss(w.pid());
+    let before = rss_kib(w.pid());
     // 20 000 notifications of 8 KiB (160 MiB) go to the standalone stream.
     let r = tokio::time::timeout(
         Duration::from_secs(60),
@@ -296,7 +305,7 @@ async fn a_flooding_server_and_a_client_that_never_reads_keep_memory_bounded() {
     .await
     .unwrap();
     assert_eq!(text(&r), "flooded");
-    let after = rss(w.pid());
+    let after = rss_kib(w.pid());
     eprintln!("sidecar RSS {before} KiB → {after} KiB after a 160 MiB flood");
     assert!(
         after < before + 64 * 1024,
@@ -307,4 +316,35 @@ async fn a_flooding_server_and_a_client_that_never_reads_keep_memory_bounded() {
         Duration::from_secs(5),
     );
     drop(unread);
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_during_initialize_leaves_no_server_behind() {
+    use tokio::io::AsyncWriteExt;
+    // A server that takes a second to start, so the client is surely gone before the answer.
+    let mut slow_start = vec!["sh".into(), "-c".into(), "sleep 1; exec \"$0\"".into()];
+    slow_start.extend(fixture());
+    let w = Warden::builder(slow_start)
+        .args(["--kill-grace", "300ms"])
+        .start();
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}).to_string();
+    let mut tcp = tokio::net::TcpStream::connect(w.addr).await.unwrap();
+    let req = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{init}",
+        crate::support::http::ACCEPT_BOTH,
+        init.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    w.wait_log("session started", Duration::from_secs(5));
+    let tree = crate::support::proc::descendants(w.pid());
+    assert!(!tree.is_empty(), "the server was started");
+    drop(tcp);
+    no_server_left(&w).await;
+    // The sidecar is fine and serves the next client.
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    assert_eq!(
+        text(&m.call_tool(json!(1), "echo", json!({"text":"next"})).await),
+        "next"
+    );
 }

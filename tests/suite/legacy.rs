@@ -7,16 +7,17 @@ use serde_json::{Value, json};
 use crate::support::http::{SseParser, with_timeout};
 use crate::support::{Warden, fixture, until};
 
-struct Legacy {
+/// A legacy HTTP+SSE client: the stream, and the endpoint its `endpoint` event named.
+pub(super) struct Legacy {
     resp: reqwest::Response,
     parser: SseParser,
-    endpoint: String,
-    client: reqwest::Client,
+    pub(super) endpoint: String,
+    pub(super) client: reqwest::Client,
     base: String,
 }
 
 impl Legacy {
-    async fn connect(w: &Warden) -> Legacy {
+    pub(super) async fn connect(w: &Warden) -> Legacy {
         let client = reqwest::Client::new();
         let resp = client
             .get(w.url("/sse"))
@@ -39,7 +40,7 @@ impl Legacy {
         l
     }
 
-    async fn next(&mut self) -> (Option<String>, String) {
+    pub(super) async fn next(&mut self) -> (Option<String>, String) {
         with_timeout(Duration::from_secs(10), async {
             loop {
                 let chunk = self.resp.chunk().await.unwrap().expect("stream ended");
@@ -51,7 +52,7 @@ impl Legacy {
         .await
     }
 
-    async fn post(&self, body: &Value) -> reqwest::Response {
+    pub(super) async fn post(&self, body: &Value) -> reqwest::Response {
         self.client
             .post(format!("{}{}", self.base, self.endpoint))
             .header("content-type", "application/json")
@@ -62,7 +63,7 @@ impl Legacy {
     }
 
     /// Posts a request; its answer arrives as a `message` event.
-    async fn request(&mut self, body: Value) -> Value {
+    pub(super) async fn request(&mut self, body: Value) -> Value {
         let r = self.post(&body).await;
         assert_eq!(r.status(), 202);
         loop {

@@ -1,9 +1,12 @@
 mod auth;
+mod auth_faults;
 mod auth_oidc;
 mod bridge;
+mod churn;
 mod clients;
 mod conformance;
 mod faults;
+mod hostile;
 mod install;
 mod kubernetes;
 mod legacy;

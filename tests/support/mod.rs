@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod http;
+pub mod issuer;
 pub mod lb;
 pub mod proc;
 

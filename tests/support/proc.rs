@@ -51,3 +51,43 @@ pub fn fd_count(pid: i32) -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+/// A field of `/proc/<pid>/status` (the first number after the name), e.g. `VmRSS` in KiB.
+pub fn status_field(pid: i32, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.split(':').next() == Some(name))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Resident memory of a process, KiB.
+pub fn rss_kib(pid: i32) -> u64 {
+    status_field(pid, "VmRSS")
+}
+
+/// What a process holds: counted before and after a load to show nothing leaked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    pub fds: usize,
+    pub rss_kib: u64,
+    pub threads: u64,
+    pub descendants: usize,
+}
+
+impl Footprint {
+    pub fn of(pid: i32) -> Footprint {
+        Footprint {
+            fds: fd_count(pid),
+            rss_kib: rss_kib(pid),
+            threads: status_field(pid, "Threads"),
+            descendants: descendants(pid).len(),
+        }
+    }
+}

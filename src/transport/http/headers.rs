@@ -81,11 +81,12 @@ impl Verdict {
     }
 }
 
-/// Whether the body is declared as JSON (`application/json`, any parameters).
+/// Whether the body is declared as JSON (`application/json`, any parameters), by one
+/// `Content-Type` header: two are ambiguous.
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    single(headers, &header::CONTENT_TYPE)
+        .ok()
+        .flatten()
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
@@ -175,6 +176,11 @@ mod tests {
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
         assert!(is_json(&h));
+        h.append(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        assert!(!is_json(&h), "repeated");
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(!is_json(&h));
     }

@@ -18,9 +18,9 @@ use super::AppState;
 use super::headers;
 use super::rescue::Rejection;
 use super::sse::{self, Framing};
-use super::streamable::{deliver, lookup_id, read_body};
+use super::streamable::{deliver, lookup_id, parse_client_message, read_body};
 use crate::auth::Principal;
-use crate::mcp::{self, Envelope};
+use crate::mcp;
 use crate::session::{CreateError, Transport};
 
 pub(crate) async fn connect(
@@ -133,7 +133,7 @@ async fn message_inner(
         }
         let parsed = items
             .iter()
-            .map(|i| Envelope::parse(i.get().as_bytes()).map_err(Rejection::Parse))
+            .map(|i| parse_client_message(i.get().as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
         for (item, env) in items.iter().zip(&parsed) {
             deliver(
@@ -147,7 +147,7 @@ async fn message_inner(
             .await?;
         }
     } else {
-        let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
+        let env = parse_client_message(&body)?;
         deliver(
             principal,
             &session,

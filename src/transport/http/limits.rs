@@ -6,8 +6,6 @@
 //! the body is taken off the wire first, and an oversized one is still drained (up to a cap)
 //! so its client can read the 413.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -18,9 +16,6 @@ use futures_util::StreamExt;
 
 use super::AppState;
 use super::rescue::Rejection;
-
-/// A body must arrive within this long once its headers have (slow-body attacks).
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn buffer_body(
     State(st): State<AppState>,
@@ -34,7 +29,8 @@ pub(crate) async fn buffer_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    match tokio::time::timeout(BODY_READ_TIMEOUT, read(body, declared, limit)).await {
+    // Slow bodies: a client cannot hold a request open by trickling its body.
+    match tokio::time::timeout(st.config.body_read_timeout, read(body, declared, limit)).await {
         Ok(Ok(bytes)) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await

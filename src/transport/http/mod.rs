@@ -55,6 +55,8 @@ pub struct HttpConfig {
     pub allowed_hosts: Option<Vec<String>>,
     /// Largest request body accepted.
     pub max_message_bytes: usize,
+    /// A request body must arrive within this long once its headers have (slow bodies).
+    pub body_read_timeout: Duration,
     /// Comment lines on idle SSE streams at this interval.
     pub sse_keepalive: Duration,
     /// `retry` advertised in priming events.

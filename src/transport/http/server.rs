@@ -1,15 +1,20 @@
 //! The accept loop: HTTP/1.1 and HTTP/2 on one listener, bounded reads, graceful drain.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::tls::TlsServer;
 use axum::Router;
+use axum::extract::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 /// Connection-level limits against slow or oversized clients.
 #[derive(Debug, Clone, Copy)]
@@ -72,44 +77,31 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
-        let handshake_timeout = limits.header_read_timeout;
+        let app = app.clone();
+        // The handshake and the first request's head must both arrive by this instant.
+        let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
         tokio::spawn(async move {
             let result = match tls {
-                None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                                .into_owned(),
-                        )
-                        .await
-                }
+                None => serve_connection(&builder, stream, app, watcher, deadline).await,
                 Some(tls) => {
                     // The handshake runs in the connection's task, bounded, so slow or hostile
                     // handshakes never hold up the accept loop.
-                    let stream =
-                        match tokio::time::timeout(handshake_timeout, tls.0.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                                .into_owned(),
-                        )
-                        .await
+                    let stream = match tokio::time::timeout_at(deadline, tls.0.accept(stream)).await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    serve_connection(&builder, stream, app, watcher, deadline).await
                 }
             };
             if let Err(e) = result {
@@ -123,5 +115,44 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("some connections did not finish within the drain timeout");
+    }
+}
+
+/// Serves one connection until it ends, or until `first_request_by` if no request has
+/// arrived by then. hyper's header read timeout starts only once the HTTP version has been
+/// detected from the first bytes, so without this a client that connects and sends nothing
+/// (or a few bytes of the HTTP/2 preface) would hold its connection, and a descriptor,
+/// forever. Later requests are bounded by hyper (HTTP/1.1) or belong to a live connection
+/// (HTTP/2).
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    app: Router,
+    watcher: Watcher,
+    first_request_by: tokio::time::Instant,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let requested = Arc::new(AtomicBool::new(false));
+    let seen = requested.clone();
+    let service = TowerToHyperService::new(app.map_request(move |r: Request<Incoming>| {
+        seen.store(true, Ordering::Release);
+        r
+    }));
+    let connection = watcher.watch(
+        builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned(),
+    );
+    let silent = async {
+        tokio::time::sleep_until(first_request_by).await;
+        if requested.load(Ordering::Acquire) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = connection => result,
+        () = silent => Err("no request within the header read timeout".into()),
     }
 }

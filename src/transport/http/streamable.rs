@@ -151,7 +151,7 @@ async fn post_inner(
         }
         return post_batch(st, principal, &session, &body, headers::trace(headers)).await;
     }
-    let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
+    let env = parse_client_message(&body)?;
     let delivered = deliver(
         principal,
         &session,
@@ -169,6 +169,28 @@ async fn post_inner(
         Some(stream) => Ok(respond(st, &session, stream, false, principal.expires_at).await),
         None => Ok(StatusCode::ACCEPTED.into_response()),
     }
+}
+
+/// Parses one message of a client, refusing what a server could read differently from the
+/// sidecar: a request id beyond 64 bits (most servers cannot represent it and would never
+/// answer), and `params` with a repeated key (which one counts depends on the parser; the
+/// sidecar reads the tool name and `_meta` from there).
+pub(crate) fn parse_client_message(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
+    let env = Envelope::parse(bytes).map_err(Rejection::Parse)?;
+    if env.kind == Kind::Request && matches!(env.id, Some(mcp::Id::BigInt(_))) {
+        return Err(Rejection::Parse(mcp::ParseError::Invalid(
+            "integer ids must fit in 64 bits",
+        )));
+    }
+    if env
+        .params
+        .is_some_and(|p| mcp::repeats_top_level_key(p.get()))
+    {
+        return Err(Rejection::Parse(mcp::ParseError::Invalid(
+            "params must not repeat a key",
+        )));
+    }
+    Ok(env)
 }
 
 /// Hands one client message to the session. Returns the stream of a request's answer.
@@ -281,7 +303,7 @@ async fn post_batch(
     // Validate everything before delivering anything.
     let mut parsed = Vec::with_capacity(items.len());
     for item in &items {
-        let env = Envelope::parse(item.get().as_bytes()).map_err(Rejection::Parse)?;
+        let env = parse_client_message(item.get().as_bytes())?;
         if env.method.as_deref() == Some(mcp::method::INITIALIZE) {
             return Err(Rejection::InitializeNotAlone);
         }
@@ -364,7 +386,7 @@ async fn initialize(
             Rejection::MissingSession
         });
     }
-    let env = Envelope::parse(&body).map_err(Rejection::Parse)?;
+    let env = parse_client_message(&body)?;
     if env.kind != Kind::Request || env.method.as_deref() != Some(mcp::method::INITIALIZE) {
         if env.method.as_deref() == Some(mcp::method::SERVER_DISCOVER) {
             return Err(Rejection::ModernEra);
@@ -402,6 +424,10 @@ async fn initialize(
         }
     };
     inspect.started(session.id());
+    // Until the answer carrying its id is handed back, only this request knows the session.
+    // If the request is dropped first (its client left, an HTTP/2 stream was reset), nobody
+    // could ever use or delete it, and its server would run until the idle timeout.
+    let unclaimed = Unclaimed(Some((st, session.clone())));
     let mut response = match deliver(principal, &session, &env, body.clone(), trace, true).await {
         Ok(Some(stream)) => respond(st, &session, stream, true, principal.expires_at).await,
         Ok(None) | Err(_) => {
@@ -418,7 +444,26 @@ async fn initialize(
     {
         response.headers_mut().insert(MCP_SESSION_ID.clone(), v);
     }
+    unclaimed.claimed();
     Ok(response)
+}
+
+/// A new session whose id has not reached its client yet: ended when dropped unclaimed.
+struct Unclaimed<'a>(Option<(&'a AppState, Arc<Session>)>);
+
+impl Unclaimed<'_> {
+    fn claimed(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unclaimed<'_> {
+    fn drop(&mut self) {
+        if let Some((st, session)) = self.0.take() {
+            tracing::debug!("initialize abandoned before its answer: ending the new session");
+            st.store.terminate(&session, false);
+        }
+    }
 }
 
 fn json_message(data: Bytes) -> Response {
