@@ -1309,17 +1309,21 @@ async fn run(quick: bool) {
             &format!("≤ 64 KiB RSS per idle session, child excluded ({r:.0} KiB)"),
         );
     }
-    if let (Some(t), Some(tp)) = (
-        w.throughput,
-        rows.iter()
-            .find(|r| r.name.ends_with("auth + policy"))
-            .and_then(|r| r.f.throughput),
-    ) {
+    // With the load generator saturated, calls/s hides the sidecar's cost: its CPU per call
+    // is what auth and policy add to (calls/s of a sidecar bound to one core is 1 / CPU).
+    if let Some(p) = rows.iter().find(|r| r.name.ends_with("auth + policy"))
+        && let (Some(c), Some(cp)) = (w.cpu_per_call, p.f.cpu_per_call)
+    {
+        let more = cp.as_secs_f64() / c.as_secs_f64() - 1.0;
+        let tput = match (w.throughput, p.f.throughput) {
+            (Some(t), Some(tp)) => format!(", calls/s {:+.1}%", 100.0 * (tp / t - 1.0)),
+            _ => String::new(),
+        };
         goal(
-            tp >= 0.9 * t,
+            more <= 0.10,
             &format!(
-                "auth + policy cost ≤ 10% of throughput ({:.1}% lower)",
-                100.0 * (1.0 - tp / t)
+                "auth + policy cost ≤ 10% of throughput (sidecar CPU per call {:+.1}%{tput})",
+                100.0 * more
             ),
         );
     }
