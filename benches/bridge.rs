@@ -1083,6 +1083,9 @@ async fn run(quick: bool) {
     // mcp-warden, auth off: JSON answers, SSE answers, legacy SSE.
     let (w, addr) = start_warden(&warden, &echo, &[], target_cpu, load_cpu).await;
     let pid = w.child.id();
+    // RSS before any session: the table's idle RSS is taken after all the runs below.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh_rss_kib = rss_kib(pid);
     let http = |sse: bool, pid: u32, addr: SocketAddr, token: Option<Arc<str>>| Target::Http {
         addr,
         path: "/mcp",
@@ -1226,6 +1229,10 @@ async fn run(quick: bool) {
     print_table(&rows, &floor, peer.as_ref());
     let misrouted = MISROUTED.load(Ordering::Relaxed);
     println!();
+    println!(
+        "mcp-warden RSS before its first session: {:.1} MiB (the table's idle RSS is after the runs)",
+        fresh_rss_kib as f64 / 1024.0
+    );
     println!("responses delivered to a request that did not ask for them: {misrouted}");
     let busiest = rows
         .iter()
