@@ -241,6 +241,16 @@ fn main() {
                         });
                     }
                     "crash" => std::process::exit(3),
+                    "partial_then_die" => {
+                        // The beginning of this call's answer, never finished.
+                        if let Ok(mut o) = out.lock() {
+                            let start =
+                                format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":["#);
+                            let _ = o.write_all(start.as_bytes());
+                            let _ = o.flush();
+                        }
+                        std::process::exit(4);
+                    }
                     "garbage" => {
                         if let Ok(mut o) = out.lock() {
                             let _ = o.write_all(b"this is not json\n{\"also\": broken\n");

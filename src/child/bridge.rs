@@ -312,6 +312,14 @@ async fn read_loop(
             }
         }
     }
+    let lost = framer.unterminated();
+    if lost > 0 {
+        // Not a message: JSON-RPC over stdio ends every message with a newline.
+        tracing::warn!(
+            bytes = lost,
+            "dropped the server's last output line: it ended without a newline"
+        );
+    }
     // The exit watcher reports `Exited` itself; it wins if it comes within the wait.
     let exited = tokio::time::timeout(EXIT_AFTER_EOF_WAIT, exit.wait_for(Option::is_some)).await;
     if exited.is_err() {

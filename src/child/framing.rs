@@ -91,6 +91,16 @@ impl LineFramer {
         }
     }
 
+    /// Bytes of a line that has not ended yet (whitespace-only text not counted): at the
+    /// end of the stream, what is lost because the server never finished its line.
+    pub fn unterminated(&self) -> usize {
+        match self.discarding {
+            Some(dropped) => dropped + self.buf.len(),
+            None if self.buf.iter().all(u8::is_ascii_whitespace) => 0,
+            None => self.buf.len(),
+        }
+    }
+
     fn no_newline_yet(&mut self) -> Option<Frame> {
         if let Some(dropped) = self.discarding.as_mut() {
             *dropped += self.buf.len();
@@ -128,6 +138,32 @@ pub fn push_line(buf: &mut Vec<u8>, msg: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unfinished_last_line_is_counted_not_delivered() {
+        let mut f = LineFramer::new(64);
+        f.buf_mut()
+            .extend_from_slice(b"{\"id\":1}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"res");
+        assert!(matches!(f.next_frame(), Some(Frame::Line(_))));
+        assert!(f.next_frame().is_none());
+        assert_eq!(f.unterminated(), 28);
+        // Trailing blank space is not a lost message.
+        let mut f = LineFramer::new(64);
+        f.buf_mut().extend_from_slice(b"{}\n \r");
+        assert!(matches!(f.next_frame(), Some(Frame::Line(_))));
+        assert!(f.next_frame().is_none());
+        assert_eq!(f.unterminated(), 0);
+        // The part of an oversized line being discarded counts too.
+        let mut f = LineFramer::new(4);
+        f.buf_mut().extend_from_slice(b"0123456789");
+        assert!(matches!(
+            f.next_frame(),
+            Some(Frame::Oversized { len: 10, .. })
+        ));
+        f.buf_mut().extend_from_slice(b"abc");
+        assert!(f.next_frame().is_none());
+        assert_eq!(f.unterminated(), 13);
+    }
 
     /// Feeds `chunks` one read at a time and collects every frame.
     fn frames(max_line: usize, chunks: &[&[u8]]) -> Vec<Frame> {

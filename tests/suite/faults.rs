@@ -101,6 +101,34 @@ async fn a_crash_fails_every_pending_request() {
 }
 
 #[tokio::test]
+async fn a_server_that_dies_mid_line_answers_with_an_error_not_the_fragment() {
+    let w = Warden::start(fixture());
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        m.call_tool(json!(7), "partial_then_die", json!({})),
+    )
+    .await
+    .expect("an answer within seconds");
+    assert_eq!(r["id"], 7, "{r}");
+    assert!(
+        r["result"].is_null(),
+        "the fragment reached the client: {r}"
+    );
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exit code 4"),
+        "{r}"
+    );
+    let log = w.wait_log("ended without a newline", Duration::from_secs(5));
+    assert!(log.contains("bytes"), "{log}");
+    no_server_left(&w).await;
+}
+
+#[tokio::test]
 async fn a_hanging_request_times_out_and_is_cancelled_at_the_server() {
     let w = Warden::builder(fixture())
         .args(["--request-timeout", "500ms"])
