@@ -9,6 +9,8 @@ pub mod dev_issuer;
 mod discovery;
 pub mod exchange;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod introspection;
 mod jwks;
 mod jwt;

@@ -99,7 +99,7 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 
 /// `Bearer <token68>` (RFC 6750 §2.1; the scheme is case-insensitive). Another scheme is
 /// not a bearer credential at all: the client gets the plain challenge.
-fn bearer(value: &[u8]) -> Result<&str, Rejection> {
+pub(super) fn bearer(value: &[u8]) -> Result<&str, Rejection> {
     let value = std::str::from_utf8(value).map_err(|_| Rejection::MalformedHeader)?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {

@@ -27,3 +27,9 @@ pub fn origin_allowed(value: &[u8], configured: &[String], loopback: bool) -> Op
             .is_ok_and(|o| super::origin::allowed(o, configured, loopback)),
     )
 }
+
+/// The token of an `Authorization` header value, as the authentication layer reads it:
+/// `None` for another scheme or a value that is not `Bearer <token68>`.
+pub fn bearer(value: &[u8]) -> Option<&str> {
+    super::authn::bearer(value).ok()
+}
