@@ -899,7 +899,8 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
             .unwrap_or_default();
         // "(none)" cannot be a replica id, so it is unambiguous in the logs.
         let replica = config.sessions.replica_id.clone().unwrap_or("(none)".into());
-        let app = App::build(config).context("cannot start")?;
+        // BuildError's message already spells out its causes: no chain to print after it.
+        let app = App::build(config).map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
         if let Some(a) = admin_addr {
             tracing::info!(admin = %a, "admin endpoints (/healthz, /readyz, /metrics) are serving");
         }

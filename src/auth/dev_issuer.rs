@@ -25,16 +25,12 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// Why the development key could not be made or used.
 #[derive(Debug, thiserror::Error)]
 pub enum DevKeyError {
-    #[error("cannot read the development key file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot write the development key file {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    // The io error is part of the message, not a `source`: printed as a chain it would
+    // appear twice.
+    #[error("cannot read the development key file {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
+    #[error("cannot write the development key file {path}: {cause}")]
+    Write { path: String, cause: std::io::Error },
     #[error(
         "the development key file {0} is readable by other users; run `chmod 600 {0}` (it holds a private signing key)"
     )]
@@ -100,28 +96,25 @@ impl DevIssuer {
             Ok(mut file) => {
                 file.write_all(pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes())
                     .and_then(|()| file.sync_all())
-                    .map_err(|source| DevKeyError::Write {
+                    .map_err(|cause| DevKeyError::Write {
                         path: shown.clone(),
-                        source,
+                        cause,
                     })?;
                 Ok((DevIssuer::from_pkcs8(issuer, pkcs8.as_ref(), &shown)?, true))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 Ok((DevIssuer::load(issuer, path)?, false))
             }
-            Err(source) => Err(DevKeyError::Write {
-                path: shown,
-                source,
-            }),
+            Err(cause) => Err(DevKeyError::Write { path: shown, cause }),
         }
     }
 
     /// The key in an existing `path`, which only its owner may read.
     pub fn load(issuer: &str, path: &Path) -> Result<DevIssuer, DevKeyError> {
         let shown = path.display().to_string();
-        let read_err = |source| DevKeyError::Read {
+        let read_err = |cause| DevKeyError::Read {
             path: shown.clone(),
-            source,
+            cause,
         };
         let meta = std::fs::metadata(path).map_err(read_err)?;
         if meta.permissions().mode() & 0o077 != 0 {
@@ -234,6 +227,18 @@ fn unpem(label: &str, text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_key_file_names_the_cause_once() {
+        let Err(err) = DevIssuer::load("http://127.0.0.1:1", Path::new("/nonexistent/dev-key.pem"))
+        else {
+            panic!("a missing key file loaded");
+        };
+        // As the command line prints errors: the message, then each cause.
+        let shown = format!("{:#}", anyhow::Error::from(err));
+        assert!(shown.contains("/nonexistent/dev-key.pem"), "{shown}");
+        assert_eq!(shown.matches("os error 2").count(), 1, "{shown}");
+    }
 
     #[test]
     fn pem_round_trips() {

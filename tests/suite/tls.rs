@@ -145,3 +145,22 @@ async fn https_with_http1_and_http2_and_a_certificate_reload_that_keeps_sessions
         "second-cert"
     );
 }
+
+#[test]
+fn a_missing_certificate_is_named_once_in_the_startup_error() {
+    let out = std::process::Command::new(crate::support::warden_bin())
+        .args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
+        .args(["--tls-cert", "/nonexistent/cert.pem"])
+        .args(["--tls-key", "/nonexistent/key.pem"])
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("mcp-warden: "))
+        .unwrap_or_else(|| panic!("no error line in {stderr}"));
+    assert!(line.contains("/nonexistent/cert.pem"), "{line}");
+    assert_eq!(line.matches("os error 2").count(), 1, "{line}");
+}
