@@ -17,6 +17,10 @@
     unreachable_pub
 )]
 
+#[allow(dead_code)]
+#[path = "../tests/support/proc.rs"]
+mod proc;
+
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -623,15 +627,6 @@ fn self_cpu() -> Duration {
     t(r.user_time()) + t(r.system_time())
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 const TICKS_PER_SEC: f64 = 100.0;
 
 #[derive(Default, Clone)]
@@ -753,7 +748,7 @@ async fn setup(target: &Target, n: usize) -> Duration {
 async fn memory(target: &Target, n: usize) -> (u64, f64) {
     let pid = target.pid().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let idle = rss_kib(pid);
+    let idle = proc::rss_kib(pid as i32);
     let mut sessions = Vec::new();
     for _ in 0..n {
         let mut s = open(target, 1).await;
@@ -761,7 +756,7 @@ async fn memory(target: &Target, n: usize) -> (u64, f64) {
         sessions.push(s);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let with = rss_kib(pid);
+    let with = proc::rss_kib(pid as i32);
     for s in sessions {
         close(s).await;
     }
@@ -1085,7 +1080,7 @@ async fn run(quick: bool) {
     let pid = w.child.id();
     // RSS before any session: the table's idle RSS is taken after all the runs below.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let fresh_rss_kib = rss_kib(pid);
+    let fresh_rss_kib = proc::rss_kib(pid as i32);
     let http = |sse: bool, pid: u32, addr: SocketAddr, token: Option<Arc<str>>| Target::Http {
         addr,
         path: "/mcp",

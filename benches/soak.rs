@@ -25,6 +25,9 @@
 #[allow(dead_code)]
 #[path = "../tests/support/http.rs"]
 mod http;
+#[allow(dead_code)]
+#[path = "../tests/support/proc.rs"]
+mod proc;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -240,49 +243,6 @@ fn start_sidecar(sessions: usize) -> Sidecar {
 
 // ---------------------------------------------------------------------------------------------
 // /proc
-
-fn status_field(pid: u32, name: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.split(':').next() == Some(name))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-/// Live descendants of `root`.
-fn descendants(root: u32) -> usize {
-    let parent_of = |pid: u32| -> Option<(u32, char)> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
-        let state = rest.next()?.chars().next()?;
-        Some((rest.next()?.parse().ok()?, state))
-    };
-    let all: Vec<(u32, u32, char)> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|p| parent_of(p).map(|(pp, s)| (p, pp, s)))
-        .collect();
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let p = found[i];
-        found.extend(all.iter().filter(|(_, pp, _)| *pp == p).map(|(c, _, _)| *c));
-        i += 1;
-    }
-    all.iter()
-        .filter(|(p, _, s)| *p != root && found.contains(p) && *s != 'Z')
-        .count()
-}
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -635,14 +595,14 @@ async fn worker(url: String, st: Arc<Stats>, until: Instant, seed: u64) {
     }
 }
 
-fn report_line(start: Instant, pid: u32, st: &Stats, sessions: &str) {
+fn report_line(start: Instant, pid: i32, st: &Stats, sessions: &str) {
     println!(
         "{:>6.0}s  rss {:>6.1} MiB  fds {:>4}  threads {:>3}  procs {:>4}  sessions {:>4}  requests {:>8}  lost {}  dup {}  progress lost {} dup {}  load {}",
         start.elapsed().as_secs_f64(),
-        status_field(pid, "VmRSS") as f64 / 1024.0,
-        fds(pid),
-        status_field(pid, "Threads"),
-        descendants(pid),
+        proc::status_field(pid, "VmRSS") as f64 / 1024.0,
+        proc::fd_count(pid),
+        proc::status_field(pid, "Threads"),
+        proc::descendants(pid).len(),
         sessions,
         st.requests.load(Ordering::Relaxed),
         st.lost.load(Ordering::Relaxed),
@@ -677,7 +637,7 @@ fn main() {
         .build()
         .unwrap();
     let mut sidecar = start_sidecar(a.sessions);
-    let pid = sidecar.child.id();
+    let pid = sidecar.child.id() as i32;
     println!(
         "soak: {} sessions for {} min (seed {}); sidecar pid {pid} on {}; load average {}",
         a.sessions,
@@ -691,7 +651,7 @@ fn main() {
         let start = Instant::now();
         let until = start + Duration::from_secs_f64(a.minutes * 60.0);
         report_line(start, pid, &st, &sessions_active(&sidecar.admin).await);
-        let first = (status_field(pid, "VmRSS"), fds(pid));
+        let first = (proc::status_field(pid, "VmRSS"), proc::fd_count(pid));
         let workers: Vec<_> = (0..a.sessions)
             .map(|i| {
                 tokio::spawn(worker(
@@ -718,7 +678,7 @@ fn main() {
         let ran = start.elapsed();
         // Every session was deleted by its worker: wait for the sidecar to settle.
         let settle = Instant::now();
-        while (descendants(pid) > 0 || sessions_active(&sidecar.admin).await != "0")
+        while (!proc::descendants(pid).is_empty() || sessions_active(&sidecar.admin).await != "0")
             && settle.elapsed() < Duration::from_secs(30)
         {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -752,10 +712,10 @@ fn main() {
         println!(
             "  sidecar RSS {:.1} → {:.1} MiB, fds {} → {}, processes left {}",
             first.0 as f64 / 1024.0,
-            status_field(pid, "VmRSS") as f64 / 1024.0,
+            proc::status_field(pid, "VmRSS") as f64 / 1024.0,
             first.1,
-            fds(pid),
-            descendants(pid)
+            proc::fd_count(pid),
+            proc::descendants(pid).len()
         );
         println!("  unexpected errors:");
         for (k, v) in st.errors.lock().iter() {
@@ -773,7 +733,7 @@ fn main() {
             || load(&st.duplicated) > 0
             || load(&st.progress_lost) > 0
             || load(&st.progress_duplicated) > 0
-            || descendants(pid) > 0
+            || !proc::descendants(pid).is_empty()
     });
     let _ = sidecar.child.kill();
     let _ = sidecar.child.wait();
