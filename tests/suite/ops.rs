@@ -54,6 +54,42 @@ async fn the_admin_listener_serves_probes_and_metrics_and_the_mcp_port_does_not_
     assert!(!metrics.contains(m.session.as_deref().unwrap()));
 }
 
+/// What anyone who can reach the MCP port learns from its probes: alive, ready or not. The
+/// sandbox layers and session counts (a map of the deployment) are on the admin listener only.
+#[tokio::test]
+async fn the_mcp_port_says_only_whether_it_is_ready_and_the_admin_listener_has_the_details() {
+    let w = with_admin().args(["--max-sessions", "1"]).start();
+    let probe = |url: String| async move {
+        let r = reqwest::get(url).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let leaks = |body: &str| {
+        [
+            "sandbox", "session", "seccomp", "landlock", "max_", "draining",
+        ]
+        .iter()
+        .filter(|w| body.to_ascii_lowercase().contains(*w))
+        .map(|w| (*w).to_owned())
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(probe(w.url("/healthz")).await, (200, "ok\n".to_owned()));
+    let (status, body) = probe(w.url("/readyz")).await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    // At the cap: not ready, and still nothing more.
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let (status, body) = probe(w.url("/readyz")).await;
+    assert_eq!((status, body.as_str()), (503, "not ready\n"));
+    assert!(leaks(&body).is_empty(), "{body}");
+    // The admin listener tells the operator why.
+    let (status, body) = probe(w.admin_url("/readyz")).await;
+    assert_eq!(status, 503);
+    let details: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(details["sessions"], 1, "{details}");
+    assert_eq!(details["max_sessions"], 1, "{details}");
+    assert!(details["sandbox"]["profile"].is_string(), "{details}");
+}
+
 #[tokio::test]
 async fn a_crashing_server_is_counted_and_does_not_fail_liveness() {
     let w = with_admin().start();

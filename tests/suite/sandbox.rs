@@ -617,9 +617,9 @@ async fn a_double_forked_daemon_dies_with_its_session() {
 #[tokio::test]
 async fn readiness_reports_each_layer() {
     let w = Warden::builder(vec![probe_bin()])
-        .args(["--sandbox", "nonet"])
+        .args(["--sandbox", "nonet", "--admin-listen", "127.0.0.1:0"])
         .start();
-    let ready: Value = reqwest::get(w.url("/readyz"))
+    let ready: Value = reqwest::get(w.admin_url("/readyz"))
         .await
         .unwrap()
         .json()
@@ -661,8 +661,9 @@ async fn optional_namespaces_cut_the_network_where_the_kernel_allows_them() {
     let attack = format!("tcp_connect:{port}");
     let w = Warden::builder(vec![probe_bin()])
         .args(["--sandbox", &profile.display().to_string()])
+        .args(["--admin-listen", "127.0.0.1:0"])
         .start();
-    let ready: Value = reqwest::get(w.url("/readyz"))
+    let ready: Value = reqwest::get(w.admin_url("/readyz"))
         .await
         .unwrap()
         .json()

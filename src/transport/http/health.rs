@@ -1,4 +1,6 @@
-//! Liveness, readiness and metrics.
+//! Liveness, readiness and metrics. The MCP port answers only alive and ready or not (a
+//! status and a word): anyone who can reach it could otherwise read how the deployment is
+//! sandboxed and how busy it is. The details are for the admin listener.
 
 use axum::Json;
 use axum::extract::State;
@@ -14,10 +16,24 @@ pub(crate) async fn healthz() -> &'static str {
 }
 
 /// Ready to accept new sessions: not draining and under the session cap.
+fn is_ready(st: &AppState) -> bool {
+    !st.store.is_draining() && st.store.has_capacity()
+}
+
+/// The MCP port's readiness: the status code, and one word for people reading it.
 pub(crate) async fn readyz(State(st): State<AppState>) -> Response {
+    if is_ready(&st) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+/// The admin listener's readiness: the same status, with why (draining, sessions against the
+/// cap) and what the kernel enforces for the servers.
+pub(crate) async fn readyz_details(State(st): State<AppState>) -> Response {
     let draining = st.store.is_draining();
-    let capacity = st.store.has_capacity();
-    let ready = !draining && capacity;
+    let ready = is_ready(&st);
     let body = Json(json!({
         "ready": ready,
         "draining": draining,

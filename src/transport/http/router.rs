@@ -44,16 +44,18 @@ pub fn router(state: AppState) -> Router {
         .merge(mcp)
         // Public metadata: outside authentication and the origin check.
         .merge(well_known::routes(&state))
+        // Probes for anyone: alive, ready or not, and nothing else.
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(state)
 }
 
-/// The admin listener: probes and metrics, no authentication, never on the MCP port.
+/// The admin listener: probes with details, and metrics; no authentication, never on the
+/// MCP port.
 pub fn admin_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .route("/readyz", get(health::readyz_details))
         .route("/metrics", get(health::metrics))
         .with_state(state)
 }
