@@ -199,3 +199,102 @@ async fn legacy_transport_can_be_turned_off() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// A GET that opens an SSE stream with the headers given, and its status.
+async fn sse_get(w: &Warden, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut req = reqwest::Client::new().get(w.url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+/// Without authentication, a page on any web site could make visitors' browsers open
+/// sessions (each starting a server) with requests that carry no `Origin`: an `<img>`, a
+/// `fetch(…, {mode: "no-cors"})` (which may set `Accept`), a link. Browsers mark them
+/// `Sec-Fetch-Site: cross-site`; older ones at least do not ask for an event stream.
+#[tokio::test]
+async fn a_cross_site_page_cannot_open_sessions_on_a_server_without_auth() {
+    let w = Warden::builder(fixture())
+        .args(["--allowed-origin", "https://app.example.com"])
+        .start();
+    let no_cors = [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "no-cors"),
+    ];
+    // <img src=…/sse>
+    let img = [
+        no_cors[0],
+        no_cors[1],
+        ("sec-fetch-dest", "image"),
+        ("accept", "image/avif,image/webp,*/*;q=0.8"),
+    ];
+    assert_eq!(sse_get(&w, "/sse", &img).await, 403);
+    // fetch(…/sse, {mode: "no-cors", headers: {Accept: "text/event-stream"}}): Accept is a
+    // header a page may set on a no-cors request.
+    let fetch = [no_cors[0], no_cors[1], ("accept", "text/event-stream")];
+    assert_eq!(sse_get(&w, "/sse", &fetch).await, 403);
+    // A link followed to it.
+    let navigate = [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "navigate"),
+        ("accept", "text/html,*/*;q=0.8"),
+    ];
+    assert_eq!(sse_get(&w, "/sse", &navigate).await, 403);
+    // A browser that sends no Sec-Fetch headers, with what an <img> or a script asks for.
+    assert_eq!(sse_get(&w, "/sse", &[("accept", "*/*")]).await, 406);
+    assert_eq!(sse_get(&w, "/sse", &[("accept", "text/*")]).await, 406);
+    assert_eq!(sse_get(&w, "/sse", &[]).await, 406);
+    // The same refusal on every MCP endpoint, not only where sessions start.
+    for (method, path) in [
+        ("POST", "/mcp"),
+        ("GET", "/mcp"),
+        ("POST", "/message?sessionId=x"),
+    ] {
+        let r = reqwest::Client::new()
+            .request(method.parse().unwrap(), w.url(path))
+            .header("sec-fetch-site", "cross-site")
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{method} {path}");
+    }
+    assert!(
+        !w.logs().contains("session started"),
+        "a refused request started a server:\n{}",
+        w.logs()
+    );
+    // A page of an allowed origin (a CORS request, which always names its origin), a page
+    // of this server, and a client that is not a browser keep working.
+    let allowed = [
+        ("origin", "https://app.example.com"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "cors"),
+        ("accept", "text/event-stream"),
+    ];
+    let same_origin = [
+        ("sec-fetch-site", "same-origin"),
+        ("sec-fetch-mode", "cors"),
+        ("accept", "text/event-stream"),
+    ];
+    for headers in [
+        &allowed[..],
+        &same_origin[..],
+        &[("accept", "text/event-stream")][..],
+    ] {
+        let mut req = reqwest::Client::new().get(w.url("/sse"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{headers:?}");
+        let first = with_timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(first.starts_with(b"event: endpoint"), "{headers:?}");
+    }
+}

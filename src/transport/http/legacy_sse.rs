@@ -28,7 +28,10 @@ pub(crate) async fn connect(
     Extension(principal): Extension<Arc<Principal>>,
     headers: HeaderMap,
 ) -> Response {
-    if headers.contains_key(header::ACCEPT) && !headers::accepts(&headers).sse {
+    // Every SSE client asks for exactly this (EventSource does, and so do the SDKs); what an
+    // <img>, a script or a link asks for (`*/*`, `image/*`, `text/html`, nothing) does not
+    // open a session and start a server.
+    if !asks_for_event_stream(&headers) {
         return Rejection::NotAcceptable("text/event-stream").into_response();
     }
     let Some(paths) = &st.config.legacy else {
@@ -91,6 +94,23 @@ pub(crate) async fn connect(
         Some(on_end),
         principal.expires_at,
     )
+}
+
+/// Whether `Accept` names `text/event-stream` itself (not through `*/*` or `text/*`), and
+/// does not refuse it.
+fn asks_for_event_stream(headers: &HeaderMap) -> bool {
+    let named = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            range
+                .split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
+        });
+    named && headers::accepts(headers).sse
 }
 
 #[derive(Deserialize)]
@@ -159,4 +179,30 @@ async fn message_inner(
         .await?;
     }
     Ok((StatusCode::ACCEPTED, "Accepted").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn accept(values: &[&str]) -> bool {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        }
+        asks_for_event_stream(&h)
+    }
+
+    #[test]
+    fn only_a_request_for_an_event_stream_opens_one() {
+        assert!(accept(&["text/event-stream"]));
+        assert!(accept(&["Text/Event-Stream; charset=utf-8"]));
+        assert!(accept(&["application/json", "text/event-stream;q=0.5"]));
+        assert!(!accept(&[]));
+        assert!(!accept(&["*/*"]));
+        assert!(!accept(&["text/*"]));
+        assert!(!accept(&["image/avif,image/webp,*/*;q=0.8"]));
+        assert!(!accept(&["text/event-stream;q=0, */*"]));
+    }
 }

@@ -1,9 +1,13 @@
-//! DNS-rebinding protection: a present, disallowed `Origin` gets 403, and so does a `Host`
-//! that does not name this server when it listens on loopback (a rebinding page reaches a
-//! loopback server under its own host name, and a same-origin GET carries no `Origin`).
+//! Browser protection of the MCP endpoints: a present, disallowed `Origin` gets 403, and so
+//! does a `Host` that does not name this server when it listens on loopback (a rebinding page
+//! reaches a loopback server under its own host name, and a same-origin GET carries no
+//! `Origin`), and so does a request a browser marks `Sec-Fetch-Site: cross-site` without
+//! naming its origin: a no-cors request (`<img>`, `fetch` with `mode: "no-cors"`) or a
+//! navigation from another site. Those carry no `Origin` to check, and without
+//! authentication nothing else would stop them from starting servers.
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, HeaderName, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -24,20 +28,42 @@ pub(crate) async fn check(State(state): State<AppState>, request: Request, next:
             return Rejection::ForbiddenHost.into_response();
         }
     }
-    if let Some(origin) = request.headers().get(header::ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|o| {
-            allowed(
-                o,
-                &state.config.allowed_origins,
-                state.config.allow_loopback_origins,
-            )
-        });
-        if !allowed {
+    match request.headers().get(header::ORIGIN) {
+        Some(origin) => {
+            let allowed = origin.to_str().is_ok_and(|o| {
+                allowed(
+                    o,
+                    &state.config.allowed_origins,
+                    state.config.allow_loopback_origins,
+                )
+            });
+            if !allowed {
+                return Rejection::ForbiddenOrigin.into_response();
+            }
+        }
+        // A CORS request always names its origin; one from another site that does not is a
+        // no-cors request or a navigation, which no MCP client makes.
+        None if is_cross_site(request.headers()) => {
             return Rejection::ForbiddenOrigin.into_response();
         }
+        None => {}
     }
     next.run(request).await
 }
+
+/// Whether a browser says the request comes from another site (Fetch Metadata). Several
+/// values, or an unreadable one, count as cross-site: only a browser sends the header.
+fn is_cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(&SEC_FETCH_SITE)
+        .iter()
+        .any(|v| match v.to_str() {
+            Ok(v) => v.trim().eq_ignore_ascii_case("cross-site"),
+            Err(_) => true,
+        })
+}
+
+static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// The host part of a `Host` header value (`name[:port]`, `[v6][:port]`).
 pub(crate) fn host_of(value: &str) -> &str {
@@ -94,6 +120,28 @@ fn valid_port(port: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fetch_metadata_marks_cross_site_requests() {
+        let with = |values: &[&[u8]]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(
+                    SEC_FETCH_SITE.clone(),
+                    axum::http::HeaderValue::from_bytes(v).unwrap(),
+                );
+            }
+            is_cross_site(&h)
+        };
+        assert!(with(&[b"cross-site"]));
+        assert!(with(&[b"Cross-Site "]));
+        assert!(with(&[b"same-origin", b"cross-site"]));
+        assert!(with(&[b"\xff"]));
+        for ok in [&b"same-origin"[..], b"same-site", b"none"] {
+            assert!(!with(&[ok]), "{ok:?}");
+        }
+        assert!(!with(&[]));
+    }
 
     #[test]
     fn loopback_origins_only_when_enabled() {
