@@ -151,7 +151,7 @@ fn measure(auth: &Authenticator, token: &str) -> Vec<Duration> {
         let start = Instant::now();
         // With warm keys nothing awaits: the call completes on its first poll.
         let result = auth
-            .authenticate(token)
+            .authenticate(token, mcp_warden::auth::Endpoint::Streamable)
             .now_or_never()
             .expect("no I/O with a warm key cache");
         let elapsed = start.elapsed();
@@ -242,7 +242,9 @@ fn main() {
             let token = key.sign(alg, kid, &claims);
             // The first call fetches the key set.
             let _guard = runtime.enter();
-            runtime.block_on(auth.authenticate(&token)).unwrap();
+            runtime
+                .block_on(auth.authenticate(&token, mcp_warden::auth::Endpoint::Streamable))
+                .unwrap();
             let s = measure(&auth, &token);
             let p50 = pct(&s, 0.50);
             println!(

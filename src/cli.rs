@@ -388,8 +388,8 @@ struct AuthArgs {
     #[arg(long, env = "MCP_WARDEN_JWKS_URI", value_name = "URL")]
     jwks_uri: Option<String>,
 
-    /// Also accept tokens whose `aud` holds this value (besides this server's resource
-    /// identifiers). Repeatable.
+    /// Also accept tokens whose `aud` holds this value, at every endpoint (besides each
+    /// endpoint's own resource identifier). Repeatable.
     #[arg(
         long = "audience",
         env = "MCP_WARDEN_AUDIENCE",
@@ -397,6 +397,13 @@ struct AuthArgs {
         value_name = "AUD"
     )]
     audiences: Vec<String>,
+
+    /// Also accept tokens issued for the bare origin of --public-url (e.g.
+    /// https://tools.example.com) at every endpoint. Only for an origin that serves nothing
+    /// else: several services on one origin would all accept them. Refused behind a path
+    /// prefix.
+    #[arg(long, env = "MCP_WARDEN_ACCEPT_ORIGIN_AUDIENCE")]
+    accept_origin_audience: bool,
 
     /// Scopes every request needs (space-separated; repeatable). Missing ones get 403
     /// insufficient_scope.
@@ -529,6 +536,11 @@ struct TokenArgs {
     #[arg(long, default_value = "mcp-warden-token")]
     client_id: String,
 
+    /// `aud` of the token: the resource it is for. Default: the Streamable HTTP endpoint's
+    /// URL; a legacy HTTP+SSE client needs the /sse URL.
+    #[arg(long, value_name = "URL")]
+    audience: Option<String>,
+
     /// The `wrap` instance's --listen (the token's issuer and audience derive from it).
     #[arg(long, env = "MCP_WARDEN_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -570,6 +582,7 @@ impl AuthArgs {
             issuers: self.issuers.clone(),
             jwks_uri: self.jwks_uri.clone(),
             audiences: self.audiences.clone(),
+            accept_origin_audience: self.accept_origin_audience,
             required_scopes: self.required_scopes.clone(),
             scopes_supported: self.scopes_supported.clone(),
             scope_implies: self.scope_implies.clone(),
@@ -986,10 +999,14 @@ fn token(args: &TokenArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("{bad:?} is not a valid scope");
     }
+    let audience = match &args.audience {
+        Some(a) => crate::auth::resource_metadata::canonical_audience(a).into_owned(),
+        None => crate::auth::resource_metadata::canonical_resource(&url),
+    };
     let token = dev.mint(
         &TokenRequest {
             subject: &args.sub,
-            audience: &crate::auth::resource_metadata::canonical_resource(&url),
+            audience: &audience,
             scopes: &scopes,
             client_id: &args.client_id,
             lifetime: args.ttl,

@@ -218,6 +218,10 @@ pub enum ConfigError {
     #[error("--audience must not be empty")]
     EmptyAudience,
     #[error(
+        "--accept-origin-audience: behind a path prefix the origin is shared with other services, and its tokens must not open this one"
+    )]
+    OriginAudienceBehindPrefix,
+    #[error(
         "token introspection needs both --introspection-client-id and a client secret (--introspection-client-secret-file or MCP_WARDEN_INTROSPECTION_CLIENT_SECRET)"
     )]
     IntrospectionCredentials,
@@ -447,6 +451,9 @@ pub struct AuthOptions {
     pub issuers: Vec<String>,
     pub jwks_uri: Option<String>,
     pub audiences: Vec<String>,
+    /// Accept tokens for the bare origin at every endpoint (`--accept-origin-audience`): only
+    /// for an origin that serves nothing else.
+    pub accept_origin_audience: bool,
     /// Space-delimited scope lists (each entry may hold several scopes).
     pub required_scopes: Vec<String>,
     pub scopes_supported: Vec<String>,
@@ -480,6 +487,7 @@ impl Default for AuthOptions {
             issuers: vec![],
             jwks_uri: None,
             audiences: vec![],
+            accept_origin_audience: false,
             required_scopes: vec![],
             scopes_supported: vec![],
             scope_implies: vec![],
@@ -630,12 +638,16 @@ pub fn auth_config(
             }
             None => None,
         },
-        origin: if prefix.is_empty() {
-            let url = Url::parse(&origin)
-                .map_err(|_| ConfigError::BadPublicUrl(public_url.to_string()))?;
-            Some(Resource::new(&url, ""))
-        } else {
-            None
+        // The origin is every instance's on it: its tokens open this one only when the
+        // operator says the origin is this server's alone.
+        origin: match (a.accept_origin_audience, prefix.is_empty()) {
+            (false, _) => None,
+            (true, false) => return Err(ConfigError::OriginAudienceBehindPrefix),
+            (true, true) => {
+                let url = Url::parse(&origin)
+                    .map_err(|_| ConfigError::BadPublicUrl(public_url.to_string()))?;
+                Some(Resource::new(&url, ""))
+            }
         },
     };
     let mut extra_audiences = Vec::new();
@@ -943,7 +955,8 @@ mod tests {
         let a = c.auth.unwrap();
         assert_eq!(a.resources.streamable.id, "http://127.0.0.1:8080/mcp");
         assert_eq!(a.resources.legacy.unwrap().id, "http://127.0.0.1:8080/sse");
-        assert_eq!(a.resources.origin.unwrap().id, "http://127.0.0.1:8080");
+        // The origin is an audience only on request.
+        assert!(a.resources.origin.is_none());
         assert_eq!(a.issuers[0].issuer, "https://as.example.com");
         assert!(a.issuers[0].jwks_uri.is_none());
         assert_eq!(a.resource_name, "MCP server (node)");
@@ -963,6 +976,19 @@ mod tests {
             "https://tools.example.com/team/sse"
         );
         assert!(a.resources.origin.is_none());
+    }
+
+    #[test]
+    fn the_origin_audience_is_opt_in_and_refused_behind_a_prefix() {
+        let mut o = with_issuer("https://as.example.com");
+        o.auth.accept_origin_audience = true;
+        let a = build(o.clone()).unwrap().auth.unwrap();
+        assert_eq!(a.resources.origin.unwrap().id, "http://127.0.0.1:8080");
+        o.public_url = Some("https://tools.example.com/team/mcp".into());
+        assert_eq!(
+            build(o).unwrap_err(),
+            ConfigError::OriginAudienceBehindPrefix
+        );
     }
 
     #[test]

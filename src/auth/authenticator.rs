@@ -1,8 +1,10 @@
 //! The authenticator: a bearer token in, a [`Principal`] or a typed [`Rejection`] out.
 //!
 //! JWTs are verified locally against the issuer's keys; other tokens go to introspection
-//! when it is configured. Results are cached by token hash, exactly until the token would
-//! be refused anyway, and forgotten when the key that verified them leaves the key set.
+//! when it is configured. A token is good only at the endpoint it was issued for: its `aud`
+//! must name that endpoint's resource (RFC 8707), so the same token is checked anew at
+//! another endpoint. Results are cached by token hash and endpoint, exactly until the token
+//! would be refused anyway, and forgotten when the key that verified them leaves the key set.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,7 +30,8 @@ use super::scopes::{self, ScopeRules};
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub resources: Resources,
-    /// Audiences accepted besides the resource identifiers (canonical where they are URLs).
+    /// Audiences accepted at every endpoint besides its own resource identifier (canonical
+    /// where they are URLs).
     pub extra_audiences: Vec<String>,
     /// Trusted issuers, each with its key source.
     pub issuers: Vec<IssuerConfig>,
@@ -64,7 +67,8 @@ pub struct Resources {
     pub streamable: Resource,
     /// The legacy SSE endpoint, when served.
     pub legacy: Option<Resource>,
-    /// The origin, when no path prefix shares it with other services.
+    /// The origin, only when the operator says it is ours alone
+    /// (`--accept-origin-audience`): its tokens are then accepted at every endpoint.
     pub origin: Option<Resource>,
 }
 
@@ -74,6 +78,23 @@ impl Resources {
             .chain(self.legacy.as_ref())
             .chain(self.origin.as_ref())
     }
+
+    /// The resource a request to `endpoint` is for.
+    pub fn of(&self, endpoint: Endpoint) -> &Resource {
+        match (endpoint, &self.legacy) {
+            (Endpoint::Legacy, Some(legacy)) => legacy,
+            _ => &self.streamable,
+        }
+    }
+}
+
+/// Which of our endpoints a token is presented at: each is a resource of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// The Streamable HTTP endpoint (`/mcp`).
+    Streamable,
+    /// The legacy HTTP+SSE endpoints (`/sse` and `/message`).
+    Legacy,
 }
 
 #[derive(Debug, Clone)]
@@ -120,8 +141,9 @@ pub struct Authenticator {
 #[derive(Debug)]
 struct Inner {
     config: AuthConfig,
-    /// Every accepted audience, canonical.
-    audiences: Vec<String>,
+    /// The audiences accepted at the Streamable HTTP endpoint and at the legacy one,
+    /// canonical.
+    audiences: [Vec<String>; 2],
     /// What resource metadata lists as `authorization_servers`.
     authorization_servers: Vec<String>,
     issuers: Vec<Arc<IssuerKeys>>,
@@ -190,9 +212,24 @@ impl Authenticator {
                 Some(dev)
             }
         };
-        let mut audiences: Vec<String> = config.resources.all().map(|r| r.id.clone()).collect();
-        audiences.extend(config.extra_audiences.iter().cloned());
-        audiences.dedup();
+        let accepted = |own: Option<&Resource>| -> Vec<String> {
+            let mut out: Vec<String> = own
+                .into_iter()
+                .chain(config.resources.origin.as_ref())
+                .map(|r| r.id.clone())
+                .collect();
+            out.extend(config.extra_audiences.iter().cloned());
+            out.dedup();
+            out
+        };
+        // Without a legacy endpoint nothing is accepted there (nothing is served there).
+        let audiences = [
+            accepted(Some(&config.resources.streamable)),
+            match &config.resources.legacy {
+                Some(legacy) => accepted(Some(legacy)),
+                None => Vec::new(),
+            },
+        ];
         let issuer_ids = issuers.iter().map(|i| i.issuer.clone()).collect();
         let inner = Inner {
             audiences,
@@ -254,21 +291,27 @@ impl Authenticator {
         }
     }
 
-    /// Checks a bearer token now.
-    pub async fn authenticate(&self, token: &str) -> Result<Arc<Principal>, Rejection> {
-        self.authenticate_at(token, SystemTime::now()).await
+    /// Checks a bearer token presented at `endpoint` now.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        endpoint: Endpoint,
+    ) -> Result<Arc<Principal>, Rejection> {
+        self.authenticate_at(token, endpoint, SystemTime::now())
+            .await
     }
 
-    /// Checks a bearer token at `now`.
+    /// Checks a bearer token presented at `endpoint` at `now`.
     pub async fn authenticate_at(
         &self,
         token: &str,
+        endpoint: Endpoint,
         now: SystemTime,
     ) -> Result<Arc<Principal>, Rejection> {
         let Some(inner) = &self.inner else {
             return Ok(Arc::new(Principal::anonymous()));
         };
-        inner.authenticate(token, unix(now)).await
+        inner.authenticate(token, endpoint, unix(now)).await
     }
 }
 
@@ -278,25 +321,40 @@ fn unix(t: SystemTime) -> f64 {
 }
 
 impl Inner {
-    async fn authenticate(&self, token: &str, now: f64) -> Result<Arc<Principal>, Rejection> {
+    fn audiences(&self, endpoint: Endpoint) -> &[String] {
+        match endpoint {
+            Endpoint::Streamable => &self.audiences[0],
+            Endpoint::Legacy => &self.audiences[1],
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        token: &str,
+        endpoint: Endpoint,
+        now: f64,
+    ) -> Result<Arc<Principal>, Rejection> {
         if token.len() > self.config.max_token_bytes {
             return Err(Rejection::TokenTooLarge);
         }
         let hash = sha256(token);
-        if let Some(hit) = self.cache.get(&hash, now, &self.issuers) {
+        let key = (hash, endpoint);
+        if let Some(hit) = self.cache.get(&key, now, &self.issuers) {
             return hit;
         }
+        let audiences = self.audiences(endpoint);
         let looks_like_jwt = jwt::split(token).filter(|c| jwt::decode_json(c.header).is_ok());
         match (looks_like_jwt, &self.config.introspection) {
             (Some(parts), _) => {
-                let (principal, not_after, keys) = self.verify_jwt(parts, &hash, now).await?;
+                let (principal, not_after, keys) =
+                    self.verify_jwt(parts, &hash, audiences, now).await?;
                 let principal = Arc::new(principal);
                 self.cache
-                    .put(hash, Ok(principal.clone()), not_after, Some(keys), now);
+                    .put(key, Ok(principal.clone()), not_after, Some(keys), now);
                 Ok(principal)
             }
             (None, Some(intro)) => {
-                let outcome = self.introspect(token, &hash, now).await;
+                let outcome = self.introspect(token, &hash, audiences, now).await;
                 let until = match &outcome {
                     Ok((_, not_after)) => {
                         let ttl = now + intro.cache_ttl.as_secs_f64();
@@ -307,7 +365,7 @@ impl Inner {
                     Err(_) => now + intro.cache_ttl.as_secs_f64().min(30.0),
                 };
                 let outcome = outcome.map(|(p, _)| Arc::new(p));
-                self.cache.put(hash, outcome.clone(), until, None, now);
+                self.cache.put(key, outcome.clone(), until, None, now);
                 outcome
             }
             (None, None) => Err(Rejection::MalformedToken),
@@ -318,6 +376,7 @@ impl Inner {
         &self,
         parts: jwt::Compact<'_>,
         hash: &[u8; 32],
+        audiences: &[String],
         now: f64,
     ) -> Result<(Principal, f64, (usize, u64)), Rejection> {
         let header = jwt::parse_header(parts.header, self.header_rules)?;
@@ -353,7 +412,7 @@ impl Inner {
             &claims,
             ClaimRules {
                 issuer: &issuer.issuer,
-                audiences: &self.audiences,
+                audiences,
                 leeway: self.config.leeway.as_secs_f64(),
             },
             now,
@@ -377,6 +436,7 @@ impl Inner {
         &self,
         token: &str,
         hash: &[u8; 32],
+        audiences: &[String],
         now: f64,
     ) -> Result<(Principal, Option<f64>), Rejection> {
         let (Some(intro), Some(http)) = (&self.config.introspection, &self.http) else {
@@ -412,7 +472,7 @@ impl Inner {
             introspection::ResponseRules {
                 issuer: &first.issuer,
                 trusted: &self.issuer_ids,
-                audiences: &self.audiences,
+                audiences,
                 leeway: self.config.leeway.as_secs_f64(),
             },
             now,
@@ -500,10 +560,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Outcomes by token hash (the token itself is never stored).
+/// What a cached outcome is for: a token (by hash) at an endpoint.
+type CacheKey = ([u8; 32], Endpoint);
+
+/// Outcomes by token hash and endpoint (the token itself is never stored).
 #[derive(Debug)]
 struct TokenCache {
-    map: RwLock<HashMap<[u8; 32], Cached>>,
+    map: RwLock<HashMap<CacheKey, Cached>>,
     capacity: usize,
 }
 
@@ -526,7 +589,7 @@ impl TokenCache {
 
     fn get(
         &self,
-        hash: &[u8; 32],
+        key: &CacheKey,
         now: f64,
         issuers: &[Arc<IssuerKeys>],
     ) -> Option<Result<Arc<Principal>, Rejection>> {
@@ -534,7 +597,7 @@ impl TokenCache {
             return None;
         }
         let map = self.map.read();
-        let hit = map.get(hash)?;
+        let hit = map.get(key)?;
         if now >= hit.until {
             return None;
         }
@@ -548,7 +611,7 @@ impl TokenCache {
 
     fn put(
         &self,
-        hash: [u8; 32],
+        key: CacheKey,
         outcome: Result<Arc<Principal>, Rejection>,
         until: f64,
         keys: Option<(usize, u64)>,
@@ -566,7 +629,7 @@ impl TokenCache {
             }
         }
         map.insert(
-            hash,
+            key,
             Cached {
                 outcome,
                 until,

@@ -25,8 +25,8 @@ mod tests;
 mod testserver;
 
 pub use authenticator::{
-    AuthConfig, AuthInitError, Authenticator, DevConfig, IntrospectionConfig, IssuerConfig,
-    Resources, token_fingerprint,
+    AuthConfig, AuthInitError, Authenticator, DevConfig, Endpoint, IntrospectionConfig,
+    IssuerConfig, Resources, token_fingerprint,
 };
 pub use challenge::Rejection;
 pub use dev_issuer::DevIssuer;

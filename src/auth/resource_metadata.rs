@@ -2,14 +2,16 @@
 //!
 //! We are up to three protected resources, each with its own metadata document at the URL
 //! RFC 9728 §3.1 derives from its identifier (the well-known suffix inserted before the
-//! path), and each a valid audience for our tokens:
-//! - the Streamable HTTP endpoint, `https://h/mcp`: the canonical identifier;
-//! - the legacy SSE endpoint, `https://h/sse`, because SDK clients derive the resource from
-//!   the URL they connect to and refuse metadata whose `resource` is not that URL or a
-//!   prefix of it;
-//! - the origin, `https://h`, whose metadata lives at the root well-known URL. Only when no
-//!   path prefix is configured: behind a prefix the origin is shared with other services,
-//!   and a token for the origin must not open them all.
+//! path):
+//! - the Streamable HTTP endpoint, `https://h/mcp`: the canonical identifier, the audience
+//!   of tokens for that endpoint;
+//! - the legacy SSE endpoint, `https://h/sse`, the audience of tokens for the legacy
+//!   endpoints, because SDK clients derive the resource from the URL they connect to and
+//!   refuse metadata whose `resource` is not that URL or a prefix of it;
+//! - the origin, `https://h`, whose metadata lives at the root well-known URL, and whose
+//!   tokens every endpoint accepts. Only when the operator says the origin is this server's
+//!   alone (`--accept-origin-audience`, never behind a path prefix): an origin is often
+//!   shared, and a token for it must not open every service on it.
 
 use std::borrow::Cow;
 

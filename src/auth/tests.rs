@@ -20,10 +20,7 @@ fn resources() -> Resources {
             &Url::parse("http://127.0.0.1:8080/sse").unwrap(),
             "",
         )),
-        origin: Some(Resource::new(
-            &Url::parse("http://127.0.0.1:8080").unwrap(),
-            "",
-        )),
+        origin: None,
     }
 }
 
@@ -107,7 +104,7 @@ impl Fixture {
     }
 
     async fn check(&self, token: &str) -> Result<Arc<Principal>, Rejection> {
-        self.auth.authenticate(token).await
+        self.auth.authenticate(token, Endpoint::Streamable).await
     }
 }
 
@@ -389,9 +386,12 @@ async fn openid_configuration_is_the_fallback() {
     let auth = Authenticator::new(config(&issuer, None)).unwrap();
     let t = now();
     let claims = json!({"iss": issuer, "sub": "a", "aud": RESOURCE, "exp": t + 60});
-    auth.authenticate(&rsa.sign("RS256", &rsa.header("RS256"), &claims))
-        .await
-        .unwrap();
+    auth.authenticate(
+        &rsa.sign("RS256", &rsa.header("RS256"), &claims),
+        Endpoint::Streamable,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         server.hits("/.well-known/oauth-authorization-server/realms/main"),
         1
@@ -416,7 +416,10 @@ async fn metadata_for_another_issuer_is_refused() {
     let auth = Authenticator::new(config(&server.base, None)).unwrap();
     let claims = json!({"iss": server.base, "sub": "a", "aud": RESOURCE, "exp": now() + 60});
     let r = auth
-        .authenticate(&rsa.sign("RS256", &rsa.header("RS256"), &claims))
+        .authenticate(
+            &rsa.sign("RS256", &rsa.header("RS256"), &claims),
+            Endpoint::Streamable,
+        )
         .await;
     assert_eq!(r.unwrap_err(), Rejection::IssuerUnavailable);
     assert_eq!(server.hits("/jwks"), 0);
@@ -551,7 +554,10 @@ async fn issuer_down_from_the_start_refuses_everything() {
     let rsa = testkeys::rsa();
     let claims = json!({"iss": server.base, "sub": "a", "aud": RESOURCE, "exp": now() + 60});
     let r = auth
-        .authenticate(&rsa.sign("RS256", &rsa.header("RS256"), &claims))
+        .authenticate(
+            &rsa.sign("RS256", &rsa.header("RS256"), &claims),
+            Endpoint::Streamable,
+        )
         .await;
     assert_eq!(r.unwrap_err(), Rejection::IssuerUnavailable);
 }
@@ -564,9 +570,12 @@ async fn explicit_jwks_uri_skips_discovery() {
     let auth =
         Authenticator::new(config(&server.base, Some(format!("{}/keys", server.base)))).unwrap();
     let claims = json!({"iss": server.base, "sub": "a", "aud": RESOURCE, "exp": now() + 60});
-    auth.authenticate(&rsa.sign("RS256", &rsa.header("RS256"), &claims))
-        .await
-        .unwrap();
+    auth.authenticate(
+        &rsa.sign("RS256", &rsa.header("RS256"), &claims),
+        Endpoint::Streamable,
+    )
+    .await
+    .unwrap();
     assert_eq!(server.hits("/keys"), 1);
     assert_eq!(server.hits("/.well-known/oauth-authorization-server"), 0);
 }
@@ -580,13 +589,22 @@ async fn the_token_cache_keeps_expiry_exact() {
     c["exp"] = json!(t + 10);
     let token = rsa.sign("RS256", &rsa.header("RS256"), &c);
     let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-    let p = f.auth.authenticate_at(&token, at(t)).await.unwrap();
+    let p = f
+        .auth
+        .authenticate_at(&token, Endpoint::Streamable, at(t))
+        .await
+        .unwrap();
     // exp + leeway (60 s) is the first refused instant, cached or not.
     assert_eq!(p.expires_at, Some(at(t + 70)));
-    assert!(f.auth.authenticate_at(&token, at(t + 69)).await.is_ok());
+    assert!(
+        f.auth
+            .authenticate_at(&token, Endpoint::Streamable, at(t + 69))
+            .await
+            .is_ok()
+    );
     assert_eq!(
         f.auth
-            .authenticate_at(&token, at(t + 70))
+            .authenticate_at(&token, Endpoint::Streamable, at(t + 70))
             .await
             .unwrap_err(),
         Rejection::Expired
@@ -594,30 +612,51 @@ async fn the_token_cache_keeps_expiry_exact() {
 }
 
 #[tokio::test]
-async fn audiences_cover_every_resource_and_configured_extras() {
+async fn each_endpoint_accepts_its_own_resource_and_the_configured_extras() {
     let f = Fixture::with(&[testkeys::rsa()], |mut c| {
         c.extra_audiences = vec!["api://mcp".into()];
         c
     })
     .await;
     let rsa = testkeys::rsa();
-    for aud in [
-        "http://127.0.0.1:8080/mcp",
-        "http://127.0.0.1:8080/sse",
-        "http://127.0.0.1:8080",
-        "HTTP://127.0.0.1:8080/mcp/",
-        "api://mcp",
-    ] {
+    let token = |aud: &str| {
         let mut c = f.claims();
         c["aud"] = json!(aud);
         c["jti"] = json!(aud);
-        assert!(
-            f.check(&rsa.sign("RS256", &rsa.header("RS256"), &c))
-                .await
-                .is_ok(),
-            "{aud}"
-        );
+        rsa.sign("RS256", &rsa.header("RS256"), &c)
+    };
+    use Endpoint::{Legacy, Streamable};
+    for (aud, streamable, legacy) in [
+        ("http://127.0.0.1:8080/mcp", true, false),
+        ("HTTP://127.0.0.1:8080/mcp/", true, false),
+        ("http://127.0.0.1:8080/sse", false, true),
+        ("api://mcp", true, true),
+        // The origin is every service's on it: not ours unless configured.
+        ("http://127.0.0.1:8080", false, false),
+    ] {
+        let t = token(aud);
+        for (endpoint, accepted) in [(Streamable, streamable), (Legacy, legacy)] {
+            let got = f.auth.authenticate(&t, endpoint).await;
+            match accepted {
+                true => assert!(got.is_ok(), "{aud} at {endpoint:?}: {got:?}"),
+                false => assert_eq!(got.unwrap_err(), Rejection::WrongAudience, "{aud}"),
+            }
+        }
     }
+    // Where the operator says the origin is ours alone, it opens every endpoint.
+    let f = Fixture::with(&[testkeys::rsa()], |mut c| {
+        c.resources.origin = Some(Resource::new(
+            &Url::parse("http://127.0.0.1:8080").unwrap(),
+            "",
+        ));
+        c
+    })
+    .await;
+    let mut c = f.claims();
+    c["aud"] = json!("http://127.0.0.1:8080");
+    let t = rsa.sign("RS256", &rsa.header("RS256"), &c);
+    assert!(f.auth.authenticate(&t, Streamable).await.is_ok());
+    assert!(f.auth.authenticate(&t, Legacy).await.is_ok());
 }
 
 #[tokio::test]
@@ -769,7 +808,10 @@ async fn dev_issuer_tokens_verify() {
             SystemTime::now(),
         )
         .unwrap();
-    let p = auth.authenticate(&token).await.unwrap();
+    let p = auth
+        .authenticate(&token, Endpoint::Streamable)
+        .await
+        .unwrap();
     assert_eq!(
         (p.issuer.as_str(), p.subject.as_str()),
         ("http://127.0.0.1:8080", "dev")
@@ -793,7 +835,9 @@ async fn dev_issuer_tokens_verify() {
         )
         .unwrap();
     assert_eq!(
-        auth.authenticate(&forged).await.unwrap_err(),
+        auth.authenticate(&forged, Endpoint::Streamable)
+            .await
+            .unwrap_err(),
         Rejection::UnknownKey
     );
 }
@@ -803,7 +847,10 @@ async fn disabled_authentication_is_anonymous() {
     let auth = Authenticator::disabled();
     assert!(!auth.is_enabled());
     assert_eq!(
-        *auth.authenticate("anything").await.unwrap(),
+        *auth
+            .authenticate("anything", Endpoint::Streamable)
+            .await
+            .unwrap(),
         Principal::anonymous()
     );
 }

@@ -9,6 +9,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::support::http::{Mcp, SseParser, final_response, text, with_timeout};
+use crate::support::issuer::{JwksServer, Key, now};
 use crate::support::{TempDir, Warden, fixture, warden_bin};
 
 /// A sidecar with the development issuer, its key in a file, and `extra` flags.
@@ -29,13 +30,23 @@ impl DevWarden {
         DevWarden { warden, dir }
     }
 
-    /// `mcp-warden token` for this sidecar.
+    /// `mcp-warden token` for this sidecar (its Streamable HTTP endpoint).
     pub(super) fn token(&self, sub: &str, scope: &str, ttl: &str) -> String {
+        self.token_with(sub, scope, ttl, &[])
+    }
+
+    /// `mcp-warden token` for this sidecar's legacy endpoint.
+    pub(super) fn legacy_token(&self, sub: &str, scope: &str, ttl: &str) -> String {
+        self.token_with(sub, scope, ttl, &["--audience", &self.warden.url("/sse")])
+    }
+
+    fn token_with(&self, sub: &str, scope: &str, ttl: &str, extra: &[&str]) -> String {
         let out = Command::new(warden_bin())
             .args(["token", "--dev-key-file"])
             .arg(self.dir.path("dev-key.pem"))
             .args(["--listen", &self.warden.addr.to_string()])
             .args(["--sub", sub, "--scope", scope, "--ttl", ttl])
+            .args(extra)
             .output()
             .unwrap();
         assert!(
@@ -154,16 +165,19 @@ async fn resource_metadata_describes_each_resource() {
     // The legacy endpoint is its own resource (SDKs derive the resource from /sse).
     let sse = get("/.well-known/oauth-protected-resource/sse").await;
     assert_eq!(sse["resource"], format!("{base}/sse"));
-    // At the root, only what RFC 9728 §3.3 allows there: the origin itself.
-    let root = get("/.well-known/oauth-protected-resource").await;
-    assert_eq!(root["resource"], base);
+    // Nothing at the root (RFC 9728 §3.3 allows only the origin there, which is not an
+    // audience of ours unless --accept-origin-audience says so).
+    let root = reqwest::get(w.url("/.well-known/oauth-protected-resource"))
+        .await
+        .unwrap();
+    assert_eq!(root.status(), 404);
     // The development issuer's own metadata and keys.
     let meta = get("/.well-known/oauth-authorization-server").await;
     assert_eq!(meta["issuer"], base);
     let jwks = get("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"][0]["kty"], "EC");
     assert!(jwks["keys"][0].get("d").is_none());
-    for doc in [&mcp, &sse, &root] {
+    for doc in [&mcp, &sse] {
         let s = doc.to_string();
         assert!(!s.contains("offline_access") && !s.contains("query") && !s.contains("\"body\""));
     }
@@ -451,7 +465,7 @@ async fn streams_close_when_their_token_expires() {
     assert_eq!(text(&r), "alive");
 
     // A legacy SSE connection (whose stream is its session) ends too.
-    let short = d.token("alice", "", "2s");
+    let short = d.legacy_token("alice", "", "2s");
     let resp = reqwest::Client::new()
         .get(w.url("/sse"))
         .header("accept", "text/event-stream")
@@ -468,7 +482,7 @@ async fn streams_close_when_their_token_expires() {
 async fn the_legacy_transport_is_protected_too() {
     let d = DevWarden::start(&[]);
     let w = &d.warden;
-    let token = d.token("alice", "", "5m");
+    let token = d.legacy_token("alice", "", "5m");
     let client = reqwest::Client::new();
     let mut resp = client
         .get(w.url("/sse"))
@@ -499,7 +513,16 @@ async fn the_legacy_transport_is_protected_too() {
         req.send()
     };
     assert_eq!(post(None).await.unwrap().status(), 401);
-    let bob = d.token("bob", "", "5m");
+    // A token for the Streamable HTTP endpoint is not one for this one.
+    let other_endpoint = d.token("alice", "", "5m");
+    assert_eq!(
+        post(Some(format!("Bearer {other_endpoint}")))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let bob = d.legacy_token("bob", "", "5m");
     assert_eq!(
         post(Some(format!("Bearer {bob}"))).await.unwrap().status(),
         404
@@ -622,4 +645,103 @@ fn flip_char(s: &str, at: usize) -> String {
     let mut b = s.as_bytes().to_vec();
     b[at] = if b[at] == b'A' { b'B' } else { b'A' };
     String::from_utf8(b).unwrap()
+}
+
+/// A sidecar trusting `issuer` (keys at its JWKS URL), published at `https://tools.example.com`
+/// under `path`, its legacy endpoint at `<path>/sse`.
+fn on_shared_origin(issuer: &JwksServer, path: &str, extra: &[&str]) -> Warden {
+    Warden::builder(fixture())
+        .with_auth()
+        .args(["--issuer", &issuer.issuer, "--jwks-uri", &issuer.jwks_uri()])
+        .args(["--path", path])
+        .args(["--public-url", &format!("{ORIGIN}{path}")])
+        .args(["--sse-path", &format!("{path}/sse")])
+        .args(["--message-path", &format!("{path}/message")])
+        .args(extra.iter().copied())
+        .start()
+}
+
+const ORIGIN: &str = "https://tools.example.com";
+
+/// Status of an initialize POST to the Streamable HTTP endpoint with `token`.
+async fn streamable_status(w: &Warden, path: &str, token: &str) -> u16 {
+    post_init(
+        &w.url(path),
+        &[("authorization", format!("Bearer {token}"))],
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+/// Status of a legacy `GET <sse>` with `token`, and its challenge.
+async fn legacy_status(w: &Warden, sse: &str, token: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(w.url(sse))
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), www_authenticate(&r))
+}
+
+/// Several instances published on one origin under their own paths: a token is good for the
+/// endpoint it was issued for (its `aud`, RFC 8707), not for its neighbours, and not for the
+/// other transport of the same instance. The bare origin, which every instance shares, is
+/// an audience only where the operator says so.
+#[tokio::test]
+async fn each_endpoint_accepts_only_tokens_issued_for_it() {
+    let key = Key::new("k1");
+    let issuer = JwksServer::start(&[&key]).await;
+    let alpha = on_shared_origin(&issuer, "/alpha", &[]);
+    let beta = on_shared_origin(&issuer, "/beta", &[]);
+    let mint = |aud: &str| {
+        let t = now();
+        key.sign(&json!({"iss": issuer.issuer, "sub": "mallory", "aud": aud,
+            "exp": t + 300.0, "iat": t}))
+    };
+    let alpha_mcp = mint(&format!("{ORIGIN}/alpha"));
+    let alpha_sse = mint(&format!("{ORIGIN}/alpha/sse"));
+    let origin = mint(ORIGIN);
+    // Its own endpoint: yes; the neighbour: no.
+    assert_eq!(streamable_status(&alpha, "/alpha", &alpha_mcp).await, 200);
+    assert_eq!(streamable_status(&beta, "/beta", &alpha_mcp).await, 401);
+    // A token for the origin opens no instance that did not opt in.
+    assert_eq!(streamable_status(&alpha, "/alpha", &origin).await, 401);
+    assert_eq!(streamable_status(&beta, "/beta", &origin).await, 401);
+    assert_eq!(legacy_status(&alpha, "/alpha/sse", &origin).await.0, 401);
+    // Each transport is a resource of its own.
+    assert_eq!(legacy_status(&alpha, "/alpha/sse", &alpha_sse).await.0, 200);
+    assert_eq!(streamable_status(&alpha, "/alpha", &alpha_sse).await, 401);
+    let (status, challenge) = legacy_status(&alpha, "/alpha/sse", &alpha_mcp).await;
+    assert_eq!(status, 401);
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(
+        challenge.contains(&format!(
+            "resource_metadata=\"{ORIGIN}/.well-known/oauth-protected-resource/alpha/sse\""
+        )),
+        "{challenge}"
+    );
+    // Nor is the root metadata document (which may only describe the origin) served.
+    let root = reqwest::get(alpha.url("/.well-known/oauth-protected-resource"))
+        .await
+        .unwrap();
+    assert_eq!(root.status(), 404);
+    // An instance that owns its origin may opt in.
+    let owner = Warden::builder(fixture())
+        .with_auth()
+        .args(["--issuer", &issuer.issuer, "--jwks-uri", &issuer.jwks_uri()])
+        .args(["--public-url", &format!("{ORIGIN}/mcp")])
+        .arg("--accept-origin-audience")
+        .start();
+    assert_eq!(streamable_status(&owner, "/mcp", &origin).await, 200);
+    assert_eq!(legacy_status(&owner, "/sse", &origin).await.0, 200);
+    let root: Value = reqwest::get(owner.url("/.well-known/oauth-protected-resource"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(root["resource"], ORIGIN);
 }

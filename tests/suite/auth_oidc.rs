@@ -160,9 +160,9 @@ async fn jwt_access_tokens_from_a_real_issuer() {
     assert_eq!(status, 403);
     assert!(challenge.contains("scope=\"mcp:tools\""), "{challenge}");
 
-    // Tokens for the legacy endpoint are for this server too.
+    // A token for the legacy endpoint is for that endpoint only.
     let legacy = a.token(&w.url("/sse"), "mcp:tools").await;
-    assert_eq!(status_with(&w, &legacy).await.0, 200);
+    assert_eq!(status_with(&w, &legacy).await.0, 401);
 }
 
 #[tokio::test]

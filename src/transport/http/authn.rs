@@ -12,7 +12,7 @@ use axum::response::Response;
 use super::AppState;
 use super::rescue::json_error;
 use crate::auth::challenge::{self, Outcome};
-use crate::auth::{self, Principal, Rejection, Resource};
+use crate::auth::{self, Endpoint, Principal, Rejection, Resource};
 use crate::mcp;
 
 pub(crate) async fn authenticate(
@@ -30,7 +30,11 @@ pub(crate) async fn authenticate(
         Ok(token) => token,
         Err(r) => return refuse(&st, request.uri().path(), r, None),
     };
-    let principal = match st.auth.authenticate(token).await {
+    let principal = match st
+        .auth
+        .authenticate(token, endpoint_of(&st, request.uri().path()))
+        .await
+    {
         Ok(p) => p,
         Err(r) => {
             let fingerprint = auth::token_fingerprint(token);
@@ -118,19 +122,24 @@ pub(super) fn bearer(value: &[u8]) -> Result<&str, Rejection> {
     }
 }
 
-/// The protected resource a request path belongs to (its metadata URL goes in the
-/// challenge): the legacy endpoints' own resource, else the Streamable HTTP endpoint.
-fn resource_for<'a>(st: &'a AppState, path: &str) -> Option<&'a Resource> {
-    let resources = &st.auth.config()?.resources;
+/// Which endpoint a request path is: the legacy endpoints are a resource of their own.
+fn endpoint_of(st: &AppState, path: &str) -> Endpoint {
     let legacy = st
         .config
         .legacy
         .as_ref()
         .is_some_and(|l| path == l.sse || path == l.message);
-    Some(match (&resources.legacy, legacy) {
-        (Some(r), true) => r,
-        _ => &resources.streamable,
-    })
+    if legacy {
+        Endpoint::Legacy
+    } else {
+        Endpoint::Streamable
+    }
+}
+
+/// The protected resource a request path belongs to (its metadata URL goes in the
+/// challenge; its identifier is the audience a token needs there).
+fn resource_for<'a>(st: &'a AppState, path: &str) -> Option<&'a Resource> {
+    Some(st.auth.config()?.resources.of(endpoint_of(st, path)))
 }
 
 /// 403 `insufficient_scope` naming every scope the operation needs.
