@@ -471,7 +471,6 @@ impl Inner {
             &resp,
             introspection::ResponseRules {
                 issuer: &first.issuer,
-                trusted: &self.issuer_ids,
                 audiences,
                 leeway: self.config.leeway.as_secs_f64(),
             },

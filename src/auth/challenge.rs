@@ -36,6 +36,9 @@ pub enum Rejection {
     UnsupportedHeader,
     #[error("issuer not trusted")]
     UnknownIssuer,
+    /// An introspection answer names another issuer than the one whose endpoint gave it.
+    #[error("introspection answer names another issuer")]
+    IssuerMismatch,
     /// No key of the issuer has this `kid` (or none fits, without a `kid`).
     #[error("unknown signing key")]
     UnknownKey,
@@ -97,6 +100,7 @@ impl Rejection {
             Rejection::WrongTokenType => "wrong_token_type",
             Rejection::UnsupportedHeader => "unsupported_header",
             Rejection::UnknownIssuer => "unknown_issuer",
+            Rejection::IssuerMismatch => "issuer_mismatch",
             Rejection::UnknownKey => "unknown_key",
             Rejection::KeyMismatch => "key_mismatch",
             Rejection::BadSignature => "bad_signature",
@@ -123,6 +127,7 @@ impl Rejection {
             | Rejection::WrongTokenType
             | Rejection::UnsupportedHeader
             | Rejection::UnknownIssuer
+            | Rejection::IssuerMismatch
             | Rejection::UnknownKey
             | Rejection::KeyMismatch
             | Rejection::BadSignature
@@ -159,6 +164,7 @@ impl Rejection {
             | Rejection::WrongTokenType
             | Rejection::UnsupportedHeader
             | Rejection::UnknownIssuer
+            | Rejection::IssuerMismatch
             | Rejection::UnknownKey
             | Rejection::KeyMismatch
             | Rejection::BadSignature

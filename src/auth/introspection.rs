@@ -47,10 +47,11 @@ pub(crate) struct Checked {
 /// The rules an introspection response is held to.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ResponseRules<'a> {
-    /// The issuer whose endpoint answered (the principal's issuer when `iss` is absent).
+    /// The issuer whose endpoint answered: the principal's issuer. An `iss` in the
+    /// response must be this one; when it is absent (RFC 7662 makes it optional) the answer
+    /// is this issuer's, since it came from its endpoint, to our credentials, over a checked
+    /// connection.
     pub issuer: &'a str,
-    /// Every trusted issuer (an `iss` in the response must be one of them).
-    pub trusted: &'a [String],
     pub audiences: &'a [String],
     pub leeway: f64,
 }
@@ -77,11 +78,14 @@ pub(crate) fn check(
             return Err(Rejection::WrongTokenType);
         }
     }
-    let issuer = match resp.get("iss") {
-        None => rules.issuer.to_owned(),
-        Some(Value::String(iss)) if rules.trusted.iter().any(|t| t == iss) => iss.clone(),
-        Some(_) => return Err(Rejection::UnknownIssuer),
-    };
+    // An issuer vouches for its own tokens only: even another trusted issuer's name here
+    // would let this one speak for that one's users.
+    match resp.get("iss") {
+        None => {}
+        Some(Value::String(iss)) if iss == rules.issuer => {}
+        Some(_) => return Err(Rejection::IssuerMismatch),
+    }
+    let issuer = rules.issuer.to_owned();
     let date = |name: &'static str| -> Result<Option<f64>, Rejection> {
         match resp.get(name) {
             None => Ok(None),
@@ -124,13 +128,11 @@ mod tests {
     const AUD: &str = "http://127.0.0.1:8081/mcp";
 
     fn run(v: Value, now: f64) -> Result<Checked, Rejection> {
-        let trusted = vec!["https://as".to_owned(), "https://other".to_owned()];
         let aud = vec![AUD.to_owned()];
         check(
             v.as_object().unwrap(),
             ResponseRules {
                 issuer: "https://as",
-                trusted: &trusted,
                 audiences: &aud,
                 leeway: 0.0,
             },
@@ -154,13 +156,13 @@ mod tests {
             }
         );
         let r = run(
-            json!({"active": true, "client_id": "svc", "aud": [AUD], "iss": "https://other"}),
+            json!({"active": true, "client_id": "svc", "aud": [AUD], "iss": "https://as"}),
             100.0,
         )
         .unwrap();
         assert_eq!(
             (r.subject.as_str(), r.issuer.as_str(), r.not_after),
-            ("svc", "https://other", None)
+            ("svc", "https://as", None)
         );
     }
 
@@ -195,7 +197,16 @@ mod tests {
             ),
             (
                 json!({"active": true, "sub": "a", "aud": AUD, "iss": "https://evil"}),
-                Rejection::UnknownIssuer,
+                Rejection::IssuerMismatch,
+            ),
+            // Another issuer we trust is still not the one that answered.
+            (
+                json!({"active": true, "sub": "a", "aud": AUD, "iss": "https://other"}),
+                Rejection::IssuerMismatch,
+            ),
+            (
+                json!({"active": true, "sub": "a", "aud": AUD, "iss": 7}),
+                Rejection::IssuerMismatch,
             ),
             (
                 json!({"active": true, "sub": "a", "aud": AUD, "token_type": "refresh_token"}),

@@ -854,3 +854,43 @@ async fn disabled_authentication_is_anonymous() {
         Principal::anonymous()
     );
 }
+
+/// Introspection asks the first issuer: its answer vouches for its own tokens only. An
+/// answer naming another trusted issuer would let it speak for that issuer's users.
+#[tokio::test]
+async fn an_introspection_answer_speaks_only_for_the_issuer_that_gave_it() {
+    let f = Fixture::with(&[], |c| {
+        let mut c = intro_config(c);
+        c.issuers.push(IssuerConfig {
+            issuer: "https://other.example".into(),
+            jwks_uri: Some(Url::parse("https://other.example/jwks").unwrap()),
+        });
+        c
+    })
+    .await;
+    f.server.route(
+        "/introspect",
+        Reply::json(
+            json!({"active": true, "iss": "https://other.example", "sub": "bob",
+            "aud": RESOURCE, "exp": now() + 300}),
+        ),
+    );
+    assert_eq!(
+        f.check("opaque-foreign").await.unwrap_err(),
+        Rejection::IssuerMismatch
+    );
+    // Its own issuer named, or none (RFC 7662 makes `iss` optional): the answering issuer.
+    for iss in [json!(f.issuer), Value::Null] {
+        let mut answer = json!({"active": true, "sub": "bob", "aud": RESOURCE,
+            "exp": now() + 300});
+        if !iss.is_null() {
+            answer["iss"] = iss.clone();
+        }
+        f.server.route("/introspect", Reply::json(answer));
+        let p = f.check(&format!("opaque-own-{iss}")).await.unwrap();
+        assert_eq!(
+            (p.issuer.as_str(), p.subject.as_str()),
+            (f.issuer.as_str(), "bob")
+        );
+    }
+}
