@@ -22,7 +22,7 @@ use super::fetch::HttpClient;
 use super::introspection;
 use super::jwks::{CachePolicy, IssuerKeys, KeySource, VerifyKey};
 use super::jwt::{self, ClaimRules, HeaderRules};
-use super::principal::{Actor, Principal};
+use super::principal::{Actor, Principal, PrincipalKind};
 use super::resource_metadata::Resource;
 use super::scopes::{self, ScopeRules};
 
@@ -478,13 +478,18 @@ impl Inner {
         )?;
         let mut claims = resp;
         claims.remove("active");
-        let principal = self.principal(
+        let mut principal = self.principal(
             checked.issuer,
             checked.subject,
             claims,
             checked.not_after,
             hash,
         );
+        if checked.kind == PrincipalKind::Client {
+            let named = Principal::client(principal.issuer.clone(), &principal.subject);
+            principal.kind = named.kind;
+            principal.subject = named.subject;
+        }
         Ok((principal, checked.not_after))
     }
 
@@ -511,6 +516,7 @@ impl Inner {
         };
         Principal {
             issuer,
+            kind: PrincipalKind::Subject,
             subject,
             client_id,
             scopes: self.config.scope_rules.expand(granted),

@@ -8,6 +8,7 @@ use super::Secret;
 use super::challenge::Rejection;
 use super::fetch::HttpClient;
 use super::jwt::check_audience;
+use super::principal::PrincipalKind;
 
 /// Largest introspection response read.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -39,7 +40,10 @@ pub(crate) async fn introspect(
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Checked {
     pub issuer: String,
+    /// Its `sub`, or, for a client-credentials token without one, its `client_id`: see
+    /// `kind`.
     pub subject: String,
+    pub kind: PrincipalKind,
     /// `exp` plus the leeway, when the response has an `exp`.
     pub not_after: Option<f64>,
 }
@@ -100,22 +104,25 @@ pub(crate) fn check(
         return Err(Rejection::NotYetValid);
     }
     check_audience(resp.get("aud"), rules.audiences)?;
-    // Client-credentials tokens have no `sub`; the client is the principal then.
-    let subject = ["sub", "client_id"]
-        .iter()
-        .find_map(|k| {
-            resp.get(*k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        })
-        .ok_or(Rejection::MissingClaim("sub"))?
-        .to_owned();
+    // Client-credentials tokens have no `sub`: the client is the principal then, as a
+    // client, never as the user its id may read like.
+    let text = |k: &str| {
+        resp.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let (subject, kind) = match (text("sub"), text("client_id")) {
+        (Some(sub), _) => (sub.to_owned(), PrincipalKind::Subject),
+        (None, Some(client)) => (client.to_owned(), PrincipalKind::Client),
+        (None, None) => return Err(Rejection::MissingClaim("sub")),
+    };
     if resp.contains_key("cnf") {
         return Err(Rejection::SenderConstrained);
     }
     Ok(Checked {
         issuer,
         subject,
+        kind,
         not_after,
     })
 }
@@ -152,6 +159,7 @@ mod tests {
             Checked {
                 issuer: "https://as".into(),
                 subject: "alice".into(),
+                kind: PrincipalKind::Subject,
                 not_after: Some(200.0)
             }
         );
@@ -161,8 +169,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (r.subject.as_str(), r.issuer.as_str(), r.not_after),
-            ("svc", "https://as", None)
+            (r.subject.as_str(), r.kind, r.issuer.as_str(), r.not_after),
+            ("svc", PrincipalKind::Client, "https://as", None)
         );
     }
 

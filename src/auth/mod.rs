@@ -31,7 +31,7 @@ pub use authenticator::{
 pub use challenge::Rejection;
 pub use dev_issuer::DevIssuer;
 pub use jwks::CachePolicy;
-pub use principal::{Actor, Principal};
+pub use principal::{Actor, CLIENT_PREFIX, Principal, PrincipalKind};
 pub use resource_metadata::Resource;
 pub use scopes::ScopeRules;
 

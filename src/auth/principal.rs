@@ -6,12 +6,19 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
+/// What the subject of a client acting for itself starts with.
+pub const CLIENT_PREFIX: &str = "client:";
+
 /// An authenticated caller (or the anonymous caller when authentication is off).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The token's issuer (`iss`); empty for the anonymous principal.
     pub issuer: String,
-    /// The token's subject (`sub`).
+    /// Whom the token names: a subject, or (without one) a client acting for itself.
+    pub kind: PrincipalKind,
+    /// The token's subject (`sub`); for a [`PrincipalKind::Client`], `client:` and its
+    /// client id, so that everything that shows or compares subjects (policy, rate limits,
+    /// logs, audit records) tells a client from a user of the same name.
     pub subject: String,
     /// The OAuth client the token was issued to (`client_id` or `azp`).
     pub client_id: Option<String>,
@@ -31,6 +38,15 @@ pub struct Principal {
     pub actors: Vec<Actor>,
 }
 
+/// Whom a token names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// Its subject (`sub`): a user, or whatever the issuer says the subject is.
+    Subject,
+    /// No subject: a client-credentials token, its client acting for itself.
+    Client,
+}
+
 /// One link of a delegation chain: a party acting on behalf of the subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -44,6 +60,7 @@ impl Principal {
     pub fn new(issuer: impl Into<String>, subject: impl Into<String>) -> Principal {
         Principal {
             issuer: issuer.into(),
+            kind: PrincipalKind::Subject,
             subject: subject.into(),
             client_id: None,
             scopes: BTreeSet::new(),
@@ -54,15 +71,30 @@ impl Principal {
         }
     }
 
+    /// A client acting for itself (a token without `sub`), named by its client id.
+    pub fn client(issuer: impl Into<String>, client_id: &str) -> Principal {
+        Principal {
+            kind: PrincipalKind::Client,
+            client_id: Some(client_id.to_owned()),
+            ..Principal::new(issuer, format!("{CLIENT_PREFIX}{client_id}"))
+        }
+    }
+
     /// The caller when authentication is disabled (`--no-auth`).
     pub fn anonymous() -> Principal {
         Principal::new("", "anonymous")
     }
 
-    /// What a session is bound to: issuer and subject. A refreshed token of the same
-    /// principal continues the session; another principal's token cannot use it.
+    /// What a session is bound to: kind, issuer and subject. A refreshed token of the same
+    /// principal continues the session; another principal's token cannot use it, a client
+    /// whose id reads like a user's subject included. Issuers hold no NUL, so the key
+    /// splits one way only.
     pub fn session_key(&self) -> String {
-        format!("{}\u{0}{}", self.issuer, self.subject)
+        let kind = match self.kind {
+            PrincipalKind::Subject => 's',
+            PrincipalKind::Client => 'c',
+        };
+        format!("{kind}\u{0}{}\u{0}{}", self.issuer, self.subject)
     }
 
     /// Whether the (implication-expanded) scopes include `scope`.
@@ -106,7 +138,24 @@ mod tests {
             a.session_key(),
             Principal::new("https://a", "alice").session_key()
         );
-        assert_eq!(Principal::anonymous().session_key(), "\u{0}anonymous");
+        assert_eq!(Principal::anonymous().session_key(), "s\u{0}\u{0}anonymous");
+    }
+
+    #[test]
+    fn a_client_is_never_the_user_of_the_same_name() {
+        let client = Principal::client("https://a", "alice");
+        assert_eq!(client.kind, PrincipalKind::Client);
+        assert_eq!(client.subject, "client:alice");
+        assert_eq!(client.client_id.as_deref(), Some("alice"));
+        assert_ne!(
+            client.session_key(),
+            Principal::new("https://a", "alice").session_key()
+        );
+        // Not even a user whose subject is literally the client's.
+        assert_ne!(
+            client.session_key(),
+            Principal::new("https://a", "client:alice").session_key()
+        );
     }
 
     #[test]

@@ -894,3 +894,37 @@ async fn an_introspection_answer_speaks_only_for_the_issuer_that_gave_it() {
         );
     }
 }
+
+/// A client-credentials answer (no `sub`) names a client acting for itself: never the user
+/// whose subject reads like its client id, and no `sub` claim is made up for it (so a claim
+/// injected into the server's environment cannot name that user either).
+#[tokio::test]
+async fn a_client_credentials_answer_is_a_client_not_a_user() {
+    let f = Fixture::with(&[], intro_config).await;
+    f.server.route(
+        "/introspect",
+        Reply::json(
+            json!({"active": true, "client_id": "alice", "aud": RESOURCE,
+            "exp": now() + 300}),
+        ),
+    );
+    let p = f.check("opaque-client").await.unwrap();
+    assert_eq!(p.kind, PrincipalKind::Client);
+    assert_eq!(p.subject, "client:alice");
+    assert_eq!(p.client_id.as_deref(), Some("alice"));
+    assert_eq!(p.claim("sub"), None);
+    let user = Principal::new(f.issuer.clone(), "alice");
+    assert_ne!(p.session_key(), user.session_key());
+    // With a `sub`, the subject is the principal, whatever the client.
+    f.server.route(
+        "/introspect",
+        Reply::json(json!({"active": true, "sub": "alice", "client_id": "app",
+            "aud": RESOURCE, "exp": now() + 300})),
+    );
+    let p = f.check("opaque-user").await.unwrap();
+    assert_eq!(
+        (p.kind, p.subject.as_str()),
+        (PrincipalKind::Subject, "alice")
+    );
+    assert_eq!(p.session_key(), user.session_key());
+}

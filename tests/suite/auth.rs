@@ -745,3 +745,80 @@ async fn each_endpoint_accepts_only_tokens_issued_for_it() {
         .unwrap();
     assert_eq!(root["resource"], ORIGIN);
 }
+
+/// A client-credentials token has no subject: the client acts for itself. A client whose id
+/// is a user's name must not become that user: not to their sessions, not to a policy that
+/// names them, not in the audit log.
+#[tokio::test]
+async fn a_client_named_like_a_user_is_not_that_user() {
+    let key = Key::new("k1");
+    let issuer = JwksServer::start(&[&key]).await;
+    let dir = TempDir::new("client-principal");
+    let config = dir.path("warden.toml");
+    std::fs::write(
+        &config,
+        "[policy]\ndefault = \"deny\"\n\n[[rule]]\nname = \"alice-only\"\ntools = [\"echo\"]\nwhen = 'subject == \"alice\"'\n\n[audit]\noutput = \"audit.jsonl\"\n",
+    )
+    .unwrap();
+    let w = Warden::builder(fixture())
+        .with_auth()
+        .args(["--issuer", &issuer.issuer, "--jwks-uri", &issuer.jwks_uri()])
+        .args(["--introspection-endpoint", &issuer.introspection_uri()])
+        .args(["--introspection-client-id", "warden"])
+        .env(
+            "MCP_WARDEN_INTROSPECTION_CLIENT_SECRET",
+            "introspection-secret",
+        )
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    let t = now();
+    let alice = key.sign(
+        &json!({"iss": issuer.issuer, "sub": "alice", "aud": w.mcp_url(),
+        "client_id": "alice-app", "exp": t + 300.0, "iat": t}),
+    );
+    // A client registered as "alice", with a client-credentials (opaque) token.
+    issuer.introspects(
+        "opaque-client-token",
+        json!({"active": true, "client_id": "alice", "aud": w.mcp_url(),
+            "token_type": "Bearer", "exp": t + 300.0}),
+    );
+    let mut a = mcp_with(w.mcp_url(), &alice);
+    a.initialize().await;
+    assert_eq!(
+        text(&a.call_tool(json!(1), "echo", json!({"text": "hi"})).await),
+        "hi"
+    );
+    // Alice's session is not the client's.
+    let mut client = mcp_with(w.mcp_url(), "opaque-client-token");
+    client.session = a.session.clone();
+    let stolen = client
+        .post(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}))
+        .await;
+    assert_eq!(stolen.status(), 404);
+    // Nor is a rule written for Alice.
+    client.session = None;
+    client.initialize().await;
+    let r = client
+        .call_tool(json!(3), "echo", json!({"text": "as alice?"}))
+        .await;
+    assert_eq!(r["error"]["code"], -32003, "{r}");
+    // The audit log tells them apart.
+    let log = crate::support::eventually(Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(dir.path("audit.jsonl")).ok()?;
+        (log.matches("\"event\":\"session_start\"").count() == 2).then_some(log)
+    })
+    .expect("two session_start records");
+    let starts: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == "session_start")
+        .collect();
+    assert_eq!(
+        (&starts[0]["sub"], &starts[0]["client_id"]),
+        (&json!("alice"), &json!("alice-app"))
+    );
+    assert_eq!(
+        (&starts[1]["sub"], &starts[1]["client_id"]),
+        (&json!("client:alice"), &json!("alice"))
+    );
+}

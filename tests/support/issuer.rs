@@ -1,6 +1,7 @@
 //! An issuer the test controls: ES256 keys signed with aws-lc-rs directly (not through the
 //! code under test), and a loopback HTTP server publishing the key set that can be made
-//! slow, made to hang, or taken down, while it counts the fetches it gets.
+//! slow, made to hang, or taken down, while it counts the fetches it gets. It also answers
+//! RFC 7662 introspection (`POST /introspect`) for opaque tokens given their answers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -77,6 +78,8 @@ pub enum Mode {
 struct State {
     mode: Mode,
     keys: Vec<Value>,
+    /// Introspection answers by opaque token; any other token is inactive.
+    introspection: std::collections::HashMap<String, Value>,
 }
 
 /// The issuer's key set endpoint, `http://127.0.0.1:<port>/jwks`.
@@ -98,6 +101,7 @@ impl JwksServer {
             state: Arc::new(Mutex::new(State {
                 mode: Mode::Up,
                 keys: keys.iter().map(|k| k.jwk()).collect(),
+                introspection: std::collections::HashMap::new(),
             })),
             fetches: Arc::new(AtomicUsize::new(0)),
             task: Mutex::new(None),
@@ -121,6 +125,19 @@ impl JwksServer {
 
     pub fn jwks_uri(&self) -> String {
         format!("{}/jwks", self.issuer)
+    }
+
+    /// The introspection endpoint, `http://127.0.0.1:<port>/introspect`.
+    pub fn introspection_uri(&self) -> String {
+        format!("{}/introspect", self.issuer)
+    }
+
+    /// Introspection of `token` answers `answer` from now on.
+    pub fn introspects(&self, token: &str, answer: Value) {
+        self.state
+            .lock()
+            .introspection
+            .insert(token.to_owned(), answer);
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -160,6 +177,33 @@ async fn answer(mut tcp: tokio::net::TcpStream, st: Arc<Mutex<State>>, count: Ar
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+    let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+    if text.starts_with("post /introspect ") {
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = head[end..].to_vec();
+        while body.len() < len {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => body.extend_from_slice(&buf[..n]),
+            }
+        }
+        let token = url::form_urlencoded::parse(&body)
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let answer = st
+            .lock()
+            .introspection
+            .get(&token)
+            .cloned()
+            .unwrap_or_else(|| json!({"active": false}));
+        return reply(tcp, "200 OK", &answer.to_string()).await;
+    }
     count.fetch_add(1, Ordering::SeqCst);
     let (mode, keys) = {
         let s = st.lock();
@@ -173,6 +217,10 @@ async fn answer(mut tcp: tokio::net::TcpStream, st: Arc<Mutex<State>>, count: Ar
         }
         Mode::Up => ("200 OK", json!({"keys": keys}).to_string()),
     };
+    reply(tcp, status, &body).await;
+}
+
+async fn reply(mut tcp: tokio::net::TcpStream, status: &str, body: &str) {
     let reply = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncache-control: max-age=1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
