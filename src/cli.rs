@@ -315,7 +315,8 @@ struct SandboxArgs {
     )]
     exchange_client_secret_file: Option<PathBuf>,
 
-    /// Token endpoint for --env-exchange. Default: from the first issuer's metadata.
+    /// Token endpoint for --env-exchange (with one --issuer). Default: from the metadata of
+    /// the issuer of the caller's token, where each token is exchanged.
     #[arg(long, env = "MCP_WARDEN_EXCHANGE_TOKEN_ENDPOINT", value_name = "URL")]
     exchange_token_endpoint: Option<String>,
 }

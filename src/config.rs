@@ -83,12 +83,13 @@ pub struct SandboxOptions {
     pub exchange_client_id: Option<String>,
     #[serde(skip)]
     pub exchange_client_secret: Option<Secret>,
-    /// Token endpoint for exchanges; discovered from the first issuer when `None`.
+    /// Token endpoint for exchanges (one issuer only); discovered from the metadata of the
+    /// caller's token's issuer when `None`.
     pub exchange_token_endpoint: Option<String>,
 }
 
 /// The token-exchange client `--env-exchange` needs, when it is used: the sidecar's own
-/// credentials at the (first) issuer.
+/// credentials at the issuers (each token is exchanged at its own issuer).
 fn token_exchanger(
     o: &WrapOptions,
 ) -> Result<Option<Arc<dyn crate::child::env::TokenExchanger>>, ConfigError> {
@@ -101,17 +102,21 @@ fn token_exchanger(
         return Ok(None);
     }
     let need = |what: &str| ConfigError::Env(format!("--env-exchange needs {what}"));
-    let issuer = o
-        .auth
-        .issuers
-        .first()
-        .ok_or_else(|| need("an authorization server (--issuer)"))?;
+    if o.auth.issuers.is_empty() {
+        return Err(need("an authorization server (--issuer)"));
+    }
     let (Some(id), Some(secret)) = (&sb.exchange_client_id, &sb.exchange_client_secret) else {
         return Err(need(
             "the sidecar's client credentials (--exchange-client-id and --exchange-client-secret-file)",
         ));
     };
     let endpoint = match &sb.exchange_token_endpoint {
+        // One endpoint cannot serve several issuers: each vouches only for its own tokens.
+        Some(_) if o.auth.issuers.len() > 1 => {
+            return Err(ConfigError::Env(
+                "--exchange-token-endpoint names the token endpoint of one issuer: give exactly one --issuer with it (with several, each one's is discovered)".into(),
+            ));
+        }
         Some(u) => Some(Url::parse(u).map_err(|_| need("an absolute --exchange-token-endpoint"))?),
         None => None,
     };
@@ -119,7 +124,7 @@ fn token_exchanger(
         .map_err(ConfigError::Env)?;
     Ok(Some(Arc::new(auth::exchange::TokenExchangeClient::new(
         http,
-        issuer.clone(),
+        o.auth.issuers.clone(),
         endpoint,
         id.clone(),
         secret.clone(),
@@ -1006,6 +1011,16 @@ mod tests {
         assert!(c.sessions.child.env.injects_secrets());
         // The client secret never shows in a Debug rendering of the options.
         assert!(!format!("{o:?}").contains("s3cret-client"));
+        // One explicit token endpoint cannot stand for several issuers.
+        let mut several = o.clone();
+        several.auth.issuers.push("http://127.0.0.1:9001".into());
+        assert!(build(several.clone()).is_ok());
+        several.sandbox.exchange_token_endpoint = Some("http://127.0.0.1:9000/token".into());
+        let r = build(several);
+        assert!(
+            matches!(&r, Err(ConfigError::Env(e)) if e.contains("exactly one --issuer")),
+            "{r:?}"
+        );
         // The development issuer has no token endpoint to exchange at.
         let mut o = options();
         o.no_auth = false;

@@ -1,7 +1,8 @@
 //! RFC 8693 token exchange at the issuer's token endpoint, authenticated with the sidecar's
 //! own client credentials: the caller's access token is the subject token, and the issued
-//! token is what the session's server gets (`--env-exchange`). The caller's token itself
-//! never leaves the sidecar except to its own issuer.
+//! token is what the session's server gets (`--env-exchange`). With several issuers, each
+//! token goes to the issuer that issued it (the principal's): only that one can vouch for
+//! it, and the caller's token never leaves the sidecar except to its own issuer.
 
 use std::time::Duration;
 
@@ -28,8 +29,10 @@ pub enum ExchangeError {
     WrongType(String, String),
     #[error("cannot discover the token endpoint: {0}")]
     Discovery(String),
-    #[error("the metadata of {0} has no token_endpoint; set --token-endpoint")]
+    #[error("the metadata of {0} has no token_endpoint; set --exchange-token-endpoint")]
     NoEndpoint(String),
+    #[error("tokens of {0} cannot be exchanged: it is not a configured --issuer")]
+    UnknownIssuer(String),
 }
 
 /// A token obtained by exchange.
@@ -39,57 +42,69 @@ pub struct Exchanged {
     pub expires_in: Option<Duration>,
 }
 
-/// Exchanges tokens at the issuer's token endpoint (configured, or discovered from the
-/// issuer's metadata at the first exchange).
+/// Exchanges tokens at the token endpoint of the issuer that issued them (configured, or
+/// discovered from that issuer's metadata at its first exchange).
 #[derive(Debug)]
 pub struct TokenExchangeClient {
     http: HttpClient,
-    issuer: String,
-    endpoint: tokio::sync::OnceCell<Url>,
+    /// Each issuer we exchange at, and its token endpoint once known.
+    issuers: Vec<(String, tokio::sync::OnceCell<Url>)>,
     client_id: String,
     client_secret: Secret,
 }
 
 impl TokenExchangeClient {
+    /// `endpoint`: the token endpoint, when there is exactly one issuer and its metadata is
+    /// not to be asked.
     pub fn new(
         http: HttpClient,
-        issuer: String,
+        issuers: Vec<String>,
         endpoint: Option<Url>,
         client_id: String,
         client_secret: Secret,
     ) -> Self {
+        let endpoint = endpoint.filter(|_| issuers.len() == 1);
         TokenExchangeClient {
             http,
-            issuer,
-            endpoint: tokio::sync::OnceCell::new_with(endpoint),
+            issuers: issuers
+                .into_iter()
+                .map(|i| (i, tokio::sync::OnceCell::new_with(endpoint.clone())))
+                .collect(),
             client_id,
             client_secret,
         }
     }
 
-    async fn endpoint(&self) -> Result<&Url, ExchangeError> {
-        self.endpoint
+    async fn endpoint(&self, issuer: &str) -> Result<&Url, ExchangeError> {
+        let (issuer, endpoint) = self
+            .issuers
+            .iter()
+            .find(|(i, _)| i == issuer)
+            .ok_or_else(|| ExchangeError::UnknownIssuer(issuer.to_owned()))?;
+        endpoint
             .get_or_try_init(|| async {
-                super::discovery::discover(&self.http, &self.issuer)
+                super::discovery::discover(&self.http, issuer)
                     .await
                     .map_err(|e| ExchangeError::Discovery(e.to_string()))?
                     .token_endpoint
-                    .ok_or_else(|| ExchangeError::NoEndpoint(self.issuer.clone()))
+                    .ok_or_else(|| ExchangeError::NoEndpoint(issuer.clone()))
             })
             .await
     }
 
-    /// `target` names the service the token is for: sent as `resource` when it is an
-    /// absolute URI (RFC 8693 §2.1, RFC 8707), else as `audience`.
+    /// Exchanges `subject_token`, issued by `issuer`, at that issuer. `target` names the
+    /// service the token is for: sent as `resource` when it is an absolute URI (RFC 8693
+    /// §2.1, RFC 8707), else as `audience`.
     pub async fn exchange(
         &self,
+        issuer: &str,
         subject_token: &str,
         target: &str,
         scopes: &[String],
     ) -> Result<Exchanged, ExchangeError> {
+        let endpoint = self.endpoint(issuer).await?;
         let form = request_form(subject_token, target, scopes);
         let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let endpoint = self.endpoint().await?;
         let body = self
             .http
             .post_form(

@@ -225,6 +225,8 @@ pub struct ExchangedToken {
 /// One RFC 8693 exchange to perform.
 #[derive(Debug, Clone, Copy)]
 pub struct ExchangeRequest<'a> {
+    /// The issuer of the caller's token: the one to exchange it at.
+    pub issuer: &'a str,
     /// The caller's access token (`subject_token`).
     pub subject_token: &'a Secret,
     pub audience: &'a str,
@@ -249,7 +251,7 @@ impl TokenExchanger for crate::auth::exchange::TokenExchangeClient {
             let subject = std::str::from_utf8(r.subject_token.expose())
                 .map_err(|_| "the caller's token is not text".to_owned())?;
             let issued = crate::auth::exchange::TokenExchangeClient::exchange(
-                self, subject, r.audience, r.scopes,
+                self, r.issuer, subject, r.audience, r.scopes,
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -393,6 +395,7 @@ impl EnvPlan {
                     };
                     let token = exchanger
                         .exchange(ExchangeRequest {
+                            issuer: &ctx.principal.issuer,
                             subject_token,
                             audience,
                             scopes,

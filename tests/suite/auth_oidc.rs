@@ -385,3 +385,54 @@ async fn the_python_sdk_finds_its_way_from_the_401() {
         assert_eq!(out["echo"], "through oauth");
     }
 }
+
+/// With several issuers, the caller's token is exchanged at the issuer that issued it: only
+/// that one can vouch for it (and no other issuer ever sees it).
+#[tokio::test]
+async fn each_token_is_exchanged_at_its_own_issuer() {
+    let first = AuthServer::start(&["--any-loopback-resource", "--token-exchange"]);
+    let second = AuthServer::start(&["--any-loopback-resource", "--token-exchange"]);
+    let downstream = "http://127.0.0.1:9/downstream-api";
+    let w = Warden::builder(vec![super::sandbox::probe_bin()])
+        .with_auth()
+        .env("MCP_WARDEN_EXCHANGE_CLIENT_SECRET", "exchange-secret")
+        .args(["--issuer", &first.issuer, "--issuer", &second.issuer])
+        .args(["--exchange-client-id", "exchange-client"])
+        .args(["--env-exchange", &format!("API_TOKEN={downstream}")])
+        .start();
+    for asrv in [&second, &first] {
+        let caller = asrv.token(&w.mcp_url(), "mcp:tools").await;
+        let mut m = mcp_with(w.mcp_url(), &caller);
+        let init = m.initialize().await;
+        assert!(init["result"].is_object(), "{}: {init}", asrv.issuer);
+        let r = m
+            .call_tool(
+                json!(1),
+                "probe",
+                json!({"attacks": ["env_hex"], "sidecar": w.pid()}),
+            )
+            .await;
+        let got: std::collections::HashMap<String, String> =
+            serde_json::from_str(&text(&r)).unwrap();
+        let hex = got["env_hex"]
+            .lines()
+            .find_map(|l| l.trim_start_matches("ALLOWED: ").strip_prefix("API_TOKEN="))
+            .unwrap_or_else(|| panic!("no API_TOKEN: {got:?}"));
+        let issued = String::from_utf8(
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect(),
+        )
+        .unwrap();
+        use base64::Engine;
+        let payload: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(issued.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(payload["iss"], asrv.issuer, "{payload}");
+        assert_eq!(payload["aud"], downstream, "{payload}");
+    }
+}
