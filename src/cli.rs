@@ -129,6 +129,18 @@ struct WrapArgs {
     #[arg(long, env = "MCP_WARDEN_MAX_SESSIONS", default_value_t = 64)]
     max_sessions: usize,
 
+    /// Sessions one principal (issuer + subject) may hold at once, both transports
+    /// together; more get 429. Default: 16, or half of --max-sessions when that is less.
+    /// Not applied with --no-auth (every caller is the same anonymous principal).
+    #[arg(long, env = "MCP_WARDEN_MAX_SESSIONS_PER_PRINCIPAL", value_name = "N")]
+    max_sessions_per_principal: Option<usize>,
+
+    /// How fast one principal may start sessions (N/s, N/min, N/h; N at once, then
+    /// refilled), or "off"; faster starts get 429 with Retry-After. Not applied with
+    /// --no-auth.
+    #[arg(long, env = "MCP_WARDEN_SESSION_RATE_PER_PRINCIPAL", default_value = "30/min", value_name = "RATE", value_parser = parse_session_rate)]
+    session_rate_per_principal: SessionRateArg,
+
     /// End a session (and stop its server) after this long without requests or open streams.
     #[arg(long, env = "MCP_WARDEN_SESSION_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
     session_idle_timeout: Duration,
@@ -622,6 +634,17 @@ fn parse_user(s: &str) -> Result<(u32, u32), String> {
     Ok((u.parse().map_err(|_| bad())?, g.parse().map_err(|_| bad())?))
 }
 
+/// `--session-rate-per-principal`: a rate, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct SessionRateArg(Option<crate::session::SessionRate>);
+
+fn parse_session_rate(s: &str) -> Result<SessionRateArg, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(SessionRateArg(None));
+    }
+    crate::session::SessionRate::parse(s).map(|r| SessionRateArg(Some(r)))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))
 }
@@ -828,6 +851,8 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
         allowed_origins: args.allowed_origins,
         allowed_hosts: args.allowed_hosts,
         max_sessions: args.max_sessions,
+        max_sessions_per_principal: args.max_sessions_per_principal,
+        session_rate_per_principal: args.session_rate_per_principal.0,
         session_idle_timeout: args.session_idle_timeout,
         max_message_bytes: args.max_message_bytes,
         request_timeout: args.request_timeout,
@@ -1058,6 +1083,55 @@ mod tests {
             vec![OsString::from("node"), "--inspect".into(), "s.js".into()]
         );
         assert!(Cli::try_parse_from(["mcp-warden", "wrap", "--no-auth"]).is_err());
+    }
+
+    #[test]
+    fn per_principal_session_limits_parse() {
+        let parse = |extra: &[&str]| {
+            let argv = ["mcp-warden", "wrap", "--dev"]
+                .into_iter()
+                .chain(extra.iter().copied())
+                .chain(["--", "node"]);
+            let Command::Wrap(args) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("wrap expected")
+            };
+            (
+                args.max_sessions_per_principal,
+                args.session_rate_per_principal.0,
+            )
+        };
+        assert_eq!(
+            parse(&[]),
+            (
+                None,
+                Some(crate::session::SessionRate::parse("30/min").unwrap())
+            )
+        );
+        assert_eq!(
+            parse(&[
+                "--max-sessions-per-principal",
+                "3",
+                "--session-rate-per-principal",
+                "off"
+            ]),
+            (Some(3), None)
+        );
+        assert_eq!(
+            parse(&["--session-rate-per-principal", "2/s"]).1,
+            Some(crate::session::SessionRate::parse("2/s").unwrap())
+        );
+        assert!(
+            Cli::try_parse_from([
+                "mcp-warden",
+                "wrap",
+                "--dev",
+                "--session-rate-per-principal",
+                "lots",
+                "--",
+                "node"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::auth::{
 };
 use crate::child::{ChildSpec, EnvPlan, EnvSource, StderrLimits};
 use crate::sandbox::profile::{SandboxConfig, SandboxOverrides};
-use crate::session::{SessionConfig, StreamLimits};
+use crate::session::{PrincipalLimits, SessionConfig, SessionRate, StreamLimits};
 use crate::transport::http::{HttpConfig, LegacyPaths, ServerLimits, TlsConfig};
 
 pub mod mcp_json;
@@ -39,6 +39,10 @@ pub struct WrapOptions {
     pub allowed_origins: Vec<String>,
     pub allowed_hosts: Vec<String>,
     pub max_sessions: usize,
+    /// `None`: the default, 16 or half of `max_sessions` when that is less.
+    pub max_sessions_per_principal: Option<usize>,
+    /// `None`: unlimited.
+    pub session_rate_per_principal: Option<SessionRate>,
     pub session_idle_timeout: Duration,
     pub max_message_bytes: usize,
     pub request_timeout: Duration,
@@ -300,6 +304,10 @@ impl WrapConfig {
         }
         for (name, v) in [
             ("--max-sessions", o.max_sessions as u128),
+            (
+                "--max-sessions-per-principal",
+                o.max_sessions_per_principal.unwrap_or(1) as u128,
+            ),
             ("--max-message-bytes", o.max_message_bytes as u128),
             ("--request-timeout", o.request_timeout.as_millis()),
             ("--session-idle-timeout", o.session_idle_timeout.as_millis()),
@@ -406,8 +414,16 @@ impl WrapConfig {
             sse_keepalive: o.sse_keepalive,
             sse_retry: Duration::from_secs(1),
         };
+        // Without authentication every caller is one principal: only the global cap applies.
+        let per_principal = (!o.no_auth).then(|| PrincipalLimits {
+            max_sessions: o
+                .max_sessions_per_principal
+                .unwrap_or_else(|| default_sessions_per_principal(o.max_sessions)),
+            rate: o.session_rate_per_principal,
+        });
         let sessions = SessionConfig {
             max_sessions: o.max_sessions,
+            per_principal,
             idle_timeout: o.session_idle_timeout,
             request_timeout: o.request_timeout,
             stream_limits: StreamLimits::default(),
@@ -448,6 +464,12 @@ impl WrapConfig {
             file: o.file,
         })
     }
+}
+
+/// Sessions a principal holds at most by default: enough for many conversations at once,
+/// never every session (except with a cap of one).
+fn default_sessions_per_principal(max_sessions: usize) -> usize {
+    max_sessions.div_ceil(2).clamp(1, 16)
 }
 
 /// How `wrap` authenticates, as given (flags, environment, files already read).
@@ -828,6 +850,8 @@ mod tests {
             allowed_origins: vec![],
             allowed_hosts: vec![],
             max_sessions: 10,
+            max_sessions_per_principal: None,
+            session_rate_per_principal: None,
             session_idle_timeout: Duration::from_secs(60),
             max_message_bytes: 1 << 20,
             request_timeout: Duration::from_secs(30),
@@ -981,6 +1005,29 @@ mod tests {
             "https://tools.example.com/team/sse"
         );
         assert!(a.resources.origin.is_none());
+    }
+
+    #[test]
+    fn principals_hold_part_of_the_sessions_when_there_are_principals() {
+        let mut o = with_issuer("https://as.example.com");
+        o.max_sessions = 64;
+        o.session_rate_per_principal = Some(SessionRate::parse("30/min").unwrap());
+        let limits = build(o.clone()).unwrap().sessions.per_principal.unwrap();
+        assert_eq!(limits.max_sessions, 16);
+        assert_eq!(limits.rate, Some(SessionRate::parse("30/min").unwrap()));
+        for (max, per) in [(4, 2), (5, 3), (2, 1), (1, 1), (1000, 16)] {
+            o.max_sessions = max;
+            let got = build(o.clone()).unwrap().sessions.per_principal.unwrap();
+            assert_eq!(got.max_sessions, per, "--max-sessions {max}");
+        }
+        o.max_sessions_per_principal = Some(40);
+        o.session_rate_per_principal = None;
+        let limits = build(o).unwrap().sessions.per_principal.unwrap();
+        assert_eq!((limits.max_sessions, limits.rate), (40, None));
+        // Without authentication every caller is the one anonymous principal.
+        let mut anonymous = options();
+        anonymous.max_sessions_per_principal = Some(2);
+        assert_eq!(build(anonymous).unwrap().sessions.per_principal, None);
     }
 
     #[test]
@@ -1207,6 +1254,12 @@ mod tests {
         let mut o = options();
         o.max_sessions = 0;
         assert_eq!(build(o).unwrap_err(), ConfigError::Zero("--max-sessions"));
+        let mut o = options();
+        o.max_sessions_per_principal = Some(0);
+        assert_eq!(
+            build(o).unwrap_err(),
+            ConfigError::Zero("--max-sessions-per-principal")
+        );
         let mut o = options();
         o.sse_path = "/mcp".into();
         assert!(matches!(build(o), Err(ConfigError::PathClash(..))));

@@ -21,6 +21,8 @@ pub enum EventKind {
     /// Records were lost because the writer could not keep up (`count`).
     RecordsDropped,
     SessionStart,
+    /// A new session was not admitted (a cap, a rate, a drain): `decision` says which.
+    SessionRefused,
     SessionEnd,
     /// A governed request that was allowed: its outcome once answered.
     Call,
@@ -41,6 +43,7 @@ impl EventKind {
             EventKind::AuditClosed => "audit_closed",
             EventKind::RecordsDropped => "records_dropped",
             EventKind::SessionStart => "session_start",
+            EventKind::SessionRefused => "session_refused",
             EventKind::SessionEnd => "session_end",
             EventKind::Call => "call",
             EventKind::Denied => "denied",

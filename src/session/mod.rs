@@ -8,6 +8,7 @@
 //! them. Every message lands on exactly one stream. The [`SessionStore`] owns all sessions,
 //! enforces the cap, and reaps idle sessions and expired requests.
 
+mod admission;
 mod events;
 mod store;
 
@@ -17,8 +18,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use admission::{PrincipalLimits, PrincipalRefusal, SessionRate};
 pub use events::{AttachError, Cursor, Event, EventId, EventStream, Next, StreamLimits};
-pub use store::{CreateError, Session, SessionError, SessionStore, Transport};
+pub use store::{CreateError, Refused, Session, SessionError, SessionStore, Transport};
 
 use crate::child::ChildSpec;
 use crate::mcp::Kind;
@@ -47,6 +49,9 @@ pub trait Inspect: Send + Sync + std::fmt::Debug {
 pub struct SessionConfig {
     /// Sessions alive at once; more are refused.
     pub max_sessions: usize,
+    /// What each principal may hold and start; `None` without authentication (every caller
+    /// is the one anonymous principal, bounded by `max_sessions`).
+    pub per_principal: Option<PrincipalLimits>,
     /// A session with no request in flight, no connected stream and no traffic for this long
     /// is ended.
     pub idle_timeout: Duration,

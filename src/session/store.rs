@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::admission::{Admission, PrincipalRefusal};
 use super::events::EventStream;
 use super::{Inspect, RequestTag, SessionConfig};
 use crate::auth::Principal;
@@ -34,12 +35,35 @@ pub enum Transport {
 /// Why a new session was not created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
+    /// Not admitted: no server was started.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
+/// Why a new session was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
     #[error("the session limit ({0}) is reached")]
     Full(usize),
     #[error("the server is shutting down")]
     Draining,
+    /// The principal's own limits (`--max-sessions-per-principal`,
+    /// `--session-rate-per-principal`).
     #[error(transparent)]
-    Spawn(#[from] SpawnError),
+    Principal(#[from] PrincipalRefusal),
+}
+
+impl Refused {
+    /// The snake_case code of audit records and metric labels.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refused::Full(_) => "session_cap",
+            Refused::Draining => "draining",
+            Refused::Principal(p) => p.code(),
+        }
+    }
 }
 
 /// Why a message could not be handed to a session.
@@ -105,6 +129,8 @@ struct StoreInner {
     /// Sessions alive or being created; bounded by `max_sessions`.
     count: AtomicUsize,
     draining: AtomicBool,
+    /// Sessions held and started per principal.
+    admission: Admission,
     config: Arc<SessionConfig>,
     table: ProcessTable,
     metrics: Arc<Metrics>,
@@ -118,6 +144,7 @@ impl SessionStore {
                 sessions: RwLock::new(HashMap::new()),
                 count: AtomicUsize::new(0),
                 draining: AtomicBool::new(false),
+                admission: Admission::new(config.per_principal),
                 config: Arc::new(config),
                 table,
                 metrics,
@@ -142,7 +169,7 @@ impl SessionStore {
     ) -> Result<Arc<Session>, CreateError> {
         let inner = &self.inner;
         if inner.draining.load(Ordering::Acquire) {
-            return Err(CreateError::Draining);
+            return Err(Refused::Draining.into());
         }
         let max = inner.config.max_sessions;
         if inner
@@ -152,7 +179,12 @@ impl SessionStore {
             })
             .is_err()
         {
-            return Err(CreateError::Full(max));
+            return Err(Refused::Full(max).into());
+        }
+        // The principal's own limits, once a place is held: a refusal here gives it back.
+        if let Err(e) = inner.admission.admit(&owner, Instant::now()) {
+            inner.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refused::Principal(e).into());
         }
         let id: Arc<str> = new_session_id(inner.config.replica_id.as_deref()).into();
         let span = tracing::info_span!("session", session.id = %short(&id));
@@ -205,6 +237,7 @@ impl SessionStore {
             }
             Err(e) => {
                 inner.count.fetch_sub(1, Ordering::AcqRel);
+                inner.admission.release(&session.owner);
                 inner.metrics.child_exited("spawn_failed");
                 span.in_scope(|| tracing::error!(error = %e, "cannot start the MCP server"));
                 Err(e.into())
@@ -305,8 +338,10 @@ impl SessionStore {
 
 impl StoreInner {
     fn remove(&self, id: &str) {
-        if self.sessions.write().remove(id).is_some() {
+        let removed = self.sessions.write().remove(id);
+        if let Some(session) = removed {
             self.count.fetch_sub(1, Ordering::AcqRel);
+            self.admission.release(&session.owner);
         }
     }
 }

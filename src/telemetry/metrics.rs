@@ -95,6 +95,7 @@ pub struct Metrics {
     sessions_active: Gauge,
     child_exits: Family<ReasonLabels, Counter>,
     auth_failures: Family<ReasonLabels, Counter>,
+    sessions_refused: Family<ReasonLabels, Counter>,
     policy_denials: Family<RuleLabels, Counter>,
     draining: Gauge,
     methods: Vec<Label>,
@@ -153,6 +154,12 @@ impl Metrics {
             "Requests refused by authentication, by reason",
             auth_failures.clone(),
         );
+        let sessions_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "mcp_warden_sessions_refused",
+            "New sessions refused before a server started, by reason",
+            sessions_refused.clone(),
+        );
         let policy_denials = Family::<RuleLabels, Counter>::default();
         registry.register(
             "mcp_warden_policy_denials",
@@ -179,6 +186,7 @@ impl Metrics {
             sessions_active,
             child_exits,
             auth_failures,
+            sessions_refused,
             policy_denials,
             draining,
             methods: KNOWN_METHODS.iter().map(|m| Label::new(m)).collect(),
@@ -254,6 +262,15 @@ impl Metrics {
     /// `reason`: a stable snake_case code.
     pub fn auth_failed(&self, reason: &'static str) {
         self.auth_failures
+            .get_or_create(&ReasonLabels {
+                reason: Label::new(reason),
+            })
+            .inc();
+    }
+
+    /// A new session refused before its server started (a cap, a rate, a drain).
+    pub fn session_refused(&self, reason: &'static str) {
+        self.sessions_refused
             .get_or_create(&ReasonLabels {
                 reason: Label::new(reason),
             })

@@ -822,3 +822,134 @@ async fn a_client_named_like_a_user_is_not_that_user() {
         (&json!("client:alice"), &json!("alice"))
     );
 }
+
+/// Opens a legacy SSE session with `token`; the response is the open stream (or the refusal).
+async fn open_legacy(w: &Warden, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(w.url("/sse"))
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// One caller with a valid token must not be able to hold every session (each is a server
+/// process): with the defaults, a principal holds at most half of `--max-sessions` (16 at
+/// most), counting both transports, while others still get theirs.
+#[tokio::test]
+async fn one_principal_cannot_hold_every_session() {
+    let audit = TempDir::new("principal-cap");
+    let config = audit.path("warden.toml");
+    std::fs::write(
+        &config,
+        "[policy]\ndefault = \"allow\"\n\n[audit]\noutput = \"audit.jsonl\"\n",
+    )
+    .unwrap();
+    let d = DevWarden::start(&[
+        "--max-sessions",
+        "4",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let w = &d.warden;
+    let alice = d.token("alice", "", "5m");
+    let mut first = mcp_with(w.mcp_url(), &alice);
+    first.initialize().await;
+    // A legacy SSE connection is a session too, for as long as it stays open.
+    let held = open_legacy(w, &d.legacy_token("alice", "", "5m")).await;
+    assert_eq!(held.status(), 200);
+    // Her third: refused, for her only, with when to retry.
+    let third = post_init(
+        &w.mcp_url(),
+        &[("authorization", format!("Bearer {alice}"))],
+    )
+    .await;
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().get("retry-after").is_some());
+    let body: Value = third.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sessions"),
+        "{body}"
+    );
+    assert_eq!(
+        open_legacy(w, &d.legacy_token("alice", "", "5m"))
+            .await
+            .status(),
+        429
+    );
+    // Bob still gets his, up to the global cap.
+    let bob = d.token("bob", "", "5m");
+    let mut b = mcp_with(w.mcp_url(), &bob);
+    b.initialize().await;
+    // Alice ending one frees her a place.
+    first.delete().await;
+    let mut again = mcp_with(w.mcp_url(), &alice);
+    again.initialize().await;
+    drop(held);
+    // Counted (no per-user label) and audited (who, and why).
+    let metrics = reqwest::get(w.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let needle = r#"mcp_warden_sessions_refused_total{reason="principal_session_cap"} 2"#;
+    assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
+    assert!(!metrics.contains("alice"));
+    let log = crate::support::eventually(Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(audit.path("audit.jsonl")).ok()?;
+        (log.matches("\"event\":\"session_refused\"").count() == 2).then_some(log)
+    })
+    .expect("two session_refused records");
+    for record in log.lines().filter(|l| l.contains("session_refused")) {
+        let r: Value = serde_json::from_str(record).unwrap();
+        assert_eq!(r["sub"], "alice", "{r}");
+        assert_eq!(r["decision"], "principal_session_cap", "{r}");
+    }
+}
+
+/// Opening and closing sessions in a loop (each start is a process) is bounded per
+/// principal too.
+#[tokio::test]
+async fn a_principal_opens_sessions_at_a_bounded_rate() {
+    let d = DevWarden::start(&[
+        "--session-rate-per-principal",
+        "3/min",
+        "--max-sessions-per-principal",
+        "5",
+    ]);
+    let w = &d.warden;
+    let alice = d.token("alice", "", "5m");
+    for _ in 0..3 {
+        let mut m = mcp_with(w.mcp_url(), &alice);
+        m.initialize().await;
+        m.delete().await;
+    }
+    let r = post_init(
+        &w.mcp_url(),
+        &[("authorization", format!("Bearer {alice}"))],
+    )
+    .await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    assert_eq!(
+        open_legacy(w, &d.legacy_token("alice", "", "5m"))
+            .await
+            .status(),
+        429
+    );
+    // Someone else is not slowed down by it.
+    let mut bob = mcp_with(w.mcp_url(), &d.token("bob", "", "5m"));
+    bob.initialize().await;
+}

@@ -56,8 +56,9 @@ pub(crate) async fn connect(
         Some(inspect.clone()),
     ) {
         Ok(s) => s,
-        Err(CreateError::Full(_)) => return Rejection::TooManySessions.into_response(),
-        Err(CreateError::Draining) => return Rejection::Draining.into_response(),
+        Err(CreateError::Refused(why)) => {
+            return super::admission::refused(&st, &principal, why).into_response();
+        }
         Err(CreateError::Spawn(e)) => {
             return super::rescue::json_error(
                 StatusCode::BAD_GATEWAY,

@@ -3,6 +3,7 @@
 //!
 //! Protocol decisions that need more than a comment are in `README.md` beside this file.
 
+mod admission;
 mod authn;
 #[doc(hidden)]
 pub mod fuzzing;

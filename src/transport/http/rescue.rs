@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::mcp::{self, ParseError, ProtocolVersion};
+use crate::session::PrincipalRefusal;
 
 /// Every way the HTTP transport refuses a request.
 #[derive(Debug)]
@@ -50,6 +51,8 @@ pub(crate) enum Rejection {
     TooManySessions,
     /// The sidecar is draining: no new sessions.
     Draining,
+    /// The principal holds as many sessions as it may, or starts them too fast.
+    PrincipalSessions(crate::session::PrincipalRefusal),
     /// The policy refused the request with an HTTP status (step-up challenge, rate limit).
     Refused(Box<super::inspect::Refusal>),
     /// GET on the legacy message endpoint and the like.
@@ -128,6 +131,24 @@ impl Rejection {
                 mcp::code::SERVER_UNAVAILABLE,
                 "Service Unavailable: shutting down".into(),
             ),
+            // 429, not the global cap's 503: the sidecar is fine and ready (a balancer must
+            // not take it out, nor send this caller elsewhere to get around its limit); it
+            // is this caller who must wait or end a session.
+            Rejection::PrincipalSessions(why) => {
+                let (message, retry) = match why {
+                    PrincipalRefusal::Cap(n) => (
+                        format!("Too Many Requests: this principal already holds {n} sessions; end one (DELETE) before starting another"),
+                        RETRY_AFTER_SECS.parse().unwrap_or(5),
+                    ),
+                    PrincipalRefusal::Rate { retry_after } => {
+                        let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                        (format!("Too Many Requests: this principal starts sessions too fast; retry after {secs} s"), secs)
+                    }
+                };
+                let mut r = json_error(StatusCode::TOO_MANY_REQUESTS, super::inspect::RATE_LIMITED, &message);
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry));
+                return r;
+            }
             Rejection::Refused(refusal) => return refusal.response(),
             Rejection::MethodNotAllowed(allow) => {
                 let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, mcp::code::INVALID_REQUEST, "Method Not Allowed");

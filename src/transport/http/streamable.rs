@@ -412,8 +412,9 @@ async fn initialize(
         Some(inspect.clone()),
     ) {
         Ok(s) => s,
-        Err(CreateError::Full(_)) => return Err(Rejection::TooManySessions),
-        Err(CreateError::Draining) => return Err(Rejection::Draining),
+        Err(CreateError::Refused(why)) => {
+            return Err(super::admission::refused(st, principal, why));
+        }
         Err(CreateError::Spawn(e)) => {
             let message = format!("cannot start the MCP server: {e}");
             return Ok(json_message(Bytes::from(mcp::error_response(

@@ -1,0 +1,45 @@
+//! New sessions the store would not admit (its cap, the principal's cap or rate, a drain):
+//! counted by reason, audited with who asked, and answered in one way for both transports.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::AppState;
+use super::rescue::Rejection;
+use crate::audit::{AuditEvent, EventKind};
+use crate::auth::Principal;
+use crate::session::{PrincipalRefusal, Refused};
+
+/// Records a refused session and returns the answer for it.
+pub(crate) fn refused(st: &AppState, principal: &Principal, why: Refused) -> Rejection {
+    st.metrics.session_refused(why.code());
+    tracing::info!(
+        session.refused = why.code(),
+        auth.sub = %principal.subject,
+        "new session refused"
+    );
+    let audit = st.inspect.audit();
+    if audit.is_enabled() {
+        let mut e = AuditEvent::new(EventKind::SessionRefused, SystemTime::now());
+        e.decision = Some(why.code());
+        if !principal.issuer.is_empty() {
+            e.iss = Some(principal.issuer.as_str().into());
+        }
+        e.sub = Some(principal.subject.as_str().into());
+        e.client_id = principal.client_id.as_deref().map(Arc::from);
+        e.act = principal
+            .actors
+            .iter()
+            .map(|a| Arc::from(a.subject.as_str()))
+            .collect();
+        if let Refused::Principal(PrincipalRefusal::Rate { retry_after }) = why {
+            e.retry_after_s = Some(retry_after.as_secs_f64().ceil() as u64);
+        }
+        audit.emit(e);
+    }
+    match why {
+        Refused::Full(_) => Rejection::TooManySessions,
+        Refused::Draining => Rejection::Draining,
+        Refused::Principal(p) => Rejection::PrincipalSessions(p),
+    }
+}
