@@ -63,14 +63,21 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chain of an audit log: exit 0 when intact, 1 naming the first
-    /// modified, inserted or deleted record.
+    /// Verify an audit log: exit 0 when its chain is intact and complete; 1 naming the
+    /// first modified, inserted or deleted record, or every gap (records dropped, a run not
+    /// closed, a cut tail); 2 when it cannot be read.
     Verify {
         /// The audit log (JSON lines).
         file: PathBuf,
         /// The HMAC key file the log was written with, if any.
         #[arg(long)]
         hmac_key_file: Option<PathBuf>,
+        /// The anchor file holding the log's head. Default: FILE.anchor, when it exists.
+        #[arg(long, value_name = "PATH")]
+        anchor: Option<PathBuf>,
+        /// The log is still being written: its last run may be open.
+        #[arg(long)]
+        live: bool,
     },
 }
 
@@ -683,7 +690,9 @@ pub fn main() -> ExitCode {
         Command::Audit(AuditCommand::Verify {
             file,
             hmac_key_file,
-        }) => audit_verify(&file, hmac_key_file.as_deref()),
+            anchor,
+            live,
+        }) => audit_verify(&file, hmac_key_file.as_deref(), anchor.as_deref(), live),
     }
 }
 
@@ -727,7 +736,12 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn audit_verify(file: &std::path::Path, key_file: Option<&std::path::Path>) -> ExitCode {
+fn audit_verify(
+    file: &std::path::Path,
+    key_file: Option<&std::path::Path>,
+    anchor_file: Option<&std::path::Path>,
+    live: bool,
+) -> ExitCode {
     let key = match key_file.map(std::fs::read) {
         None => None,
         Some(Ok(k)) => Some(k.trim_ascii().to_vec()),
@@ -743,21 +757,55 @@ fn audit_verify(file: &std::path::Path, key_file: Option<&std::path::Path>) -> E
             return ExitCode::from(2);
         }
     };
-    match crate::audit::verify(reader, &crate::audit::Hasher::new(key)) {
-        Ok(head) => {
-            say(&format!(
-                "{}: ok: {} records, head seq {} hash {}",
+    let default_anchor = crate::config::file::default_anchor(file);
+    let (anchor_path, required) = match anchor_file {
+        Some(p) => (p.to_path_buf(), true),
+        None => (default_anchor, false),
+    };
+    let anchor = match std::fs::read_to_string(&anchor_path) {
+        Ok(text) => match crate::audit::Anchor::parse(&text) {
+            Some(a) => Some(a),
+            None => {
+                eprintln!(
+                    "{}: TAMPERED: the anchor {} is not an anchor",
+                    file.display(),
+                    anchor_path.display()
+                );
+                return ExitCode::from(1);
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
+        Err(e) => {
+            eprintln!("mcp-warden: {}: {e}", anchor_path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let expect = crate::audit::Expect { anchor, live };
+    match crate::audit::verify(reader, &crate::audit::Hasher::new(key), &expect) {
+        Ok(report) => {
+            let head = &report.head;
+            if report.gaps.is_empty() {
+                say(&format!(
+                    "{}: ok: {} records, head seq {} hash {}",
+                    file.display(),
+                    head.records,
+                    head.seq,
+                    head.hash
+                ));
+                return ExitCode::SUCCESS;
+            }
+            eprintln!(
+                "{}: INCOMPLETE: {} records intact, head seq {} hash {}, and {} gap(s):",
                 file.display(),
                 head.records,
                 head.seq,
-                head.hash
-            ));
-            if head.records > 0 && !head.closed {
-                say(
-                    "note: the last record is not audit_closed: the sidecar is running, stopped uncleanly, or the tail was cut; compare the head with an anchor kept elsewhere",
-                );
+                head.hash,
+                report.gaps.len()
+            );
+            for gap in &report.gaps {
+                eprintln!("  {gap}");
             }
-            ExitCode::SUCCESS
+            ExitCode::from(1)
         }
         Err(broken) => {
             eprintln!("{}: TAMPERED: {broken}", file.display());

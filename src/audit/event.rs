@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::chain::Anchor;
 use crate::policy::{RedactionCount, Secrets};
 
 /// Which kind of record.
@@ -18,7 +19,7 @@ pub enum EventKind {
     AuditOpened,
     /// The audit log was closed by a stopping sidecar (absent after a crash or truncation).
     AuditClosed,
-    /// Records were lost because the writer could not keep up (`count`).
+    /// Records were lost because the writer could not keep up or could not write (`count`).
     RecordsDropped,
     SessionStart,
     /// A new session was not admitted (a cap, a rate, a drain): `decision` says which.
@@ -146,6 +147,12 @@ pub struct AuditEvent {
     pub exit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// In `audit_opened`: the head the anchor named when this run started (see `chain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<Anchor>,
+    /// In `audit_opened`: this run keeps the head in an anchor file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchored: Option<bool>,
     #[serde(skip)]
     pub arguments: Option<Arguments>,
 }
@@ -184,6 +191,8 @@ impl AuditEvent {
             redactions: Vec::new(),
             exit: None,
             count: None,
+            anchor: None,
+            anchored: None,
             arguments: None,
         }
     }

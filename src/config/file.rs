@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::audit::{AuditConfig, Output};
+use crate::audit::{AuditConfig, OnFull, Output};
 use crate::policy::config::{
     ArgumentSpec, MarkSpec, PolicyOptions, RateLimitSpec, RedactSpec, RuleSpec, line_col,
 };
@@ -48,6 +48,12 @@ struct AuditSpec {
     capture_arguments: bool,
     #[serde(default = "buffer")]
     buffer: Spanned<usize>,
+    /// What a record does when the queue is full: `drop` (default), `block` or `refuse`.
+    #[serde(default)]
+    on_full: OnFull,
+    /// Where a file output's head is kept (relative to the config file). Default: the
+    /// output's path with `.anchor` appended.
+    anchor: Option<Spanned<String>>,
 }
 
 fn buffer() -> Spanned<usize> {
@@ -178,12 +184,45 @@ fn audit_config(
             "[audit] buffer must be between 1 and 1000000",
         ));
     }
+    let anchor = match (&output, &a.anchor) {
+        (Output::File(path), None) => Some(default_anchor(path)),
+        (Output::File(_), Some(p)) if !p.get_ref().is_empty() => Some(resolve(p.get_ref())),
+        (_, Some(p)) => {
+            return Err(FileError::at(
+                path,
+                text,
+                Some(p.span()),
+                "[audit] anchor: give a file path, and only with a file output (a stream to stdout is anchored by whoever keeps it)",
+            ));
+        }
+        (Output::Stdout, None) => None,
+    };
+    if let (Output::File(out), Some(anchor)) = (&output, &anchor)
+        && out == anchor
+    {
+        return Err(FileError::at(
+            path,
+            text,
+            a.anchor.as_ref().map(Spanned::span),
+            "[audit] anchor must not be the output itself",
+        ));
+    }
     Ok(AuditConfig {
         output,
         key,
         capture_arguments: a.capture_arguments,
         buffer: *a.buffer.get_ref(),
+        on_full: a.on_full,
+        anchor,
     })
+}
+
+/// Where the head of the audit log at `output` is kept unless configured: beside it, as
+/// `<output>.anchor`.
+pub fn default_anchor(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".anchor");
+    PathBuf::from(name)
 }
 
 #[cfg(test)]
@@ -251,6 +290,11 @@ hmac_key_file = "key"
         assert_eq!(audit.output, Output::File("/etc/warden/audit.jsonl".into()));
         assert_eq!(audit.key.as_deref(), Some(&b"0123456789abcdef0123"[..]));
         assert_eq!(audit.buffer, 4096);
+        assert_eq!(audit.on_full, OnFull::Drop);
+        assert_eq!(
+            audit.anchor.as_deref(),
+            Some(Path::new("/etc/warden/audit.jsonl.anchor"))
+        );
     }
 
     #[test]
@@ -309,6 +353,18 @@ hmac_key_file = "key"
                 "w.toml:3:10: [audit] buffer",
             ),
             ("[audit]\nfile = \"x\"\n", "unknown field `file`"),
+            (
+                "[audit]\noutput = \"a.jsonl\"\non_full = \"wait\"\n",
+                "w.toml:3:11: unknown variant `wait`, expected one of `drop`, `block`, `refuse`",
+            ),
+            (
+                "[audit]\noutput = \"stdout\"\nanchor = \"head\"\n",
+                "w.toml:3:10: [audit] anchor: give a file path, and only with a file output",
+            ),
+            (
+                "[audit]\noutput = \"a.jsonl\"\nanchor = \"a.jsonl\"\n",
+                "w.toml:3:10: [audit] anchor must not be the output itself",
+            ),
             ("whatever = 1\n", "w.toml:1:1: unknown field `whatever`"),
         ];
         for (text, want) in cases {
@@ -318,6 +374,29 @@ hmac_key_file = "key"
                 "for {text:?}\n got: {got}\nwant: {want}"
             );
         }
+    }
+
+    #[test]
+    fn the_audit_overflow_mode_and_anchor_are_read() {
+        for (mode, want) in [
+            ("drop", OnFull::Drop),
+            ("block", OnFull::Block),
+            ("refuse", OnFull::Refuse),
+        ] {
+            let cfg = parse_text(&format!(
+                "[audit]\noutput = \"log/a.jsonl\"\non_full = \"{mode}\"\nanchor = \"/var/lib/warden/head\"\n"
+            ))
+            .unwrap();
+            let audit = cfg.audit.unwrap();
+            assert_eq!(audit.on_full, want);
+            assert_eq!(
+                audit.anchor.as_deref(),
+                Some(Path::new("/var/lib/warden/head"))
+            );
+        }
+        let cfg = parse_text("[audit]\noutput = \"stdout\"\non_full = \"refuse\"\n").unwrap();
+        let audit = cfg.audit.unwrap();
+        assert_eq!((audit.on_full, audit.anchor), (OnFull::Refuse, None));
     }
 
     #[test]

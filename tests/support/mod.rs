@@ -95,6 +95,7 @@ pub struct WardenBuilder {
     auth: bool,
     env: Vec<(String, String)>,
     via: Vec<String>,
+    stdout: bool,
 }
 
 impl Warden {
@@ -105,6 +106,7 @@ impl Warden {
             auth: false,
             env: Vec::new(),
             via: Vec::new(),
+            stdout: false,
         }
     }
 
@@ -132,6 +134,14 @@ impl Warden {
 
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// The sidecar's stdout, when started with [`WardenBuilder::capture_stdout`].
+    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+        self.child
+            .as_mut()
+            .and_then(|c| c.stdout.take())
+            .expect("started with capture_stdout")
     }
 
     /// Everything the sidecar has logged so far.
@@ -199,6 +209,13 @@ impl WardenBuilder {
         self
     }
 
+    /// Keep the sidecar's stdout as a pipe for [`Warden::take_stdout`] (a reader that may
+    /// be slow, or not read at all).
+    pub fn capture_stdout(mut self) -> Self {
+        self.stdout = true;
+        self
+    }
+
     /// Leave authentication flags to the caller (no `--no-auth`).
     pub fn with_auth(mut self) -> Self {
         self.auth = true;
@@ -229,7 +246,11 @@ impl WardenBuilder {
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(if self.stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn mcp-warden");
         let stderr = child.stderr.take().unwrap();

@@ -1,8 +1,14 @@
-//! New sessions the store would not admit (its cap, the principal's cap or rate, a drain):
-//! counted by reason, audited with who asked, and answered in one way for both transports.
+//! Admission: new sessions the store would not admit (its cap, the principal's cap or rate,
+//! a drain), counted by reason, audited with who asked, and answered in one way for both
+//! transports; and requests turned away while an audit log that must be complete cannot
+//! take their records.
 
 use std::sync::Arc;
 use std::time::SystemTime;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 
 use super::AppState;
 use super::rescue::Rejection;
@@ -42,4 +48,19 @@ pub(crate) fn refused(st: &AppState, principal: &Principal, why: Refused) -> Rej
         Refused::Draining => Rejection::Draining,
         Refused::Principal(p) => Rejection::PrincipalSessions(p),
     }
+}
+
+/// With `[audit] on_full = "refuse"`: while the audit queue is nearly full (or its output
+/// fails), nothing is done that it could not record. Before authentication, so that a flood
+/// of bad tokens adds no records either.
+pub(crate) async fn audit_room(
+    State(st): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !st.inspect.audit().accepting() {
+        tracing::debug!("request refused: the audit log cannot keep up");
+        return Rejection::AuditFull.into_response();
+    }
+    next.run(request).await
 }

@@ -51,6 +51,8 @@ pub(crate) enum Rejection {
     TooManySessions,
     /// The sidecar is draining: no new sessions.
     Draining,
+    /// The audit log cannot take more records and must be complete (`on_full = "refuse"`).
+    AuditFull,
     /// The principal holds as many sessions as it may, or starts them too fast.
     PrincipalSessions(crate::session::PrincipalRefusal),
     /// The policy refused the request with an HTTP status (step-up challenge, rate limit).
@@ -130,6 +132,11 @@ impl Rejection {
                 StatusCode::SERVICE_UNAVAILABLE,
                 mcp::code::SERVER_UNAVAILABLE,
                 "Service Unavailable: shutting down".into(),
+            ),
+            Rejection::AuditFull => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                mcp::code::SERVER_UNAVAILABLE,
+                "Service Unavailable: the audit log cannot keep up, and nothing is done here that it would not record; the request was not processed, retry later".into(),
             ),
             // 429, not the global cap's 503: the sidecar is fine and ready (a balancer must
             // not take it out, nor send this caller elsewhere to get around its limit); it

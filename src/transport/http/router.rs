@@ -6,7 +6,9 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use super::{AppState, authn, health, legacy_sse, limits, origin, streamable, well_known};
+use super::{
+    AppState, admission, authn, health, legacy_sse, limits, origin, streamable, well_known,
+};
 
 /// Builds the router. Tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: AppState) -> Router {
@@ -29,6 +31,12 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             authn::authenticate,
+        ))
+        // 2b. An audit log that must be complete and cannot take more records: 503 before
+        //     anything (authentication failures included) would add one.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            admission::audit_room,
         ))
         // 2. DNS-rebinding protection: a present, disallowed Origin never reaches auth.
         .layer(middleware::from_fn_with_state(state.clone(), origin::check))
