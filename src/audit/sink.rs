@@ -153,7 +153,20 @@ impl AuditSink {
         config: &AuditConfig,
     ) -> io::Result<AuditSink> {
         let told = match &anchor {
-            Some(path) => read_anchor(path)?,
+            Some(path) => {
+                let told = read_anchor(path)?;
+                // Fail now rather than run with an anchor that never moves.
+                let probe = temp_path(path);
+                File::create(&probe)
+                    .and_then(|_| std::fs::remove_file(&probe))
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("cannot write the audit anchor {}: {e}", path.display()),
+                        )
+                    })?;
+                told
+            }
             None => None,
         };
         if !tail.closed {
@@ -479,12 +492,17 @@ impl Writer {
     }
 }
 
+/// Where a new anchor is written before it replaces the old one.
+fn temp_path(anchor: &Path) -> PathBuf {
+    let mut tmp = anchor.as_os_str().to_owned();
+    tmp.push(".tmp");
+    PathBuf::from(tmp)
+}
+
 /// Replaces the anchor file (a new file renamed over it: never half written), synced to
 /// disk when the log stops.
 fn write_anchor(path: &Path, head: &Anchor, sync: bool) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    let tmp = temp_path(path);
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -614,6 +632,13 @@ mod tests {
         std::fs::write(chain_anchor(&path), "not an anchor").unwrap();
         let err = AuditSink::start(&config(&path, false)).unwrap_err();
         assert!(err.to_string().contains("not an anchor"), "{err}");
+        let mut nowhere = config(&path, false);
+        nowhere.anchor = Some(PathBuf::from("/nonexistent-dir/audit.anchor"));
+        let err = AuditSink::start(&nowhere).unwrap_err();
+        assert!(
+            err.to_string().contains("cannot write the audit anchor"),
+            "{err}"
+        );
         let _ = std::fs::remove_file(&path);
         let _ = std::fs::remove_file(chain_anchor(&path));
     }
