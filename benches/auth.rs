@@ -127,7 +127,7 @@ fn config(issuer: &str, token_cache: usize) -> AuthConfig {
             issuer: issuer.to_owned(),
             jwks_uri: Some(Url::parse(&format!("{issuer}/jwks")).unwrap()),
         }],
-        dev: None,
+        local: None,
         required_scopes: vec![],
         scopes_supported: vec![],
         scope_rules: ScopeRules::new([("mcp:admin".to_owned(), vec!["mcp:tools".to_owned()])]),

@@ -33,6 +33,10 @@ pub enum BuildError {
     Auth(#[from] crate::auth::AuthInitError),
     #[error("cannot open the audit log: {0}")]
     Audit(std::io::Error),
+    #[error("sign-in server: {0}")]
+    Authz(String),
+    #[error("sign-in state: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// The assembled application.
@@ -44,8 +48,9 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the app. Must run inside the tokio runtime (it starts the reaper and janitor).
-    pub fn build(config: WrapConfig) -> Result<App, BuildError> {
+    /// Builds the app. Must run inside the tokio runtime (it starts the reaper and janitor,
+    /// and opens the sign-in state).
+    pub async fn build(config: WrapConfig) -> Result<App, BuildError> {
         let auth = match &config.auth {
             Some(a) => Authenticator::new(a.clone())?,
             None => Authenticator::disabled(),
@@ -74,13 +79,32 @@ impl App {
             audit,
             metrics.clone(),
         ));
+        let shutdown = CancellationToken::new();
+        let authz = match (&config.authz, auth.local_issuer()) {
+            (Some(setup), Some(signer)) => {
+                let state = crate::store::Store::open(&setup.store).await?;
+                tracing::info!(store = state.backend_name(), issuer = %setup.config.issuer, "sign-in server ready");
+                let server = crate::authz::AuthorizationServer::new(
+                    setup.config.clone(),
+                    state,
+                    signer.clone(),
+                    setup.ca_pem.as_deref(),
+                )
+                .map_err(BuildError::Authz)?;
+                let server = Arc::new(server);
+                server.start(shutdown.clone());
+                Some(server)
+            }
+            _ => None,
+        };
         let state = AppState::new(http::Shared {
             store,
             config: Arc::new(config.http.clone()),
-            shutdown: CancellationToken::new(),
+            shutdown,
             metrics,
             auth,
             inspect,
+            authz,
         });
         Ok(App { config, state, tls })
     }

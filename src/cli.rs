@@ -11,12 +11,14 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::App;
-use crate::auth::dev_issuer::{DevIssuer, TokenRequest};
+use crate::auth::signer::{LocalIssuer, TokenRequest};
 use crate::child::EnvSource;
 use crate::config::{
     self, AuthOptions, ProcessEnv, SandboxOptions, WrapConfig, WrapOptions, mcp_json, replica,
 };
 use crate::telemetry::{self, LogFormat};
+
+mod login;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,6 +61,11 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Create an ES256 signing key for the sign-in server (--signing-key-file), mode 0600.
+    Keygen {
+        /// The key file to create (never overwritten).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,6 +213,9 @@ struct WrapArgs {
 
     #[command(flatten)]
     auth: AuthArgs,
+
+    #[command(flatten)]
+    login: login::LoginArgs,
 
     /// Working directory of the server.
     #[arg(long, env = "MCP_WARDEN_CWD")]
@@ -686,6 +696,7 @@ pub fn main() -> ExitCode {
         Command::Wrap(args) => report(wrap(*args)),
         Command::Token(args) => report(token(&args)),
         Command::Install { dir } => report(install(&dir)),
+        Command::Keygen { file } => report(login::keygen(&file)),
         Command::CheckConfig { file } => check_config(&file),
         Command::Audit(AuditCommand::Verify {
             file,
@@ -841,6 +852,12 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
             &args.auth.introspection_client_secret_file,
         ),
         ("--dev-key-file", &args.auth.dev_key_file),
+        (
+            "--login-client-secret-file",
+            &args.login.login_client_secret_file,
+        ),
+        ("--signing-key-file", &args.login.signing_key_file),
+        ("--state-url-file", &args.login.state_url_file),
         ("--from-mcp-json", &args.from_mcp_json),
         (
             "--exchange-client-secret-file",
@@ -915,6 +932,7 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
         replica_id,
         no_auth: args.no_auth,
         auth: args.auth.options()?,
+        login: args.login.options()?,
         cwd: args.cwd,
         sandbox: {
             let mut sandbox = args.sandbox.into_options()?;
@@ -987,7 +1005,9 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
         // "(none)" cannot be a replica id, so it is unambiguous in the logs.
         let replica = config.sessions.replica_id.clone().unwrap_or("(none)".into());
         // BuildError's message already spells out its causes: no chain to print after it.
-        let app = App::build(config).map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
+        let app = App::build(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
         if let Some(a) = admin_addr {
             tracing::info!(admin = %a, "admin endpoints (/healthz, /readyz, /metrics) are serving");
         }
@@ -1013,7 +1033,7 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
 /// Prints (stdout, not the logs) a token of the development issuer and a client
 /// configuration carrying it.
 fn dev_banner(
-    dev: &DevIssuer,
+    dev: &LocalIssuer,
     url: &url::Url,
     scopes: &[String],
     ttl: Duration,
@@ -1060,7 +1080,7 @@ fn token(args: &TokenArgs) -> anyhow::Result<()> {
         args.tls_cert.is_some(),
     )?;
     let issuer = config::dev_issuer_id(&url, &prefix);
-    let dev = DevIssuer::load(&issuer, &args.dev_key_file)?;
+    let dev = LocalIssuer::load(&issuer, &args.dev_key_file)?;
     let scopes: Vec<String> = args
         .scopes
         .iter()

@@ -15,7 +15,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::auth::{
-    self, AuthConfig, CachePolicy, DevConfig, IntrospectionConfig, IssuerConfig, Resource,
+    self, AuthConfig, CachePolicy, IntrospectionConfig, IssuerConfig, LocalIssuerConfig, Resource,
     Resources, ScopeRules, Secret,
 };
 use crate::child::{ChildSpec, EnvPlan, EnvSource, StderrLimits};
@@ -23,6 +23,7 @@ use crate::sandbox::profile::{SandboxConfig, SandboxOverrides};
 use crate::session::{PrincipalLimits, SessionConfig, SessionRate, StreamLimits};
 use crate::transport::http::{HttpConfig, LegacyPaths, ServerLimits, TlsConfig};
 
+pub mod login;
 pub mod mcp_json;
 pub mod replica;
 
@@ -57,6 +58,8 @@ pub struct WrapOptions {
     pub replica_id: Option<String>,
     pub no_auth: bool,
     pub auth: AuthOptions,
+    /// The built-in authorization server (`--login-issuer`, `--dev`).
+    pub login: login::LoginOptions,
     pub cwd: Option<PathBuf>,
     pub sandbox: SandboxOptions,
     pub command: Vec<OsString>,
@@ -197,6 +200,8 @@ pub struct WrapConfig {
     pub public_url: Url,
     /// `None` with `--no-auth`.
     pub auth: Option<AuthConfig>,
+    /// The built-in authorization server, when one signs users in.
+    pub authz: Option<login::AuthzSetup>,
     /// Policy and audit from `--config`.
     pub file: Option<file::FileConfig>,
 }
@@ -207,7 +212,7 @@ pub enum ConfigError {
     #[error("no server command: use `mcp-warden wrap [OPTIONS] -- COMMAND [ARGS...]`")]
     NoCommand,
     #[error(
-        "no authentication configured: pass --issuer URL (your authorization server), --dev (a local development issuer), or --no-auth to serve without authentication on a loopback address"
+        "no authentication configured: pass --issuer URL (your authorization server), --login-issuer URL (sign users in through your identity provider), --dev (a local development issuer), or --no-auth to serve without authentication on a loopback address"
     )]
     NoAuth,
     #[error("--no-auth cannot be combined with {0}")]
@@ -245,7 +250,7 @@ pub enum ConfigError {
     #[error(
         "the development issuer would be {0}, which is neither https nor loopback: listen on a loopback address or give an https --public-url"
     )]
-    DevIssuerInsecure(String),
+    LocalIssuerInsecure(String),
     #[error(
         "--no-auth serves without authentication and is only allowed on a loopback address, not {0}"
     )]
@@ -272,6 +277,8 @@ pub enum ConfigError {
     Env(String),
     #[error("paths collide: {0} and {1} are the same")]
     PathClash(&'static str, &'static str),
+    #[error("{0}")]
+    Login(String),
 }
 
 impl WrapConfig {
@@ -436,7 +443,7 @@ impl WrapConfig {
             header_read_timeout: o.header_read_timeout,
             ..ServerLimits::default()
         };
-        let auth = if o.no_auth {
+        let mut auth = if o.no_auth {
             None
         } else {
             let sse_path = o.legacy_sse.then_some(o.sse_path.as_str());
@@ -452,6 +459,17 @@ impl WrapConfig {
                 &name,
             )?)
         };
+        let authz = match &mut auth {
+            Some(a) => login::compile(
+                &o.login,
+                o.auth.dev,
+                o.listen.ip().is_loopback(),
+                &public_url,
+                &public_prefix,
+                a,
+            )?,
+            None => None,
+        };
         Ok(WrapConfig {
             listen: o.listen,
             admin_listen: o.admin_listen,
@@ -461,6 +479,7 @@ impl WrapConfig {
             sessions,
             public_url,
             auth,
+            authz,
             file: o.file,
         })
     }
@@ -548,6 +567,8 @@ fn check_auth_choice(o: &WrapOptions) -> Result<(), ConfigError> {
         Some("--jwks-uri")
     } else if a.dev {
         Some("--dev")
+    } else if o.login.login_issuer.is_some() {
+        Some("--login-issuer")
     } else {
         None
     };
@@ -742,11 +763,14 @@ pub fn auth_config(
     let dev = if a.dev {
         let issuer = dev_issuer_id(public_url, prefix);
         if !auth::fetch::is_secure_endpoint(public_url) {
-            return Err(ConfigError::DevIssuerInsecure(issuer));
+            return Err(ConfigError::LocalIssuerInsecure(issuer));
         }
-        Some(DevConfig {
+        Some(LocalIssuerConfig {
             issuer,
             key_file: a.dev_key_file.clone(),
+            create_key: true,
+            verification_key_files: vec![],
+            dev: true,
         })
     } else {
         if a.dev_key_file.is_some() {
@@ -769,7 +793,7 @@ pub fn auth_config(
         resources,
         extra_audiences,
         issuers,
-        dev,
+        local: dev,
         required_scopes,
         scopes_supported,
         scope_rules,
@@ -866,6 +890,7 @@ mod tests {
             replica_id: None,
             no_auth: true,
             auth: AuthOptions::default(),
+            login: login::LoginOptions::default(),
             cwd: None,
             sandbox: SandboxOptions::default(),
             command: vec!["node".into(), "server.js".into()],
@@ -1151,15 +1176,15 @@ mod tests {
         o.no_auth = false;
         o.auth.dev = true;
         let a = build(o.clone()).unwrap().auth.unwrap();
-        assert_eq!(a.dev.unwrap().issuer, "http://127.0.0.1:8080");
+        assert_eq!(a.local.unwrap().issuer, "http://127.0.0.1:8080");
         o.listen = "0.0.0.0:8080".parse().unwrap();
         assert!(matches!(
             build(o.clone()),
-            Err(ConfigError::DevIssuerInsecure(_))
+            Err(ConfigError::LocalIssuerInsecure(_))
         ));
         o.public_url = Some("https://tools.example.com/team/mcp".into());
         let a = build(o).unwrap().auth.unwrap();
-        assert_eq!(a.dev.unwrap().issuer, "https://tools.example.com/team");
+        assert_eq!(a.local.unwrap().issuer, "https://tools.example.com/team");
         let mut o = with_issuer("https://as.example.com");
         o.auth.dev_key_file = Some("/tmp/k".into());
         assert_eq!(build(o).unwrap_err(), ConfigError::DevKeyWithoutDev);

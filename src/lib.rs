@@ -11,7 +11,10 @@
 //! - [`transport::http`]: the only module that knows HTTP: Streamable HTTP, HTTP+SSE,
 //!   health, origin checks, the error mapping, the accept loop.
 //! - [`auth`]: bearer tokens checked as an OAuth 2.1 resource server (JWT and introspection),
-//!   the resulting principal, challenges, resource metadata, the development issuer.
+//!   the resulting principal, challenges, resource metadata, our issuer's signing keys.
+//! - [`authz`]: the built-in authorization server: MCP clients sign in (PKCE, client
+//!   metadata documents, dynamic registration) through the team's identity provider.
+//! - [`store`]: the authorization server's state (SQLite or PostgreSQL).
 //! - [`policy`]: pure inline policy: per-tool authorization, argument rules, rate limits,
 //!   list filtering, output redaction.
 //! - [`audit`]: hash-chained audit records, written off the request path.
@@ -31,6 +34,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod child;
 pub mod cli;
 pub mod config;
@@ -39,5 +43,6 @@ pub mod policy;
 pub mod sandbox;
 pub mod session;
 pub mod signal;
+pub mod store;
 pub mod telemetry;
 pub mod transport;

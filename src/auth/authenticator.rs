@@ -17,7 +17,6 @@ use url::Url;
 
 use super::Secret;
 use super::challenge::Rejection;
-use super::dev_issuer::{DevIssuer, DevKeyError};
 use super::fetch::HttpClient;
 use super::introspection;
 use super::jwks::{CachePolicy, IssuerKeys, KeySource, VerifyKey};
@@ -25,6 +24,7 @@ use super::jwt::{self, ClaimRules, HeaderRules};
 use super::principal::{Actor, Principal, PrincipalKind};
 use super::resource_metadata::Resource;
 use super::scopes::{self, ScopeRules};
+use super::signer::{KeyFileError, LocalIssuer};
 
 /// Authentication settings, validated, fixed at startup.
 #[derive(Debug, Clone)]
@@ -35,7 +35,8 @@ pub struct AuthConfig {
     pub extra_audiences: Vec<String>,
     /// Trusted issuers, each with its key source.
     pub issuers: Vec<IssuerConfig>,
-    pub dev: Option<DevConfig>,
+    /// Our own issuer (`--dev`, the built-in authorization server).
+    pub local: Option<LocalIssuerConfig>,
     /// Scopes every request needs.
     pub required_scopes: Vec<String>,
     /// Scopes advertised in resource metadata.
@@ -116,11 +117,18 @@ pub struct IntrospectionConfig {
 }
 
 #[derive(Debug, Clone)]
-pub struct DevConfig {
+pub struct LocalIssuerConfig {
     /// The issuer identifier (our own base URL).
     pub issuer: String,
     /// Where the signing key is kept; in memory only when `None`.
     pub key_file: Option<PathBuf>,
+    /// Create the key file when it does not exist. Off for a key shared by replicas: each
+    /// would make its own.
+    pub create_key: bool,
+    /// Keys published and accepted, never used to sign (rotation).
+    pub verification_key_files: Vec<PathBuf>,
+    /// `--dev`: the startup banner prints a token.
+    pub dev: bool,
 }
 
 /// Why authentication could not be set up.
@@ -129,7 +137,7 @@ pub enum AuthInitError {
     #[error("{0}")]
     Tls(String),
     #[error(transparent)]
-    DevKey(#[from] DevKeyError),
+    DevKey(#[from] KeyFileError),
 }
 
 /// Checks bearer tokens. Cheap to clone.
@@ -150,7 +158,7 @@ struct Inner {
     issuer_ids: Vec<String>,
     hmac: Option<Arc<VerifyKey>>,
     http: Option<HttpClient>,
-    dev: Option<DevIssuer>,
+    local: Option<LocalIssuer>,
     header_rules: HeaderRules,
     cache: TokenCache,
 }
@@ -191,25 +199,26 @@ impl Authenticator {
             )));
             authorization_servers.push(i.issuer.clone());
         }
-        let dev = match &config.dev {
+        let local = match &config.local {
             None => None,
             Some(d) => {
-                let dev = match &d.key_file {
-                    Some(path) => {
-                        let (dev, created) = DevIssuer::load_or_create(&d.issuer, path)?;
+                let local = match &d.key_file {
+                    Some(path) if d.create_key => {
+                        let (local, created) = LocalIssuer::load_or_create(&d.issuer, path)?;
                         if created {
-                            tracing::info!(path = %path.display(), "created the development signing key");
+                            tracing::info!(path = %path.display(), "created the signing key");
                         }
-                        dev
+                        local
                     }
-                    None => DevIssuer::generate(&d.issuer)?,
+                    Some(path) => LocalIssuer::load(&d.issuer, path)?,
+                    None => LocalIssuer::generate(&d.issuer)?,
                 };
-                issuers.push(Arc::new(IssuerKeys::fixed(
-                    d.issuer.clone(),
-                    vec![Arc::new(dev.verify_key()?)],
-                )));
-                authorization_servers.push(d.issuer.clone());
-                Some(dev)
+                let local = local.with_verification_keys(&d.verification_key_files)?;
+                let keys = local.verify_keys()?.into_iter().map(Arc::new).collect();
+                issuers.push(Arc::new(IssuerKeys::fixed(d.issuer.clone(), keys)));
+                // Listed first: clients take the first authorization server (both SDKs do).
+                authorization_servers.insert(0, d.issuer.clone());
+                Some(local)
             }
         };
         let accepted = |own: Option<&Resource>| -> Vec<String> {
@@ -241,7 +250,7 @@ impl Authenticator {
                 .as_ref()
                 .map(|s| Arc::new(VerifyKey::hmac(s.expose().as_bytes()))),
             http,
-            dev,
+            local,
             header_rules: HeaderRules {
                 hmac: config.hmac_secret.is_some(),
                 untyped: config.accept_untyped_jwt,
@@ -269,9 +278,16 @@ impl Authenticator {
             .map_or(&[], |i| i.authorization_servers.as_slice())
     }
 
-    /// The development issuer, with `--dev`.
-    pub fn dev_issuer(&self) -> Option<&DevIssuer> {
-        self.inner.as_ref().and_then(|i| i.dev.as_ref())
+    /// Our own issuer, with `--dev` or the built-in authorization server.
+    pub fn local_issuer(&self) -> Option<&LocalIssuer> {
+        self.inner.as_ref().and_then(|i| i.local.as_ref())
+    }
+
+    /// Our own issuer when it is the development one (`--dev`).
+    pub fn dev_issuer(&self) -> Option<&LocalIssuer> {
+        let inner = self.inner.as_ref()?;
+        inner.config.local.as_ref().filter(|l| l.dev)?;
+        inner.local.as_ref()
     }
 
     /// Discovers metadata and fetches keys of every issuer, so the first requests do not

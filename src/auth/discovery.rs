@@ -16,6 +16,12 @@ pub(crate) struct Metadata {
     pub introspection_endpoint: Option<Url>,
     /// Where token exchange (RFC 8693) requests go.
     pub token_endpoint: Option<Url>,
+    /// Where users sign in (when we federate to this server).
+    pub authorization_endpoint: Option<Url>,
+    /// OpenID UserInfo.
+    pub userinfo_endpoint: Option<Url>,
+    /// RFC 9207: the server names itself in authorization responses.
+    pub iss_parameter_supported: bool,
 }
 
 /// Why discovery failed.
@@ -94,6 +100,12 @@ pub(crate) fn parse(
         jwks_uri: endpoint("jwks_uri")?,
         introspection_endpoint: endpoint("introspection_endpoint")?,
         token_endpoint: endpoint("token_endpoint")?,
+        authorization_endpoint: endpoint("authorization_endpoint")?,
+        userinfo_endpoint: endpoint("userinfo_endpoint")?,
+        iss_parameter_supported: doc
+            .get("authorization_response_iss_parameter_supported")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 

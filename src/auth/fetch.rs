@@ -123,6 +123,32 @@ impl HttpClient {
     }
 }
 
+/// The TLS setup of [`HttpClient`], for other outbound clients with their own rules
+/// (client metadata documents).
+pub fn client_tls_config(extra_roots: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+    client_tls(extra_roots)
+}
+
+impl HttpClient {
+    /// GETs a JSON object with a bearer token (OpenID UserInfo).
+    pub async fn get_json_bearer(
+        &self,
+        url: &Url,
+        token: &str,
+        limit: usize,
+    ) -> Result<serde_json::Map<String, Value>, FetchError> {
+        let response = self
+            .client
+            .get(url.clone())
+            .bearer_auth(token)
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| network(url, &e))?;
+        read_json(url, response, limit).await
+    }
+}
+
 /// rustls with the same crypto provider as our HTTPS server (aws-lc-rs), the system's
 /// roots and `extra_roots`.
 fn client_tls(extra_roots: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {

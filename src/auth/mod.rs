@@ -5,18 +5,19 @@
 
 mod authenticator;
 pub mod challenge;
-pub mod dev_issuer;
 mod discovery;
 pub mod exchange;
 pub mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod id_token;
 mod introspection;
 mod jwks;
 mod jwt;
 mod principal;
 pub mod resource_metadata;
 pub mod scopes;
+pub mod signer;
 #[cfg(test)]
 mod testkeys;
 #[cfg(test)]
@@ -25,15 +26,15 @@ mod tests;
 mod testserver;
 
 pub use authenticator::{
-    AuthConfig, AuthInitError, Authenticator, DevConfig, Endpoint, IntrospectionConfig,
-    IssuerConfig, Resources, token_fingerprint,
+    AuthConfig, AuthInitError, Authenticator, Endpoint, IntrospectionConfig, IssuerConfig,
+    LocalIssuerConfig, Resources, token_fingerprint,
 };
 pub use challenge::Rejection;
-pub use dev_issuer::DevIssuer;
 pub use jwks::CachePolicy;
 pub use principal::{Actor, CLIENT_PREFIX, Principal, PrincipalKind};
 pub use resource_metadata::Resource;
 pub use scopes::ScopeRules;
+pub use signer::LocalIssuer;
 
 /// A configured secret (client secret, HMAC key). Never printed.
 #[derive(Clone, PartialEq, Eq)]

@@ -32,7 +32,7 @@ fn config(issuer: &str, jwks_uri: Option<String>) -> AuthConfig {
             issuer: issuer.to_owned(),
             jwks_uri: jwks_uri.map(|u| Url::parse(&u).unwrap()),
         }],
-        dev: None,
+        local: None,
         required_scopes: vec![],
         scopes_supported: vec![],
         scope_rules: ScopeRules::new([("mcp:admin".to_owned(), vec!["mcp:tools".to_owned()])]),
@@ -790,15 +790,18 @@ async fn introspection_down_fails_closed() {
 async fn dev_issuer_tokens_verify() {
     let mut c = config("http://unused.invalid", None);
     c.issuers.clear();
-    c.dev = Some(DevConfig {
+    c.local = Some(LocalIssuerConfig {
         issuer: "http://127.0.0.1:8080".into(),
         key_file: None,
+        create_key: false,
+        verification_key_files: vec![],
+        dev: true,
     });
     let auth = Authenticator::new(c).unwrap();
     let dev = auth.dev_issuer().unwrap();
     let token = dev
         .mint(
-            &dev_issuer::TokenRequest {
+            &signer::TokenRequest {
                 subject: "dev",
                 audience: RESOURCE,
                 scopes: &["mcp:tools".into()],
@@ -821,10 +824,10 @@ async fn dev_issuer_tokens_verify() {
         ["http://127.0.0.1:8080".to_owned()]
     );
     // Another dev issuer's key (same issuer name) is not trusted.
-    let other = DevIssuer::generate("http://127.0.0.1:8080").unwrap();
+    let other = LocalIssuer::generate("http://127.0.0.1:8080").unwrap();
     let forged = other
         .mint(
-            &dev_issuer::TokenRequest {
+            &signer::TokenRequest {
                 subject: "dev",
                 audience: RESOURCE,
                 scopes: &[],

@@ -97,6 +97,7 @@ pub struct Metrics {
     auth_failures: Family<ReasonLabels, Counter>,
     sessions_refused: Family<ReasonLabels, Counter>,
     policy_denials: Family<RuleLabels, Counter>,
+    authz_refusals: Family<ReasonLabels, Counter>,
     draining: Gauge,
     methods: Vec<Label>,
     other: Label,
@@ -166,6 +167,12 @@ impl Metrics {
             "Messages denied by policy, by rule",
             policy_denials.clone(),
         );
+        let authz_refusals = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "mcp_warden_authz_refusals",
+            "Sign-in, token and registration requests refused by the authorization server, by reason",
+            authz_refusals.clone(),
+        );
         let draining = Gauge::default();
         registry.register(
             "mcp_warden_draining",
@@ -188,6 +195,7 @@ impl Metrics {
             auth_failures,
             sessions_refused,
             policy_denials,
+            authz_refusals,
             draining,
             methods: KNOWN_METHODS.iter().map(|m| Label::new(m)).collect(),
             other: Label::new("_other"),
@@ -262,6 +270,16 @@ impl Metrics {
     /// `reason`: a stable snake_case code.
     pub fn auth_failed(&self, reason: &'static str) {
         self.auth_failures
+            .get_or_create(&ReasonLabels {
+                reason: Label::new(reason),
+            })
+            .inc();
+    }
+
+    /// A request refused by the authorization server. `reason`: a stable snake_case code
+    /// (a bounded set).
+    pub fn authz_refused(&self, reason: &'static str) {
+        self.authz_refusals
             .get_or_create(&ReasonLabels {
                 reason: Label::new(reason),
             })

@@ -5,6 +5,7 @@
 
 mod admission;
 mod authn;
+mod authz;
 #[doc(hidden)]
 pub mod fuzzing;
 mod headers;
@@ -87,6 +88,8 @@ pub struct Shared {
     pub auth: Authenticator,
     /// Policy, redaction and audit of every session.
     pub inspect: Arc<Inspector>,
+    /// The built-in authorization server, when one signs users in.
+    pub authz: Option<Arc<crate::authz::AuthorizationServer>>,
 }
 
 impl AppState {

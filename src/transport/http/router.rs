@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use super::{
-    AppState, admission, authn, health, legacy_sse, limits, origin, streamable, well_known,
+    AppState, admission, authn, authz, health, legacy_sse, limits, origin, streamable, well_known,
 };
 
 /// Builds the router. Tests drive it with `tower::ServiceExt::oneshot`.
@@ -52,6 +52,8 @@ pub fn router(state: AppState) -> Router {
         .merge(mcp)
         // Public metadata: outside authentication and the origin check.
         .merge(well_known::routes(&state))
+        // The sign-in server: outside bearer authentication (it is how tokens are had).
+        .merge(authz::routes(&state))
         // Probes for anyone: alive, ready or not, and nothing else.
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -40,6 +40,11 @@ impl Default for ServerLimits {
     }
 }
 
+/// The address a request's connection came from (what a rate limit per client can key on;
+/// behind a proxy, the proxy's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub std::net::SocketAddr);
+
 /// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and lets
 /// open connections finish (at most `drain_timeout`).
 pub async fn serve(
@@ -85,7 +90,7 @@ pub async fn serve(
         let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
         tokio::spawn(async move {
             let result = match tls {
-                None => serve_connection(&builder, stream, app, watcher, deadline).await,
+                None => serve_connection(&builder, stream, app, watcher, deadline, peer).await,
                 Some(tls) => {
                     // The handshake runs in the connection's task, bounded, so slow or hostile
                     // handshakes never hold up the accept loop.
@@ -101,7 +106,7 @@ pub async fn serve(
                             return;
                         }
                     };
-                    serve_connection(&builder, stream, app, watcher, deadline).await
+                    serve_connection(&builder, stream, app, watcher, deadline, peer).await
                 }
             };
             if let Err(e) = result {
@@ -130,14 +135,16 @@ async fn serve_connection<I>(
     app: Router,
     watcher: Watcher,
     first_request_by: tokio::time::Instant,
+    peer: std::net::SocketAddr,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let requested = Arc::new(AtomicBool::new(false));
     let seen = requested.clone();
-    let service = TowerToHyperService::new(app.map_request(move |r: Request<Incoming>| {
+    let service = TowerToHyperService::new(app.map_request(move |mut r: Request<Incoming>| {
         seen.store(true, Ordering::Release);
+        r.extensions_mut().insert(PeerAddr(peer));
         r
     }));
     let connection = watcher.watch(

@@ -1,6 +1,6 @@
 //! Public metadata documents: RFC 9728 protected resource metadata for each resource we
-//! are (at the URL RFC 9728 §3.1 derives from its identifier), and, with `--dev`, the
-//! development issuer's RFC 8414 metadata and key set.
+//! are (at the URL RFC 9728 §3.1 derives from its identifier), and, when we issue tokens
+//! ourselves (`--dev`, the sign-in server), our key set and RFC 8414 / OpenID metadata.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::AppState;
-use crate::auth::{dev_issuer, resource_metadata};
+use crate::auth::{resource_metadata, signer};
 
 /// The well-known routes (none with `--no-auth`: nothing is protected then).
 pub(crate) fn routes(st: &AppState) -> Router<AppState> {
@@ -33,21 +33,26 @@ pub(crate) fn routes(st: &AppState) -> Router<AppState> {
                 docs.entry(path.clone()).or_insert_with(|| doc.clone());
             }
         }
-        if let Some(dev) = st.auth.dev_issuer() {
-            let metadata = dev.metadata(&config.scopes_supported);
+        if let Some(local) = st.auth.local_issuer() {
             let prefix = st.config.public_prefix.as_str();
+            let metadata = match &st.authz {
+                Some(authz) => authz.metadata(),
+                // The development issuer without sign-in (a public listener): keys only.
+                None => local.metadata(&config.scopes_supported),
+            };
             let mut paths = vec![
                 "/.well-known/oauth-authorization-server".to_owned(),
                 "/.well-known/openid-configuration".to_owned(),
             ];
             if !prefix.is_empty() {
                 paths.push(format!("/.well-known/oauth-authorization-server{prefix}"));
+                paths.push(format!("/.well-known/openid-configuration{prefix}"));
             }
             for path in paths {
                 docs.entry(path).or_insert_with(|| metadata.clone());
             }
-            docs.entry(dev_issuer::JWKS_PATH.to_owned())
-                .or_insert_with(|| dev.jwks());
+            docs.entry(signer::JWKS_PATH.to_owned())
+                .or_insert_with(|| local.jwks());
         }
     }
     let mut router = Router::new();

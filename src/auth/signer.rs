@@ -1,7 +1,6 @@
-//! The embedded development issuer: one ES256 signing key (in memory, or in a key file so
-//! restarts keep it), its JWKS and RFC 8414 metadata, and minting of RFC 9068 access tokens.
-//! It has no authorization endpoint: tokens come from its startup banner or from
-//! `mcp-warden token`.
+//! Our own issuer's keys: one ES256 signing key (in memory, or in a key file so restarts and
+//! replicas share it) plus keys that only verify (rotation), their JWKS, and minting of
+//! RFC 9068 access tokens. `--dev` and the built-in authorization server both sign with it.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -24,15 +23,15 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// Why the development key could not be made or used.
 #[derive(Debug, thiserror::Error)]
-pub enum DevKeyError {
+pub enum KeyFileError {
     // The io error is part of the message, not a `source`: printed as a chain it would
     // appear twice.
-    #[error("cannot read the development key file {path}: {cause}")]
+    #[error("cannot read the signing key file {path}: {cause}")]
     Read { path: String, cause: std::io::Error },
-    #[error("cannot write the development key file {path}: {cause}")]
+    #[error("cannot write the signing key file {path}: {cause}")]
     Write { path: String, cause: std::io::Error },
     #[error(
-        "the development key file {0} is readable by other users; run `chmod 600 {0}` (it holds a private signing key)"
+        "the signing key file {0} is readable by other users; run `chmod 600 {0}` (it holds a private signing key)"
     )]
     TooOpen(String),
     #[error("{0} does not hold a PKCS#8 P-256 private key (-----BEGIN PRIVATE KEY-----)")]
@@ -43,18 +42,20 @@ pub enum DevKeyError {
     Sign(String),
 }
 
-/// The development issuer: its identifier and signing key.
+/// Our issuer: its identifier, signing key and the keys it still vouches for.
 #[derive(Clone)]
-pub struct DevIssuer {
+pub struct LocalIssuer {
     issuer: String,
     kid: String,
     encoding: Arc<EncodingKey>,
     public_jwk: Value,
+    /// Public keys that verify but never sign: the previous or next key of a rotation.
+    verification: Vec<Value>,
 }
 
-impl std::fmt::Debug for DevIssuer {
+impl std::fmt::Debug for LocalIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevIssuer")
+        f.debug_struct("LocalIssuer")
             .field("issuer", &self.issuer)
             .field("kid", &self.kid)
             .finish_non_exhaustive()
@@ -71,22 +72,22 @@ pub struct TokenRequest<'a> {
     pub lifetime: Duration,
 }
 
-impl DevIssuer {
+impl LocalIssuer {
     /// A fresh key kept only in memory: tokens die with the process.
-    pub fn generate(issuer: &str) -> Result<DevIssuer, DevKeyError> {
+    pub fn generate(issuer: &str) -> Result<LocalIssuer, KeyFileError> {
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-                .map_err(|_| DevKeyError::Random)?;
-        DevIssuer::from_pkcs8(issuer, pkcs8.as_ref(), "generated key")
+                .map_err(|_| KeyFileError::Random)?;
+        LocalIssuer::from_pkcs8(issuer, pkcs8.as_ref(), "generated key")
     }
 
     /// The key in `path`, created (mode 0600) if the file does not exist. Returns whether
     /// it was created.
-    pub fn load_or_create(issuer: &str, path: &Path) -> Result<(DevIssuer, bool), DevKeyError> {
+    pub fn load_or_create(issuer: &str, path: &Path) -> Result<(LocalIssuer, bool), KeyFileError> {
         let shown = path.display().to_string();
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-                .map_err(|_| DevKeyError::Random)?;
+                .map_err(|_| KeyFileError::Random)?;
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -96,41 +97,45 @@ impl DevIssuer {
             Ok(mut file) => {
                 file.write_all(pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes())
                     .and_then(|()| file.sync_all())
-                    .map_err(|cause| DevKeyError::Write {
+                    .map_err(|cause| KeyFileError::Write {
                         path: shown.clone(),
                         cause,
                     })?;
-                Ok((DevIssuer::from_pkcs8(issuer, pkcs8.as_ref(), &shown)?, true))
+                Ok((
+                    LocalIssuer::from_pkcs8(issuer, pkcs8.as_ref(), &shown)?,
+                    true,
+                ))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Ok((DevIssuer::load(issuer, path)?, false))
+                Ok((LocalIssuer::load(issuer, path)?, false))
             }
-            Err(cause) => Err(DevKeyError::Write { path: shown, cause }),
+            Err(cause) => Err(KeyFileError::Write { path: shown, cause }),
         }
     }
 
     /// The key in an existing `path`, which only its owner may read.
-    pub fn load(issuer: &str, path: &Path) -> Result<DevIssuer, DevKeyError> {
+    pub fn load(issuer: &str, path: &Path) -> Result<LocalIssuer, KeyFileError> {
         let shown = path.display().to_string();
-        let read_err = |cause| DevKeyError::Read {
+        let read_err = |cause| KeyFileError::Read {
             path: shown.clone(),
             cause,
         };
         let meta = std::fs::metadata(path).map_err(read_err)?;
         if meta.permissions().mode() & 0o077 != 0 {
-            return Err(DevKeyError::TooOpen(shown));
+            return Err(KeyFileError::TooOpen(shown));
         }
         let text = std::fs::read_to_string(path).map_err(read_err)?;
-        let der = unpem("PRIVATE KEY", &text).ok_or_else(|| DevKeyError::NotAKey(shown.clone()))?;
-        DevIssuer::from_pkcs8(issuer, &der, &shown)
+        let der =
+            unpem("PRIVATE KEY", &text).ok_or_else(|| KeyFileError::NotAKey(shown.clone()))?;
+        LocalIssuer::from_pkcs8(issuer, &der, &shown)
     }
 
-    fn from_pkcs8(issuer: &str, der: &[u8], shown: &str) -> Result<DevIssuer, DevKeyError> {
+    fn from_pkcs8(issuer: &str, der: &[u8], shown: &str) -> Result<LocalIssuer, KeyFileError> {
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
-            .map_err(|_| DevKeyError::NotAKey(shown.to_owned()))?;
+            .map_err(|_| KeyFileError::NotAKey(shown.to_owned()))?;
         let point = pair.public_key().as_ref();
         if point.len() != 65 || point[0] != 4 {
-            return Err(DevKeyError::NotAKey(shown.to_owned()));
+            return Err(KeyFileError::NotAKey(shown.to_owned()));
         }
         let x = URL_SAFE_NO_PAD.encode(&point[1..33]);
         let y = URL_SAFE_NO_PAD.encode(&point[33..]);
@@ -143,26 +148,60 @@ impl DevIssuer {
             "kty": "EC", "crv": "P-256", "x": x, "y": y,
             "kid": kid, "alg": "ES256", "use": "sig",
         });
-        Ok(DevIssuer {
+        Ok(LocalIssuer {
             issuer: issuer.to_owned(),
             kid,
             encoding: Arc::new(EncodingKey::from_ec_der(der)),
             public_jwk,
+            verification: Vec::new(),
         })
+    }
+
+    /// Also publishes and accepts the public keys of these key files (never signing with
+    /// them): how a key is rotated across replicas.
+    pub fn with_verification_keys(
+        mut self,
+        paths: &[std::path::PathBuf],
+    ) -> Result<LocalIssuer, KeyFileError> {
+        for path in paths {
+            let other = LocalIssuer::load(&self.issuer, path)?;
+            if other.kid != self.kid
+                && !self
+                    .verification
+                    .iter()
+                    .any(|k| k["kid"] == other.kid.as_str())
+            {
+                self.verification.push(other.public_jwk);
+            }
+        }
+        Ok(self)
+    }
+
+    /// The key id (RFC 7638 thumbprint) of the signing key.
+    pub fn kid(&self) -> &str {
+        &self.kid
     }
 
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
 
-    /// The public key, as the validator uses it.
-    pub(crate) fn verify_key(&self) -> Result<VerifyKey, DevKeyError> {
-        VerifyKey::from_jwk(&self.public_jwk).map_err(|_| DevKeyError::NotAKey(self.kid.clone()))
+    /// Every public key, as the validator uses them: the signing key first.
+    pub(crate) fn verify_keys(&self) -> Result<Vec<VerifyKey>, KeyFileError> {
+        std::iter::once(&self.public_jwk)
+            .chain(&self.verification)
+            .map(|jwk| {
+                VerifyKey::from_jwk(jwk).map_err(|_| KeyFileError::NotAKey(self.kid.clone()))
+            })
+            .collect()
     }
 
-    /// `{"keys": [<public key>]}`.
+    /// `{"keys": [<signing key>, <verification keys>...]}`.
     pub fn jwks(&self) -> Value {
-        json!({ "keys": [self.public_jwk] })
+        let keys: Vec<&Value> = std::iter::once(&self.public_jwk)
+            .chain(&self.verification)
+            .collect();
+        json!({ "keys": keys })
     }
 
     /// RFC 8414 metadata. No authorization or token endpoint: this issuer only mints
@@ -178,11 +217,24 @@ impl DevIssuer {
         })
     }
 
+    /// An RFC 9068 access token with exactly these claims (`iss` is set to ours).
+    pub fn sign_claims(
+        &self,
+        mut claims: serde_json::Map<String, Value>,
+    ) -> Result<String, KeyFileError> {
+        claims.insert("iss".into(), Value::String(self.issuer.clone()));
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .map_err(|e| KeyFileError::Sign(e.to_string()))
+    }
+
     /// An RFC 9068 access token.
-    pub fn mint(&self, req: &TokenRequest<'_>, now: SystemTime) -> Result<String, DevKeyError> {
+    pub fn mint(&self, req: &TokenRequest<'_>, now: SystemTime) -> Result<String, KeyFileError> {
         let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let mut jti = [0u8; 16];
-        getrandom::fill(&mut jti).map_err(|_| DevKeyError::Random)?;
+        getrandom::fill(&mut jti).map_err(|_| KeyFileError::Random)?;
         let claims = json!({
             "iss": self.issuer,
             "sub": req.subject,
@@ -197,7 +249,7 @@ impl DevIssuer {
         header.typ = Some("at+jwt".into());
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, &claims, &self.encoding)
-            .map_err(|e| DevKeyError::Sign(e.to_string()))
+            .map_err(|e| KeyFileError::Sign(e.to_string()))
     }
 }
 
@@ -230,7 +282,8 @@ mod tests {
 
     #[test]
     fn a_missing_key_file_names_the_cause_once() {
-        let Err(err) = DevIssuer::load("http://127.0.0.1:1", Path::new("/nonexistent/dev-key.pem"))
+        let Err(err) =
+            LocalIssuer::load("http://127.0.0.1:1", Path::new("/nonexistent/dev-key.pem"))
         else {
             panic!("a missing key file loaded");
         };
@@ -258,33 +311,33 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("key.pem");
         let _ = std::fs::remove_file(&path);
-        let (a, created) = DevIssuer::load_or_create("http://127.0.0.1:1", &path).unwrap();
+        let (a, created) = LocalIssuer::load_or_create("http://127.0.0.1:1", &path).unwrap();
         assert!(created);
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let (b, created) = DevIssuer::load_or_create("http://127.0.0.1:1", &path).unwrap();
+        let (b, created) = LocalIssuer::load_or_create("http://127.0.0.1:1", &path).unwrap();
         assert!(!created);
         assert_eq!(a.kid, b.kid);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(
-            DevIssuer::load("http://127.0.0.1:1", &path),
-            Err(DevKeyError::TooOpen(_))
+            LocalIssuer::load("http://127.0.0.1:1", &path),
+            Err(KeyFileError::TooOpen(_))
         ));
         std::fs::write(dir.join("bad.pem"), "nope").unwrap();
         std::fs::set_permissions(dir.join("bad.pem"), std::fs::Permissions::from_mode(0o600))
             .unwrap();
         assert!(matches!(
-            DevIssuer::load("http://127.0.0.1:1", &dir.join("bad.pem")),
-            Err(DevKeyError::NotAKey(_))
+            LocalIssuer::load("http://127.0.0.1:1", &dir.join("bad.pem")),
+            Err(KeyFileError::NotAKey(_))
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn metadata_and_jwks_describe_the_key() {
-        let d = DevIssuer::generate("http://127.0.0.1:8080").unwrap();
+        let d = LocalIssuer::generate("http://127.0.0.1:8080").unwrap();
         let m = d.metadata(&["mcp".into()]);
         assert_eq!(m["issuer"], "http://127.0.0.1:8080");
         assert_eq!(m["jwks_uri"], "http://127.0.0.1:8080/.well-known/jwks.json");
@@ -294,6 +347,37 @@ mod tests {
             jwks["keys"][0].get("d").is_none(),
             "private part never published"
         );
-        assert!(d.verify_key().unwrap().fits(Algorithm::ES256));
+        assert!(d.verify_keys().unwrap()[0].fits(Algorithm::ES256));
+    }
+
+    #[test]
+    fn verification_keys_are_published_and_accepted_but_never_sign() {
+        let dir = std::env::temp_dir().join(format!("mcp-warden-verkey-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, _) =
+            LocalIssuer::load_or_create("https://as.example", &dir.join("old.pem")).unwrap();
+        let (new, _) =
+            LocalIssuer::load_or_create("https://as.example", &dir.join("new.pem")).unwrap();
+        let both = new
+            .clone()
+            .with_verification_keys(&[dir.join("old.pem"), dir.join("new.pem")])
+            .unwrap();
+        let jwks = both.jwks();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        // The signing key first, each key once.
+        assert_eq!(kids, vec![new.kid(), old.kid()]);
+        assert_eq!(both.verify_keys().unwrap().len(), 2);
+        let token = both.sign_claims(serde_json::Map::new()).unwrap();
+        let header = token.split('.').next().unwrap();
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+        assert_eq!(header["kid"], new.kid());
+        assert_eq!(header["typ"], "at+jwt");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
