@@ -1,6 +1,7 @@
 mod auth;
 mod auth_faults;
 mod auth_oidc;
+mod authz;
 mod bridge;
 mod churn;
 mod clients;

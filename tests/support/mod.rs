@@ -3,9 +3,11 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cimd_host;
 pub mod http;
 pub mod issuer;
 pub mod lb;
+pub mod oauth;
 pub mod proc;
 
 use std::io::{BufRead, BufReader};
