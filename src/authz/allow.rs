@@ -47,7 +47,7 @@ impl AllowRules {
             || matches!(claims.get("email_verified"), Some(Value::String(s)) if s == "true");
         if verified && let Some(email) = claims.get("email").and_then(Value::as_str) {
             let email = email.to_ascii_lowercase();
-            if self.emails.iter().any(|e| *e == email) {
+            if self.emails.contains(&email) {
                 return Ok(());
             }
             if let Some((_, domain)) = email.rsplit_once('@')

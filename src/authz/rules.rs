@@ -21,10 +21,13 @@ impl Params {
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Params {
         let mut p = Params::default();
         for (k, v) in pairs {
-            if p.map.contains_key(&k) {
-                p.duplicated.get_or_insert(k);
-            } else {
-                p.map.insert(k, v);
+            match p.map.entry(k) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    p.duplicated.get_or_insert(e.key().clone());
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                }
             }
         }
         p

@@ -62,10 +62,8 @@ async fn host_check(State(st): State<AppState>, request: Request, next: Next) ->
     next.run(request).await
 }
 
-fn server(st: &AppState) -> Result<&Arc<AuthorizationServer>, Response> {
-    st.authz
-        .as_ref()
-        .ok_or_else(|| plain(StatusCode::NOT_FOUND, "not found"))
+fn server(st: &AppState) -> Option<&Arc<AuthorizationServer>> {
+    st.authz.as_ref()
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -93,9 +91,8 @@ fn browser<'a>(srv: &AuthorizationServer, headers: &'a HeaderMap) -> Browser<'a>
 }
 
 async fn authorize(State(st): State<AppState>, request: Request) -> Response {
-    let srv = match server(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(srv) = server(&st) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
     };
     let headers = request.headers().clone();
     let input: Vec<u8> = if request.method() == Method::POST {
@@ -111,9 +108,8 @@ async fn authorize(State(st): State<AppState>, request: Request) -> Response {
 }
 
 async fn callback(State(st): State<AppState>, request: Request) -> Response {
-    let srv = match server(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(srv) = server(&st) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
     };
     let query = request.uri().query().unwrap_or("").as_bytes().to_vec();
     let result = srv.callback(&query, browser(srv, request.headers())).await;
@@ -121,9 +117,8 @@ async fn callback(State(st): State<AppState>, request: Request) -> Response {
 }
 
 async fn consent_page(State(st): State<AppState>, request: Request) -> Response {
-    let srv = match server(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(srv) = server(&st) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
     };
     let query = request.uri().query().unwrap_or("").as_bytes().to_vec();
     let result = srv
@@ -133,18 +128,16 @@ async fn consent_page(State(st): State<AppState>, request: Request) -> Response 
 }
 
 async fn consent(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let srv = match server(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(srv) = server(&st) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
     };
     let result = srv.consent(&body, browser(srv, &headers)).await;
     reply(srv, &st, result)
 }
 
 async fn dev_login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let srv = match server(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(srv) = server(&st) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
     };
     let result = srv.dev_login(&body, browser(srv, &headers)).await;
     reply(srv, &st, result)
@@ -198,9 +191,8 @@ fn is_form(headers: &HeaderMap) -> bool {
 }
 
 async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let srv = match server(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(srv) = server(&st) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
     };
     if !is_form(&headers) {
         return json_error(400, "invalid_request", "the body must be a form", false);
@@ -212,9 +204,8 @@ async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> R
 }
 
 async fn revoke(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let srv = match server(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(srv) = server(&st) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
     };
     if !is_form(&headers) {
         return json_error(400, "invalid_request", "the body must be a form", false);
@@ -230,9 +221,8 @@ async fn revoke(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> 
 }
 
 async fn register(State(st): State<AppState>, request: Request) -> Response {
-    let srv = match server(&st) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(srv) = server(&st) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
     };
     let peer = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
     let json_body = header_str(request.headers(), "content-type").is_some_and(|c| {
