@@ -51,6 +51,11 @@ impl App {
     /// Builds the app. Must run inside the tokio runtime (it starts the reaper and janitor,
     /// and opens the sign-in state).
     pub async fn build(config: WrapConfig) -> Result<App, BuildError> {
+        // The state first: it creates the state directory, where the signing key may live.
+        let sign_in_state = match &config.authz {
+            Some(setup) => Some(crate::store::Store::open(&setup.store).await?),
+            None => None,
+        };
         let auth = match &config.auth {
             Some(a) => Authenticator::new(a.clone())?,
             None => Authenticator::disabled(),
@@ -80,9 +85,8 @@ impl App {
             metrics.clone(),
         ));
         let shutdown = CancellationToken::new();
-        let authz = match (&config.authz, auth.local_issuer()) {
-            (Some(setup), Some(signer)) => {
-                let state = crate::store::Store::open(&setup.store).await?;
+        let authz = match (&config.authz, sign_in_state, auth.local_issuer()) {
+            (Some(setup), Some(state), Some(signer)) => {
                 tracing::info!(store = state.backend_name(), issuer = %setup.config.issuer, "sign-in server ready");
                 let server = crate::authz::AuthorizationServer::new(
                     setup.config.clone(),
