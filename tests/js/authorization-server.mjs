@@ -12,6 +12,13 @@
 //   exchange-secret: a valid access token of this AS is exchanged for one for exactly one
 //   `resource`, keeping its `sub`, only down-scoping, and naming the caller in `act`.
 //
+// --upstream-client ID:SECRET: also act as the identity provider mcp-warden's sign-in server
+//   federates to: a confidential native client with a loopback redirect (any port, RFC 8252),
+//   and the users of --accounts '{"alice": {"email": …, "email_verified": true,
+//   "name": …, "groups": […]}, …}' whose claims (scopes openid email profile groups) come
+//   from UserInfo. The next headless login is --user, or the one set by
+//   POST /__test/next-user?user=NAME.
+//
 // Prints `AS_READY <issuer>` on stdout once listening. Endpoints: discovery at
 // /.well-known/openid-configuration and /.well-known/oauth-authorization-server (same
 // document), /jwks, /auth, /token, /token/introspection, /reg (open dynamic registration).
@@ -34,8 +41,13 @@ const { values: a } = parseArgs({
     ttl: { type: 'string', default: '3600' },
     user: { type: 'string', default: 'test-user' },
     'token-exchange': { type: 'boolean', default: false },
+    'upstream-client': { type: 'string' },
+    accounts: { type: 'string', default: '{}' },
   },
 });
+const ACCOUNTS = JSON.parse(a.accounts);
+let nextUser;
+const UPSTREAM = a['upstream-client'] ? a['upstream-client'].split(':') : undefined;
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const AT_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const EXTRA = Symbol('extraClaims');
@@ -106,7 +118,8 @@ function buildProvider() {
     adapter: SharedAdapter,
     clientDefaults: { id_token_signed_response_alg: jwks.keys[0].alg },
     cookies: { keys: ['test-cookie-key'] },
-    scopes: ['openid', 'offline_access', ...SCOPES],
+    scopes: ['openid', 'offline_access', ...(UPSTREAM ? ['email', 'profile', 'groups'] : []), ...SCOPES],
+    ...(UPSTREAM ? { claims: { email: ['email', 'email_verified'], profile: ['name', 'preferred_username'], groups: ['groups'] } } : {}),
     clients: [{
       client_id: 'test-client',
       client_secret: 'test-secret',
@@ -121,9 +134,17 @@ function buildProvider() {
       response_types: [],
       redirect_uris: [],
       token_endpoint_auth_method: 'client_secret_basic',
+    }] : []), ...(UPSTREAM ? [{
+      client_id: UPSTREAM[0],
+      client_secret: UPSTREAM[1],
+      application_type: 'native',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/oauth/callback'],
+      token_endpoint_auth_method: 'client_secret_basic',
     }] : [])],
     extraTokenClaims: (ctx, token) => token[EXTRA],
-    findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
+    findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ ...(ACCOUNTS[id] ?? {}), sub: id }) }),
     pkce: { required: () => true },
     features: {
       devInteractions: { enabled: false },
@@ -207,7 +228,7 @@ async function interaction(req, res) {
   const { prompt, params, session } = details;
   let result;
   if (prompt.name === 'login') {
-    result = { login: { accountId: params.login_hint || a.user } };
+    result = { login: { accountId: params.login_hint || nextUser || a.user } };
   } else if (prompt.name === 'consent') {
     const grant = details.grantId
       ? await provider.Grant.find(details.grantId)
@@ -229,6 +250,11 @@ async function handle(req, res) {
   try {
     const url = new URL(req.url, ISSUER);
     if (url.pathname.startsWith('/interaction/') && req.method === 'GET') return await interaction(req, res);
+    if (url.pathname === '/__test/next-user' && req.method === 'POST') {
+      nextUser = url.searchParams.get('user') || undefined;
+      res.writeHead(204);
+      return res.end();
+    }
     if (url.pathname === '/__test/rotate-keys' && req.method === 'POST') {
       const fresh = newKey(jwks.keys[0].alg);
       jwks = { keys: url.searchParams.get('keep_old') === '1' ? [fresh, ...jwks.keys] : [fresh] };

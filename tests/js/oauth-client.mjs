@@ -5,16 +5,26 @@
 // user's browser headlessly: it follows the authorization server's redirects (login and
 // consent are automatic there) up to the redirect URI and hands the code to the SDK.
 //
-// Usage: node oauth-client.mjs <url> <streamable|sse>
+// Usage: node oauth-client.mjs <url> <streamable|sse> [--cimd <client metadata URL>] [--refresh]
+//   --cimd: identify by this client metadata document URL (used when the authorization
+//     server advertises support) instead of registering.
+//   --refresh: register for refresh tokens too.
+// When the authorization server shows a consent page (a form), the test "clicks" Allow: it
+// posts the form as a browser would, from the page's origin.
 // Prints one JSON object: the requests the SDK made, the claims of the token it obtained,
-// and what the server answered.
+// what the redirect URI received (state, iss), and what the server answered.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
 
-const [url, kind] = process.argv.slice(2);
+const [url, kind, ...flags] = process.argv.slice(2);
+const flag = (name) => { const i = flags.indexOf(name); return i < 0 ? undefined : (flags[i + 1] ?? true); };
+const CIMD = flag("--cimd");
+const REFRESH = flag("--refresh") !== undefined;
 const REDIRECT = "http://127.0.0.1:33419/callback";
+let expectedState;
+let callback;
 
 const requests = [];
 const loggingFetch = async (input, init) => {
@@ -36,12 +46,35 @@ async function followToRedirectUri(authorizationUrl) {
     if (next.startsWith(REDIRECT)) {
       const u = new URL(next);
       if (u.searchParams.get("error")) throw new Error(`authorization error: ${u.search}`);
+      callback = { state: u.searchParams.get("state"), iss: u.searchParams.get("iss") };
       return u.searchParams.get("code");
     }
-    const res = await fetch(next, {
+    let res = await fetch(next, {
       redirect: "manual",
       headers: { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join("; ") },
     });
+    if (res.status === 200 && (res.headers.get("content-type") ?? "").startsWith("text/html")) {
+      // A consent page: submit its form with decision=allow, as a browser would.
+      const html = await res.text();
+      const form = html.match(/<form[^>]*action="([^"]*)"[\s\S]*?<\/form>/);
+      if (!form) throw new Error(`a page without a form at ${next}: ${html.slice(0, 300)}`);
+      const body = new URLSearchParams();
+      for (const m of form[0].matchAll(/<input[^>]*type="hidden"[^>]*name="([^"]*)"[^>]*value="([^"]*)"/g)) body.append(m[1], m[2]);
+      body.append("decision", "allow");
+      const action = new URL(form[1].replaceAll("&#38;", "&").replaceAll("&amp;", "&"), next);
+      res = await fetch(action, {
+        method: "POST",
+        redirect: "manual",
+        body,
+        headers: {
+          cookie: [...jar].map(([k, v]) => `${k}=${v}`).join("; "),
+          origin: action.origin,
+          "sec-fetch-site": "same-origin",
+          "content-type": "application/x-www-form-urlencoded",
+        },
+      });
+      next = action.toString();
+    }
     for (const c of res.headers.getSetCookie()) {
       const kv = c.split(";")[0];
       const i = kv.indexOf("=");
@@ -59,6 +92,7 @@ async function followToRedirectUri(authorizationUrl) {
 let code;
 let authorizationUrl;
 const provider = {
+  clientMetadataUrl: CIMD,
   client: undefined,
   tok: undefined,
   verifier: undefined,
@@ -67,11 +101,12 @@ const provider = {
     return {
       client_name: "mcp-warden oauth test",
       redirect_uris: [REDIRECT],
-      grant_types: ["authorization_code"],
+      grant_types: REFRESH ? ["authorization_code", "refresh_token"] : ["authorization_code"],
       response_types: ["code"],
       token_endpoint_auth_method: "none",
     };
   },
+  state() { return (expectedState = crypto.randomUUID()); },
   clientInformation() { return this.client; },
   saveClientInformation(info) { this.client = info; },
   tokens() { return this.tok; },
@@ -118,6 +153,8 @@ console.log(JSON.stringify({
   firstAttempt,
   requests,
   registeredClient: Boolean(provider.client?.client_id),
+  callback: callback && { ...callback, expectedState },
+  refreshToken: Boolean(provider.tok?.refresh_token),
   authorize: authorize && { resource: authorize.resource, scope: authorize.scope, code_challenge_method: authorize.code_challenge_method },
   claims,
   tools,
