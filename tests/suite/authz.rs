@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::auth::post_init;
 use crate::support::cimd_host::{Answer, CimdHost};
 use crate::support::oauth::{self, Browser, Hop, Pkce, authorize_url, pkce, register, token};
+use crate::support::postgres::Postgres;
 use crate::support::{TempDir, Warden, fixture};
 
 /// A sidecar whose authorization server signs users in by the development page.
@@ -23,12 +24,20 @@ pub(super) struct Signin {
 
 impl Signin {
     pub(super) fn dev(extra: &[&str]) -> Signin {
-        let warden = Warden::builder(fixture())
+        Signin::dev_with_env(extra, &[])
+    }
+
+    /// With variables in the sidecar's environment (a state URL holding a password).
+    pub(super) fn dev_with_env(extra: &[&str], env: &[(&str, &str)]) -> Signin {
+        let mut b = Warden::builder(fixture())
             .with_auth()
             .args(["--dev", "--required-scope", "mcp:tools"])
             .args(["--scopes-supported", "mcp:tools mcp:admin"])
-            .args(extra.iter().copied())
-            .start();
+            .args(extra.iter().copied());
+        for (k, v) in env {
+            b = b.env(*k, *v);
+        }
+        let warden = b.start();
         let base = format!("http://{}", warden.addr);
         Signin {
             warden,
@@ -258,7 +267,20 @@ async fn dev_sign_in_issues_tokens_the_endpoint_accepts_and_remembers_consent() 
 
 #[tokio::test]
 async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
-    let s = Signin::dev(&[]);
+    refresh_rotation(Signin::dev(&[])).await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family_on_postgres() {
+    let pg = Postgres::start();
+    refresh_rotation(Signin::dev_with_env(
+        &[],
+        &[("MCP_WARDEN_STATE_URL", &pg.url())],
+    ))
+    .await;
+}
+
+async fn refresh_rotation(s: Signin) {
     let client = register(&s.base, &[CB]).await;
     let p = pkce();
     let code = s.code_for(&client, CB, &p).await;
@@ -512,7 +534,20 @@ async fn pkce_is_required_and_s256_only_and_errors_go_back_with_state_and_iss() 
 
 #[tokio::test]
 async fn codes_are_single_use_bound_and_short_lived() {
-    let s = Signin::dev(&["--authorization-code-ttl", "1s"]);
+    single_use_codes(Signin::dev(&["--authorization-code-ttl", "1s"])).await;
+}
+
+#[tokio::test]
+async fn codes_are_single_use_bound_and_short_lived_on_postgres() {
+    let pg = Postgres::start();
+    single_use_codes(Signin::dev_with_env(
+        &["--authorization-code-ttl", "1s"],
+        &[("MCP_WARDEN_STATE_URL", &pg.url())],
+    ))
+    .await;
+}
+
+async fn single_use_codes(s: Signin) {
     let client = register(&s.base, &[CB]).await;
     let other = register(&s.base, &[CB]).await;
     let p = pkce();

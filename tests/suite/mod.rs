@@ -3,6 +3,7 @@ mod auth_faults;
 mod auth_oidc;
 mod authz;
 mod authz_clients;
+mod authz_state;
 mod bridge;
 mod churn;
 mod clients;

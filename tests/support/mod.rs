@@ -8,6 +8,7 @@ pub mod http;
 pub mod issuer;
 pub mod lb;
 pub mod oauth;
+pub mod postgres;
 pub mod proc;
 
 use std::io::{BufRead, BufReader};

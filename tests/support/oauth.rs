@@ -194,19 +194,15 @@ impl Browser {
         self.hop(url, r).await
     }
 
-    /// Posts a form as a browser does from a page of `origin` (Origin and Fetch Metadata
-    /// headers as a browser sets them).
+    /// Posts a form as a browser does from a page of `origin` to that page's own server
+    /// (Origin and Fetch Metadata headers as a browser sets them).
     pub async fn submit(&mut self, form: &Form, origin: &str) -> Hop {
-        let same = form.action.starts_with(origin);
         let r = self
             .http
             .post(&form.action)
             .header("cookie", self.cookie_header())
             .header("origin", origin)
-            .header(
-                "sec-fetch-site",
-                if same { "same-origin" } else { "cross-site" },
-            )
+            .header("sec-fetch-site", "same-origin")
             .form(&form.fields)
             .send()
             .await
