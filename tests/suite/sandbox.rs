@@ -771,3 +771,61 @@ async fn every_server_dies_with_a_killed_sidecar() {
         "the session's tree outlived the sidecar"
     );
 }
+
+/// Limits and scheduling of other processes: each attack sets the sidecar's value to what
+/// it already is, so success means the permission check passed and nothing changed.
+fn foreign_process_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for attack in [
+        "prlimit_pid",
+        "setpriority_pid",
+        "sched_setaffinity_pid",
+        "sched_setscheduler_pid",
+        "sched_setparam_pid",
+        "ioprio_set_pid",
+    ] {
+        cases.push(case(format!("{attack}:sidecar"), "DENIED EPERM"));
+        // The server's own limits and scheduling stay its own business.
+        cases.push(case(format!("{attack}:self"), "ALLOWED"));
+    }
+    cases.push(case("get_robust_list_pid:sidecar", "DENIED EPERM"));
+    cases.push(case("process_mrelease", "DENIED EPERM"));
+    cases
+}
+
+#[tokio::test]
+async fn a_server_cannot_change_the_sidecars_limits_or_scheduling() {
+    let cases = foreign_process_cases();
+    compare(
+        || Warden::builder(vec![probe_bin()]),
+        "default",
+        "none",
+        &cases,
+    )
+    .await;
+    if !is_root() {
+        eprintln!("SKIPPED the unprivileged run: switching to uid 65534 needs root");
+        return;
+    }
+    // As the same unprivileged user the kernel lets all of these through: only the sandbox
+    // refuses them.
+    let refused_anyway = compare(
+        || unprivileged(Warden::builder(vec![probe_bin()])),
+        "default",
+        "none",
+        &cases,
+    )
+    .await;
+    for must in [
+        "prlimit_pid:sidecar",
+        "setpriority_pid:sidecar",
+        "sched_setaffinity_pid:sidecar",
+        "sched_setscheduler_pid:sidecar",
+        "ioprio_set_pid:sidecar",
+    ] {
+        assert!(
+            !refused_anyway.iter().any(|r| r.starts_with(must)),
+            "{must} was refused without the sandbox too: {refused_anyway:?}"
+        );
+    }
+}
