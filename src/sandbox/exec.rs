@@ -205,6 +205,7 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
                 // SAFETY: as above.
                 unsafe { libc::_exit(0) }
             }
+            close_above_stderr();
             let err = match execve(&program, &argv, &envp) {
                 Err(e) => e,
                 Ok(never) => match never {},
@@ -477,6 +478,62 @@ fn drop_capabilities(last_cap: u32) -> Result<(), Errno> {
         return Err(Errno::last());
     }
     Ok(())
+}
+
+/// Marks every descriptor above stderr close-on-exec. A launcher may leave descriptors open
+/// (a shell's `exec 7>file`, a process manager's sockets, a test harness's pipes); without
+/// this every helper, and through it every server, would inherit them. Called first thing
+/// in `main`, before any thread exists.
+pub fn close_inherited_on_exec() -> std::io::Result<()> {
+    // SAFETY: close_range takes two descriptor numbers and flags, no pointers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11: one fcntl per open descriptor.
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number; a number that is not (or no longer) open
+        // (the directory listing's own) fails with EBADF, which is fine.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
+/// Closes every descriptor above stderr, right before exec: whatever the helper holds (it
+/// opened nothing the server needs) must not reach the server.
+fn close_above_stderr() {
+    // SAFETY: close_range takes two descriptor numbers and flags, no pointers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        )
+    };
+    if rc == 0 {
+        return;
+    }
+    // Kernels before 5.9: close every number up to the descriptor limit (lowered by the
+    // profile's rlimits before this point).
+    let max = getrlimit(Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft.min(1 << 20) as i32)
+        .unwrap_or(1024);
+    for fd in 3..max {
+        // SAFETY: closing a descriptor number this process does not use any more.
+        unsafe { libc::close(fd) };
+    }
 }
 
 fn cstring(s: OsString) -> CString {

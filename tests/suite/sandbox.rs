@@ -829,3 +829,45 @@ async fn a_server_cannot_change_the_sidecars_limits_or_scheduling() {
         );
     }
 }
+#[tokio::test]
+async fn descriptors_the_sidecar_inherited_do_not_reach_the_server() {
+    let dir = crate::support::TempDir::new("inherited-fd");
+    let file = dir.path("launcher-file");
+    std::fs::write(&file, "").unwrap();
+    // A launcher that leaves descriptor 7 open (not close-on-exec), as shells and process
+    // managers do.
+    let w = Warden::builder(vec![probe_bin()])
+        .via([
+            "sh".to_owned(),
+            "-c".into(),
+            format!("exec 7>>'{}'; exec \"$@\"", file.display()),
+            "sh".into(),
+        ])
+        .start();
+    let target = std::fs::read_link(format!("/proc/{}/fd/7", w.pid())).unwrap();
+    assert_eq!(
+        target, file,
+        "the sidecar got descriptor 7 from its launcher"
+    );
+    let got = probe(&w, &["fds".into(), "write_fd:7".into()]).await;
+    assert_eq!(
+        got["fds"], "ALLOWED",
+        "the server holds no extra descriptor"
+    );
+    assert_eq!(got["write_fd:7"], "DENIED EBADF");
+    assert_eq!(std::fs::read(&file).unwrap(), b"", "nothing was written");
+    // Nor does the session's supervisor, which runs unsandboxed.
+    for pid in crate::support::proc::descendants(w.pid()) {
+        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .map(|t| t.display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            !fds.iter().any(|t| t == &file.display().to_string()),
+            "process {pid} holds the launcher's file: {fds:?}"
+        );
+    }
+}
