@@ -283,6 +283,17 @@ struct SandboxArgs {
     )]
     env_pass: Vec<String>,
 
+    /// Let the server's environment hold this loader variable (LD_*, GCONV_PATH,
+    /// GLIBC_TUNABLES, …; repeatable). Refused otherwise: they decide what the C library
+    /// loads before the server's own code runs.
+    #[arg(
+        long = "env-allow-loader",
+        env = "MCP_WARDEN_ENV_ALLOW_LOADER",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    env_allow_loader: Vec<String>,
+
     /// Set a non-secret variable in the server's environment (repeatable). The value is
     /// visible in the process list: use --env-file for secrets.
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
@@ -364,6 +375,7 @@ impl SandboxArgs {
             user: self.sandbox_user,
             work_root: self.work_root,
             env_pass: self.env_pass,
+            env_allow_loader: self.env_allow_loader,
             env,
         })
     }

@@ -76,6 +76,8 @@ pub struct SandboxOptions {
     pub work_root: Option<PathBuf>,
     /// Variables passed from the sidecar's environment besides PATH, LANG and TZ.
     pub env_pass: Vec<String>,
+    /// Loader variables (`LD_*`, `GCONV_PATH`, …) the server's environment may hold.
+    pub env_allow_loader: Vec<String>,
     /// Injected variables.
     #[serde(deserialize_with = "env_entries")]
     pub env: Vec<EnvSource>,
@@ -143,6 +145,7 @@ impl Default for SandboxOptions {
             user: None,
             work_root: None,
             env_pass: vec![],
+            env_allow_loader: vec![],
             env: vec![],
             exchange_client_id: None,
             exchange_client_secret: None,
@@ -350,8 +353,14 @@ impl WrapConfig {
             )));
         }
         let exchanger = token_exchanger(&o)?;
-        let child_env = EnvPlan::new(&sb.env_pass, &|n| env.get(n), sb.env.clone(), exchanger)
-            .map_err(|e| ConfigError::Env(e.to_string()))?;
+        let child_env = EnvPlan::allowing_loader(
+            &sb.env_pass,
+            &sb.env_allow_loader,
+            &|n| env.get(n),
+            sb.env.clone(),
+            exchanger,
+        )
+        .map_err(|e| ConfigError::Env(e.to_string()))?;
         // A fresh name: a leftover of a killed sidecar with the same pid must not be reused.
         let work_root = sb.work_root.clone().unwrap_or_else(|| {
             let mut bytes = [0u8; 6];

@@ -8,9 +8,11 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 use super::env::{EnvPlan, SessionEnv};
 use crate::sandbox::HELPER_ARG;
-use crate::sandbox::exec::{HelperArgs, PLAN_ENV, helper_args};
+use crate::sandbox::exec::{HelperArgs, HelperInput, helper_args};
 use crate::sandbox::landlock::{ExposedFile, check_not_exposed};
 use crate::sandbox::profile::{PlanContext, SandboxConfig};
 use crate::sandbox::status::{LayerReport, NotEnforced, SandboxStatus, SidecarProtection};
@@ -232,10 +234,16 @@ impl ChildSpec {
         })
     }
 
-    /// The helper invocation for one session: the server's argv on the command line, its
-    /// environment (session values, `HOME`/`TMPDIR`, and the sandbox plan, which the helper
-    /// removes) in the helper's environment.
-    pub(super) fn command(&self, program: PathBuf, env: &SessionEnv, work: &WorkDir) -> Command {
+    /// The helper invocation for one session: the server's argv on the command line, and
+    /// the frame to write on its stdin before anything else (the sandbox plan and the
+    /// server's environment: session values plus `HOME`/`TMPDIR`). The helper itself starts
+    /// with an empty environment.
+    pub(super) fn command(
+        &self,
+        program: PathBuf,
+        env: &SessionEnv,
+        work: &WorkDir,
+    ) -> (Command, Zeroizing<Vec<u8>>) {
         self.command_with(program, env, work, false)
     }
 
@@ -245,7 +253,7 @@ impl ChildSpec {
         env: &SessionEnv,
         work: &WorkDir,
         report: bool,
-    ) -> Command {
+    ) -> (Command, Zeroizing<Vec<u8>>) {
         let sidecar_pid = std::process::id() as i32;
         let mut plan = self.sandbox.plan(&PlanContext {
             workdir: work.path(),
@@ -263,21 +271,28 @@ impl ChildSpec {
             program: program.into_os_string(),
             argv,
         };
+        let mut server_env: Vec<(OsString, OsString)> = env
+            .vars()
+            .map(|(k, v)| (OsString::from(k), v.to_owned()))
+            .collect();
+        server_env.push(("HOME".into(), work.path().into()));
+        server_env.push(("TMPDIR".into(), work.path().into()));
+        let input = HelperInput {
+            plan,
+            env: server_env,
+        }
+        .encode();
         let mut cmd = Command::new(&self.helper_exe);
         cmd.arg(HELPER_ARG)
             .args(helper_args(&helper))
             .env_clear()
-            .envs(env.vars())
-            .env("HOME", work.path())
-            .env("TMPDIR", work.path())
-            .env(PLAN_ENV, serde_json::to_string(&plan).unwrap_or_default())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
-        cmd
+        (cmd, input)
     }
 
     /// Runs the helper once with every layer of the profile, without starting the server,
@@ -294,9 +309,13 @@ impl ChildSpec {
             .resolve_program()
             .unwrap_or_else(|_| PathBuf::from(&self.command));
         let work = self.work_dir()?;
-        let mut cmd = self.command_with(program, &SessionEnv::default(), &work, true);
-        cmd.stdin(Stdio::null());
-        let out = cmd.output().map_err(|e| fail(e.to_string()))?;
+        let (mut cmd, input) = self.command_with(program, &SessionEnv::default(), &work, true);
+        let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A helper that fails before reading closes the pipe: its stderr says why.
+            let _ = std::io::Write::write_all(&mut stdin, &input);
+        }
+        let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             return Err(fail(

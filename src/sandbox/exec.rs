@@ -1,7 +1,8 @@
 //! The `__sandbox-exec` helper: a per-session supervisor and the only `unsafe` in the crate.
 //!
 //! ```text
-//! sidecar ──spawn──▶ helper (this file, single-threaded)
+//! sidecar ──spawn──▶ helper (this file, single-threaded, empty environment)
+//!                      reads the plan and the server's environment from stdin
 //!                      non-dumpable · setsid · child-subreaper · watches its parent
 //!                      build BPF programs and the Landlock ruleset
 //!                      fork ─▶ server branch: rlimits → uid/gid drop → namespaces →
@@ -115,9 +116,123 @@ pub fn parse_helper_args(mut it: impl Iterator<Item = OsString>) -> Result<Helpe
     })
 }
 
-/// Environment variable carrying the [`Plan`] (JSON) from the sidecar to the helper. The
-/// helper removes it from the server's environment.
-pub const PLAN_ENV: &str = "MCP_WARDEN_SANDBOX_PLAN";
+/// What the sidecar sends the helper on its stdin before anything else: the sandbox plan
+/// and the server's environment. Neither travels in the helper's own environment (which is
+/// empty): the dynamic loader reads a process's environment before any of its code runs,
+/// so an `LD_PRELOAD` meant for the server would run code in the unsandboxed helper, with
+/// the sidecar's user and capabilities. Nor on argv, which every process can read.
+///
+/// Frame: `MCPW`, then the plan as JSON and each `NAME=VALUE`, every part preceded by its
+/// length (u32, little-endian); the number of variables comes before them. The helper
+/// reads exactly the frame; everything after it on stdin is the server's.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HelperInput {
+    pub plan: Plan,
+    /// The server's complete environment.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl std::fmt::Debug for HelperInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be secrets: names only.
+        f.debug_struct("HelperInput")
+            .field("plan", &self.plan)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+const FRAME_MAGIC: &[u8; 4] = b"MCPW";
+/// Bounds the helper accepts (a damaged or hostile frame must not make it allocate
+/// without limit).
+const MAX_PLAN_BYTES: u32 = 16 << 20;
+const MAX_VARS: u32 = 4096;
+const MAX_VAR_BYTES: u32 = 1 << 20;
+
+impl HelperInput {
+    /// The frame's bytes (zeroed when dropped: they hold the server's secrets).
+    pub fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let plan = serde_json::to_vec(&self.plan).unwrap_or_default();
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(plan.len() + 4096));
+        out.extend_from_slice(FRAME_MAGIC);
+        out.extend_from_slice(&(plan.len() as u32).to_le_bytes());
+        out.extend_from_slice(&plan);
+        out.extend_from_slice(&(self.env.len() as u32).to_le_bytes());
+        for (k, v) in &self.env {
+            let len = k.len() + 1 + v.len();
+            out.extend_from_slice(&(len as u32).to_le_bytes());
+            out.extend_from_slice(k.as_encoded_bytes());
+            out.push(b'=');
+            out.extend_from_slice(v.as_encoded_bytes());
+        }
+        out
+    }
+
+    /// Reads one frame from `read` (exact reads: nothing after the frame is consumed).
+    pub fn decode(
+        mut read: impl FnMut(&mut [u8]) -> Result<(), String>,
+    ) -> Result<HelperInput, String> {
+        let mut magic = [0u8; 4];
+        read(&mut magic)?;
+        if &magic != FRAME_MAGIC {
+            return Err("not a helper frame".into());
+        }
+        let mut len = [0u8; 4];
+        read(&mut len)?;
+        let len = u32::from_le_bytes(len);
+        if len > MAX_PLAN_BYTES {
+            return Err(format!("plan too large ({len} bytes)"));
+        }
+        let mut plan = vec![0u8; len as usize];
+        read(&mut plan)?;
+        let plan: Plan = serde_json::from_slice(&plan).map_err(|e| format!("bad plan: {e}"))?;
+        let mut count = [0u8; 4];
+        read(&mut count)?;
+        let count = u32::from_le_bytes(count);
+        if count > MAX_VARS {
+            return Err(format!("too many variables ({count})"));
+        }
+        let mut env = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let mut len = [0u8; 4];
+            read(&mut len)?;
+            let len = u32::from_le_bytes(len);
+            if len > MAX_VAR_BYTES {
+                return Err(format!("variable too large ({len} bytes)"));
+            }
+            let mut kv = vec![0u8; len as usize];
+            read(&mut kv)?;
+            let eq = kv
+                .iter()
+                .position(|&b| b == b'=')
+                .filter(|&i| i > 0)
+                .ok_or("a variable without a name")?;
+            let value = kv.split_off(eq + 1);
+            kv.pop();
+            if kv.contains(&0) || value.contains(&0) {
+                return Err("a variable holds a NUL byte".into());
+            }
+            env.push((OsString::from_vec(kv), OsString::from_vec(value)));
+        }
+        Ok(HelperInput { plan, env })
+    }
+}
+
+/// Fills `buf` from stdin with unbuffered reads (std's stdin buffer would swallow the
+/// server's first messages).
+fn read_stdin_exact(buf: &mut [u8]) -> Result<(), String> {
+    let stdin = std::io::stdin();
+    let mut done = 0;
+    while done < buf.len() {
+        match nix::unistd::read(&stdin, &mut buf[done..]) {
+            Ok(0) => return Err("stdin closed before the helper frame ended".into()),
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(format!("reading the helper frame: {e}")),
+        }
+    }
+    Ok(())
+}
 
 /// Entry point of the helper mode. Never returns.
 pub fn main(args: impl Iterator<Item = OsString>) -> ! {
@@ -125,10 +240,9 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
         Ok(a) => a,
         Err(e) => fail(&format!("bad helper arguments: {e}")),
     };
-    let plan: Plan = match std::env::var(PLAN_ENV).map(|s| serde_json::from_str(&s)) {
-        Ok(Ok(plan)) => plan,
-        Ok(Err(e)) => fail(&format!("bad sandbox plan: {e}")),
-        Err(_) => fail("no sandbox plan"),
+    let HelperInput { plan, env } = match HelperInput::decode(read_stdin_exact) {
+        Ok(input) => input,
+        Err(e) => fail(&format!("no sandbox plan: {e}")),
     };
     // The supervisor holds the session's environment (injected credentials): a same-user
     // server must not read it through /proc/<pid>/environ or ptrace.
@@ -168,8 +282,9 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
     // system calls that apply the layers, then exec.
     let program = cstring(args.program.clone());
     let argv: Vec<CString> = args.argv.iter().cloned().map(cstring).collect();
-    let envp: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k != PLAN_ENV)
+    // Exactly the environment the sidecar sent for the server; the helper's own is empty.
+    let envp: Vec<CString> = env
+        .into_iter()
         .map(|(k, v)| {
             let mut kv = k.into_vec();
             kv.push(b'=');
@@ -220,6 +335,10 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(prepared);
+            // The supervisor has no use for the server's environment (secrets among it).
+            for var in envp {
+                zeroize::Zeroize::zeroize(&mut var.into_bytes());
+            }
             detach_stdio();
             supervise(child, args.grace, &handled, args.parent_pid)
         }
@@ -744,6 +863,82 @@ mod tests {
             parse_helper_args(["--bogus".into(), "--".into(), "x".into()].into_iter()).is_err()
         );
         assert!(parse_helper_args(["--".into()].into_iter()).is_err());
+    }
+
+    fn plan() -> Plan {
+        crate::sandbox::profile::SandboxConfig::load("none", Default::default())
+            .unwrap()
+            .plan(&crate::sandbox::profile::PlanContext {
+                workdir: std::path::Path::new("/w"),
+                program: std::path::Path::new("/bin/sh"),
+                args: &[],
+                cwd: None,
+                sidecar_pid: 7,
+            })
+    }
+
+    fn reader(bytes: &[u8]) -> impl FnMut(&mut [u8]) -> Result<(), String> + '_ {
+        let mut at = 0;
+        move |buf: &mut [u8]| {
+            let end = at + buf.len();
+            let src = bytes.get(at..end).ok_or("end of input")?;
+            buf.copy_from_slice(src);
+            at = end;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn helper_input_round_trips_and_stops_at_its_end() {
+        let input = HelperInput {
+            plan: plan(),
+            env: vec![
+                ("PATH".into(), "/usr/bin".into()),
+                ("EMPTY".into(), "".into()),
+                ("WITH_EQ".into(), "a=b=c".into()),
+            ],
+        };
+        let mut bytes = input.encode().to_vec();
+        let frame_len = bytes.len();
+        // What follows the frame (the server's first message) is left unread.
+        bytes.extend_from_slice(b"{\"jsonrpc\":\"2.0\"}\n");
+        let mut read = 0;
+        let mut inner = reader(&bytes);
+        let decoded = HelperInput::decode(|buf| {
+            read += buf.len();
+            inner(buf)
+        })
+        .unwrap();
+        assert_eq!(decoded, input);
+        assert_eq!(read, frame_len);
+        assert!(
+            !format!("{input:?}").contains("/usr/bin"),
+            "values stay out of Debug"
+        );
+    }
+
+    #[test]
+    fn helper_input_refuses_damaged_frames() {
+        let good = HelperInput {
+            plan: plan(),
+            env: vec![("A".into(), "1".into())],
+        }
+        .encode()
+        .to_vec();
+        assert!(HelperInput::decode(reader(b"XXXX")).is_err());
+        assert!(HelperInput::decode(reader(&good[..good.len() - 1])).is_err());
+        let mut huge = b"MCPW".to_vec();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            HelperInput::decode(reader(&huge))
+                .unwrap_err()
+                .contains("too large")
+        );
+        // A variable without a name.
+        let mut nameless = good.clone();
+        let at = nameless.len() - 3;
+        nameless[at..].copy_from_slice(b"=A1");
+        assert!(HelperInput::decode(reader(&nameless)).is_err());
     }
 
     #[test]

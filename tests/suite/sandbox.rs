@@ -692,7 +692,7 @@ async fn optional_namespaces_cut_the_network_where_the_kernel_allows_them() {
 
 #[tokio::test]
 async fn a_session_started_from_a_thread_that_exits_lives_on() {
-    use mcp_warden::sandbox::exec::{HelperArgs, PLAN_ENV, helper_args};
+    use mcp_warden::sandbox::exec::{HelperArgs, HelperInput, helper_args};
     use mcp_warden::sandbox::profile::{PlanContext, SandboxConfig};
     let work = crate::support::TempDir::new("thread");
     let probe = PathBuf::from(probe_bin());
@@ -715,14 +715,18 @@ async fn a_session_started_from_a_thread_that_exits_lives_on() {
     cmd.arg(mcp_warden::sandbox::HELPER_ARG)
         .args(args)
         .env_clear()
-        .env("HOME", work.dir())
-        .env(PLAN_ENV, serde_json::to_string(&plan).unwrap())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
+    let input = HelperInput {
+        plan,
+        env: vec![("HOME".into(), work.dir().into())],
+    }
+    .encode();
     // The spawning thread stays until the server runs (so the helper is past any setup a
     // parent-death signal would need), then exits: one tied to it would kill the session.
     let (mut helper, server) = std::thread::spawn(move || {
-        let helper = cmd.spawn().unwrap();
+        let mut helper = cmd.spawn().unwrap();
+        std::io::Write::write_all(helper.stdin.as_mut().unwrap(), &input).unwrap();
         let supervisor = helper.id() as i32;
         let server = crate::support::eventually(Duration::from_secs(5), || {
             crate::support::proc::descendants(supervisor)

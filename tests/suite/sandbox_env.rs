@@ -504,3 +504,136 @@ async fn a_session_ends_when_its_exchanged_credential_expires() {
         "the server outlived its credential"
     );
 }
+
+/// Runs `wrap` with `args` until it serves or exits; its exit code (None: it served) and
+/// stderr.
+fn start_or_refuse(args: &[String]) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(warden_bin())
+        .args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--")
+        .arg(probe_bin())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("mcp-warden is serving") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, seen);
+        }
+    }
+    (child.wait().unwrap().code(), seen)
+}
+
+#[tokio::test]
+async fn loader_variables_are_refused_unless_allowed() {
+    let dir = crate::support::TempDir::new("loader");
+    let mcp_json = dir.path("mcp.json");
+    std::fs::write(
+        &mcp_json,
+        json!({"mcpServers": {"s": {"command": probe_bin(), "env": {"GLIBC_TUNABLES": "glibc.malloc.check=3"}}}})
+            .to_string(),
+    )
+    .unwrap();
+    let refused = [
+        (
+            vec!["--env".to_owned(), "LD_PRELOAD=/tmp/evil.so".into()],
+            "LD_PRELOAD",
+        ),
+        (
+            vec!["--env-pass".to_owned(), "LD_LIBRARY_PATH".into()],
+            "LD_LIBRARY_PATH",
+        ),
+        (
+            vec!["--env".to_owned(), "GCONV_PATH=/tmp/gconv".into()],
+            "GCONV_PATH",
+        ),
+    ];
+    for (args, name) in &refused {
+        let (code, stderr) = start_or_refuse(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains("--env-allow-loader"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // From an mcpServers file too (its values are never on the command line).
+    let out = std::process::Command::new(warden_bin())
+        .args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
+        .args([
+            "--from-mcp-json",
+            &mcp_json.display().to_string(),
+            "--server",
+            "s",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("GLIBC_TUNABLES"), "{stderr}");
+    assert!(
+        !stderr.contains("glibc.malloc.check=3"),
+        "no value in errors: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_unsandboxed_helper_never_holds_the_servers_environment() {
+    let dir = crate::support::TempDir::new("helper-env");
+    std::fs::set_permissions(
+        dir.dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let key = dir.path("key");
+    std::fs::write(&key, "helper-must-not-hold-this").unwrap();
+    // glibc's loader writes its debug log wherever LD_DEBUG_OUTPUT says, in any dynamically
+    // linked process whose environment has it: a file appearing here means a process outside
+    // the sandbox (the server's Landlock rules do not allow writing here) ran with the
+    // server's environment.
+    let log = dir.path("ld");
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--env", "LD_DEBUG=files"])
+        .args(["--env", &format!("LD_DEBUG_OUTPUT={}", log.display())])
+        .args(["--env-allow-loader", "LD_DEBUG,LD_DEBUG_OUTPUT"])
+        .args(["--env-file", &format!("API_KEY={}", key.display())])
+        .start();
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let got = call(&m, w.pid(), vec!["env".into(), "server_pid".into()]).await;
+    // Explicitly allowed, the variables reach the server...
+    let env = env_of(&got["env"]);
+    assert_eq!(env["LD_DEBUG"], "files", "{env:?}");
+    // ...and nothing else: not the supervisor, which is not sandboxed.
+    let server: i32 = got["server_pid"]
+        .trim_start_matches("ALLOWED: ")
+        .parse()
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{server}/stat")).unwrap();
+    let supervisor = mcp_warden::sandbox::exec::parse_ppid(&stat).unwrap();
+    let environ = std::fs::read(format!("/proc/{supervisor}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    for held in ["LD_DEBUG", "helper-must-not-hold-this", "API_KEY"] {
+        assert!(
+            !environ.contains(held),
+            "the supervisor holds {held}: {environ}"
+        );
+    }
+    let written: Vec<_> = std::fs::read_dir(dir.dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("ld"))
+        .collect();
+    assert!(
+        written.is_empty(),
+        "a loader outside the sandbox read LD_DEBUG: {written:?}"
+    );
+    m.delete().await;
+}
