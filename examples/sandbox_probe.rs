@@ -146,6 +146,21 @@ fn write_file(path: &str) -> Outcome {
     r.map(|_| String::new())
 }
 
+/// This process's parent as the sidecar sees it: read through /proc (the host's mount)
+/// rather than getppid(), which answers in the server's PID namespace when it has one.
+fn host_ppid() -> i32 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            s[s.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
 fn parent_of(pid: i32) -> i32 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -232,7 +247,7 @@ fn pid_and_signal(arg: &str, sidecar: i32) -> (i32, i32) {
 fn attack_once(attack: &str, sidecar: i32) -> Outcome {
     let (name, arg) = attack.split_once(':').unwrap_or((attack, ""));
     // Attacks run in a child of the probe: the supervisor is the probe's parent.
-    let supervisor = parent_of(nix::unistd::getppid().as_raw());
+    let supervisor = parent_of(host_ppid());
     let home = std::env::var("HOME").unwrap_or_default();
     match name {
         // Files.
@@ -661,7 +676,7 @@ fn attack_once(attack: &str, sidecar: i32) -> Outcome {
         "cmdline" => read_file("/proc/self/cmdline"),
         "status" => read_file("/proc/self/status"),
         "parents" => Ok(format!("{supervisor} {}", parent_of(supervisor))),
-        "server_pid" => Ok(nix::unistd::getppid().to_string()),
+        "server_pid" => Ok(host_ppid().to_string()),
         "workdirs" => {
             std::fs::read_dir(std::path::Path::new(&home).parent().unwrap_or("/".as_ref()))
                 .map(|d| d.count().to_string())

@@ -268,6 +268,17 @@ struct SandboxArgs {
     #[arg(long = "sandbox-user", env = "MCP_WARDEN_SANDBOX_USER", value_name = "UID[:GID]", value_parser = parse_user)]
     sandbox_user: Option<(u32, u32)>,
 
+    /// A uid (and gid) of its own for each session's server, when the sidecar runs as root:
+    /// auto (from 60514-61183, unless the server's files are closed to other users: then
+    /// the sidecar's uid, with a warning), off, or FIRST-LAST (always; no start otherwise).
+    #[arg(
+        long = "sandbox-uids",
+        env = "MCP_WARDEN_SANDBOX_UIDS",
+        default_value = "auto",
+        value_name = "auto|off|FIRST-LAST"
+    )]
+    sandbox_uids: crate::sandbox::profile::SessionUids,
+
     /// Directory holding the per-session work dirs (HOME and TMPDIR of each server).
     /// Default: a new directory under the system temporary directory.
     #[arg(long = "work-root", env = "MCP_WARDEN_WORK_ROOT", value_name = "DIR")]
@@ -373,6 +384,7 @@ impl SandboxArgs {
             read: self.sandbox_read,
             read_write: self.sandbox_write,
             user: self.sandbox_user,
+            session_uids: self.sandbox_uids,
             work_root: self.work_root,
             env_pass: self.env_pass,
             env_allow_loader: self.env_allow_loader,

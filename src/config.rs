@@ -19,7 +19,7 @@ use crate::auth::{
     Resources, ScopeRules, Secret,
 };
 use crate::child::{ChildSpec, EnvPlan, EnvSource, StderrLimits};
-use crate::sandbox::profile::{SandboxConfig, SandboxOverrides};
+use crate::sandbox::profile::{SandboxConfig, SandboxOverrides, SessionUids};
 use crate::session::{SessionConfig, StreamLimits};
 use crate::transport::http::{HttpConfig, LegacyPaths, ServerLimits, TlsConfig};
 
@@ -72,6 +72,8 @@ pub struct SandboxOptions {
     pub read_write: Vec<PathBuf>,
     /// Run the server as this uid/gid (the sidecar must be root).
     pub user: Option<(u32, u32)>,
+    /// `--sandbox-uids`: a uid per session (root sidecar).
+    pub session_uids: SessionUids,
     /// Parent of the per-session work dirs.
     pub work_root: Option<PathBuf>,
     /// Variables passed from the sidecar's environment besides PATH, LANG and TZ.
@@ -143,6 +145,7 @@ impl Default for SandboxOptions {
             read: vec![],
             read_write: vec![],
             user: None,
+            session_uids: SessionUids::Auto,
             work_root: None,
             env_pass: vec![],
             env_allow_loader: vec![],
@@ -338,6 +341,7 @@ impl WrapConfig {
                 extra_read: sb.read.clone(),
                 extra_read_write: sb.read_write.clone(),
                 user: sb.user,
+                session_uids: sb.session_uids,
             },
         )
         .map_err(|e| ConfigError::Sandbox(e.to_string()))?;
@@ -376,6 +380,7 @@ impl WrapConfig {
             sandbox: Arc::new(sandbox),
             work_root,
             sandbox_status: std::sync::OnceLock::new(),
+            session_uids: std::sync::OnceLock::new(),
             cwd: o.cwd.clone(),
             stdin_close_grace: o.kill_grace.min(Duration::from_secs(2)),
             kill_grace: o.kill_grace,

@@ -12,10 +12,13 @@ use zeroize::Zeroizing;
 
 use super::env::{EnvPlan, SessionEnv};
 use crate::sandbox::HELPER_ARG;
+use crate::sandbox::command::interpreter;
 use crate::sandbox::exec::{HelperArgs, HelperInput, helper_args};
 use crate::sandbox::landlock::{ExposedFile, check_not_exposed};
+use crate::sandbox::profile::{DEFAULT_SESSION_UIDS, SessionUids};
 use crate::sandbox::profile::{PlanContext, SandboxConfig};
 use crate::sandbox::status::{LayerReport, NotEnforced, SandboxStatus, SidecarProtection};
+use crate::sandbox::uids::{Exhausted, Need, UidLease, UidPool, closed_to_other_users};
 
 /// What to run for each session, fixed at startup.
 #[derive(Debug, Clone)]
@@ -31,6 +34,9 @@ pub struct ChildSpec {
     pub work_root: PathBuf,
     /// What the sandbox enforces, once measured at startup ([`check_sandbox`]).
     pub sandbox_status: OnceLock<SandboxStatus>,
+    /// The uids sessions' servers run as, one each, when [`check_sandbox`] found that the
+    /// sidecar can switch (root) and the profile and `--sandbox-uids` want it.
+    pub session_uids: OnceLock<Arc<UidPool>>,
     /// Working directory of the server; the sidecar's when `None`.
     pub cwd: Option<PathBuf>,
     /// Wait after closing stdin before SIGTERM, and after SIGTERM before SIGKILL.
@@ -84,13 +90,19 @@ pub enum SpawnError {
     },
     #[error("the sandbox check of `{command}` failed: {reason}")]
     SandboxCheck { command: String, reason: String },
+    #[error(transparent)]
+    SessionUid(#[from] Exhausted),
 }
 
 /// A session's private directory (`HOME` and `TMPDIR` of its server), removed with
 /// everything in it when dropped; the session drops it once the server's tree has exited.
+/// It also holds the session's uid lease, if any: the uid goes back to the pool with it.
 #[derive(Debug)]
 pub struct WorkDir {
     path: PathBuf,
+    owner: Option<(u32, u32)>,
+    // Declared last: dropped after the directory is removed.
+    lease: Option<UidLease>,
 }
 
 impl WorkDir {
@@ -102,15 +114,37 @@ impl WorkDir {
         let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let path = root.join(name);
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
-        let dir = WorkDir { path };
+        let dir = WorkDir {
+            path,
+            owner,
+            lease: None,
+        };
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(&dir.path, Some(uid), Some(gid))?;
         }
         Ok(dir)
     }
 
+    /// Creates a work dir owned by the session's own uid (and the gid of the same number).
+    fn create_leased(root: &Path, lease: UidLease) -> std::io::Result<WorkDir> {
+        let id = lease.uid();
+        let mut dir = WorkDir::create(root, Some((id, id)))?;
+        dir.lease = Some(lease);
+        Ok(dir)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The uid/gid the server runs as, when not the sidecar's.
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        self.owner
+    }
+
+    /// Whether the owner is this session's alone.
+    pub fn owner_is_leased(&self) -> bool {
+        self.lease.is_some()
     }
 }
 
@@ -226,12 +260,16 @@ impl ChildSpec {
         Err(SpawnError::NotFound(self.display_command()))
     }
 
-    /// A new work dir for one session.
+    /// A new work dir for one session, with a uid of its own when sessions get one.
     pub fn work_dir(&self) -> Result<WorkDir, SpawnError> {
-        WorkDir::create(&self.work_root, self.sandbox.user).map_err(|source| SpawnError::WorkDir {
+        let err = |source| SpawnError::WorkDir {
             root: self.work_root.clone(),
             source,
-        })
+        };
+        match self.session_uids.get() {
+            Some(pool) => WorkDir::create_leased(&self.work_root, pool.lease()?).map_err(err),
+            None => WorkDir::create(&self.work_root, self.sandbox.user).map_err(err),
+        }
     }
 
     /// The helper invocation for one session: the server's argv on the command line, and
@@ -263,6 +301,10 @@ impl ChildSpec {
             sidecar_pid,
         });
         plan.report = report;
+        if let Some(owner) = work.owner() {
+            plan.user = Some(owner);
+            plan.session_uid = work.owner_is_leased();
+        }
         let mut argv = vec![self.command.clone()];
         argv.extend(self.args.iter().cloned());
         let helper = HelperArgs {
@@ -359,6 +401,94 @@ pub enum SandboxStartError {
     Check(#[from] SpawnError),
     #[error(transparent)]
     NotEnforced(#[from] NotEnforced),
+    #[error("--sandbox-uids {range}: {reason}")]
+    SessionUids { range: String, reason: String },
+}
+
+impl ChildSpec {
+    /// What a server of this command must be able to use as a uid of its own: the program
+    /// (and its `#!` interpreter), script arguments, `--cwd`, and the paths the operator
+    /// added with `--sandbox-read`/`--sandbox-write`.
+    fn paths_for_session_uids(&self) -> Vec<(PathBuf, Need)> {
+        let mut paths = Vec::new();
+        if let Ok(program) = self.resolve_program() {
+            if let Some(interp) = interpreter(&program, self.child_path().as_deref()) {
+                paths.push((program.clone(), Need::Read));
+                paths.push((interp, Need::Exec));
+            }
+            paths.push((program, Need::Exec));
+        }
+        let base = self
+            .cwd
+            .clone()
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_default();
+        for arg in &self.args {
+            let p = base.join(arg);
+            if p.is_file() {
+                paths.push((p, Need::Read));
+            }
+        }
+        if let Some(cwd) = &self.cwd {
+            paths.push((cwd.clone(), Need::Exec));
+        }
+        paths.extend(
+            self.sandbox
+                .extra_read
+                .iter()
+                .map(|p| (p.clone(), Need::Read)),
+        );
+        paths.extend(
+            self.sandbox
+                .extra_read_write
+                .iter()
+                .map(|p| (p.clone(), Need::Write)),
+        );
+        paths
+    }
+
+    /// Decides, at startup, whether sessions get uids of their own (see [`SessionUids`]).
+    fn decide_session_uids(&self) -> Result<Option<Arc<UidPool>>, SandboxStartError> {
+        let root = nix::unistd::geteuid().is_root();
+        let me = nix::unistd::geteuid().as_raw();
+        match self.sandbox.session_uids {
+            SessionUids::Off => Ok(None),
+            SessionUids::Auto if !root => {
+                tracing::info!(
+                    uid = me,
+                    "servers run as the sidecar's uid: a uid per session needs a root sidecar"
+                );
+                Ok(None)
+            }
+            SessionUids::Auto => {
+                if let Some(closed) = closed_to_other_users(&self.paths_for_session_uids()) {
+                    tracing::warn!(
+                        "servers run as the sidecar's uid {me} (capabilities dropped), not as a uid per session: {closed}; make it readable by other users, or pass --sandbox-uids off to accept this, or --sandbox-uids FIRST-LAST to refuse to start instead"
+                    );
+                    return Ok(None);
+                }
+                let (first, last) = DEFAULT_SESSION_UIDS;
+                Ok(Some(UidPool::new(first, last)))
+            }
+            SessionUids::Range { first, last } => {
+                let refuse = |reason: String| SandboxStartError::SessionUids {
+                    range: format!("{first}-{last}"),
+                    reason,
+                };
+                if !root {
+                    return Err(refuse(format!(
+                        "a uid per session needs the sidecar to run as root (it runs as {me})"
+                    )));
+                }
+                if let Some(closed) = closed_to_other_users(&self.paths_for_session_uids()) {
+                    return Err(refuse(format!(
+                        "{closed}: make it readable by other users, or pass --sandbox-uids off"
+                    )));
+                }
+                Ok(Some(UidPool::new(first, last)))
+            }
+        }
+    }
 }
 
 /// The startup sequence of the sandbox: create the work root, refuse if a sidecar secret
@@ -378,7 +508,22 @@ pub fn check_sandbox(
         source,
     })?;
     spec.check_exposure(secret_files)?;
+    if let Some(pool) = spec.decide_session_uids()? {
+        let _ = spec.session_uids.set(pool);
+    }
     let report = spec.check_sandbox()?;
+    if let Some(pool) = spec.session_uids.get() {
+        let (first, last) = pool.range();
+        if !(first..=last).contains(&report.uid) || report.uid != report.gid {
+            return Err(SandboxStartError::SessionUids {
+                range: format!("{first}-{last}"),
+                reason: format!(
+                    "the server ran as {}:{}, not as a uid of the range",
+                    report.uid, report.gid
+                ),
+            });
+        }
+    }
     let status =
         SandboxStatus::evaluate(&spec.sandbox, report, sidecar, spec.env.injects_secrets())?;
     let l = &status.layers;
@@ -393,6 +538,20 @@ pub fn check_sandbox(
         sandbox.uid = l.uid,
         sandbox.gid = l.gid,
         sandbox.capabilities_dropped = l.capabilities_dropped,
+        sandbox.session_uids = %spec
+            .session_uids
+            .get()
+            .map(|p| format!("{}-{}", p.range().0, p.range().1))
+            .unwrap_or_else(|| "off".into()),
+        sandbox.signal_isolation = %if l.signal_isolation.is_empty() {
+            "none".to_owned()
+        } else {
+            l.signal_isolation
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        },
         sidecar.non_dumpable = status.sidecar.non_dumpable,
         sidecar.subreaper = status.sidecar.subreaper,
         "sandbox layers in force"
@@ -430,6 +589,7 @@ mod tests {
             sandbox: Arc::new(SandboxConfig::load("default", Default::default()).unwrap()),
             work_root: std::env::temp_dir(),
             sandbox_status: OnceLock::new(),
+            session_uids: OnceLock::new(),
             cwd: None,
             stdin_close_grace: Duration::from_secs(1),
             kill_grace: Duration::from_secs(1),

@@ -40,9 +40,9 @@ use nix::unistd::{
 use seccompiler::BpfProgram;
 
 use super::landlock::{self, Enforcement};
-use super::profile::{Namespace, Plan, Rlimit};
+use super::profile::{Isolation, LandlockScope, Namespace, Plan, Rlimit};
 use super::seccomp::{self, Program, Protected};
-use super::status::LayerReport;
+use super::status::{LayerReport, SignalIsolation};
 
 /// Exit code when the helper itself cannot do its job (bad arguments, fork failure).
 const EXIT_HELPER_FAILED: i32 = 125;
@@ -172,6 +172,13 @@ impl HelperInput {
     pub fn decode(
         mut read: impl FnMut(&mut [u8]) -> Result<(), String>,
     ) -> Result<HelperInput, String> {
+        let plan = HelperInput::decode_plan(&mut read)?;
+        let env = HelperInput::decode_env(&mut read)?;
+        Ok(HelperInput { plan, env })
+    }
+
+    /// The frame's first part: the plan (nothing secret).
+    fn decode_plan(read: &mut impl FnMut(&mut [u8]) -> Result<(), String>) -> Result<Plan, String> {
         let mut magic = [0u8; 4];
         read(&mut magic)?;
         if &magic != FRAME_MAGIC {
@@ -185,7 +192,13 @@ impl HelperInput {
         }
         let mut plan = vec![0u8; len as usize];
         read(&mut plan)?;
-        let plan: Plan = serde_json::from_slice(&plan).map_err(|e| format!("bad plan: {e}"))?;
+        serde_json::from_slice(&plan).map_err(|e| format!("bad plan: {e}"))
+    }
+
+    /// The frame's second part: the server's environment.
+    fn decode_env(
+        read: &mut impl FnMut(&mut [u8]) -> Result<(), String>,
+    ) -> Result<Vec<(OsString, OsString)>, String> {
         let mut count = [0u8; 4];
         read(&mut count)?;
         let count = u32::from_le_bytes(count);
@@ -214,7 +227,7 @@ impl HelperInput {
             }
             env.push((OsString::from_vec(kv), OsString::from_vec(value)));
         }
-        Ok(HelperInput { plan, env })
+        Ok(env)
     }
 }
 
@@ -240,15 +253,36 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
         Ok(a) => a,
         Err(e) => fail(&format!("bad helper arguments: {e}")),
     };
-    let HelperInput { plan, env } = match HelperInput::decode(read_stdin_exact) {
-        Ok(input) => input,
+    let mut read = read_stdin_exact;
+    let plan = match HelperInput::decode_plan(&mut read) {
+        Ok(plan) => plan,
         Err(e) => fail(&format!("no sandbox plan: {e}")),
     };
+    // Keeping sessions apart: a uid of its own (chosen by the sidecar) or Landlock's signal
+    // scope, where the kernel has it, do it for the server; otherwise a PID namespace, in
+    // which no pid outside the session can be named, where the kernel allows one. The
+    // supervisor enters it (a user namespace first when it is not root) so that the server
+    // is the namespace's first process: everything in it dies with the server. This comes
+    // before the server's environment is read and the supervisor turns non-dumpable: a
+    // non-dumpable process cannot write its own uid map.
+    let landlock_signal = plan
+        .landlock
+        .as_ref()
+        .is_some_and(|l| l.scopes.contains(&LandlockScope::Signal))
+        && landlock_abi() >= 6;
+    let pid_namespace = plan.isolate_sessions != Isolation::Off
+        && !plan.session_uid
+        && !landlock_signal
+        && enter_pid_namespace().is_ok();
     // The supervisor holds the session's environment (injected credentials): a same-user
-    // server must not read it through /proc/<pid>/environ or ptrace.
+    // server must not read it through /proc/<pid>/mem or ptrace.
     if let Err(e) = prctl::set_dumpable(false) {
         fail(&format!("cannot make the supervisor non-dumpable: {e}"));
     }
+    let env = match HelperInput::decode_env(&mut read) {
+        Ok(env) => env,
+        Err(e) => fail(&format!("no server environment: {e}")),
+    };
     // A new session: the server tree gets its own process group and no controlling terminal.
     if let Err(e) = setsid() {
         fail(&format!("setsid failed: {e}"));
@@ -292,7 +326,7 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
             cstring(OsString::from_vec(kv))
         })
         .collect();
-    let prepared = match prepare(&plan, args.parent_pid) {
+    let prepared = match prepare(&plan, args.parent_pid, pid_namespace) {
         Ok(p) => p,
         Err(e) => fail(&format!("sandbox: {e}")),
     };
@@ -349,18 +383,24 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
 /// Landlock ruleset (path fds opened here).
 struct Prepared {
     filters: Vec<BpfProgram>,
+    /// The pid filter, and its stricter form for a server no kernel layer keeps from the
+    /// sidecar's threads (chosen in the server branch, once Landlock's answer is known).
+    protect: Option<(BpfProgram, Vec<BpfProgram>)>,
     landlock: Option<Result<RulesetCreated, String>>,
     last_cap: u32,
     supervisor: i32,
+    /// The server will be the first process of a new PID namespace.
+    pid_namespace: bool,
 }
 
-fn prepare(plan: &Plan, sidecar: i32) -> Result<Prepared, String> {
+fn prepare(plan: &Plan, sidecar: i32, pid_namespace: bool) -> Result<Prepared, String> {
     let mut filters: Vec<BpfProgram> = Vec::new();
     let arch = seccomp::native_arch();
     if plan.x32_guard && cfg!(target_arch = "x86_64") {
         filters.push(seccomp::x32_guard().to_bpf());
     }
     filters.extend(plan.seccomp.iter().map(Program::to_bpf));
+    let mut protect = None;
     if plan.protect_sidecar {
         let protected = Protected {
             sidecar,
@@ -368,13 +408,24 @@ fn prepare(plan: &Plan, sidecar: i32) -> Result<Prepared, String> {
                 .map(Pid::as_raw)
                 .unwrap_or(0),
             supervisor: getpid().as_raw(),
+            sidecar_threads: Vec::new(),
         };
         let arch = arch.map_err(|e| e.to_string())?;
-        filters.push(
-            seccomp::protect_pids(protected, arch)
-                .map_err(|e| e.to_string())?
-                .to_bpf(),
-        );
+        let bpf = |p: Result<Program, seccomp::SeccompError>| {
+            p.map(|p| p.to_bpf()).map_err(|e| e.to_string())
+        };
+        let base = bpf(seccomp::protect_pids(&protected, arch))?;
+        // The sidecar's threads take signals too (kill(2) accepts a thread id). Those running
+        // now are named; tkill, which takes any thread id, answers ENOSYS.
+        let guarded = Protected {
+            sidecar_threads: threads_of(sidecar),
+            ..protected
+        };
+        let guard = vec![
+            bpf(seccomp::protect_pids(&guarded, arch))?,
+            bpf(seccomp::tkill_enosys(arch))?,
+        ];
+        protect = Some((base, guard));
     }
     let landlock = plan
         .landlock
@@ -391,10 +442,58 @@ fn prepare(plan: &Plan, sidecar: i32) -> Result<Prepared, String> {
         .unwrap_or(63);
     Ok(Prepared {
         filters,
+        protect,
         landlock,
         last_cap,
         supervisor: getpid().as_raw(),
+        pid_namespace,
     })
+}
+
+/// Thread ids of `pid` other than its main one (bounded: the filter must stay small).
+fn threads_of(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&t| t != pid)
+        .take(256)
+        .collect()
+}
+
+/// Landlock ABI version of the running kernel; 0 when Landlock is missing or a container
+/// runtime's seccomp profile refuses its system calls.
+fn landlock_abi() -> i32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute pointer and size 0, this flag only asks for the version.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    i32::try_from(v).unwrap_or(0).max(0)
+}
+
+/// Moves the supervisor into a new PID namespace for its next child: with only
+/// CLONE_NEWPID as root, behind a new user namespace (mapping its own uid and gid) otherwise.
+fn enter_pid_namespace() -> Result<(), String> {
+    let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+    if uid == 0 {
+        return unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare: {e}"));
+    }
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID)
+        .map_err(|e| format!("unshare: {e}"))?;
+    // Once in the new user namespace there is no way back: without the maps its uid would
+    // be the overflow uid, so a failure here is fatal.
+    if let Err(e) = write_id_maps(uid, gid) {
+        fail(&format!(
+            "cannot map the supervisor's ids in its user namespace: {e}"
+        ));
+    }
+    Ok(())
 }
 
 /// Applies the layers to this (forked, single-threaded) process in the order that keeps
@@ -409,6 +508,11 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
         if !geteuid().is_root() {
             return Err("a uid/gid change needs the sidecar to run as root".into());
         }
+        if plan.drop_capabilities {
+            // Emptying the bounding set needs CAP_SETPCAP, which the uid change takes away.
+            drop_bounding_set(prepared.last_cap)
+                .map_err(|e| format!("dropping capabilities: {e}"))?;
+        }
         setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
         let (g, u) = (Gid::from_raw(gid), Uid::from_raw(uid));
         setresgid(g, g, g).map_err(|e| format!("setresgid({gid}): {e}"))?;
@@ -416,8 +520,11 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
     }
     let namespaces = match unshare_namespaces(&plan.namespaces) {
         Ok(()) => plan.namespaces.clone(),
-        Err(e) if plan.namespaces_required => return Err(format!("namespaces: {e}")),
-        Err(_) => Vec::new(),
+        Err(NamespaceError::Refused(e)) if plan.namespaces_required => {
+            return Err(format!("namespaces: {e}"));
+        }
+        Err(NamespaceError::Refused(_)) => Vec::new(),
+        Err(NamespaceError::Unmapped(e)) => return Err(format!("namespaces: {e}")),
     };
     // Whatever the sidecar holds (root's sets, ambient capabilities it was started with, or
     // everything a user namespace grants inside it) is not for the server.
@@ -428,7 +535,13 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
     // Die with the supervisor. Set after any credential change (a user namespace is one),
     // which clears it.
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("parent-death signal: {e}"))?;
-    if getppid().as_raw() != prepared.supervisor {
+    // In its own PID namespace the server cannot see the supervisor: its parent shows as 0.
+    let parent = if prepared.pid_namespace {
+        0
+    } else {
+        prepared.supervisor
+    };
+    if getppid().as_raw() != parent {
         return Err("the supervisor is gone".into());
     }
 
@@ -460,8 +573,38 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
     if plan.no_new_privs {
         prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     }
+    // What keeps this server from signalling other sessions (and the sidecar's threads).
+    let mut signal_isolation = Vec::new();
+    if plan.session_uid && plan.user.is_some() {
+        signal_isolation.push(SignalIsolation::SessionUid);
+    }
+    let scoped = plan
+        .landlock
+        .as_ref()
+        .is_some_and(|l| l.scopes.contains(&LandlockScope::Signal));
+    if scoped
+        && landlock_abi.unwrap_or(0) >= 6
+        && matches!(
+            landlock_state,
+            Enforcement::FullyEnforced | Enforcement::PartiallyEnforced
+        )
+    {
+        signal_isolation.push(SignalIsolation::LandlockScope);
+    }
+    if prepared.pid_namespace {
+        signal_isolation.push(SignalIsolation::PidNamespace);
+    }
+    let sidecar_threads_guarded = prepared.protect.is_some() && signal_isolation.is_empty();
+    let mut filters = prepared.filters;
+    if let Some((base, guard)) = prepared.protect {
+        if signal_isolation.is_empty() {
+            filters.extend(guard);
+        } else {
+            filters.push(base);
+        }
+    }
     let mut installed = 0;
-    for filter in &prepared.filters {
+    for filter in &filters {
         match seccompiler::apply_filter(filter) {
             Ok(()) => installed += 1,
             Err(e) if plan.seccomp_required => return Err(format!("seccomp: {e}")),
@@ -481,12 +624,23 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
         cap_eff: cap_eff(),
         rlimits: plan.rlimits.clone(),
         namespaces,
+        signal_isolation,
+        sidecar_threads_guarded,
     })
+}
+
+/// Why optional namespaces are missing.
+enum NamespaceError {
+    /// The kernel refused them: the process is unchanged (best-effort profiles go on).
+    Refused(String),
+    /// The user namespace exists but its ids could not be mapped: the process would run as
+    /// the overflow uid, so it must not go on.
+    Unmapped(String),
 }
 
 /// Gives this process its own copies of `kinds`, a user namespace first (so no privilege is
 /// needed), mapping its uid and gid to themselves.
-fn unshare_namespaces(kinds: &[Namespace]) -> Result<(), String> {
+fn unshare_namespaces(kinds: &[Namespace]) -> Result<(), NamespaceError> {
     if kinds.is_empty() {
         return Ok(());
     }
@@ -500,16 +654,26 @@ fn unshare_namespaces(kinds: &[Namespace]) -> Result<(), String> {
             Namespace::Uts => CloneFlags::CLONE_NEWUTS,
         };
     }
-    unshare(flags).map_err(|e| format!("unshare: {e}"))?;
+    unshare(flags).map_err(|e| NamespaceError::Refused(format!("unshare: {e}")))?;
     if flags.contains(CloneFlags::CLONE_NEWUSER) {
-        let write = |file: &str, text: String| {
-            std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| format!("{file}: {e}"))
-        };
-        write("setgroups", "deny".into())?;
-        write("uid_map", format!("{uid} {uid} 1"))?;
-        write("gid_map", format!("{gid} {gid} 1"))?;
+        // The supervisor's non-dumpable flag is inherited (and a uid change sets it): its
+        // /proc/self files then belong to root, and the maps cannot be written. The server
+        // is exec'd next, which makes it dumpable anyway.
+        prctl::set_dumpable(true)
+            .map_err(|e| NamespaceError::Unmapped(format!("dumpable: {e}")))?;
+        write_id_maps(uid, gid).map_err(NamespaceError::Unmapped)?;
     }
     Ok(())
+}
+
+/// Maps `uid` and `gid` to themselves in a user namespace this process just created.
+fn write_id_maps(uid: u32, gid: u32) -> Result<(), String> {
+    let write = |file: &str, text: String| {
+        std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| format!("{file}: {e}"))
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("{uid} {uid} 1"))?;
+    write("gid_map", format!("{gid} {gid} 1"))
 }
 
 fn set_rlimit(resource: Rlimit, value: u64) -> Result<(), String> {
@@ -554,9 +718,8 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Empties the bounding set (so exec cannot grant capabilities back to uid 0), the ambient
-/// set, and the effective/permitted/inheritable sets.
-fn drop_capabilities(last_cap: u32) -> Result<(), Errno> {
+/// Empties the bounding set, so exec cannot grant capabilities back to uid 0.
+fn drop_bounding_set(last_cap: u32) -> Result<(), Errno> {
     for cap in 0..=last_cap {
         // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
         let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
@@ -568,6 +731,13 @@ fn drop_capabilities(last_cap: u32) -> Result<(), Errno> {
             (_, e) => return Err(e),
         }
     }
+    Ok(())
+}
+
+/// Empties the bounding set (so exec cannot grant capabilities back to uid 0), the ambient
+/// set, and the effective/permitted/inheritable sets.
+fn drop_capabilities(last_cap: u32) -> Result<(), Errno> {
+    drop_bounding_set(last_cap)?;
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
     let rc = unsafe {
         libc::prctl(

@@ -99,10 +99,94 @@ struct RlimitSection {
 struct ProcessSection {
     drop_capabilities: bool,
     no_new_privs: bool,
+    /// Run each session's server as a uid of its own when the sidecar can switch (root).
+    #[serde(default = "yes")]
+    session_uids: bool,
+    /// Whether a layer must keep one session's server from signalling another session's
+    /// processes (see [`Isolation`]).
+    #[serde(default = "Isolation::best_effort")]
+    isolate_sessions: Isolation,
     #[serde(default)]
     namespaces: Vec<Namespace>,
     #[serde(default = "LandlockMode::off")]
     namespaces_mode: LandlockMode,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How much keeping sessions apart matters to a profile. Signals are the measure: a server
+/// that can signal another session's server or supervisor can end that session. Layers that
+/// do it, in the order the helper tries them: a uid per session (a root sidecar), Landlock's
+/// signal scope (Linux 6.12), a PID namespace (where user namespaces are allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Not asked for (`none`).
+    Off,
+    /// Warn, naming the hole and the remedy, where no layer does it.
+    BestEffort,
+    /// Refuse to start where no layer does it.
+    Required,
+}
+
+impl Isolation {
+    fn best_effort() -> Isolation {
+        Isolation::BestEffort
+    }
+}
+
+/// Which uids sessions' servers run as when the sidecar is root (`--sandbox-uids`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum SessionUids {
+    /// One uid per live session from [`DEFAULT_SESSION_UIDS`] when the sidecar runs as root
+    /// and the server's files are open to other users; otherwise the sidecar's uid, with a
+    /// warning saying why.
+    #[default]
+    Auto,
+    /// The sidecar's uid (or `--sandbox-user`) for every session.
+    Off,
+    /// One uid per live session from this range, or no start.
+    Range { first: u32, last: u32 },
+}
+
+/// The default per-session uid range: the gap systemd leaves between the uids of
+/// systemd-homed users (60001–60513) and dynamic service users (61184–65519), above the
+/// regular users of most systems (≤ 60000) and below 65536, so it also exists in containers
+/// whose user namespace maps only 65536 ids.
+pub const DEFAULT_SESSION_UIDS: (u32, u32) = (60514, 61183);
+
+impl TryFrom<String> for SessionUids {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<SessionUids, String> {
+        s.parse()
+    }
+}
+
+impl std::str::FromStr for SessionUids {
+    type Err = String;
+
+    /// `auto`, `off`, or `FIRST-LAST`.
+    fn from_str(s: &str) -> Result<SessionUids, String> {
+        match s {
+            "auto" => return Ok(SessionUids::Auto),
+            "off" => return Ok(SessionUids::Off),
+            _ => {}
+        }
+        let bad = || format!("{s:?}: expected auto, off or FIRST-LAST (e.g. 60514-61183)");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let first: u32 = a.trim().parse().map_err(|_| bad())?;
+        let last: u32 = b.trim().parse().map_err(|_| bad())?;
+        if first == 0 || last < first || last >= u32::MAX - 1 {
+            return Err(format!(
+                "{s:?}: the range must start above 0 and not end before it starts"
+            ));
+        }
+        Ok(SessionUids::Range { first, last })
+    }
 }
 
 /// A namespace the server gets its own copy of. A user namespace comes first (it is what
@@ -227,14 +311,56 @@ pub struct SandboxConfig {
     pub namespaces_mode: LandlockMode,
     /// Run the server as this uid/gid (the sidecar must be root).
     pub user: Option<(u32, u32)>,
+    /// Per-session uids: what the operator asked for (`Off` when the profile does not use
+    /// them or `--sandbox-user` fixes one uid).
+    pub session_uids: SessionUids,
+    /// `--sandbox-read` and `--sandbox-write`, as given (also in `landlock`).
+    pub extra_read: Vec<PathBuf>,
+    pub extra_read_write: Vec<PathBuf>,
+    pub isolate_sessions: Isolation,
 }
 
 /// What the operator adds to a profile on the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SandboxOverrides {
     pub extra_read: Vec<PathBuf>,
     pub extra_read_write: Vec<PathBuf>,
     pub user: Option<(u32, u32)>,
+    pub session_uids: SessionUids,
+}
+
+impl Default for SandboxOverrides {
+    fn default() -> Self {
+        SandboxOverrides {
+            extra_read: Vec::new(),
+            extra_read_write: Vec::new(),
+            user: None,
+            session_uids: SessionUids::Auto,
+        }
+    }
+}
+
+/// Why per-session uids cannot be combined as asked.
+fn session_uids(
+    name: &str,
+    profile_wants: bool,
+    o: &SandboxOverrides,
+) -> Result<SessionUids, ProfileError> {
+    let invalid = |message: &str| ProfileError::Invalid {
+        name: name.to_owned(),
+        message: message.to_owned(),
+    };
+    match (o.session_uids, o.user, profile_wants) {
+        (SessionUids::Range { .. }, Some(_), _) => Err(invalid(
+            "--sandbox-uids and --sandbox-user both choose the server's uid: give one",
+        )),
+        (SessionUids::Range { .. }, None, false) => Err(invalid(
+            "the profile runs servers with the sidecar's uid (process.session_uids = false): --sandbox-uids does not apply",
+        )),
+        (SessionUids::Range { first, last }, None, true) => Ok(SessionUids::Range { first, last }),
+        (SessionUids::Auto, None, true) => Ok(SessionUids::Auto),
+        _ => Ok(SessionUids::Off),
+    }
 }
 
 impl SandboxConfig {
@@ -298,16 +424,19 @@ impl SandboxConfig {
                 .map(|p| PathTemplate::parse(name, list, p))
                 .collect::<Result<Vec<_>, _>>()
         };
+        let session_uids = session_uids(name, file.process.session_uids, &overrides)?;
         let l = &file.landlock;
         let mut read = templates("read", &l.read)?;
         let mut read_write = templates("read_write", &l.read_write)?;
+        let extra_read: Vec<PathBuf> = overrides.extra_read.into_iter().map(absolute).collect();
+        let extra_read_write: Vec<PathBuf> = overrides
+            .extra_read_write
+            .into_iter()
+            .map(absolute)
+            .collect();
         if l.mode != LandlockMode::Off {
-            for p in overrides.extra_read {
-                read.push(PathTemplate::Literal(absolute(p)));
-            }
-            for p in overrides.extra_read_write {
-                read_write.push(PathTemplate::Literal(absolute(p)));
-            }
+            read.extend(extra_read.iter().cloned().map(PathTemplate::Literal));
+            read_write.extend(extra_read_write.iter().cloned().map(PathTemplate::Literal));
         }
         let r = &file.rlimits;
         let mb = |v: Option<u64>| v.map(|m| m.saturating_mul(1 << 20));
@@ -349,6 +478,10 @@ impl SandboxConfig {
                 file.process.namespaces.clone()
             },
             namespaces_mode: file.process.namespaces_mode,
+            session_uids,
+            extra_read,
+            extra_read_write,
+            isolate_sessions: file.process.isolate_sessions,
             user: overrides.user,
         })
     }
@@ -411,6 +544,8 @@ impl SandboxConfig {
             no_new_privs: self.no_new_privs,
             namespaces: self.namespaces.clone(),
             namespaces_required: self.namespaces_mode == LandlockMode::Required,
+            session_uid: false,
+            isolate_sessions: self.isolate_sessions,
             report: false,
         }
     }
@@ -526,6 +661,10 @@ pub struct Plan {
     pub no_new_privs: bool,
     pub namespaces: Vec<Namespace>,
     pub namespaces_required: bool,
+    /// `user` is this session's alone (no other process runs as it).
+    pub session_uid: bool,
+    /// Whether the helper should find a layer that keeps sessions apart.
+    pub isolate_sessions: Isolation,
     /// Apply every layer, then print the resulting status instead of running the server
     /// (the sidecar's startup check).
     pub report: bool,
@@ -699,6 +838,7 @@ mod tests {
                 extra_read: vec!["/data".into()],
                 extra_read_write: vec!["/scratch".into()],
                 user: Some((1000, 1000)),
+                ..Default::default()
             },
         )
         .unwrap();
@@ -721,6 +861,70 @@ mod tests {
         assert_eq!(plan.sidecar_pid, 7);
         let json = serde_json::to_string(&plan).unwrap();
         assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn session_uids_parse_and_combine_with_the_profile() {
+        assert_eq!("auto".parse(), Ok(SessionUids::Auto));
+        assert_eq!("off".parse(), Ok(SessionUids::Off));
+        assert_eq!(
+            "70000-70999".parse(),
+            Ok(SessionUids::Range {
+                first: 70000,
+                last: 70999
+            })
+        );
+        for bad in ["0-10", "10-5", "x", "5", "1-x"] {
+            assert!(bad.parse::<SessionUids>().is_err(), "{bad}");
+        }
+        let with = |uids: SessionUids, user: Option<(u32, u32)>| SandboxOverrides {
+            session_uids: uids,
+            user,
+            ..Default::default()
+        };
+        let range = SessionUids::Range {
+            first: 70000,
+            last: 70999,
+        };
+        let load = |name: &str, o| SandboxConfig::load(name, o);
+        assert_eq!(
+            load("default", with(range, None)).unwrap().session_uids,
+            range
+        );
+        assert_eq!(
+            load("default", with(SessionUids::Auto, None))
+                .unwrap()
+                .session_uids,
+            SessionUids::Auto
+        );
+        // A fixed user, or a profile without them, means none; asking for both is an error.
+        assert_eq!(
+            load("default", with(SessionUids::Auto, Some((1000, 1000))))
+                .unwrap()
+                .session_uids,
+            SessionUids::Off
+        );
+        assert_eq!(
+            load("none", with(SessionUids::Auto, None))
+                .unwrap()
+                .session_uids,
+            SessionUids::Off
+        );
+        assert!(load("default", with(range, Some((1000, 1000)))).is_err());
+        assert!(load("none", with(range, None)).is_err());
+        // The shipped profiles say how much keeping sessions apart matters.
+        assert_eq!(
+            load("strict", with(SessionUids::Auto, None))
+                .unwrap()
+                .isolate_sessions,
+            Isolation::Required
+        );
+        assert_eq!(
+            load("none", with(SessionUids::Auto, None))
+                .unwrap()
+                .isolate_sessions,
+            Isolation::Off
+        );
     }
 
     #[test]

@@ -267,19 +267,40 @@ pub fn x32_guard() -> Program {
 }
 
 /// Processes the server must not signal or open a pidfd on: the sidecar, its process group,
-/// and the session's supervisor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// the session's supervisor, and (where no kernel layer keeps the server from them) the
+/// sidecar's other threads: kill(2) and rt_sigqueueinfo(2) accept a thread id and signal
+/// its whole process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Protected {
     pub sidecar: i32,
     pub sidecar_group: i32,
     pub supervisor: i32,
+    pub sidecar_threads: Vec<i32>,
+}
+
+/// `tkill` → ENOSYS. It names a thread without its process, so a filter cannot tell the
+/// sidecar's threads (which come and go) from the server's own; ENOSYS makes callers fall
+/// back to tgkill, whose process is filtered. Costs: musl's raise() and pthread_kill() use
+/// tkill and then fail, so it is only installed where no kernel layer protects the sidecar.
+pub fn tkill_enosys(arch: TargetArch) -> Result<Program, SeccompError> {
+    let mut rules = BTreeMap::new();
+    rules.insert(nix::libc::SYS_tkill, Vec::new());
+    SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc_errno::ENOSYS),
+        arch,
+    )
+    .and_then(BpfProgram::try_from)
+    .map(|bpf| Program::from_bpf(&bpf))
+    .map_err(|e| SeccompError::Compile(e.to_string()))
 }
 
 /// `kill`/`tkill`/`tgkill`/`rt_sigqueueinfo`/`rt_tgsigqueueinfo`/`pidfd_open` aimed at a
 /// protected pid (or `kill(-1)`, which would reach the sidecar when it runs as the same user)
 /// → EPERM. Landlock's signal scope (ABI 6) covers signals too; this covers older kernels
 /// and pidfds.
-pub fn protect_pids(p: Protected, arch: TargetArch) -> Result<Program, SeccompError> {
+pub fn protect_pids(p: &Protected, arch: TargetArch) -> Result<Program, SeccompError> {
     use nix::libc;
     let eq = |v: i32| {
         SeccompCondition::new(
@@ -292,6 +313,7 @@ pub fn protect_pids(p: Protected, arch: TargetArch) -> Result<Program, SeccompEr
     };
     let targets = |with_groups: bool| -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
         let mut pids = vec![p.sidecar, p.supervisor];
+        pids.extend(&p.sidecar_threads);
         if with_groups {
             pids.extend([-p.sidecar, -p.supervisor, -p.sidecar_group, -1]);
         }
@@ -452,16 +474,29 @@ mod tests {
             sidecar: 100,
             sidecar_group: 90,
             supervisor: 200,
+            sidecar_threads: vec![],
         };
-        let prog = protect_pids(p, native_arch().unwrap()).unwrap();
+        let prog = protect_pids(&p, native_arch().unwrap()).unwrap();
         assert!(prog.len() > 20);
         let bpf = prog.to_bpf();
         assert_eq!(Program::from_bpf(&bpf), prog);
         // A group of 0 (unknown) must not turn into kill(0), the caller's own group.
         let p0 = Protected {
             sidecar_group: 0,
+            ..p.clone()
+        };
+        assert!(protect_pids(&p0, native_arch().unwrap()).is_ok());
+        // Naming the sidecar's threads makes a longer program.
+        let threads = Protected {
+            sidecar_threads: vec![101, 102, 103],
             ..p
         };
-        assert!(protect_pids(p0, native_arch().unwrap()).is_ok());
+        assert!(
+            protect_pids(&threads, native_arch().unwrap())
+                .unwrap()
+                .len()
+                > prog.len()
+        );
+        assert!(!tkill_enosys(native_arch().unwrap()).unwrap().is_empty());
     }
 }

@@ -508,28 +508,12 @@ async fn a_session_ends_when_its_exchanged_credential_expires() {
 /// Runs `wrap` with `args` until it serves or exits; its exit code (None: it served) and
 /// stderr.
 fn start_or_refuse(args: &[String]) -> (Option<i32>, String) {
-    let mut child = std::process::Command::new(warden_bin())
-        .args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
+    let mut cmd = std::process::Command::new(warden_bin());
+    cmd.args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
         .args(args)
         .arg("--")
-        .arg(probe_bin())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut seen = String::new();
-    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("mcp-warden is serving") {
-            let _ = child.kill();
-            let _ = child.wait();
-            return (None, seen);
-        }
-    }
-    (child.wait().unwrap().code(), seen)
+        .arg(probe_bin());
+    super::sandbox::serve_or_exit(cmd)
 }
 
 #[tokio::test]
@@ -636,4 +620,127 @@ async fn the_unsandboxed_helper_never_holds_the_servers_environment() {
         "a loader outside the sandbox read LD_DEBUG: {written:?}"
     );
     m.delete().await;
+}
+
+/// The real uid of a session's server, from its `/proc/self/status`.
+async fn server_uid(w: &Warden, m: &Mcp) -> u32 {
+    let got = call(m, w.pid(), vec!["status".into()]).await;
+    got["status"]
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_root_sidecar_gives_each_session_a_uid_of_its_own() {
+    if !is_root() {
+        eprintln!("SKIPPED: per-session uids need a root sidecar");
+        return;
+    }
+    let w = Warden::start(vec![probe_bin()]);
+    let mut a = Mcp::new(w.mcp_url());
+    let mut b = Mcp::new(w.mcp_url());
+    a.initialize().await;
+    b.initialize().await;
+    let (ua, ub) = (server_uid(&w, &a).await, server_uid(&w, &b).await);
+    assert_ne!(ua, ub);
+    for u in [ua, ub] {
+        assert!((60514..=61183).contains(&u), "{u}");
+    }
+    // Each session's work dir belongs to its server.
+    let home = env_of(&call(&a, w.pid(), vec!["env".into()]).await["env"])["HOME"].clone();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&home).unwrap()),
+        ua
+    );
+    assert!(w.logs().contains("sandbox.session_uids=60514-61183"));
+
+    // A range of two: a third live session is refused, and a uid comes back with its session.
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--sandbox-uids", "70000-70001"])
+        .start();
+    let mut a = Mcp::new(w.mcp_url());
+    let mut b = Mcp::new(w.mcp_url());
+    a.initialize().await;
+    b.initialize().await;
+    let mut uids = [server_uid(&w, &a).await, server_uid(&w, &b).await];
+    uids.sort_unstable();
+    assert_eq!(uids, [70000, 70001]);
+    let c = Mcp::new(w.mcp_url());
+    let r = c
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}))
+        .await;
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body.get("error").is_some(), "{body}");
+    w.wait_log(
+        "every per-session uid of 70000-70001 is in use",
+        Duration::from_secs(5),
+    );
+    a.delete().await;
+    // The uid comes back once that session's server tree is gone.
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let mut started = false;
+    for _ in 0..100 {
+        let r = c.post(&init).await;
+        let body: serde_json::Value = r.json().await.unwrap();
+        if body.get("result").is_some() {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started, "no session after one ended: {}", w.logs());
+
+    // Off, from the environment: the servers run as the sidecar's uid.
+    let w = Warden::builder(vec![probe_bin()])
+        .env("MCP_WARDEN_SANDBOX_UIDS", "off")
+        .start();
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    assert_eq!(server_uid(&w, &m).await, 0);
+    assert!(w.logs().contains("sandbox.session_uids=off"));
+}
+
+#[tokio::test]
+async fn a_server_other_users_cannot_reach_runs_as_the_sidecar_with_a_warning_or_not_at_all() {
+    if !is_root() {
+        eprintln!("SKIPPED: per-session uids need a root sidecar");
+        return;
+    }
+    // The server installed where only root can enter, as under /root.
+    let dir = crate::support::TempDir::new("closed");
+    std::fs::set_permissions(
+        dir.dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let copy = dir.path("probe");
+    std::fs::copy(probe_bin(), &copy).unwrap();
+    let copy = copy.display().to_string();
+    // auto: starts, says why it does not use per-session uids, and runs as root.
+    let w = Warden::start(vec![copy.clone()]);
+    let logs = w.logs();
+    assert!(
+        logs.contains("not as a uid per session")
+            && logs.contains(&format!("behind {}", dir.dir().display()))
+            && logs.contains("mode 0700"),
+        "{logs}"
+    );
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    assert_eq!(server_uid(&w, &m).await, 0);
+    // A range asked for explicitly: no start, with the same reason.
+    let mut cmd = std::process::Command::new(warden_bin());
+    cmd.args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
+        .args(["--sandbox-uids", "70000-70009", "--", &copy]);
+    let (code, stderr) = super::sandbox::serve_or_exit(cmd);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--sandbox-uids 70000-70009")
+            && stderr.contains(&format!("behind {}", dir.dir().display())),
+        "{stderr}"
+    );
 }
