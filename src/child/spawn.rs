@@ -16,7 +16,7 @@ use crate::sandbox::command::interpreter;
 use crate::sandbox::exec::{HelperArgs, HelperInput, helper_args};
 use crate::sandbox::landlock::{ExposedFile, check_not_exposed};
 use crate::sandbox::profile::{DEFAULT_SESSION_UIDS, SessionUids};
-use crate::sandbox::profile::{PlanContext, SandboxConfig};
+use crate::sandbox::profile::{OpensProtected, PlanContext, SandboxConfig};
 use crate::sandbox::status::{LayerReport, NotEnforced, SandboxStatus, SidecarProtection};
 use crate::sandbox::uids::{Exhausted, Need, UidLease, UidPool, closed_to_other_users};
 
@@ -367,22 +367,43 @@ impl ChildSpec {
         serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("unreadable report: {e}")))
     }
 
+    /// What a session's plan would be built from (a session work dir that does not exist).
+    fn check_context<'a>(&'a self, program: &'a Path, workdir: &'a Path) -> PlanContext<'a> {
+        PlanContext {
+            workdir,
+            program,
+            args: &self.args,
+            cwd: self.cwd.as_deref(),
+            sidecar_pid: 0,
+        }
+    }
+
     /// Refuses when a sidecar secret or config file (`files`, plus every `--env-file`) lies
-    /// under a path the server may read or write.
+    /// under a path the server may read or write (the work root included: it holds every
+    /// session's work dir).
     pub fn check_exposure(&self, mut files: Vec<(String, PathBuf)>) -> Result<(), ExposedFile> {
         files.extend(self.env.secret_files());
         let program = self
             .resolve_program()
             .unwrap_or_else(|_| PathBuf::from(&self.command));
-        let (read, write) = self.sandbox.readable_paths(&PlanContext {
-            workdir: &self.work_root,
-            program: &program,
-            args: &self.args,
-            cwd: self.cwd.as_deref(),
-            sidecar_pid: 0,
-        });
-        let all: Vec<PathBuf> = read.into_iter().chain(write).collect();
+        let workdir = self.work_root.join("session");
+        let (read, write) = self
+            .sandbox
+            .readable_paths(&self.check_context(&program, &workdir));
+        let mut all: Vec<PathBuf> = read.into_iter().chain(write).collect();
+        all.push(self.work_root.clone());
         check_not_exposed(&files, &all)
+    }
+
+    /// Refuses when the profile, `--sandbox-read/-write`, `--cwd` or the command would let
+    /// the server read `/`, `/tmp`, a home directory or the work root as a whole.
+    pub fn check_protected(&self) -> Result<(), OpensProtected> {
+        let program = self
+            .resolve_program()
+            .unwrap_or_else(|_| PathBuf::from(&self.command));
+        let workdir = self.work_root.join("session");
+        self.sandbox
+            .check_protected(&self.check_context(&program, &workdir), &self.work_root)
     }
 }
 
@@ -397,6 +418,8 @@ pub enum SandboxStartError {
     },
     #[error(transparent)]
     Exposed(#[from] ExposedFile),
+    #[error(transparent)]
+    OpensProtected(#[from] OpensProtected),
     #[error(transparent)]
     Check(#[from] SpawnError),
     #[error(transparent)]
@@ -508,6 +531,7 @@ pub fn check_sandbox(
         source,
     })?;
     spec.check_exposure(secret_files)?;
+    spec.check_protected()?;
     if let Some(pool) = spec.decide_session_uids()? {
         let _ = spec.session_uids.set(pool);
     }

@@ -17,5 +17,6 @@ mod policy;
 mod replicas;
 mod sandbox;
 mod sandbox_env;
+mod sandbox_paths;
 mod sandbox_servers;
 mod tls;
