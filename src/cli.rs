@@ -772,7 +772,9 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
     let scrub = args.sandbox.env.clone();
     // The sidecar's own secret files: no server may read them (checked against the profile).
-    let secret_files: Vec<(String, PathBuf)> = [
+    let mut secret_files: Vec<(String, PathBuf)> = [
+        ("--config", &args.config),
+        ("--tls-cert", &args.tls_cert),
         ("--tls-key", &args.tls_key),
         ("--hmac-secret-file", &args.auth.hmac_secret_file),
         (
@@ -865,6 +867,10 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
             .map(crate::config::file::load)
             .transpose()?,
     };
+    // The audit log and its key, named by --config.
+    if let Some(file) = &options.file {
+        secret_files.extend(file.files.iter().cloned());
+    }
     let helper = PathBuf::from("/proc/self/exe");
     let config = WrapConfig::from_options(options.clone(), &ProcessEnv, helper.clone())?;
     let dev_token_ttl = args.auth.dev_token_ttl;

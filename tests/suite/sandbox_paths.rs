@@ -180,3 +180,105 @@ async fn a_readable_path_over_a_home_tmp_root_or_the_work_root_stops_the_start()
     );
     assert_eq!(code, None, "{stderr}");
 }
+
+/// A self-signed certificate and its key, PEM.
+fn self_signed() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn every_file_the_sidecar_keeps_to_itself_is_checked_for_exposure() {
+    // `open` is readable by the server (--sandbox-read); `closed` is not.
+    let open = TempDir::new("exposed-open");
+    let closed = TempDir::new("exposed-closed");
+    let key = "0123456789abcdef0123456789abcdef\n";
+    let (cert, tls_key) = self_signed();
+    let n = std::cell::Cell::new(0);
+    let config = |dir: &TempDir, output: &str, hmac_key: &str| {
+        n.set(n.get() + 1);
+        let path = dir.path(&format!("warden-{}.toml", n.get()));
+        write(
+            &path,
+            &format!("[audit]\noutput = \"{output}\"\nhmac_key_file = \"{hmac_key}\"\n"),
+        );
+        path.display().to_string()
+    };
+    write(&closed.path("audit-key"), key);
+    write(&open.path("audit-key"), key);
+    write(&closed.path("cert.pem"), &cert);
+    write(&closed.path("key.pem"), &tls_key);
+    write(&open.path("cert.pem"), &cert);
+    let open_dir = open.dir().display().to_string();
+    let read_open = ["--sandbox-read", open_dir.as_str()];
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        // The config file itself.
+        (
+            vec![
+                "--config".into(),
+                config(
+                    &open,
+                    &closed.path("audit.jsonl").display().to_string(),
+                    &closed.path("audit-key").display().to_string(),
+                ),
+            ],
+            "--config",
+        ),
+        // The audit HMAC key.
+        (
+            vec![
+                "--config".into(),
+                config(
+                    &closed,
+                    &closed.path("audit.jsonl").display().to_string(),
+                    &open.path("audit-key").display().to_string(),
+                ),
+            ],
+            "[audit] hmac_key_file",
+        ),
+        // The audit log.
+        (
+            vec![
+                "--config".into(),
+                config(
+                    &closed,
+                    &open.path("audit.jsonl").display().to_string(),
+                    &closed.path("audit-key").display().to_string(),
+                ),
+            ],
+            "[audit] output",
+        ),
+        // The TLS certificate (the key is its pair).
+        (
+            vec![
+                "--tls-cert".into(),
+                open.path("cert.pem").display().to_string(),
+                "--tls-key".into(),
+                closed.path("key.pem").display().to_string(),
+            ],
+            "--tls-cert",
+        ),
+    ];
+    for (args, flag) in cases {
+        let mut all: Vec<&str> = read_open.to_vec();
+        all.extend(args.iter().map(String::as_str));
+        let (code, stderr) = start(&all, &[]);
+        assert_eq!(code, Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("which the sandboxed server may read"),
+            "{flag}: {stderr}"
+        );
+    }
+    // All of them out of reach: the sidecar starts.
+    let ok = config(
+        &closed,
+        &closed.path("audit.jsonl").display().to_string(),
+        &closed.path("audit-key").display().to_string(),
+    );
+    let (code, stderr) = start(&[read_open[0], read_open[1], "--config", &ok], &[]);
+    assert_eq!(code, None, "{stderr}");
+}
