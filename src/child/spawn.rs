@@ -12,13 +12,21 @@ use zeroize::Zeroizing;
 
 use super::env::{EnvPlan, SessionEnv};
 use crate::sandbox::HELPER_ARG;
-use crate::sandbox::command::interpreter;
+use crate::sandbox::command::{Shim, ShimContext, interpreter, resolve_shim};
 use crate::sandbox::exec::{HelperArgs, HelperInput, helper_args};
 use crate::sandbox::landlock::{ExposedFile, check_not_exposed};
 use crate::sandbox::profile::{DEFAULT_SESSION_UIDS, SessionUids};
 use crate::sandbox::profile::{OpensProtected, PlanContext, SandboxConfig};
 use crate::sandbox::status::{LayerReport, NotEnforced, SandboxStatus, SidecarProtection};
 use crate::sandbox::uids::{Exhausted, Need, UidLease, UidPool, closed_to_other_users};
+
+/// The server's executable as it will be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    pub path: PathBuf,
+    /// The version manager's shim found on `PATH`, when `path` is what it stands for.
+    pub shim: Option<Shim>,
+}
 
 /// What to run for each session, fixed at startup.
 #[derive(Debug, Clone)]
@@ -227,8 +235,41 @@ impl ChildSpec {
     }
 
     /// Resolves the command like `execvp` would, with the server's own `PATH`, so a missing
-    /// or non-executable program is reported precisely before anything is spawned.
-    pub fn resolve_program(&self) -> Result<PathBuf, SpawnError> {
+    /// or non-executable program is reported precisely before anything is spawned; then a
+    /// version manager's shim to the interpreter it stands for (see
+    /// [`crate::sandbox::command`]).
+    pub fn resolve_program(&self) -> Result<Program, SpawnError> {
+        let path = self.found_on_path()?;
+        let cwd = self
+            .cwd
+            .clone()
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_default();
+        let shim = resolve_shim(
+            &path,
+            ShimContext {
+                env: &|name: &str| std::env::var_os(name),
+                cwd: &cwd,
+            },
+        );
+        Ok(match shim {
+            Some(shim) => Program {
+                path: shim.program.clone(),
+                shim: Some(shim),
+            },
+            None => Program { path, shim: None },
+        })
+    }
+
+    /// The program's path, without resolving shims (what is on disk, or the command as
+    /// given when it is not found).
+    fn program_or_command(&self) -> PathBuf {
+        self.resolve_program()
+            .map(|p| p.path)
+            .unwrap_or_else(|_| PathBuf::from(&self.command))
+    }
+
+    fn found_on_path(&self) -> Result<PathBuf, SpawnError> {
         let cmd = Path::new(&self.command);
         let base = self.cwd.as_deref();
         if self.command.as_bytes().contains(&b'/') {
@@ -278,7 +319,7 @@ impl ChildSpec {
     /// with an empty environment.
     pub(super) fn command(
         &self,
-        program: PathBuf,
+        program: Program,
         env: &SessionEnv,
         work: &WorkDir,
     ) -> (Command, Zeroizing<Vec<u8>>) {
@@ -287,7 +328,7 @@ impl ChildSpec {
 
     fn command_with(
         &self,
-        program: PathBuf,
+        program: Program,
         env: &SessionEnv,
         work: &WorkDir,
         report: bool,
@@ -295,7 +336,7 @@ impl ChildSpec {
         let sidecar_pid = std::process::id() as i32;
         let mut plan = self.sandbox.plan(&PlanContext {
             workdir: work.path(),
-            program: &program,
+            program: &program.path,
             args: &self.args,
             cwd: self.cwd.as_deref(),
             sidecar_pid,
@@ -305,18 +346,44 @@ impl ChildSpec {
             plan.user = Some(owner);
             plan.session_uid = work.owner_is_leased();
         }
-        let mut argv = vec![self.command.clone()];
+        // A resolved shim runs the way its manager's `exec` runs it: argv[0] is the
+        // interpreter's path, and its directory comes first on PATH.
+        let argv0 = match &program.shim {
+            Some(_) => program.path.clone().into_os_string(),
+            None => self.command.clone(),
+        };
+        let mut argv = vec![argv0];
         argv.extend(self.args.iter().cloned());
+        let bin_dir = program
+            .shim
+            .as_ref()
+            .and_then(|s| s.bin_dir())
+            .map(Path::to_owned);
         let helper = HelperArgs {
             parent_pid: sidecar_pid,
             grace: self.kill_grace,
-            program: program.into_os_string(),
+            program: program.path.into_os_string(),
             argv,
         };
         let mut server_env: Vec<(OsString, OsString)> = env
             .vars()
             .map(|(k, v)| (OsString::from(k), v.to_owned()))
             .collect();
+        // The startup check has no session, but its diagnosis needs the server's PATH.
+        if report && !server_env.iter().any(|(k, _)| k == "PATH") {
+            server_env.extend(self.child_path().map(|p| ("PATH".into(), p)));
+        }
+        if let Some(dir) = bin_dir {
+            match server_env.iter_mut().find(|(k, _)| k == "PATH") {
+                Some((_, path)) => {
+                    let mut joined = dir.into_os_string();
+                    joined.push(":");
+                    joined.push(&*path);
+                    *path = joined;
+                }
+                None => server_env.push(("PATH".into(), dir.into_os_string())),
+            }
+        }
         server_env.push(("HOME".into(), work.path().into()));
         server_env.push(("TMPDIR".into(), work.path().into()));
         let input = HelperInput {
@@ -347,9 +414,10 @@ impl ChildSpec {
         };
         // The server is not executed: a command that is missing now is reported per session
         // (it may be installed later), not at startup.
-        let program = self
-            .resolve_program()
-            .unwrap_or_else(|_| PathBuf::from(&self.command));
+        let program = self.resolve_program().unwrap_or_else(|_| Program {
+            path: PathBuf::from(&self.command),
+            shim: None,
+        });
         let work = self.work_dir()?;
         let (mut cmd, input) = self.command_with(program, &SessionEnv::default(), &work, true);
         let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
@@ -383,9 +451,7 @@ impl ChildSpec {
     /// session's work dir).
     pub fn check_exposure(&self, mut files: Vec<(String, PathBuf)>) -> Result<(), ExposedFile> {
         files.extend(self.env.secret_files());
-        let program = self
-            .resolve_program()
-            .unwrap_or_else(|_| PathBuf::from(&self.command));
+        let program = self.program_or_command();
         let workdir = self.work_root.join("session");
         let (read, write) = self
             .sandbox
@@ -398,9 +464,7 @@ impl ChildSpec {
     /// Refuses when the profile, `--sandbox-read/-write`, `--cwd` or the command would let
     /// the server read `/`, `/tmp`, a home directory or the work root as a whole.
     pub fn check_protected(&self) -> Result<(), OpensProtected> {
-        let program = self
-            .resolve_program()
-            .unwrap_or_else(|_| PathBuf::from(&self.command));
+        let program = self.program_or_command();
         let workdir = self.work_root.join("session");
         self.sandbox
             .check_protected(&self.check_context(&program, &workdir), &self.work_root)
@@ -426,6 +490,8 @@ pub enum SandboxStartError {
     NotEnforced(#[from] NotEnforced),
     #[error("--sandbox-uids {range}: {reason}")]
     SessionUids { range: String, reason: String },
+    #[error("`{command}` cannot run in the sandbox: {reason}")]
+    ExecRefused { command: String, reason: String },
 }
 
 impl ChildSpec {
@@ -434,7 +500,7 @@ impl ChildSpec {
     /// added with `--sandbox-read`/`--sandbox-write`.
     fn paths_for_session_uids(&self) -> Vec<(PathBuf, Need)> {
         let mut paths = Vec::new();
-        if let Ok(program) = self.resolve_program() {
+        if let Ok(Program { path: program, .. }) = self.resolve_program() {
             if let Some(interp) = interpreter(&program, self.child_path().as_deref()) {
                 paths.push((program.clone(), Need::Read));
                 paths.push((interp, Need::Exec));
@@ -535,7 +601,26 @@ pub fn check_sandbox(
     if let Some(pool) = spec.decide_session_uids()? {
         let _ = spec.session_uids.set(pool);
     }
+    if let Ok(Program {
+        path,
+        shim: Some(shim),
+    }) = spec.resolve_program()
+    {
+        tracing::info!(
+            command = %spec.display_command(),
+            shim = %shim.shim.display(),
+            program = %path.display(),
+            "the command is a {} shim: running the interpreter it stands for",
+            shim.manager
+        );
+    }
     let report = spec.check_sandbox()?;
+    if let Some(reason) = &report.exec_refused {
+        return Err(SandboxStartError::ExecRefused {
+            command: spec.display_command(),
+            reason: reason.clone(),
+        });
+    }
     if let Some(pool) = spec.session_uids.get() {
         let (first, last) = pool.range();
         if !(first..=last).contains(&report.uid) || report.uid != report.gid {
@@ -626,7 +711,10 @@ mod tests {
     #[test]
     fn resolves_with_the_childs_path() {
         assert_eq!(
-            spec("sh", "/nonexistent:/bin").resolve_program().unwrap(),
+            spec("sh", "/nonexistent:/bin")
+                .resolve_program()
+                .unwrap()
+                .path,
             PathBuf::from("/bin/sh")
         );
         assert!(matches!(

@@ -316,6 +316,11 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
     // system calls that apply the layers, then exec.
     let program = cstring(args.program.clone());
     let argv: Vec<CString> = args.argv.iter().cloned().map(cstring).collect();
+    // The server's PATH, to find a `#!/usr/bin/env` interpreter when saying why exec failed.
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
     // Exactly the environment the sidecar sent for the server; the helper's own is empty.
     let envp: Vec<CString> = env
         .into_iter()
@@ -337,7 +342,7 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
         Err(e) => fail(&format!("fork failed: {e}")),
         Ok(ForkResult::Child) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
-            let report = match apply(&plan, prepared) {
+            let mut report = match apply(&plan, prepared) {
                 Ok(report) => report,
                 Err(e) => {
                     eprintln!("mcp-warden: sandbox profile {}: {e}", plan.profile);
@@ -347,6 +352,9 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
                 }
             };
             if plan.report {
+                // Whether the command would run, now that every layer is in force.
+                report.exec_refused =
+                    exec_refusal(std::path::Path::new(&args.program), path_var.as_deref());
                 let mut line = serde_json::to_vec(&report).unwrap_or_default();
                 line.push(b'\n');
                 // The report is the helper's answer to the sidecar, on its stdout pipe.
@@ -359,8 +367,11 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
                 Err(e) => e,
                 Ok(never) => match never {},
             };
+            let why = exec_refusal(std::path::Path::new(&args.program), path_var.as_deref())
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
             eprintln!(
-                "mcp-warden: cannot execute {}: {}",
+                "mcp-warden: cannot execute {}: {}{why}",
                 args.program.to_string_lossy(),
                 err.desc()
             );
@@ -448,6 +459,46 @@ fn prepare(plan: &Plan, sidecar: i32, pid_namespace: bool) -> Result<Prepared, S
         supervisor: getpid().as_raw(),
         pid_namespace,
     })
+}
+
+/// Why the server's command cannot run inside the sandbox, if it cannot: the command or the
+/// interpreter of its `#!` line refused, by Landlock (allow it with `--sandbox-read`) or by
+/// its file permissions for the server's uid; the message names the path and the flag.
+/// Called in the server branch, under every layer.
+fn exec_refusal(program: &std::path::Path, path_var: Option<&std::ffi::OsStr>) -> Option<String> {
+    use std::path::Path;
+    let refused = |path: &Path| {
+        matches!(
+            std::fs::File::open(path).map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EACCES | libc::EPERM))
+        )
+    };
+    let explain = |path: &Path, role: String| {
+        if nix::unistd::access(path, nix::unistd::AccessFlags::R_OK).is_err() {
+            return format!(
+                "{} ({role}) is not readable by the server's uid {} (file permissions): make it readable by other users, or pass --sandbox-uids off",
+                path.display(),
+                getuid()
+            );
+        }
+        // The install prefix when the file is in a `bin` directory, else its directory.
+        let dir = path.parent().unwrap_or(path);
+        let allow = match dir.file_name() {
+            Some(n) if n == "bin" || n == "sbin" => dir.parent().filter(|p| *p != Path::new("/")),
+            _ => None,
+        }
+        .unwrap_or(dir);
+        format!(
+            "the sandbox refuses {} ({role}): allow it with --sandbox-read {}",
+            path.display(),
+            allow.display()
+        )
+    };
+    if refused(program) {
+        return Some(explain(program, "the command".into()));
+    }
+    let interp = super::command::interpreter(program, path_var)?;
+    refused(&interp).then(|| explain(&interp, format!("the interpreter of {}", program.display())))
 }
 
 /// Thread ids of `pid` other than its main one (bounded: the filter must stay small).
@@ -626,6 +677,7 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
         namespaces,
         signal_isolation,
         sidecar_threads_guarded,
+        exec_refused: None,
     })
 }
 

@@ -35,6 +35,9 @@ pub struct LayerReport {
     /// refuses tkill (ENOSYS): the sidecar is protected, other sessions are not.
     #[serde(default)]
     pub sidecar_threads_guarded: bool,
+    /// Why the server's command could not run under these layers (startup check only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_refused: Option<String>,
 }
 
 /// A layer that keeps one session's server from signalling processes outside its session.
@@ -226,6 +229,7 @@ mod tests {
             namespaces: vec![],
             signal_isolation: vec![SignalIsolation::LandlockScope],
             sidecar_threads_guarded: false,
+            exec_refused: None,
         }
     }
 
