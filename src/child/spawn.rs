@@ -496,8 +496,8 @@ pub enum SandboxStartError {
 
 impl ChildSpec {
     /// What a server of this command must be able to use as a uid of its own: the program
-    /// (and its `#!` interpreter), script arguments, `--cwd`, and the paths the operator
-    /// added with `--sandbox-read`/`--sandbox-write`.
+    /// (and its `#!` interpreter), script arguments, `--cwd`, the work root, and the paths
+    /// the operator added with `--sandbox-read`/`--sandbox-write`.
     fn paths_for_session_uids(&self) -> Vec<(PathBuf, Need)> {
         let mut paths = Vec::new();
         if let Ok(Program { path: program, .. }) = self.resolve_program() {
@@ -521,6 +521,8 @@ impl ChildSpec {
         if let Some(cwd) = &self.cwd {
             paths.push((cwd.clone(), Need::Exec));
         }
+        // Each server's HOME is a directory of the work root, which must be reachable.
+        paths.push((self.work_root.clone(), Need::Exec));
         paths.extend(
             self.sandbox
                 .extra_read

@@ -732,6 +732,22 @@ async fn a_server_other_users_cannot_reach_runs_as_the_sidecar_with_a_warning_or
     let mut m = Mcp::new(w.mcp_url());
     m.initialize().await;
     assert_eq!(server_uid(&w, &m).await, 0);
+    // The same for a work root other users cannot enter: servers could not reach their
+    // own work dirs.
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--work-root", &dir.path("work").display().to_string()])
+        .start();
+    assert!(
+        w.logs().contains("not as a uid per session"),
+        "{}",
+        w.logs()
+    );
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    assert_eq!(
+        call(&m, w.pid(), vec!["write_work".into()]).await["write_work"],
+        "ALLOWED"
+    );
     // A range asked for explicitly: no start, with the same reason.
     let mut cmd = std::process::Command::new(warden_bin());
     cmd.args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
