@@ -540,25 +540,24 @@ impl ChildSpec {
 
     /// Decides, at startup, whether sessions get uids of their own (see [`SessionUids`]).
     fn decide_session_uids(&self) -> Result<Option<Arc<UidPool>>, SandboxStartError> {
-        let root = nix::unistd::geteuid().is_root();
         let me = nix::unistd::geteuid().as_raw();
         match self.sandbox.session_uids {
             SessionUids::Off => Ok(None),
-            SessionUids::Auto if !root => {
-                tracing::info!(
-                    uid = me,
-                    "servers run as the sidecar's uid: a uid per session needs a root sidecar"
-                );
-                Ok(None)
-            }
             SessionUids::Auto => {
+                let (first, last) = DEFAULT_SESSION_UIDS;
+                if let Err(why) = can_switch_to(first, last) {
+                    tracing::info!(
+                        uid = me,
+                        "servers run as the sidecar's uid, not a uid per session: {why}"
+                    );
+                    return Ok(None);
+                }
                 if let Some(closed) = closed_to_other_users(&self.paths_for_session_uids()) {
                     tracing::warn!(
                         "servers run as the sidecar's uid {me} (capabilities dropped), not as a uid per session: {closed}; make it readable by other users, or pass --sandbox-uids off to accept this, or --sandbox-uids FIRST-LAST to refuse to start instead"
                     );
                     return Ok(None);
                 }
-                let (first, last) = DEFAULT_SESSION_UIDS;
                 Ok(Some(UidPool::new(first, last)))
             }
             SessionUids::Range { first, last } => {
@@ -566,11 +565,7 @@ impl ChildSpec {
                     range: format!("{first}-{last}"),
                     reason,
                 };
-                if !root {
-                    return Err(refuse(format!(
-                        "a uid per session needs the sidecar to run as root (it runs as {me})"
-                    )));
-                }
+                can_switch_to(first, last).map_err(refuse)?;
                 if let Some(closed) = closed_to_other_users(&self.paths_for_session_uids()) {
                     return Err(refuse(format!(
                         "{closed}: make it readable by other users, or pass --sandbox-uids off"
@@ -677,6 +672,44 @@ pub fn check_sandbox(
     }
     let _ = spec.sandbox_status.set(status.clone());
     Ok(status)
+}
+
+/// Whether this process may run servers as the uids (and gids) `first..=last`: it must be
+/// root with CAP_SETUID and CAP_SETGID, and in a user namespace the range must be mapped.
+fn can_switch_to(first: u32, last: u32) -> Result<(), String> {
+    let me = nix::unistd::geteuid().as_raw();
+    if me != 0 {
+        return Err(format!(
+            "a uid per session needs the sidecar to run as root (it runs as {me})"
+        ));
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    const CAP_SETGID: u64 = 1 << 6;
+    const CAP_SETUID: u64 = 1 << 7;
+    if cap_eff & (CAP_SETUID | CAP_SETGID) != CAP_SETUID | CAP_SETGID {
+        return Err("the sidecar runs as root without CAP_SETUID and CAP_SETGID".into());
+    }
+    for map in ["uid_map", "gid_map"] {
+        let text = std::fs::read_to_string(format!("/proc/self/{map}")).unwrap_or_default();
+        let mapped = text.lines().any(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            v.len() == 3 && v[0] <= u64::from(first) && u64::from(last) < v[0] + v[2]
+        });
+        if !mapped {
+            return Err(format!(
+                "{first}-{last} is not mapped in this user namespace (/proc/self/{map})"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn is_executable(path: &Path) -> bool {

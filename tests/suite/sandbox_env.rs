@@ -760,3 +760,39 @@ async fn a_server_other_users_cannot_reach_runs_as_the_sidecar_with_a_warning_or
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_root_sidecar_that_cannot_switch_uids_says_so() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    // Root without CAP_SETUID and CAP_SETGID, as in a container started with --cap-drop.
+    let no_setuid = [
+        "setpriv",
+        "--inh-caps=-setuid,-setgid",
+        "--bounding-set=-setuid,-setgid",
+        "--",
+    ];
+    let w = Warden::builder(vec![probe_bin()]).via(no_setuid).start();
+    assert!(
+        w.logs().contains("servers run as the sidecar's uid") && w.logs().contains("CAP_SETUID"),
+        "{}",
+        w.logs()
+    );
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    assert_eq!(server_uid(&w, &m).await, 0);
+    let mut cmd = std::process::Command::new(no_setuid[0]);
+    cmd.args(&no_setuid[1..])
+        .arg(warden_bin())
+        .args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
+        .args(["--sandbox-uids", "70000-70009", "--"])
+        .arg(probe_bin());
+    let (code, stderr) = super::sandbox::serve_or_exit(cmd);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--sandbox-uids 70000-70009") && stderr.contains("CAP_SETUID"),
+        "{stderr}"
+    );
+}
