@@ -352,6 +352,35 @@ fn attack_once(attack: &str, sidecar: i32) -> Outcome {
                 )
             })
         }
+        // Signals by proxy: make TARGET the owner of a pipe with O_ASYNC; the kernel sends
+        // it SIGIO (default action: terminate) when data arrives. `ex` uses F_SETOWN_EX.
+        "sigio_pid" | "sigio_ex_pid" => {
+            let (pid, _) = pid_and_signal(arg, sidecar);
+            let (r, w) = pipe()?;
+            let fd = r.as_raw_fd();
+            let rc = if name == "sigio_pid" {
+                // SAFETY: F_SETOWN takes an integer.
+                unsafe { libc::fcntl(fd, libc::F_SETOWN, pid) }
+            } else {
+                // struct f_owner_ex; F_OWNER_PID = 1, F_SETOWN_EX = 15 (not in libc).
+                #[repr(C)]
+                struct OwnerEx {
+                    kind: libc::c_int,
+                    pid: libc::pid_t,
+                }
+                let owner = OwnerEx { kind: 1, pid };
+                // SAFETY: `owner` is valid for the duration of the call.
+                unsafe { libc::fcntl(fd, 15, &owner) }
+            };
+            check(rc as libc::c_long)?;
+            // SAFETY: flag changes on our own pipe.
+            check(
+                unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_ASYNC | libc::O_NONBLOCK) }
+                    as libc::c_long,
+            )?;
+            nix::unistd::write(&w, b"x")?;
+            Ok(String::new())
+        }
         // process_mrelease needs a real pidfd: one of our own live child, which the call
         // refuses with EINVAL once it is reached (the child is not dying).
         "process_mrelease" => match unsafe { fork() }? {

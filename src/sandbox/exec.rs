@@ -420,16 +420,20 @@ fn prepare(plan: &Plan, sidecar: i32, pid_namespace: bool) -> Result<Prepared, S
                 .unwrap_or(0),
             supervisor: getpid().as_raw(),
             sidecar_threads: Vec::new(),
+            descriptor_owners: false,
         };
         let arch = arch.map_err(|e| e.to_string())?;
         let bpf = |p: Result<Program, seccomp::SeccompError>| {
             p.map(|p| p.to_bpf()).map_err(|e| e.to_string())
         };
         let base = bpf(seccomp::protect_pids(&protected, arch))?;
-        // The sidecar's threads take signals too (kill(2) accepts a thread id). Those running
-        // now are named; tkill, which takes any thread id, answers ENOSYS.
+        // Where nothing else keeps the server away: the sidecar's threads take signals too
+        // (kill(2) accepts a thread id), so those running now are named and tkill, which
+        // takes any thread id, answers ENOSYS; and descriptor ownership, which has the
+        // kernel signal the owner, is refused for the protected processes.
         let guarded = Protected {
             sidecar_threads: threads_of(sidecar),
+            descriptor_owners: true,
             ..protected
         };
         let guard = vec![

@@ -276,7 +276,19 @@ pub struct Protected {
     pub sidecar_group: i32,
     pub supervisor: i32,
     pub sidecar_threads: Vec<i32>,
+    /// No kernel layer keeps the server away: also refuse making a protected process the
+    /// owner of a descriptor (`F_SETOWN`), which has the kernel send it SIGIO (default
+    /// action: terminate) or any signal `F_SETSIG` names; `F_SETOWN_EX` and the
+    /// `FIOSETOWN`/`SIOCSPGRP` ioctls pass their target behind a pointer, so they are refused
+    /// whatever it is.
+    pub descriptor_owners: bool,
 }
+
+// fcntl and ioctl requests that make a process a descriptor's owner.
+const F_SETOWN: u64 = 8;
+const F_SETOWN_EX: u64 = 15;
+const FIOSETOWN: u64 = 0x8901;
+const SIOCSPGRP: u64 = 0x8902;
 
 /// `tkill` → ENOSYS. It names a thread without its process, so a filter cannot tell the
 /// sidecar's threads (which come and go) from the server's own; ENOSYS makes callers fall
@@ -321,9 +333,33 @@ pub fn protect_pids(p: &Protected, arch: TargetArch) -> Result<Program, SeccompE
         pids.dedup();
         pids.into_iter().filter(|&v| v != 0).map(eq).collect()
     };
+    let arg_eq = |index: u8, v: u64| {
+        SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, v)
+    };
     let build = || -> Result<BpfProgram, seccompiler::BackendError> {
         let mut rules = BTreeMap::new();
         rules.insert(libc::SYS_kill, targets(true)?);
+        if p.descriptor_owners {
+            let mut owners = vec![SeccompRule::new(vec![arg_eq(1, F_SETOWN_EX)?])?];
+            let mut pids = vec![p.sidecar, p.supervisor, -p.sidecar, -p.supervisor];
+            pids.push(-p.sidecar_group);
+            pids.sort_unstable();
+            pids.dedup();
+            for pid in pids.into_iter().filter(|&v| v != 0) {
+                owners.push(SeccompRule::new(vec![
+                    arg_eq(1, F_SETOWN)?,
+                    arg_eq(2, pid as u32 as u64)?,
+                ])?);
+            }
+            rules.insert(libc::SYS_fcntl, owners);
+            rules.insert(
+                libc::SYS_ioctl,
+                vec![
+                    SeccompRule::new(vec![arg_eq(1, FIOSETOWN)?])?,
+                    SeccompRule::new(vec![arg_eq(1, SIOCSPGRP)?])?,
+                ],
+            );
+        }
         for nr in [
             libc::SYS_tkill,
             libc::SYS_tgkill,
@@ -475,6 +511,7 @@ mod tests {
             sidecar_group: 90,
             supervisor: 200,
             sidecar_threads: vec![],
+            descriptor_owners: false,
         };
         let prog = protect_pids(&p, native_arch().unwrap()).unwrap();
         assert!(prog.len() > 20);
@@ -489,6 +526,7 @@ mod tests {
         // Naming the sidecar's threads makes a longer program.
         let threads = Protected {
             sidecar_threads: vec![101, 102, 103],
+            descriptor_owners: true,
             ..p
         };
         assert!(

@@ -1192,6 +1192,29 @@ async fn where_no_layer_keeps_sessions_apart_the_sidecar_says_so_and_still_prote
         "{got:?}"
     );
     assert_eq!(got["pidfd_signal_pid:sidecar"], "DENIED ENOSYS", "{got:?}");
+    // Nor can it have the kernel send the sidecar SIGIO (whose default action ends it) by
+    // making it the owner of a descriptor.
+    let got = probe(
+        &w,
+        &[
+            "sigio_pid:sidecar".into(),
+            "sigio_ex_pid:sidecar".into(),
+            format!("sigio_pid:-{}", w.pid()),
+        ],
+    )
+    .await;
+    assert_eq!(got["sigio_pid:sidecar"], "DENIED EPERM", "{got:?}");
+    assert_eq!(got["sigio_ex_pid:sidecar"], "DENIED EPERM", "{got:?}");
+    assert_eq!(
+        got[&format!("sigio_pid:-{}", w.pid())],
+        "DENIED EPERM",
+        "{got:?}"
+    );
+    assert_eq!(
+        reqwest::get(w.url("/healthz")).await.unwrap().status(),
+        200,
+        "the sidecar died"
+    );
     // What the warning says: another session's server is within reach.
     let other = attack_other_session(&w, false).await;
     assert!(!allowed(&other).is_empty(), "{other:#?}");
