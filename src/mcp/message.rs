@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -78,6 +79,14 @@ impl<'a> Envelope<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Envelope<'a>, ParseError> {
         // Validating UTF-8 up front covers fields serde would skip without looking.
         let text = std::str::from_utf8(bytes).map_err(|_| ParseError::Json("not UTF-8".into()))?;
+        // serde fills a struct from an array by position; a message is an object.
+        if first_non_whitespace(bytes) == Some(b'[')
+            && serde_json::from_str::<IgnoredAny>(text).is_ok()
+        {
+            return Err(ParseError::Invalid(
+                "expected a JSON object with JSON-RPC fields",
+            ));
+        }
         let wire: Wire<'a> = serde_json::from_str(text).map_err(|e| {
             if e.is_data() {
                 ParseError::Invalid("expected a JSON object with JSON-RPC fields")
@@ -209,7 +218,7 @@ pub fn progress_token(params: Option<&RawValue>) -> Option<Id> {
         #[serde(borrow, rename = "progressToken")]
         token: Option<&'a RawValue>,
     }
-    let p: Params<'_> = serde_json::from_str(params.get()).ok()?;
+    let p: Params<'_> = from_object(params.get())?;
     // Requests carry the token in `_meta`; `notifications/progress` carries it at the top.
     let raw = p.meta.and_then(|m| m.token).or(p.token)?;
     Id::from_raw(raw)
@@ -222,8 +231,18 @@ pub fn request_id_of_cancel(params: Option<&RawValue>) -> Option<Id> {
         #[serde(borrow, rename = "requestId")]
         request_id: Option<&'a RawValue>,
     }
-    let p: Params<'_> = serde_json::from_str(params?.get()).ok()?;
+    let p: Params<'_> = from_object(params?.get())?;
     Id::from_raw(p.request_id?)
+}
+
+/// Reads a struct from JSON text that is an object. serde's derived structs also accept an
+/// array and fill their fields by position (`[0]` has a `requestId` of 0), which no peer
+/// means: every struct read from a peer's bytes goes through here.
+pub fn from_object<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
+    if first_non_whitespace(text.as_bytes()) != Some(b'{') {
+        return None;
+    }
+    serde_json::from_str(text).ok()
 }
 
 /// The raw text of a top-level key's value in a JSON object, found by skipping the other
@@ -541,6 +560,28 @@ mod tests {
     fn cancel_request_id() {
         let n = parse(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"r9","reason":"x"}}"#).unwrap();
         assert_eq!(request_id_of_cancel(n.params), Some(Id::Str("r9".into())));
+    }
+
+    #[test]
+    fn fields_are_read_from_objects_only() {
+        // serde fills a struct from a JSON array by position: `[0]` would be a `requestId`
+        // of 0, `["2.0",1,"tools/list"]` a request. Neither is what a peer sent.
+        let n =
+            parse(r#"{"jsonrpc":"2\u002e0","id":6922337207,"method":"tools\/list","params":[0]}"#)
+                .unwrap();
+        assert_eq!(request_id_of_cancel(n.params), None);
+        let n = parse(
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":[{"progressToken":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(progress_token(n.params), None);
+        for array in [
+            r#"["2.0",1,"tools/list"]"#,
+            r#"["2.0",1,null,null,{}]"#,
+            r#" ["2.0",null,"notifications/initialized"]"#,
+        ] {
+            assert!(parse(array).is_err(), "accepted {array}");
+        }
     }
 
     #[test]

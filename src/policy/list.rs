@@ -71,7 +71,9 @@ pub fn filter(
     let mut kept: Vec<&[u8]> = Vec::with_capacity(items.len());
     for item in &items {
         let bytes = &message[item.clone()];
-        let named: Option<Named<'_>> = serde_json::from_slice(bytes).ok();
+        let named: Option<Named<'_>> = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(crate::mcp::from_object);
         let key = named.and_then(|n| match kind {
             ListKind::Resources => n.uri,
             _ => n.name,

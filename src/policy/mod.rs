@@ -385,9 +385,8 @@ impl Policy {
                 rule: None,
             });
         };
-        let params: Option<Params<'_>> = input
-            .params
-            .and_then(|p| serde_json::from_str(p.get()).ok());
+        let params: Option<Params<'_>> =
+            input.params.and_then(|p| crate::mcp::from_object(p.get()));
         let (name, args) = match (&params, kind) {
             (Some(p), TargetKind::Resource) => (p.uri.as_deref(), None),
             (Some(p), _) => (p.name.as_deref(), p.arguments),

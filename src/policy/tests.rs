@@ -485,3 +485,19 @@ detectors = ["email"]
         .unwrap();
     assert!(untouched.bytes.is_none());
 }
+
+#[test]
+fn params_that_are_not_an_object_name_nothing() {
+    // serde would fill `name` from an array's first element; a server reads an array
+    // differently, if at all, so the policy must not decide on a name it guessed.
+    let p = policy("[policy]\ndefault = \"allow\"\n");
+    let c = Call::new(&p);
+    let d = c.run(&alice(), "tools/call", json!(["get-env"]));
+    assert_eq!(reason(&d), "invalid_params");
+    let d = c.run(
+        &alice(),
+        "resources/read",
+        json!([null, "file:///etc/passwd"]),
+    );
+    assert_eq!(reason(&d), "invalid_params");
+}

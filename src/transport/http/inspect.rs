@@ -429,9 +429,7 @@ pub(crate) fn admit(
             return None;
         }
         let raw = env.params?;
-        let args = serde_json::from_str::<ArgsOnly<'_>>(raw.get())
-            .ok()?
-            .arguments?;
+        let args = crate::mcp::from_object::<ArgsOnly<'_>>(raw.get())?.arguments?;
         Some(body.slice_ref(args.get().as_bytes()))
     };
     match decision {
