@@ -749,3 +749,95 @@ output = "audit.jsonl"
         assert!(!log.contains(t.as_str()), "a token in the audit log");
     }
 }
+
+/// What the fixture server has read so far: one entry per request or notification, with
+/// its method, id and, for calls, tool name.
+async fn received(m: &Mcp, id: Value) -> Vec<Value> {
+    let r = m.call_tool(id, "received", json!({})).await;
+    serde_json::from_str(&text(&r)).unwrap_or_else(|e| panic!("{e}: {r}"))
+}
+
+/// Whether the fixture ran the tool `name`.
+fn ran(seen: &[Value], name: &str) -> bool {
+    seen.iter()
+        .any(|m| m["method"] == "tools/call" && m["name"] == name)
+}
+
+const NO_ENV: &str = r#"
+[policy]
+default = "allow"
+
+[[rule]]
+name = "no-env"
+effect = "deny"
+tools = ["env"]
+"#;
+
+#[tokio::test]
+async fn a_call_without_an_id_is_refused_on_every_path_and_never_reaches_the_server() {
+    let d = dir("no-id");
+    let w = start(&d, NO_ENV, crate::support::fixture());
+    let smuggled =
+        json!({"jsonrpc":"2.0","method":"tools/call","params":{"name":"env","arguments":{}}});
+    let ping = json!({"jsonrpc":"2.0","method":"ping"});
+
+    // Streamable HTTP: alone, and in a 2025-03-26 batch (refused whole, nothing delivered).
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    for body in [&smuggled, &ping] {
+        let r = m.post(body).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], -32600, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("notifications/"),
+            "{answer}"
+        );
+    }
+    let mut old = Mcp::new(w.mcp_url());
+    old.version = "2025-03-26".into();
+    old.initialize().await;
+    let batch = json!([
+        {"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"echo","arguments":{"text":"A"}}},
+        smuggled,
+    ]);
+    assert_eq!(old.post(&batch).await.status(), 400);
+
+    // Legacy HTTP+SSE: alone and in a batch.
+    let mut l = super::legacy::Legacy::connect(&w).await;
+    l.request(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
+    assert_eq!(l.post(&smuggled).await.status(), 400);
+    assert_eq!(l.post(&json!([smuggled])).await.status(), 400);
+    let seen = l
+        .request(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"received","arguments":{}}}))
+        .await;
+    let seen: Vec<Value> = serde_json::from_str(&text(&seen)).unwrap();
+    assert!(!ran(&seen, "env"), "legacy: reached the server: {seen:?}");
+
+    for (who, m) in [("streamable", &m), ("batch", &old)] {
+        let seen = received(m, json!("r")).await;
+        assert!(!ran(&seen, "env"), "{who}: reached the server: {seen:?}");
+        assert!(
+            !ran(&seen, "echo"),
+            "{who}: a refused batch delivered part of itself: {seen:?}"
+        );
+        assert!(
+            seen.iter().all(|s| s["method"] != "ping"),
+            "{who}: {seen:?}"
+        );
+    }
+    // Real notifications still pass.
+    let r = m
+        .post(&json!({"jsonrpc":"2.0","method":"notifications/roots/list_changed"}))
+        .await;
+    assert_eq!(r.status(), 202);
+    let seen = received(&m, json!("r2")).await;
+    assert!(
+        seen.iter()
+            .any(|s| s["method"] == "notifications/roots/list_changed"),
+        "{seen:?}"
+    );
+}

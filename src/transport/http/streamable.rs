@@ -173,10 +173,23 @@ async fn post_inner(
 
 /// Parses one message of a client, refusing what a server could read differently from the
 /// sidecar: a request id beyond 64 bits (most servers cannot represent it and would never
-/// answer), and `params` with a repeated key (which one counts depends on the parser; the
-/// sidecar reads the tool name and `_meta` from there).
+/// answer), `params` with a repeated key (which one counts depends on the parser; the
+/// sidecar reads the tool name and `_meta` from there), and a method other than a
+/// notification's sent without an id (JSON-RPC makes it a notification, which gets no
+/// answer, so nothing could tell the client it was refused: a governed call must not pass
+/// undecided that way). Every transport reads client messages through here.
 pub(crate) fn parse_client_message(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
     let env = Envelope::parse(bytes).map_err(Rejection::Parse)?;
+    if env.kind == Kind::Notification
+        && !env
+            .method
+            .as_deref()
+            .is_some_and(mcp::method::is_notification)
+    {
+        return Err(Rejection::Parse(mcp::ParseError::Invalid(
+            "only notifications/* methods may be sent without an id",
+        )));
+    }
     if env.kind == Kind::Request && matches!(env.id, Some(mcp::Id::BigInt(_))) {
         return Err(Rejection::Parse(mcp::ParseError::Invalid(
             "integer ids must fit in 64 bits",
