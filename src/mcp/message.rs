@@ -248,7 +248,12 @@ pub fn from_object<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
 /// The raw text of a top-level key's value in a JSON object, found by skipping the other
 /// values without parsing them: cheap even when an argument is large.
 pub fn top_level_raw<'a>(object: &'a str, key: &str) -> Option<&'a str> {
-    let bytes = object.as_bytes();
+    object.get(top_level_span(object.as_bytes(), key)?)
+}
+
+/// Where a top-level key's value is in the bytes of a JSON object (the first such key:
+/// callers refuse repeated keys).
+fn top_level_span(bytes: &[u8], key: &str) -> Option<std::ops::Range<usize>> {
     let mut scanner = Scanner { bytes, pos: 0 };
     scanner.ws();
     scanner.eat(b'{')?;
@@ -260,12 +265,25 @@ pub fn top_level_raw<'a>(object: &'a str, key: &str) -> Option<&'a str> {
         scanner.ws();
         let start = scanner.pos;
         scanner.skip_value()?;
-        if key_text(object.get(ks..ke)?) == key {
-            return object.get(start..scanner.pos);
+        if key_text(std::str::from_utf8(bytes.get(ks..ke)?).ok()?) == key {
+            return Some(start..scanner.pos);
         }
         scanner.ws();
         scanner.eat(b',')?;
     }
+}
+
+/// The message with its top-level `id` replaced by `id`; every other byte is kept. `None`
+/// when the message has no top-level `id`. For a message whose envelope parsed, so its
+/// `id` is not repeated.
+pub fn replace_id(message: &[u8], id: &Id) -> Option<Vec<u8>> {
+    let span = top_level_span(message, "id")?;
+    let id = id.to_json();
+    let mut out = Vec::with_capacity(message.len() + id.len());
+    out.extend_from_slice(&message[..span.start]);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&message[span.end..]);
+    Some(out)
 }
 
 /// A key's value from the raw text between its quotes: `"na\u006de"` is the key `name`.
@@ -353,6 +371,18 @@ pub fn with_meta(message: &[u8], key: &str, value: &str) -> Option<Vec<u8>> {
         .or_insert_with(|| serde_json::Value::Object(Default::default()));
     meta.as_object_mut()?
         .insert(key.to_owned(), serde_json::Value::from(value));
+    serde_json::to_vec(&msg).ok()
+}
+
+/// A `notifications/cancelled` with `params.requestId` set to `id`. Re-serializes the
+/// message, so it is only for messages that must change.
+pub fn with_request_id(message: &[u8], id: &Id) -> Option<Vec<u8>> {
+    let mut msg: serde_json::Value = serde_json::from_slice(message).ok()?;
+    let params = msg.get_mut("params")?.as_object_mut()?;
+    params.insert(
+        "requestId".to_owned(),
+        serde_json::from_str(&id.to_json()).ok()?,
+    );
     serde_json::to_vec(&msg).ok()
 }
 
@@ -582,6 +612,36 @@ mod tests {
         ] {
             assert!(parse(array).is_err(), "accepted {array}");
         }
+    }
+
+    #[test]
+    fn ids_are_replaced_and_nothing_else_changes() {
+        let cases = [
+            (
+                r#"{"jsonrpc":"2.0","id":"client-7","method":"tools/call","params":{"id":1}}"#,
+                r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"id":1}}"#,
+            ),
+            (
+                r#"{"result":{"id":"x","s":"\"id\":"} , "i\u0064" : 42 ,"jsonrpc":"2.0"}"#,
+                r#"{"result":{"id":"x","s":"\"id\":"} , "i\u0064" : 42 ,"jsonrpc":"2.0"}"#,
+            ),
+        ];
+        for (before, after) in cases {
+            assert_eq!(
+                replace_id(before.as_bytes(), &Id::Int(42)).as_deref(),
+                Some(after.as_bytes()),
+                "{before}"
+            );
+        }
+        let back = replace_id(cases[0].1.as_bytes(), &Id::Str("q\"".into())).unwrap();
+        assert_eq!(
+            Envelope::parse(&back).unwrap().id,
+            Some(Id::Str("q\"".into()))
+        );
+        assert_eq!(
+            replace_id(br#"{"jsonrpc":"2.0","method":"x"}"#, &Id::Int(1)),
+            None
+        );
     }
 
     #[test]

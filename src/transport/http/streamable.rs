@@ -260,18 +260,22 @@ pub(crate) async fn deliver(
                 Ok(stream) => Ok(Some(stream)),
                 Err(SessionError::DuplicateId) => Err(Rejection::DuplicateId(id)),
                 Err(SessionError::Gone) => Err(Rejection::UnknownSession),
+                Err(SessionError::NoId) => Err(Rejection::Parse(mcp::ParseError::Invalid(
+                    "request without id",
+                ))),
             }
         }
         Kind::Notification | Kind::Response => {
-            if env.method.as_deref() == Some(mcp::method::CANCELLED)
-                && let Some(id) = mcp::request_id_of_cancel(env.params)
-            {
-                session.cancelled_by_client(&id);
-            }
-            session
-                .send(message)
-                .await
-                .map_err(|_| Rejection::UnknownSession)?;
+            let sent = if env.method.as_deref() == Some(mcp::method::CANCELLED) {
+                // Translated to the id the server knows the request by, or not forwarded.
+                match mcp::request_id_of_cancel(env.params) {
+                    Some(id) => session.cancelled_by_client(&id, &message).await,
+                    None => Ok(()),
+                }
+            } else {
+                session.send(message).await
+            };
+            sent.map_err(|_| Rejection::UnknownSession)?;
             Ok(None)
         }
     }
