@@ -192,6 +192,40 @@ pub fn too_deep(bytes: &[u8], max: usize) -> bool {
     false
 }
 
+/// Whether JSON text holds a `\uXXXX` escape of a UTF-16 surrogate that is not half of a
+/// pair (`"\ud800"`). JSON's grammar allows it, but it denotes no Unicode text: strict
+/// parsers refuse the string, others replace or drop it, so two readers of the message
+/// would disagree on what it says. Expects text that is otherwise valid JSON, where every
+/// backslash starts an escape inside a string.
+pub fn has_lone_surrogate(json: &[u8]) -> bool {
+    let hex = |at: usize| -> Option<u16> {
+        let digits = std::str::from_utf8(json.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'\\', &json[i.min(json.len())..]) {
+        let at = i + p;
+        if json.get(at + 1) != Some(&b'u') {
+            i = at + 2;
+            continue;
+        }
+        match hex(at + 2) {
+            Some(0xD800..=0xDBFF) => {
+                let low = (json.get(at + 6..at + 8) == Some(b"\\u"))
+                    .then(|| hex(at + 8))
+                    .flatten();
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return true;
+                }
+                i = at + 12;
+            }
+            Some(0xDC00..=0xDFFF) => return true,
+            _ => i = at + 6,
+        }
+    }
+    false
+}
+
 /// The first byte that is not JSON whitespace.
 pub fn first_non_whitespace(bytes: &[u8]) -> Option<u8> {
     bytes
@@ -642,6 +676,31 @@ mod tests {
             replace_id(br#"{"jsonrpc":"2.0","method":"x"}"#, &Id::Int(1)),
             None
         );
+    }
+
+    #[test]
+    fn lone_surrogates_are_found_and_pairs_are_not() {
+        for lone in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"x\uDBFFy"}"#,
+            r#"{"a":"\udc00"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+            r#"{"a":"\ud800\ud800\udc00"}"#,
+            r#"{"\ud83d":1}"#,
+            r#"{"a":"\\\ud800"}"#,
+            r#"{"a":"\ud83d"#,
+        ] {
+            assert!(has_lone_surrogate(lone.as_bytes()), "{lone}");
+        }
+        for fine in [
+            r#"{"a":"\ud83d\ude00"}"#,
+            r#"{"a":"\\ud800"}"#,
+            r#"{"a":"\u00e9\n\"\\"}"#,
+            r#"{"a":"ud800"}"#,
+            "{}",
+        ] {
+            assert!(!has_lone_surrogate(fine.as_bytes()), "{fine}");
+        }
     }
 
     #[test]

@@ -11,8 +11,9 @@ mod version;
 pub use id::Id;
 pub use message::{
     Envelope, Kind, MAX_DEPTH, ParseError, error_response, first_non_whitespace, from_object,
-    json_str, meta_str, peek_id, progress_token, repeats_top_level_key, replace_id,
-    request_id_of_cancel, too_deep, top_level_raw, top_level_str, with_meta, with_request_id,
+    has_lone_surrogate, json_str, meta_str, peek_id, progress_token, repeats_top_level_key,
+    replace_id, request_id_of_cancel, too_deep, top_level_raw, top_level_str, with_meta,
+    with_request_id,
 };
 pub use version::ProtocolVersion;
 

@@ -10,7 +10,9 @@
 //!
 //! # Evaluation order of a call
 //! 1. Only `tools/call`, `prompts/get`, `resources/read` and `resources/subscribe` are
-//!    governed; everything else is allowed here (list results are filtered instead).
+//!    governed; everything else is allowed here (list results are filtered instead). A
+//!    request that names no target is denied (`invalid_params`), and so is one whose
+//!    arguments hold a string that denotes no text (`undecodable_arguments`).
 //! 2. `deny` rules matching the target whose condition holds deny (`denied_by_rule`).
 //! 3. `allow` rules matching the target, in file order: the first whose condition holds and
 //!    whose scopes the caller has allows. If conditions held only where scopes were missing,
@@ -215,6 +217,9 @@ pub enum DenyReason {
     ConditionError,
     /// The request does not name its target (`params.name` / `params.uri` missing).
     InvalidParams,
+    /// A string in the arguments holds a lone UTF-16 surrogate escape: it denotes no text,
+    /// so conditions and argument rules cannot read what the server would.
+    UndecodableArguments,
 }
 
 impl DenyReason {
@@ -229,6 +234,7 @@ impl DenyReason {
             DenyReason::RateLimited { .. } => "rate_limited",
             DenyReason::ConditionError => "condition_error",
             DenyReason::InvalidParams => "invalid_params",
+            DenyReason::UndecodableArguments => "undecodable_arguments",
         }
     }
 }
@@ -395,6 +401,13 @@ impl Policy {
         let Some(name) = name else {
             return deny(None, DenyReason::InvalidParams, None, None);
         };
+        if args.is_some_and(|a| crate::mcp::has_lone_surrogate(a.get().as_bytes())) {
+            let target = Some(Target {
+                kind,
+                name: name.into(),
+            });
+            return deny(target, DenyReason::UndecodableArguments, None, None);
+        }
         let target = || {
             Some(Target {
                 kind,
@@ -695,9 +708,10 @@ fn scan_args(rule: &ArgRule, args: &[u8]) -> Option<Finding> {
         if !rule.pointers.is_empty() && !rule.pointers.iter().any(|p| path.under(p)) {
             return;
         }
-        if let Some(s) = json::decode_span(args, &span) {
-            found = rule.scanner.first(&s);
-        }
+        // Client arguments with strings that denote no text are refused before this; a
+        // lossy reading still never skips a string.
+        let s = json::decode_lossy(&args[span.start + 1..span.end - 1], "\u{fffd}");
+        found = rule.scanner.first(&s);
     });
     found
 }

@@ -84,6 +84,22 @@ impl Secrets {
         }
     }
 
+    /// A value split by lone surrogate escapes (`raw`, decoded as `s`): a client that drops
+    /// what denotes no text reads the value whole, so the whole string goes.
+    fn find_split(&self, raw: &[u8], s: &str, out: &mut Vec<Hit>) {
+        if out.is_empty()
+            && let Some(m) = &self.matcher
+            && crate::mcp::has_lone_surrogate(raw)
+            && m.is_match(json::decode_lossy(raw, "").as_bytes())
+        {
+            out.push(Hit {
+                range: 0..s.len(),
+                rule: None,
+                finding: None,
+            });
+        }
+    }
+
     /// Whether `s` contains any of the values.
     pub fn contained_in(&self, s: &[u8]) -> bool {
         self.matcher.as_ref().is_some_and(|m| m.is_match(s))
@@ -206,11 +222,11 @@ pub fn redact(
             if !any_rule && secrets.is_empty() {
                 return;
             }
-            let Some(s) = json::decode_span(message, &span) else {
-                return;
-            };
+            let raw = &message[span.start + 1..span.end - 1];
+            let s = json::decode_lossy(raw, "\u{fffd}");
             hits.clear();
             secrets.find(&s, &mut hits);
+            secrets.find_split(raw, &s, &mut hits);
             for (i, r) in rules.iter().enumerate() {
                 if rule_zone(r) {
                     found.clear();
@@ -297,11 +313,11 @@ pub fn redact_value(
     let mut counts = Vec::new();
     json::walk(value, |_, ev| {
         let Event::Str { span, key } = ev else { return };
-        let Some(s) = json::decode_span(value, &span) else {
-            return;
-        };
+        let raw = &value[span.start + 1..span.end - 1];
+        let s = json::decode_lossy(raw, "\u{fffd}");
         hits.clear();
         secrets.find(&s, &mut hits);
+        secrets.find_split(raw, &s, &mut hits);
         if !key {
             found.clear();
             rule.scanner.find_all(&s, &mut found);

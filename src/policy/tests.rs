@@ -501,3 +501,114 @@ fn params_that_are_not_an_object_name_nothing() {
     );
     assert_eq!(reason(&d), "invalid_params");
 }
+
+/// `text` with a lone surrogate escape (`\ud800` or `\udc00`) put at `at`: what a server
+/// writes when it cuts a string in the middle of an emoji, and what no strict JSON parser
+/// turns into a string.
+fn with_lone_surrogate(text: &str, at: usize, low: bool) -> String {
+    let escape = if low { r"\udc00" } else { r"\ud800" };
+    format!("{}{escape}{}", &text[..at], &text[at..])
+}
+
+fn raw_call(name: &str, args_json: &str) -> Box<RawValue> {
+    RawValue::from_string(format!(r#"{{"name":"{name}","arguments":{args_json}}}"#)).unwrap()
+}
+
+#[test]
+fn arguments_that_cannot_be_decoded_are_not_waved_through() {
+    let p = policy(
+        r#"
+[policy]
+default = "allow"
+
+[[rule]]
+name = "no-secrets-dir"
+effect = "deny"
+tools = ["read_file"]
+when = 'has(args.path) && args.path.startsWith("/secrets")'
+
+[[argument]]
+name = "no-drop"
+tools = ["*"]
+patterns = ['(?i)drop\s+table']
+"#,
+    );
+    let c = Call::new(&p);
+    let check = |raw: &RawValue| {
+        p.check(&PolicyInput {
+            caller: &alice(),
+            method: "tools/call",
+            params: Some(raw),
+            history: &c.history,
+            session: "s",
+            now: SystemTime::now(),
+            instant: Instant::now(),
+        })
+    };
+    // Baselines: both rules hold on decodable arguments.
+    assert_eq!(
+        reason(&check(&raw_call("read_file", r#"{"path":"/secrets/k"}"#))),
+        "denied_by_rule"
+    );
+    assert_eq!(
+        reason(&check(&raw_call("q", r#"{"sql":"DROP TABLE users"}"#))),
+        "argument_blocked"
+    );
+    // A lone surrogate anywhere in the arguments: never allowed.
+    let path = r#"{"path":"/secrets/k","note":"x"}"#;
+    let sql = r#"{"sql":"DROP TABLE users","n":[1,"a"]}"#;
+    for (tool, args) in [("read_file", path), ("q", sql)] {
+        for at in (1..args.len()).filter(|&i| {
+            // Inside a string: after an opening quote's content has begun.
+            args[..i].matches('"').count() % 2 == 1
+        }) {
+            for low in [false, true] {
+                let args = with_lone_surrogate(args, at, low);
+                let d = check(&raw_call(tool, &args));
+                assert!(!d.is_allow(), "{tool} {args}: {d:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn server_output_that_cannot_be_decoded_is_still_redacted() {
+    let p = policy(
+        r#"
+[policy]
+default = "allow"
+
+[[redact]]
+name = "mail"
+tools = ["echo"]
+detectors = ["email"]
+"#,
+    );
+    let echo = Target {
+        kind: TargetKind::Tool,
+        name: "echo".into(),
+    };
+    let rules = p.redact_rules(Some(&echo), false);
+    let secrets = Secrets::new(["wsk_live_9f8e7d6c5b4a3210"]);
+    let text = "mail bob@example.com key wsk_live_9f8e7d6c5b4a3210 end";
+    for at in 0..=text.len() {
+        for low in [false, true] {
+            let t = with_lone_surrogate(text, at, low);
+            let msg = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"type":"text","text":"{t}"}}]}}}}"#
+            );
+            let out = p.redact(msg.as_bytes(), &rules, &secrets);
+            let out = match out {
+                Ok(r) => r.bytes.unwrap_or_else(|| msg.clone().into_bytes()),
+                Err(_) => continue, // replaced whole by the caller
+            };
+            let out = String::from_utf8(out).unwrap();
+            // An address cut in two is no address for the detector; the credential is found
+            // however it is cut, as a client that drops the escape would read it.
+            let cut_mail = (5..20).contains(&at);
+            assert!(cut_mail || !out.contains("bob@example.com"), "{t}: {out}");
+            let read = out.replace(r"\ud800", "").replace(r"\udc00", "");
+            assert!(!read.contains("wsk_live_9f8e7d6c5b4a3210"), "{t}: {out}");
+        }
+    }
+}

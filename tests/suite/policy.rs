@@ -841,3 +841,87 @@ async fn a_call_without_an_id_is_refused_on_every_path_and_never_reaches_the_ser
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn strings_that_denote_no_text_neither_bypass_rules_nor_hide_output() {
+    let d = dir("surrogates");
+    let config = r#"
+[policy]
+default = "allow"
+
+[[rule]]
+name = "no-secrets-dir"
+effect = "deny"
+tools = ["echo"]
+when = 'has(args.path) && args.path.startsWith("/secrets")'
+
+[[argument]]
+name = "no-drop"
+tools = ["*"]
+patterns = ['(?i)drop\s+table']
+
+[[redact]]
+name = "mail"
+tools = ["raw"]
+detectors = ["email"]
+"#;
+    let w = start(&d, config, crate::support::fixture());
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    // A client's lone surrogate, in a value or a key, on every path: refused at the door.
+    let calls = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"path":"/secrets/k","note":"\ud800"}}}"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"DROP TABLE users \udc00"}}}"#,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"\ud83d":"DROP TABLE users"}}}"#,
+    ];
+    for body in calls {
+        let r = m
+            .client
+            .post(&m.url)
+            .headers(m.headers())
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], -32700, "{answer}");
+    }
+    let mut l = super::legacy::Legacy::connect(&w).await;
+    l.request(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
+    let r = l
+        .client
+        .post(w.url(&l.endpoint))
+        .header("content-type", "application/json")
+        .body(calls[1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Baselines: the same calls without the escape meet their rules.
+    let r = m
+        .call_tool(json!(4), "echo", json!({"path":"/secrets/k"}))
+        .await;
+    assert_eq!(r["error"]["data"]["reason"], "denied_by_rule", "{r}");
+    let r = m
+        .call_tool(json!(5), "echo", json!({"text":"DROP TABLE users"}))
+        .await;
+    assert_eq!(r["error"]["data"]["reason"], "argument_blocked", "{r}");
+    let seen = received(&m, json!(6)).await;
+    assert!(!ran(&seen, "echo"), "reached the server: {seen:?}");
+
+    // The server's: a lone surrogate beside an address and the injected credential.
+    let line = r#"{"jsonrpc":"2.0","id":$ID,"result":{"content":[{"type":"text","text":"\ud83d mail bob@example.com key $VAR \udc00"}]}}"#;
+    let r = m
+        .call_tool(
+            json!(7),
+            "raw",
+            json!({"line": line, "var": "WARDEN_TEST_SECRET", "answer": false}),
+        )
+        .await;
+    assert_eq!(r["id"], 7, "{r}");
+    let out = text(&r);
+    assert!(out.contains("mail [REDACTED:email]"), "{out}");
+    assert!(out.contains("key [REDACTED:injected_secret]"), "{out}");
+    assert!(!r.to_string().contains(SECRET), "{r}");
+}

@@ -529,6 +529,11 @@ impl Refusal {
                 crate::mcp::code::INVALID_PARAMS,
                 "Invalid params: the request names no tool, prompt or resource".to_owned(),
             ),
+            DenyReason::UndecodableArguments => (
+                crate::mcp::code::INVALID_PARAMS,
+                "Invalid params: a string in the arguments holds a lone UTF-16 surrogate escape"
+                    .to_owned(),
+            ),
             _ => (
                 POLICY_DENIED,
                 match &self.deny.message {

@@ -177,9 +177,16 @@ async fn post_inner(
 /// sidecar reads the tool name and `_meta` from there), and a method other than a
 /// notification's sent without an id (JSON-RPC makes it a notification, which gets no
 /// answer, so nothing could tell the client it was refused: a governed call must not pass
-/// undecided that way). Every transport reads client messages through here.
+/// undecided that way), and a string holding a lone UTF-16 surrogate escape (it denotes no
+/// text: the sidecar could not read what a server might, so nothing of the message could
+/// be inspected). Every transport reads client messages through here.
 pub(crate) fn parse_client_message(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
     let env = Envelope::parse(bytes).map_err(Rejection::Parse)?;
+    if mcp::has_lone_surrogate(bytes) {
+        return Err(Rejection::Parse(mcp::ParseError::Json(
+            "a string holds a lone UTF-16 surrogate escape".into(),
+        )));
+    }
     if env.kind == Kind::Notification
         && !env
             .method
