@@ -165,15 +165,24 @@ fn main() {
                     }
                     "raw" => {
                         // Writes `line` as is (with `$ID` replaced by this request's id and
-                        // `$VAR` by the value of the variable `var`), then answers `done`:
-                        // bytes no JSON library would write.
+                        // `$VAR` by the value of the variable `var`) to stdout, or to stderr
+                        // with `stderr`, then answers `done` unless `answer` is false: bytes no
+                        // JSON library would write.
                         let value = args
                             .get("var")
                             .and_then(Value::as_str)
                             .and_then(|v| std::env::var(v).ok())
                             .unwrap_or_default();
                         let line = args.get("line").and_then(Value::as_str).unwrap_or("");
-                        let line = line.replace("$ID", &id.to_string()).replace("$VAR", &value);
+                        // `$UVAR`: the value with every character `\uXXXX`-escaped.
+                        let escaped: String = value
+                            .encode_utf16()
+                            .map(|u| format!("\\u{u:04x}"))
+                            .collect();
+                        let line = line
+                            .replace("$ID", &id.to_string())
+                            .replace("$UVAR", &escaped)
+                            .replace("$VAR", &value);
                         if args.get("stderr").and_then(Value::as_bool) == Some(true) {
                             eprintln!("{line}");
                         } else if let Ok(mut o) = out.lock() {

@@ -50,7 +50,7 @@ pub use history::{CallSummary, History, HistoryState};
 pub use json::{Malformed, Pointer};
 pub use limit::{Per, Rate};
 pub use list::ListKind;
-pub use redact::{INJECTED, RedactRule, Redacted, RedactionCount, Secrets, Zones};
+pub use redact::{INJECTED, RedactRule, Redacted, RedactionCount, Secrets, Uninspectable, Zones};
 
 use limit::{Draw, Limiter};
 
@@ -652,7 +652,7 @@ impl Policy {
         message: &[u8],
         rules: &[&RedactRule],
         secrets: &Secrets,
-    ) -> Result<Redacted, Malformed> {
+    ) -> Result<Redacted, Uninspectable> {
         redact::redact(message, rules, secrets)
     }
 }

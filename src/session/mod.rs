@@ -32,9 +32,15 @@ pub type RequestTag = Box<dyn Any + Send + Sync>;
 /// session (policy, redaction, audit). The session layer stays ignorant of what it does.
 pub trait Inspect: Send + Sync + std::fmt::Debug {
     /// Every message of the server passes here before any client stream holds it; the return
-    /// value is what clients get (and what replay buffers keep). `request` is the tag of the
-    /// client request the message answers, for responses.
-    fn server_message(&self, request: Option<&RequestTag>, kind: Kind, line: Bytes) -> Bytes;
+    /// value is what clients get (and what replay buffers keep), `None` to drop it (a
+    /// response is always answered). `request` is the tag of the client request the message
+    /// answers, for responses.
+    fn server_message(
+        &self,
+        request: Option<&RequestTag>,
+        kind: Kind,
+        line: Bytes,
+    ) -> Option<Bytes>;
     /// The session ended; `reason` is a snake_case code, `exit` the server's exit status when
     /// it exited on its own.
     fn ended(&self, reason: &'static str, exit: Option<String>);

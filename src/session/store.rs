@@ -651,7 +651,7 @@ impl Session {
     fn complete(&self, p: Pending, response: Option<Bytes>, error: Option<&'static str>) {
         if let Some(response) = response {
             let response = self.inspected(p.tag.as_ref(), Kind::Response, response);
-            let response = match mcp::replace_id(&response, &p.client_id) {
+            let response = match response.and_then(|r| mcp::replace_id(&r, &p.client_id)) {
                 Some(r) => Bytes::from(r),
                 // The inspector answers with a message of the request's id: not reached.
                 None => Bytes::from(mcp::error_response(
@@ -737,12 +737,28 @@ impl Session {
         }
     }
 
-    /// What clients get of a server message: the inspector's version, if there is one.
-    fn inspected(&self, tag: Option<&RequestTag>, kind: Kind, line: Bytes) -> Bytes {
-        match &self.inspect {
-            Some(i) => i.server_message(tag, kind, line),
-            None => line,
+    /// What clients get of a server message: the inspector's version, if there is one;
+    /// `None` when it must not reach them. A server request dropped that way is answered
+    /// with an error, so the server does not wait for it.
+    fn inspected(&self, tag: Option<&RequestTag>, kind: Kind, line: Bytes) -> Option<Bytes> {
+        let Some(i) = &self.inspect else {
+            return Some(line);
+        };
+        let out = i.server_message(tag, kind, line.clone());
+        if out.is_none()
+            && kind == Kind::Request
+            && let Ok(env) = Envelope::parse(&line)
+        {
+            let reply = mcp::error_response(
+                env.id.as_ref(),
+                mcp::code::INTERNAL_ERROR,
+                "the request could not be inspected",
+            );
+            if let Some(child) = self.child.get() {
+                let _ = child.try_send(Bytes::from(reply));
+            }
         }
+        out
     }
 
     /// The session's inspector, if the transport installed one.
@@ -752,7 +768,9 @@ impl Session {
 
     /// Where a message that answers no request goes (see the module docs).
     fn route_unsolicited(&self, kind: Kind, line: Bytes) {
-        let line = self.inspected(None, kind, line);
+        let Some(line) = self.inspected(None, kind, line) else {
+            return;
+        };
         let target = {
             let r = self.routes.lock();
             if self.transport == Transport::LegacySse || r.standalone.is_attached() {
@@ -908,9 +926,10 @@ impl ChildSink for Session {
                     .and_then(|t| self.routes.lock().progress.get(&t).cloned());
                 match stream {
                     Some(s) => {
-                        let line = self.inspected(None, Kind::Notification, line);
-                        let lost = s.push(Kind::Notification, line);
-                        self.report_lost(lost);
+                        if let Some(line) = self.inspected(None, Kind::Notification, line) {
+                            let lost = s.push(Kind::Notification, line);
+                            self.report_lost(lost);
+                        }
                     }
                     None => {
                         let _g = self.span.enter();

@@ -925,3 +925,99 @@ detectors = ["email"]
     assert!(out.contains("key [REDACTED:injected_secret]"), "{out}");
     assert!(!r.to_string().contains(SECRET), "{r}");
 }
+
+/// Every message of a POST's answer (one JSON body, or each SSE event), as raw text.
+async fn answer_texts(resp: reqwest::Response) -> Vec<String> {
+    let sse = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+    if sse {
+        crate::support::http::sse_events(resp)
+            .await
+            .into_iter()
+            .map(|e| e.data)
+            .filter(|d| !d.is_empty())
+            .collect()
+    } else {
+        vec![resp.text().await.unwrap()]
+    }
+}
+
+#[tokio::test]
+async fn an_injected_credential_is_redacted_wherever_a_server_writes_it() {
+    let d = dir("secret-anywhere");
+    let w = start(
+        &d,
+        "[policy]\ndefault = \"allow\"\n",
+        crate::support::fixture(),
+    );
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let escaped: String = SECRET
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let lines = [
+        // An extra top-level member of a response, raw and escaped.
+        (
+            r#"{"jsonrpc":"2.0","id":$ID,"result":{"content":[]},"leak":"$VAR","also":"$UVAR"}"#,
+            false,
+        ),
+        // A top-level key.
+        (
+            r#"{"jsonrpc":"2.0","id":$ID,"result":{"content":[]},"$VAR":1}"#,
+            false,
+        ),
+        // A notification's method, and a server request's id.
+        (r#"{"jsonrpc":"2.0","method":"notifications/$VAR"}"#, true),
+        (
+            r#"{"jsonrpc":"2.0","id":"$VAR","method":"roots/list"}"#,
+            true,
+        ),
+        // JSON inside a string, escaped once more.
+        (
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"{\"token\":\"$UVAR\"}"}}"#,
+            true,
+        ),
+    ];
+    for (i, (line, answer)) in lines.iter().enumerate() {
+        let resp = m
+            .post(&json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":{
+                "name":"raw","arguments":{"line":line,"var":"WARDEN_TEST_SECRET","answer":answer}}}))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let texts = answer_texts(resp).await;
+        let all = texts.join("\n");
+        assert!(
+            texts.iter().any(|t| t.contains("\"result\"")),
+            "{line}: no answer: {all}"
+        );
+        assert!(!all.contains(SECRET), "{line}: leaked: {all}");
+        assert!(!all.contains(&escaped), "{line}: leaked escaped: {all}");
+        for t in &texts {
+            let v: Value = serde_json::from_str(t).unwrap_or_else(|e| panic!("{e}: {t}"));
+            assert!(
+                !v.to_string().contains(SECRET),
+                "{line}: leaked once decoded: {t}"
+            );
+        }
+    }
+    // The server's stderr, raw and escaped, reaches the logs redacted.
+    for line in ["stderr token=$VAR end", r#"stderr json {"t":"$UVAR"} end"#] {
+        let r = m
+            .call_tool(
+                json!("e"),
+                "raw",
+                json!({"line": line, "var": "WARDEN_TEST_SECRET", "stderr": true}),
+            )
+            .await;
+        assert_eq!(text(&r), "done");
+    }
+    let logs = w.wait_log("stderr json", Duration::from_secs(10));
+    assert!(
+        logs.contains("stderr token=[REDACTED:injected_secret] end"),
+        "{logs}"
+    );
+    assert!(!logs.contains(SECRET) && !logs.contains(&escaped), "{logs}");
+}
