@@ -612,3 +612,154 @@ detectors = ["email"]
         }
     }
 }
+
+#[test]
+fn completions_are_governed_as_the_prompt_or_resource_they_complete() {
+    let p = policy(
+        r#"
+[[rule]]
+name = "prompts"
+prompts = ["simple-prompt", "region-prompt"]
+
+[[rule]]
+name = "no-prod"
+effect = "deny"
+prompts = ["region-prompt"]
+when = 'has(args.region) && args.region == "prod"'
+
+[[rule]]
+name = "docs"
+resources = ["demo://resource/static/*"]
+
+[[rate_limit]]
+name = "prompt-budget"
+per = "principal"
+prompts = ["*"]
+rate = "1/min"
+"#,
+    );
+    let c = Call::new(&p);
+    let complete = |reference: serde_json::Value, argument: serde_json::Value| {
+        c.run(
+            &alice(),
+            "completion/complete",
+            json!({"ref": reference, "argument": argument}),
+        )
+    };
+    let arg = json!({"name": "style", "value": "b"});
+    assert_eq!(
+        reason(&complete(
+            json!({"type": "ref/prompt", "name": "args-prompt"}),
+            arg.clone()
+        )),
+        "not_permitted"
+    );
+    assert_eq!(
+        reason(&complete(
+            json!({"type": "ref/resource", "uri": "demo://resource/dynamic/{id}"}),
+            arg.clone()
+        )),
+        "not_permitted"
+    );
+    // Completions do not use up the prompt's rate limit: they are typed, not calls.
+    for _ in 0..3 {
+        let d = complete(
+            json!({"type": "ref/prompt", "name": "simple-prompt"}),
+            arg.clone(),
+        );
+        assert!(d.is_allow(), "{d:?}");
+    }
+    assert!(
+        complete(
+            json!({"type": "ref/resource", "uri": "demo://resource/static/{name}"}),
+            arg.clone()
+        )
+        .is_allow()
+    );
+    // Conditions read the argument being completed with the ones already given.
+    let d = c.run(
+        &alice(),
+        "completion/complete",
+        json!({"ref": {"type": "ref/prompt", "name": "region-prompt"},
+            "argument": {"name": "zone", "value": "e"},
+            "context": {"arguments": {"region": "prod"}}}),
+    );
+    assert_eq!(reason(&d), "denied_by_rule");
+    let d = complete(
+        json!({"type": "ref/prompt", "name": "region-prompt"}),
+        json!({"name": "region", "value": "prod"}),
+    );
+    assert_eq!(reason(&d), "denied_by_rule");
+    // What names nothing is refused.
+    for params in [
+        json!({"argument": arg}),
+        json!({"ref": {"type": "ref/tool", "name": "x"}, "argument": arg}),
+        json!({"ref": {"type": "ref/prompt"}, "argument": arg}),
+    ] {
+        let d = c.run(&alice(), "completion/complete", params.clone());
+        assert_eq!(reason(&d), "invalid_params", "{params}");
+    }
+    assert!(
+        c.run(&alice(), "prompts/get", json!({"name": "simple-prompt"}))
+            .is_allow()
+    );
+    assert_eq!(
+        reason(&c.run(&alice(), "prompts/get", json!({"name": "simple-prompt"}))),
+        "rate_limited"
+    );
+}
+
+#[test]
+fn resource_templates_are_listed_as_the_resources_they_name() {
+    let p = policy(
+        r#"
+[[rule]]
+name = "docs"
+resources = ["demo://resource/static/*"]
+"#,
+    );
+    let list = json!({"jsonrpc":"2.0","id":1,"result":{"resourceTemplates":[
+        {"uriTemplate":"demo://resource/static/{name}","name":"static"},
+        {"uriTemplate":"demo://resource/dynamic/{id}","name":"dynamic"},
+        {"name":"no-template"}]}});
+    let bytes = list.to_string();
+    let out = p
+        .filter_list(
+            &alice(),
+            ListKind::ResourceTemplates,
+            bytes.as_bytes(),
+            SystemTime::now(),
+        )
+        .unwrap()
+        .expect("filtered");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v["result"]["resourceTemplates"],
+        json!([{"uriTemplate":"demo://resource/static/{name}","name":"static"}])
+    );
+    assert_eq!(
+        ListKind::of_method("resources/templates/list"),
+        Some(ListKind::ResourceTemplates)
+    );
+}
+
+#[test]
+fn a_call_matching_many_rate_limits_meets_every_one() {
+    let mut config = String::from("[policy]\ndefault = \"allow\"\n");
+    for i in 0..9 {
+        config.push_str(&format!(
+            "\n[[rate_limit]]\nname = \"wide-{i}\"\nper = \"principal\"\nrate = \"100/s\"\n"
+        ));
+    }
+    config.push_str("\n[[rate_limit]]\nname = \"narrow\"\nper = \"tool\"\ntools = [\"echo\"]\nrate = \"1/min\"\n");
+    let p = policy(&config);
+    let c = Call::new(&p);
+    assert!(c.tool(&alice(), "echo", json!({})).is_allow());
+    match c.tool(&alice(), "echo", json!({})) {
+        Decision::Deny(d) => {
+            assert_eq!(d.reason.code(), "rate_limited");
+            assert_eq!(d.rule.as_deref(), Some("narrow"));
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1021,3 +1021,61 @@ async fn an_injected_credential_is_redacted_wherever_a_server_writes_it() {
     );
     assert!(!logs.contains(SECRET) && !logs.contains(&escaped), "{logs}");
 }
+
+#[tokio::test]
+async fn completions_and_resource_templates_follow_the_rules_of_what_they_name() {
+    let d = dir("completion");
+    let stdin = d.join("stdin.log");
+    let config = r#"
+[[rule]]
+name = "simple-prompt"
+prompts = ["simple-prompt"]
+
+[[rule]]
+name = "text-resources"
+resources = ["demo://resource/dynamic/text/*"]
+"#;
+    let w = start_teed(&d, config, &stdin);
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let r = m
+        .request(
+            json!(1),
+            "completion/complete",
+            json!({"ref":{"type":"ref/prompt","name":"args-prompt"},"argument":{"name":"city","value":"Pa"}}),
+        )
+        .await;
+    assert_eq!(r["error"]["data"]["reason"], "not_permitted", "{r}");
+    let r = m
+        .request(
+            json!(2),
+            "completion/complete",
+            json!({"ref":{"type":"ref/prompt","name":"simple-prompt"},"argument":{"name":"x","value":"marker-allowed"}}),
+        )
+        .await;
+    assert!(
+        r.get("error").is_none_or(|e| e.get("data").is_none()),
+        "{r}"
+    );
+    // The server lists text and blob templates; this caller may read text resources only.
+    let r = m
+        .request(json!(3), "resources/templates/list", json!({}))
+        .await;
+    let templates: Vec<&str> = r["result"]["resourceTemplates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["uriTemplate"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        templates,
+        ["demo://resource/dynamic/text/{resourceId}"],
+        "{r}"
+    );
+    let seen = std::fs::read_to_string(&stdin).unwrap();
+    assert!(seen.contains("marker-allowed"), "{seen}");
+    assert!(
+        !seen.contains("args-prompt"),
+        "a denied completion reached the server:\n{seen}"
+    );
+}

@@ -23,7 +23,7 @@ use crate::child::SecretSet;
 use crate::mcp::{Envelope, Id, Kind};
 use crate::policy::{
     Allow, Caller, Decision, Deny, DenyReason, History, ListKind, Policy, PolicyInput,
-    RedactionCount, Secrets, Target, TargetKind,
+    RedactionCount, Secrets, Target,
 };
 use crate::session::{Inspect, RequestTag, Session};
 use crate::telemetry::Metrics;
@@ -411,7 +411,7 @@ pub(crate) fn admit(
     }
     let policy = &inspector.policy;
     let method = env.method.as_deref().unwrap_or_default();
-    let governed = TargetKind::of_method(method).is_some();
+    let governed = crate::policy::governs(method);
     let list = ListKind::of_method(method);
     let task_result = method == "tasks/result" && policy.has_redact_rules();
     if !governed && list.is_none() && !task_result {
