@@ -5,7 +5,9 @@
 //! everything else (server→client requests, unrelated notifications) to the session's
 //! standalone stream (the GET stream), or, while no GET stream is connected, to the stream of
 //! the oldest request still in flight, so a client that never opens a GET stream still sees
-//! them. Every message lands on exactly one stream. The [`SessionStore`] owns all sessions,
+//! them. Every message lands on exactly one stream. Client requests reach the server under ids
+//! of the session's own, never reused, so an answer can only reach the request it was written
+//! for; answers go back under the client's ids. The [`SessionStore`] owns all sessions,
 //! enforces the cap, and reaps idle sessions and expired requests.
 
 mod events;
