@@ -19,13 +19,14 @@ use mcp_warden::policy::{Decision, Identity, Policy, PolicyInput, Secrets};
 use serde_json::value::RawValue;
 
 const CREDENTIAL: &str = "Qz-credential-0123456789";
-const METHODS: [&str; 6] = [
+const METHODS: [&str; 7] = [
     "tools/call",
     "resources/read",
     "prompts/get",
     "tools/list",
     "initialize",
     "sampling/createMessage",
+    "completion/complete",
 ];
 
 static POLICY: LazyLock<Arc<Policy>> = LazyLock::new(|| {
