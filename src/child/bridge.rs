@@ -142,7 +142,9 @@ impl Child {
         let (exit_tx, exit) = watch::channel(None);
         let reader = read_loop(stdout_pipe, sink.clone(), spec.max_line_bytes, exit.clone());
         tokio::spawn(reader.instrument(span.clone()));
-        tokio::spawn(stderr::log_lines(stderr_pipe, spec.stderr).instrument(span.clone()));
+        tokio::spawn(
+            stderr::log_lines(stderr_pipe, spec.stderr, env.secrets()).instrument(span.clone()),
+        );
         tokio::spawn(
             async move {
                 // The sender lives in the process table until the reaper delivers.
