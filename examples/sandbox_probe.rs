@@ -25,11 +25,15 @@ use serde_json::{Map, Value, json};
 /// What an attack found out when it was not refused.
 type Outcome = Result<String, Errno>;
 
+/// Descriptors above stderr open when the probe started (before it opened any itself).
+static START_FDS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--nest") {
         nest(&args[2], &args[4..]);
     }
+    let _ = START_FDS.set(open_fds());
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     // Everything received, for the `stdin` attack (what reached the server at all).
@@ -142,6 +146,21 @@ fn write_file(path: &str) -> Outcome {
     r.map(|_| String::new())
 }
 
+/// This process's parent as the sidecar sees it: read through /proc (the host's mount)
+/// rather than getppid(), which answers in the server's PID namespace when it has one.
+fn host_ppid() -> i32 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            s[s.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
 fn parent_of(pid: i32) -> i32 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -184,10 +203,51 @@ fn connect_inet(fd: &OwnedFd, port: u16) -> Outcome {
     } as libc::c_long)
 }
 
+/// Open descriptors above 2, ascending, as `FD=TARGET` (the directory being read, which is
+/// one of them, left out).
+fn open_fds() -> String {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return String::new();
+    };
+    let mut fds: Vec<(i32, String)> = dir
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((fd, target.display().to_string()))
+        })
+        .filter(|(fd, target)| *fd > 2 && !target.ends_with("/fd"))
+        .collect();
+    fds.sort_unstable();
+    fds.iter()
+        .map(|(fd, t)| format!("{fd}={t}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `TARGET[:SIGNAL]` (signal 0 when absent). TARGET is a number, `self` (0), `sidecar`, or
+/// `sidecar_thread` (a thread of the sidecar other than its main one).
+fn pid_and_signal(arg: &str, sidecar: i32) -> (i32, i32) {
+    let (target, sig) = arg.split_once(':').unwrap_or((arg, "0"));
+    let pid = match target {
+        "self" => 0,
+        "sidecar" => sidecar,
+        "sidecar_thread" => std::fs::read_dir(format!("/proc/{sidecar}/task"))
+            .ok()
+            .and_then(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                    .find(|&t| t != sidecar)
+            })
+            .unwrap_or(-2),
+        n => n.parse().unwrap_or(-2),
+    };
+    (pid, sig.parse().unwrap_or(0))
+}
+
 fn attack_once(attack: &str, sidecar: i32) -> Outcome {
     let (name, arg) = attack.split_once(':').unwrap_or((attack, ""));
     // Attacks run in a child of the probe: the supervisor is the probe's parent.
-    let supervisor = parent_of(nix::unistd::getppid().as_raw());
+    let supervisor = parent_of(host_ppid());
     let home = std::env::var("HOME").unwrap_or_default();
     match name {
         // Files.
@@ -258,6 +318,170 @@ fn attack_once(attack: &str, sidecar: i32) -> Outcome {
         "kill_supervisor" => check(unsafe { libc::kill(supervisor, 0) } as libc::c_long),
         "kill_all" => check(unsafe { libc::kill(-1, 0) } as libc::c_long),
         "tgkill_sidecar" => check(unsafe { libc::syscall(libc::SYS_tgkill, sidecar, sidecar, 0) }),
+        // Signals to any process or thread by number: `NAME:PID[:SIGNAL]` (signal 0 checks
+        // permission only).
+        "kill_pid" => {
+            let (pid, sig) = pid_and_signal(arg, sidecar);
+            check(unsafe { libc::kill(pid, sig) } as libc::c_long)
+        }
+        "tkill_pid" => {
+            let (tid, sig) = pid_and_signal(arg, sidecar);
+            check(unsafe { libc::syscall(libc::SYS_tkill, tid, sig) })
+        }
+        "sigqueue_pid" => {
+            let (pid, sig) = pid_and_signal(arg, sidecar);
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            info.si_signo = sig;
+            info.si_code = libc::SI_QUEUE;
+            // SAFETY: `info` is a valid siginfo_t for the duration of the call.
+            check(unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, sig, &info) })
+        }
+        // A pidfd obtained without pidfd_open, by opening the process's /proc directory.
+        "pidfd_signal_pid" => {
+            let (pid, sig) = pid_and_signal(arg, sidecar);
+            let dir = std::fs::File::open(format!("/proc/{pid}"))
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            // SAFETY: no pointers besides a null siginfo.
+            check(unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    dir.as_raw_fd(),
+                    sig,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            })
+        }
+        // Signals by proxy: make TARGET the owner of a pipe with O_ASYNC; the kernel sends
+        // it SIGIO (default action: terminate) when data arrives. `ex` uses F_SETOWN_EX.
+        "sigio_pid" | "sigio_ex_pid" => {
+            let (pid, _) = pid_and_signal(arg, sidecar);
+            let (r, w) = pipe()?;
+            let fd = r.as_raw_fd();
+            let rc = if name == "sigio_pid" {
+                // SAFETY: F_SETOWN takes an integer.
+                unsafe { libc::fcntl(fd, libc::F_SETOWN, pid) }
+            } else {
+                // struct f_owner_ex; F_OWNER_PID = 1, F_SETOWN_EX = 15 (not in libc).
+                #[repr(C)]
+                struct OwnerEx {
+                    kind: libc::c_int,
+                    pid: libc::pid_t,
+                }
+                let owner = OwnerEx { kind: 1, pid };
+                // SAFETY: `owner` is valid for the duration of the call.
+                unsafe { libc::fcntl(fd, 15, &owner) }
+            };
+            check(rc as libc::c_long)?;
+            // SAFETY: flag changes on our own pipe.
+            check(
+                unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_ASYNC | libc::O_NONBLOCK) }
+                    as libc::c_long,
+            )?;
+            nix::unistd::write(&w, b"x")?;
+            Ok(String::new())
+        }
+        // process_mrelease needs a real pidfd: one of our own live child, which the call
+        // refuses with EINVAL once it is reached (the child is not dying).
+        "process_mrelease" => match unsafe { fork() }? {
+            ForkResult::Child => {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                unsafe { libc::_exit(0) }
+            }
+            ForkResult::Parent { child } => {
+                // SAFETY: no pointers.
+                let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.as_raw(), 0) };
+                let r = if pidfd < 0 {
+                    Err(Errno::last())
+                } else {
+                    check(unsafe { libc::syscall(libc::SYS_process_mrelease, pidfd, 0) })
+                };
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                r
+            }
+        },
+        // Limits and scheduling of another process, each set to the value it already has:
+        // success means the permission check passed, and nothing changes.
+        "prlimit_pid" => {
+            let (pid, _) = pid_and_signal(arg, sidecar);
+            let mut old: libc::rlimit64 = unsafe { std::mem::zeroed() };
+            // SAFETY: `old` is a valid out-pointer; the new limit is null (read only).
+            check(
+                unsafe { libc::prlimit64(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) }
+                    as libc::c_long,
+            )?;
+            // SAFETY: `old` is a valid rlimit64.
+            check(
+                unsafe { libc::prlimit64(pid, libc::RLIMIT_NOFILE, &old, std::ptr::null_mut()) }
+                    as libc::c_long,
+            )
+        }
+        "setpriority_pid" => {
+            let (pid, _) = pid_and_signal(arg, sidecar);
+            Errno::clear();
+            // SAFETY: no pointers.
+            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, pid as libc::id_t) };
+            if nice == -1 && Errno::last_raw() != 0 {
+                return Err(Errno::last());
+            }
+            check(
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, pid as libc::id_t, nice) }
+                    as libc::c_long,
+            )
+        }
+        "sched_setaffinity_pid" => {
+            let (pid, _) = pid_and_signal(arg, sidecar);
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            // SAFETY: `set` is a valid cpu_set_t of `size` bytes.
+            check(unsafe { libc::sched_getaffinity(pid, size, &mut set) } as libc::c_long)?;
+            check(unsafe { libc::sched_setaffinity(pid, size, &set) } as libc::c_long)
+        }
+        "sched_setscheduler_pid" => {
+            let (pid, _) = pid_and_signal(arg, sidecar);
+            // SAFETY: no pointers.
+            let policy = unsafe { libc::sched_getscheduler(pid) };
+            if policy < 0 {
+                return Err(Errno::last());
+            }
+            let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+            // SAFETY: `param` is a valid out-pointer.
+            check(unsafe { libc::sched_getparam(pid, &mut param) } as libc::c_long)?;
+            check(unsafe { libc::sched_setscheduler(pid, policy, &param) } as libc::c_long)
+        }
+        "sched_setparam_pid" => {
+            let (pid, _) = pid_and_signal(arg, sidecar);
+            let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+            // SAFETY: `param` is a valid out-pointer.
+            check(unsafe { libc::sched_getparam(pid, &mut param) } as libc::c_long)?;
+            check(unsafe { libc::sched_setparam(pid, &param) } as libc::c_long)
+        }
+        "ioprio_set_pid" => {
+            let (pid, _) = pid_and_signal(arg, sidecar);
+            const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+            // SAFETY: no pointers.
+            let prio = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, pid) };
+            if prio < 0 {
+                return Err(Errno::last());
+            }
+            check(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, pid, prio) })
+        }
+        "get_robust_list_pid" => {
+            let (pid, _) = pid_and_signal(arg, sidecar);
+            let mut head: usize = 0;
+            let mut len: usize = 0;
+            // SAFETY: both out-pointers are valid for the call.
+            check(unsafe { libc::syscall(libc::SYS_get_robust_list, pid, &mut head, &mut len) })
+        }
+        // Writes to a descriptor number the server did not open itself.
+        "write_fd" => {
+            let fd: i32 = arg.parse().unwrap_or(-1);
+            // SAFETY: writing one byte from a valid buffer to a descriptor number.
+            check(unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) } as libc::c_long)
+        }
+        // Descriptors above stderr that the server held when it started.
+        "fds" => Ok(START_FDS.get().cloned().unwrap_or_default()),
         // Namespaces and mounts.
         "unshare_user" => check(unsafe { libc::unshare(libc::CLONE_NEWUSER) } as libc::c_long),
         "unshare_net" => check(unsafe { libc::unshare(libc::CLONE_NEWNET) } as libc::c_long),
@@ -481,7 +705,7 @@ fn attack_once(attack: &str, sidecar: i32) -> Outcome {
         "cmdline" => read_file("/proc/self/cmdline"),
         "status" => read_file("/proc/self/status"),
         "parents" => Ok(format!("{supervisor} {}", parent_of(supervisor))),
-        "server_pid" => Ok(nix::unistd::getppid().to_string()),
+        "server_pid" => Ok(host_ppid().to_string()),
         "workdirs" => {
             std::fs::read_dir(std::path::Path::new(&home).parent().unwrap_or("/".as_ref()))
                 .map(|d| d.count().to_string())

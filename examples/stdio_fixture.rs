@@ -3,7 +3,8 @@
 //! ignored EOF or SIGTERM, floods, daemons).
 //!
 //! Run: `stdio_fixture [--ignore-eof] [--ignore-sigterm] [--exit-on-initialize]
-//! [--die-mid-line-on-initialize]`. Tools are selected by name in `tools/call`.
+//! [--die-mid-line-on-initialize]`. Tools are selected by name in `tools/call`; `received`
+//! tells what reached the server, `late` ignores cancellation, `raw` writes any bytes.
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
@@ -60,6 +61,8 @@ fn main() {
     let replies: Arc<Mutex<std::collections::HashMap<String, std::sync::mpsc::Sender<Value>>>> =
         Arc::default();
     let mut next_request = 0u64;
+    // Every request and notification read so far, for tests to ask what reached the server.
+    let mut received: Vec<Value> = Vec::new();
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
@@ -84,6 +87,12 @@ fn main() {
             }
             continue;
         }
+        received.push(json!({
+            "method": method,
+            "id": id,
+            "name": msg.pointer("/params/name"),
+            "requestId": msg.pointer("/params/requestId"),
+        }));
         match method.as_str() {
             "initialize" => {
                 if flags.exit_on_initialize {
@@ -140,6 +149,51 @@ fn main() {
                         send(&out, &text_result(&id, text));
                     }
                     "pid" => send(&out, &text_result(&id, &std::process::id().to_string())),
+                    "received" => {
+                        let seen = Value::from(received[..received.len() - 1].to_vec());
+                        send(&out, &text_result(&id, &seen.to_string()));
+                    }
+                    "late" => {
+                        // Answers after `ms` whatever happens meanwhile: a server that
+                        // ignores cancellation.
+                        let text = args.get("text").and_then(Value::as_str).unwrap_or("");
+                        let (out, text, ms) = (out.clone(), text.to_owned(), num("ms", 300));
+                        std::thread::spawn(move || {
+                            std::thread::sleep(Duration::from_millis(ms));
+                            send(&out, &text_result(&id, &text));
+                        });
+                    }
+                    "raw" => {
+                        // Writes `line` as is (with `$ID` replaced by this request's id and
+                        // `$VAR` by the value of the variable `var`) to stdout, or to stderr
+                        // with `stderr`, then answers `done` unless `answer` is false: bytes no
+                        // JSON library would write.
+                        let value = args
+                            .get("var")
+                            .and_then(Value::as_str)
+                            .and_then(|v| std::env::var(v).ok())
+                            .unwrap_or_default();
+                        let line = args.get("line").and_then(Value::as_str).unwrap_or("");
+                        // `$UVAR`: the value with every character `\uXXXX`-escaped.
+                        let escaped: String = value
+                            .encode_utf16()
+                            .map(|u| format!("\\u{u:04x}"))
+                            .collect();
+                        let line = line
+                            .replace("$ID", &id.to_string())
+                            .replace("$UVAR", &escaped)
+                            .replace("$VAR", &value);
+                        if args.get("stderr").and_then(Value::as_bool) == Some(true) {
+                            eprintln!("{line}");
+                        } else if let Ok(mut o) = out.lock() {
+                            let _ = o.write_all(line.as_bytes());
+                            let _ = o.write_all(b"\n");
+                            let _ = o.flush();
+                        }
+                        if args.get("answer").and_then(Value::as_bool) != Some(false) {
+                            send(&out, &text_result(&id, "done"));
+                        }
+                    }
                     "meta" => {
                         let meta = msg.pointer("/params/_meta").cloned().unwrap_or(Value::Null);
                         send(&out, &text_result(&id, &meta.to_string()));

@@ -297,6 +297,17 @@ struct SandboxArgs {
     #[arg(long = "sandbox-user", env = "MCP_WARDEN_SANDBOX_USER", value_name = "UID[:GID]", value_parser = parse_user)]
     sandbox_user: Option<(u32, u32)>,
 
+    /// A uid (and gid) of its own for each session's server, when the sidecar runs as root:
+    /// auto (from 60514-61183, unless the server's files are closed to other users: then
+    /// the sidecar's uid, with a warning), off, or FIRST-LAST (always; no start otherwise).
+    #[arg(
+        long = "sandbox-uids",
+        env = "MCP_WARDEN_SANDBOX_UIDS",
+        default_value = "auto",
+        value_name = "auto|off|FIRST-LAST"
+    )]
+    sandbox_uids: crate::sandbox::profile::SessionUids,
+
     /// Directory holding the per-session work dirs (HOME and TMPDIR of each server).
     /// Default: a new directory under the system temporary directory.
     #[arg(long = "work-root", env = "MCP_WARDEN_WORK_ROOT", value_name = "DIR")]
@@ -311,6 +322,17 @@ struct SandboxArgs {
         value_name = "NAME"
     )]
     env_pass: Vec<String>,
+
+    /// Let the server's environment hold this loader variable (LD_*, GCONV_PATH,
+    /// GLIBC_TUNABLES, …; repeatable). Refused otherwise: they decide what the C library
+    /// loads before the server's own code runs.
+    #[arg(
+        long = "env-allow-loader",
+        env = "MCP_WARDEN_ENV_ALLOW_LOADER",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    env_allow_loader: Vec<String>,
 
     /// Set a non-secret variable in the server's environment (repeatable). The value is
     /// visible in the process list: use --env-file for secrets.
@@ -392,8 +414,10 @@ impl SandboxArgs {
             read: self.sandbox_read,
             read_write: self.sandbox_write,
             user: self.sandbox_user,
+            session_uids: self.sandbox_uids,
             work_root: self.work_root,
             env_pass: self.env_pass,
+            env_allow_loader: self.env_allow_loader,
             env,
         })
     }
@@ -844,7 +868,9 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
     let scrub = args.sandbox.env.clone();
     // The sidecar's own secret files: no server may read them (checked against the profile).
-    let secret_files: Vec<(String, PathBuf)> = [
+    let mut secret_files: Vec<(String, PathBuf)> = [
+        ("--config", &args.config),
+        ("--tls-cert", &args.tls_cert),
         ("--tls-key", &args.tls_key),
         ("--hmac-secret-file", &args.auth.hmac_secret_file),
         (
@@ -946,6 +972,10 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
             .map(crate::config::file::load)
             .transpose()?,
     };
+    // The audit log and its key, named by --config.
+    if let Some(file) = &options.file {
+        secret_files.extend(file.files.iter().cloned());
+    }
     let helper = PathBuf::from("/proc/self/exe");
     let config = WrapConfig::from_options(options.clone(), &ProcessEnv, helper.clone())?;
     let dev_token_ttl = args.auth.dev_token_ttl;

@@ -19,7 +19,7 @@ use crate::auth::{
     Resources, ScopeRules, Secret,
 };
 use crate::child::{ChildSpec, EnvPlan, EnvSource, StderrLimits};
-use crate::sandbox::profile::{SandboxConfig, SandboxOverrides};
+use crate::sandbox::profile::{SandboxConfig, SandboxOverrides, SessionUids};
 use crate::session::{PrincipalLimits, SessionConfig, SessionRate, StreamLimits};
 use crate::transport::http::{HttpConfig, LegacyPaths, ServerLimits, TlsConfig};
 
@@ -79,10 +79,14 @@ pub struct SandboxOptions {
     pub read_write: Vec<PathBuf>,
     /// Run the server as this uid/gid (the sidecar must be root).
     pub user: Option<(u32, u32)>,
+    /// `--sandbox-uids`: a uid per session (root sidecar).
+    pub session_uids: SessionUids,
     /// Parent of the per-session work dirs.
     pub work_root: Option<PathBuf>,
     /// Variables passed from the sidecar's environment besides PATH, LANG and TZ.
     pub env_pass: Vec<String>,
+    /// Loader variables (`LD_*`, `GCONV_PATH`, …) the server's environment may hold.
+    pub env_allow_loader: Vec<String>,
     /// Injected variables.
     #[serde(deserialize_with = "env_entries")]
     pub env: Vec<EnvSource>,
@@ -153,8 +157,10 @@ impl Default for SandboxOptions {
             read: vec![],
             read_write: vec![],
             user: None,
+            session_uids: SessionUids::Auto,
             work_root: None,
             env_pass: vec![],
+            env_allow_loader: vec![],
             env: vec![],
             exchange_client_id: None,
             exchange_client_secret: None,
@@ -359,6 +365,7 @@ impl WrapConfig {
                 extra_read: sb.read.clone(),
                 extra_read_write: sb.read_write.clone(),
                 user: sb.user,
+                session_uids: sb.session_uids,
             },
         )
         .map_err(|e| ConfigError::Sandbox(e.to_string()))?;
@@ -374,8 +381,14 @@ impl WrapConfig {
             )));
         }
         let exchanger = token_exchanger(&o)?;
-        let child_env = EnvPlan::new(&sb.env_pass, &|n| env.get(n), sb.env.clone(), exchanger)
-            .map_err(|e| ConfigError::Env(e.to_string()))?;
+        let child_env = EnvPlan::allowing_loader(
+            &sb.env_pass,
+            &sb.env_allow_loader,
+            &|n| env.get(n),
+            sb.env.clone(),
+            exchanger,
+        )
+        .map_err(|e| ConfigError::Env(e.to_string()))?;
         // A fresh name: a leftover of a killed sidecar with the same pid must not be reused.
         let work_root = sb.work_root.clone().unwrap_or_else(|| {
             let mut bytes = [0u8; 6];
@@ -391,6 +404,7 @@ impl WrapConfig {
             sandbox: Arc::new(sandbox),
             work_root,
             sandbox_status: std::sync::OnceLock::new(),
+            session_uids: std::sync::OnceLock::new(),
             cwd: o.cwd.clone(),
             stdin_close_grace: o.kill_grace.min(Duration::from_secs(2)),
             kill_grace: o.kill_grace,

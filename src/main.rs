@@ -1,9 +1,12 @@
-//! `mcp-warden`: dispatch only. The sandbox helper mode is selected before anything else
-//! runs, so it starts single-threaded.
+//! `mcp-warden`: dispatch only. Inherited descriptors are made close-on-exec and the
+//! sandbox helper mode is selected before anything else runs, so it starts single-threaded.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Descriptors a launcher left open must reach nothing this process starts. (A failure
+    // here leaves the helper's close before exec as the guarantee for servers.)
+    let _ = mcp_warden::sandbox::exec::close_inherited_on_exec();
     let mut args = std::env::args_os();
     if args
         .nth(1)

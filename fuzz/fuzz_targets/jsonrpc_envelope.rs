@@ -105,6 +105,19 @@ fn check_message(bytes: &[u8]) {
     let value = std::str::from_utf8(bytes)
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(t).ok());
+    // A lone surrogate escape is the only thing the grammar allows that no string holds.
+    if grammar && mcp::has_lone_surrogate(bytes) {
+        assert!(
+            value.is_none(),
+            "a lone surrogate found in text serde_json decodes"
+        );
+    }
+    if value.is_some() {
+        assert!(
+            !mcp::has_lone_surrogate(bytes),
+            "a lone surrogate where there is none"
+        );
+    }
     match parsed {
         Ok(env) => {
             assert!(grammar, "accepted bytes that are not JSON");
@@ -112,6 +125,7 @@ fn check_message(bytes: &[u8]) {
                 agrees(&env, value, bytes);
             }
             followers(&env);
+            replaced(&env, bytes);
         }
         Err(e) => {
             let _ = (e.code(), e.to_string());
@@ -177,6 +191,37 @@ fn followers(env: &Envelope<'_>) {
         assert_eq!(back.id.as_ref(), Some(id));
         assert!(back.is_error && back.kind == Kind::Response);
     }
+}
+
+/// A message with another id is the same message: only the id differs.
+fn replaced(env: &Envelope<'_>, bytes: &[u8]) {
+    let Some(id) = &env.id else {
+        return;
+    };
+    let ours = Id::Int(-7);
+    let swapped = mcp::replace_id(bytes, &ours).expect("a message with an id");
+    let back = Envelope::parse(&swapped).expect("still a message");
+    assert_eq!(back.id.as_ref(), Some(&ours));
+    assert_eq!((back.kind, &back.method), (env.kind, &env.method));
+    let restored = mcp::replace_id(&swapped, id).expect("the id is still there");
+    assert_eq!(
+        Envelope::parse(&restored).expect("a message").id.as_ref(),
+        Some(id)
+    );
+    if mcp::first_non_whitespace(bytes) == Some(b'{') && !bytes.contains(&b'\\') {
+        // Every byte but the id's is kept.
+        let kept = swapped.len() - ours.to_json().len();
+        assert_eq!(
+            kept,
+            bytes.len() - raw_id_len(bytes),
+            "bytes besides the id changed"
+        );
+    }
+}
+
+/// The length of the raw text of the top-level id.
+fn raw_id_len(bytes: &[u8]) -> usize {
+    raw_field(bytes, &["id"]).map_or(0, |t| t.len())
 }
 
 /// JSON-RPC 2.0 as MCP restricts it, written from the spec over a parsed value.

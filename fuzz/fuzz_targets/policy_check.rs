@@ -5,7 +5,8 @@
 //! - the decision is the same when asked twice (no hidden state besides rate and history,
 //!   which this policy lets through);
 //! - a denial has a stable snake_case code;
-//! - after redaction the injected credential is nowhere in the answer's `result`.
+//! - after redaction the injected credential is nowhere in the answer, in its bytes or
+//!   once decoded.
 #![no_main]
 
 use std::path::Path;
@@ -18,13 +19,14 @@ use mcp_warden::policy::{Decision, Identity, Policy, PolicyInput, Secrets};
 use serde_json::value::RawValue;
 
 const CREDENTIAL: &str = "Qz-credential-0123456789";
-const METHODS: [&str; 6] = [
+const METHODS: [&str; 7] = [
     "tools/call",
     "resources/read",
     "prompts/get",
     "tools/list",
     "initialize",
     "sampling/createMessage",
+    "completion/complete",
 ];
 
 static POLICY: LazyLock<Arc<Policy>> = LazyLock::new(|| {
@@ -72,8 +74,7 @@ fuzz_target!(|data: &[u8]| {
     );
 
     // The bytes (with the credential spliced in) as the `result` of a server's answer: the
-    // credential must not survive anywhere under `result`, in a key or a value, however the
-    // JSON escapes it.
+    // credential must not survive anywhere, in a key or a value, however the JSON escapes it.
     let secrets = Secrets::new([CREDENTIAL]);
     let rules = policy.redact_rules(None, false);
     let at = usize::from(sel) % (text.len() + 1);
@@ -88,12 +89,16 @@ fuzz_target!(|data: &[u8]| {
     let redacted = policy
         .redact(message.as_bytes(), &rules, &secrets)
         .expect("a JSON message can be redacted");
-    let out = redacted.bytes.as_deref().unwrap_or(message.as_bytes());
-    let out: serde_json::Value = serde_json::from_slice(out).expect("redaction keeps JSON");
+    let bytes = redacted.bytes.as_deref().unwrap_or(message.as_bytes());
+    let out: serde_json::Value = serde_json::from_slice(bytes).expect("redaction keeps JSON");
     assert_eq!(out["id"], sent["id"]);
     assert!(
-        !mentions(&out["result"], CREDENTIAL),
+        !mentions(&out, CREDENTIAL),
         "credential left in a redacted message"
+    );
+    assert!(
+        !String::from_utf8_lossy(bytes).contains(CREDENTIAL),
+        "credential left in the bytes"
     );
 });
 

@@ -98,16 +98,19 @@ impl Child {
             source,
         };
         let work = spec.work_dir()?;
-        let (mut std_child, exit_rx) = table
-            .spawn(&mut spec.command(program, env, &work))
-            .map_err(io_err)?;
+        let (mut cmd, helper_input) = spec.command(program, env, &work);
+        let (mut std_child, exit_rx) = table.spawn(&mut cmd).map_err(io_err)?;
         let pid = Pid::from_raw(std_child.id() as i32);
         // From here on the process exists: if wiring fails, it must still be stopped.
         let pipes = (|| -> std::io::Result<_> {
-            let stdin = std_child
+            let mut stdin = std_child
                 .stdin
                 .take()
                 .ok_or_else(|| std::io::Error::other("no stdin"))?;
+            // The helper's plan and the server's environment come first on its stdin; the
+            // helper reads them at once, so this does not wait for long.
+            std::io::Write::write_all(&mut stdin, &helper_input)?;
+            drop(helper_input);
             let stdout = std_child
                 .stdout
                 .take()
@@ -139,7 +142,9 @@ impl Child {
         let (exit_tx, exit) = watch::channel(None);
         let reader = read_loop(stdout_pipe, sink.clone(), spec.max_line_bytes, exit.clone());
         tokio::spawn(reader.instrument(span.clone()));
-        tokio::spawn(stderr::log_lines(stderr_pipe, spec.stderr).instrument(span.clone()));
+        tokio::spawn(
+            stderr::log_lines(stderr_pipe, spec.stderr, env.secrets()).instrument(span.clone()),
+        );
         tokio::spawn(
             async move {
                 // The sender lives in the process table until the reaper delivers.

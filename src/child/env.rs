@@ -23,7 +23,32 @@ use crate::auth::Principal;
 pub const BASE_ENV_PASS: &[&str] = &["PATH", "LANG", "TZ"];
 
 /// Names the sandbox sets itself.
-const RESERVED: &[&str] = &["HOME", "TMPDIR", crate::sandbox::exec::PLAN_ENV];
+const RESERVED: &[&str] = &["HOME", "TMPDIR"];
+
+/// Variables, besides every `LD_*`, through which the environment makes the C library load
+/// code or read files of its choosing before a program's own code runs (glibc's list of
+/// variables it ignores in setuid programs, less those that only name a directory of plain
+/// data). In the server they are its own business, but they are refused unless allowed by
+/// name: a value imported from an `mcpServers` file or passed from the sidecar's
+/// environment should not silently decide what the server executes.
+const LOADER_VARIABLES: &[&str] = &[
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "GLIBC_TUNABLES",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "MALLOC_TRACE",
+    "NIS_PATH",
+    "NLSPATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+];
+
+/// Whether `name` is a dynamic loader or C library loading variable ([`LOADER_VARIABLES`]).
+pub fn is_loader_variable(name: &str) -> bool {
+    name.starts_with("LD_") || LOADER_VARIABLES.contains(&name)
+}
 
 /// Largest `--env-file` accepted (credentials, not data).
 const MAX_FILE_BYTES: u64 = 64 * 1024;
@@ -186,6 +211,14 @@ pub enum EnvError {
     BadName(String),
     #[error("{0} is set by the sandbox (the session work dir) and cannot be injected")]
     Reserved(String),
+    #[error(
+        "{0} changes what the C library loads before the server's own code runs; it is refused unless allowed with --env-allow-loader {0}"
+    )]
+    LoaderVariable(String),
+    #[error(
+        "--env-allow-loader {0}: not a loader variable (LD_*, GCONV_PATH, GLIBC_TUNABLES, LOCPATH, …)"
+    )]
+    NotLoaderVariable(String),
     #[error("{0} is injected twice")]
     Duplicate(String),
     #[error("--env-exchange {0}: expected AUDIENCE[,scope=SCOPE]")]
@@ -282,20 +315,42 @@ pub struct EnvPlan {
 
 impl EnvPlan {
     /// Validates the sources and captures the passed-through variables (`BASE_ENV_PASS`
-    /// plus `pass`) from `lookup`.
+    /// plus `pass`) from `lookup`. Loader variables are refused.
     pub fn new(
         pass: &[String],
         lookup: &dyn Fn(&str) -> Option<OsString>,
         sources: Vec<EnvSource>,
         exchanger: Option<Arc<dyn TokenExchanger>>,
     ) -> Result<EnvPlan, EnvError> {
+        EnvPlan::allowing_loader(pass, &[], lookup, sources, exchanger)
+    }
+
+    /// [`EnvPlan::new`], with the loader variables named in `allow_loader` accepted
+    /// (`--env-allow-loader`).
+    pub fn allowing_loader(
+        pass: &[String],
+        allow_loader: &[String],
+        lookup: &dyn Fn(&str) -> Option<OsString>,
+        sources: Vec<EnvSource>,
+        exchanger: Option<Arc<dyn TokenExchanger>>,
+    ) -> Result<EnvPlan, EnvError> {
+        if let Some(n) = allow_loader.iter().find(|n| !is_loader_variable(n)) {
+            return Err(EnvError::NotLoaderVariable(n.clone()));
+        }
+        let check = |name: &str| {
+            check_name(name)?;
+            if is_loader_variable(name) && !allow_loader.iter().any(|a| a == name) {
+                return Err(EnvError::LoaderVariable(name.to_owned()));
+            }
+            Ok(())
+        };
         let mut names: Vec<&str> = Vec::new();
         for name in pass.iter().map(String::as_str) {
-            check_name(name)?;
+            check(name)?;
         }
         for s in &sources {
             let name = s.name();
-            check_name(name)?;
+            check(name)?;
             if names.contains(&name) {
                 return Err(EnvError::Duplicate(name.to_owned()));
             }
@@ -746,6 +801,58 @@ mod tests {
             EnvPlan::new(&["HOME".into()], &sidecar_env, vec![], None),
             Err(EnvError::Reserved(_))
         ));
+    }
+
+    #[test]
+    fn loader_variables_need_an_explicit_allowance() {
+        let value = |n: &str| EnvSource::Value {
+            name: n.into(),
+            value: "/tmp/x.so".into(),
+        };
+        for name in [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "LD_AUDIT",
+            "GCONV_PATH",
+            "GLIBC_TUNABLES",
+        ] {
+            let e = EnvPlan::new(&[], &sidecar_env, vec![value(name)], None).unwrap_err();
+            assert!(
+                matches!(&e, EnvError::LoaderVariable(n) if n == name),
+                "{e}"
+            );
+            assert!(e.to_string().contains("--env-allow-loader"), "{e}");
+            assert!(
+                !e.to_string().contains("/tmp/x.so"),
+                "no value in errors: {e}"
+            );
+            assert!(matches!(
+                EnvPlan::new(&[name.into()], &sidecar_env, vec![], None),
+                Err(EnvError::LoaderVariable(_))
+            ));
+        }
+        let allowed = ["LD_LIBRARY_PATH".to_owned()];
+        assert!(
+            EnvPlan::allowing_loader(
+                &[],
+                &allowed,
+                &sidecar_env,
+                vec![value("LD_LIBRARY_PATH")],
+                None
+            )
+            .is_ok()
+        );
+        // Allowing one does not allow the others.
+        assert!(
+            EnvPlan::allowing_loader(&[], &allowed, &sidecar_env, vec![value("LD_PRELOAD")], None)
+                .is_err()
+        );
+        assert!(matches!(
+            EnvPlan::allowing_loader(&[], &["PATH".into()], &sidecar_env, vec![], None),
+            Err(EnvError::NotLoaderVariable(_))
+        ));
+        // Look-alikes are ordinary variables.
+        assert!(!is_loader_variable("OLD_PRELOAD") && !is_loader_variable("LANG"));
     }
 
     #[test]

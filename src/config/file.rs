@@ -65,6 +65,9 @@ fn buffer() -> Spanned<usize> {
 pub struct FileConfig {
     pub policy: Arc<Policy>,
     pub audit: Option<AuditConfig>,
+    /// The files it names that no server may read (the audit log and its key), each with
+    /// the setting that names it.
+    pub files: Vec<(String, PathBuf)>,
 }
 
 /// Why a config file cannot be used.
@@ -120,6 +123,19 @@ pub fn parse(
     };
     let policy =
         policy::compile(&spec).map_err(|e| FileError::at(path, text, e.span, &e.message))?;
+    let mut files = Vec::new();
+    if let Some(a) = &file.audit {
+        let resolve = |p: &str| {
+            let p = PathBuf::from(p);
+            if p.is_absolute() { p } else { base.join(p) }
+        };
+        if !matches!(a.output.get_ref().as_str(), "" | "stdout" | "-") {
+            files.push(("[audit] output".to_owned(), resolve(a.output.get_ref())));
+        }
+        if let Some(k) = &a.hmac_key_file {
+            files.push(("[audit] hmac_key_file".to_owned(), resolve(k.get_ref())));
+        }
+    }
     let audit = file
         .audit
         .map(|a| audit_config(a, text, path, base, read))
@@ -127,6 +143,7 @@ pub fn parse(
     Ok(FileConfig {
         policy: Arc::new(policy),
         audit,
+        files,
     })
 }
 
@@ -286,6 +303,17 @@ hmac_key_file = "key"
 "#,
         )
         .unwrap();
+        // Both files are named for the sidecar's check that no server can read them.
+        assert_eq!(
+            cfg.files,
+            [
+                (
+                    "[audit] output".to_owned(),
+                    "/etc/warden/audit.jsonl".into()
+                ),
+                ("[audit] hmac_key_file".to_owned(), "/etc/warden/key".into()),
+            ]
+        );
         let audit = cfg.audit.unwrap();
         assert_eq!(audit.output, Output::File("/etc/warden/audit.jsonl".into()));
         assert_eq!(audit.key.as_deref(), Some(&b"0123456789abcdef0123"[..]));

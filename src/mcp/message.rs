@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -78,6 +79,14 @@ impl<'a> Envelope<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Envelope<'a>, ParseError> {
         // Validating UTF-8 up front covers fields serde would skip without looking.
         let text = std::str::from_utf8(bytes).map_err(|_| ParseError::Json("not UTF-8".into()))?;
+        // serde fills a struct from an array by position; a message is an object.
+        if first_non_whitespace(bytes) == Some(b'[')
+            && serde_json::from_str::<IgnoredAny>(text).is_ok()
+        {
+            return Err(ParseError::Invalid(
+                "expected a JSON object with JSON-RPC fields",
+            ));
+        }
         let wire: Wire<'a> = serde_json::from_str(text).map_err(|e| {
             if e.is_data() {
                 ParseError::Invalid("expected a JSON object with JSON-RPC fields")
@@ -183,6 +192,40 @@ pub fn too_deep(bytes: &[u8], max: usize) -> bool {
     false
 }
 
+/// Whether JSON text holds a `\uXXXX` escape of a UTF-16 surrogate that is not half of a
+/// pair (`"\ud800"`). JSON's grammar allows it, but it denotes no Unicode text: strict
+/// parsers refuse the string, others replace or drop it, so two readers of the message
+/// would disagree on what it says. Expects text that is otherwise valid JSON, where every
+/// backslash starts an escape inside a string.
+pub fn has_lone_surrogate(json: &[u8]) -> bool {
+    let hex = |at: usize| -> Option<u16> {
+        let digits = std::str::from_utf8(json.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'\\', &json[i.min(json.len())..]) {
+        let at = i + p;
+        if json.get(at + 1) != Some(&b'u') {
+            i = at + 2;
+            continue;
+        }
+        match hex(at + 2) {
+            Some(0xD800..=0xDBFF) => {
+                let low = (json.get(at + 6..at + 8) == Some(b"\\u"))
+                    .then(|| hex(at + 8))
+                    .flatten();
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return true;
+                }
+                i = at + 12;
+            }
+            Some(0xDC00..=0xDFFF) => return true,
+            _ => i = at + 6,
+        }
+    }
+    false
+}
+
 /// The first byte that is not JSON whitespace.
 pub fn first_non_whitespace(bytes: &[u8]) -> Option<u8> {
     bytes
@@ -209,7 +252,7 @@ pub fn progress_token(params: Option<&RawValue>) -> Option<Id> {
         #[serde(borrow, rename = "progressToken")]
         token: Option<&'a RawValue>,
     }
-    let p: Params<'_> = serde_json::from_str(params.get()).ok()?;
+    let p: Params<'_> = from_object(params.get())?;
     // Requests carry the token in `_meta`; `notifications/progress` carries it at the top.
     let raw = p.meta.and_then(|m| m.token).or(p.token)?;
     Id::from_raw(raw)
@@ -222,14 +265,29 @@ pub fn request_id_of_cancel(params: Option<&RawValue>) -> Option<Id> {
         #[serde(borrow, rename = "requestId")]
         request_id: Option<&'a RawValue>,
     }
-    let p: Params<'_> = serde_json::from_str(params?.get()).ok()?;
+    let p: Params<'_> = from_object(params?.get())?;
     Id::from_raw(p.request_id?)
+}
+
+/// Reads a struct from JSON text that is an object. serde's derived structs also accept an
+/// array and fill their fields by position (`[0]` has a `requestId` of 0), which no peer
+/// means: every struct read from a peer's bytes goes through here.
+pub fn from_object<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
+    if first_non_whitespace(text.as_bytes()) != Some(b'{') {
+        return None;
+    }
+    serde_json::from_str(text).ok()
 }
 
 /// The raw text of a top-level key's value in a JSON object, found by skipping the other
 /// values without parsing them: cheap even when an argument is large.
 pub fn top_level_raw<'a>(object: &'a str, key: &str) -> Option<&'a str> {
-    let bytes = object.as_bytes();
+    object.get(top_level_span(object.as_bytes(), key)?)
+}
+
+/// Where a top-level key's value is in the bytes of a JSON object (the first such key:
+/// callers refuse repeated keys).
+fn top_level_span(bytes: &[u8], key: &str) -> Option<std::ops::Range<usize>> {
     let mut scanner = Scanner { bytes, pos: 0 };
     scanner.ws();
     scanner.eat(b'{')?;
@@ -241,12 +299,25 @@ pub fn top_level_raw<'a>(object: &'a str, key: &str) -> Option<&'a str> {
         scanner.ws();
         let start = scanner.pos;
         scanner.skip_value()?;
-        if key_text(object.get(ks..ke)?) == key {
-            return object.get(start..scanner.pos);
+        if key_text(std::str::from_utf8(bytes.get(ks..ke)?).ok()?) == key {
+            return Some(start..scanner.pos);
         }
         scanner.ws();
         scanner.eat(b',')?;
     }
+}
+
+/// The message with its top-level `id` replaced by `id`; every other byte is kept. `None`
+/// when the message has no top-level `id`. For a message whose envelope parsed, so its
+/// `id` is not repeated.
+pub fn replace_id(message: &[u8], id: &Id) -> Option<Vec<u8>> {
+    let span = top_level_span(message, "id")?;
+    let id = id.to_json();
+    let mut out = Vec::with_capacity(message.len() + id.len());
+    out.extend_from_slice(&message[..span.start]);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&message[span.end..]);
+    Some(out)
 }
 
 /// A key's value from the raw text between its quotes: `"na\u006de"` is the key `name`.
@@ -334,6 +405,18 @@ pub fn with_meta(message: &[u8], key: &str, value: &str) -> Option<Vec<u8>> {
         .or_insert_with(|| serde_json::Value::Object(Default::default()));
     meta.as_object_mut()?
         .insert(key.to_owned(), serde_json::Value::from(value));
+    serde_json::to_vec(&msg).ok()
+}
+
+/// A `notifications/cancelled` with `params.requestId` set to `id`. Re-serializes the
+/// message, so it is only for messages that must change.
+pub fn with_request_id(message: &[u8], id: &Id) -> Option<Vec<u8>> {
+    let mut msg: serde_json::Value = serde_json::from_slice(message).ok()?;
+    let params = msg.get_mut("params")?.as_object_mut()?;
+    params.insert(
+        "requestId".to_owned(),
+        serde_json::from_str(&id.to_json()).ok()?,
+    );
     serde_json::to_vec(&msg).ok()
 }
 
@@ -541,6 +624,83 @@ mod tests {
     fn cancel_request_id() {
         let n = parse(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"r9","reason":"x"}}"#).unwrap();
         assert_eq!(request_id_of_cancel(n.params), Some(Id::Str("r9".into())));
+    }
+
+    #[test]
+    fn fields_are_read_from_objects_only() {
+        // serde fills a struct from a JSON array by position: `[0]` would be a `requestId`
+        // of 0, `["2.0",1,"tools/list"]` a request. Neither is what a peer sent.
+        let n =
+            parse(r#"{"jsonrpc":"2\u002e0","id":6922337207,"method":"tools\/list","params":[0]}"#)
+                .unwrap();
+        assert_eq!(request_id_of_cancel(n.params), None);
+        let n = parse(
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":[{"progressToken":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(progress_token(n.params), None);
+        for array in [
+            r#"["2.0",1,"tools/list"]"#,
+            r#"["2.0",1,null,null,{}]"#,
+            r#" ["2.0",null,"notifications/initialized"]"#,
+        ] {
+            assert!(parse(array).is_err(), "accepted {array}");
+        }
+    }
+
+    #[test]
+    fn ids_are_replaced_and_nothing_else_changes() {
+        let cases = [
+            (
+                r#"{"jsonrpc":"2.0","id":"client-7","method":"tools/call","params":{"id":1}}"#,
+                r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"id":1}}"#,
+            ),
+            (
+                r#"{"result":{"id":"x","s":"\"id\":"} , "i\u0064" : 42 ,"jsonrpc":"2.0"}"#,
+                r#"{"result":{"id":"x","s":"\"id\":"} , "i\u0064" : 42 ,"jsonrpc":"2.0"}"#,
+            ),
+        ];
+        for (before, after) in cases {
+            assert_eq!(
+                replace_id(before.as_bytes(), &Id::Int(42)).as_deref(),
+                Some(after.as_bytes()),
+                "{before}"
+            );
+        }
+        let back = replace_id(cases[0].1.as_bytes(), &Id::Str("q\"".into())).unwrap();
+        assert_eq!(
+            Envelope::parse(&back).unwrap().id,
+            Some(Id::Str("q\"".into()))
+        );
+        assert_eq!(
+            replace_id(br#"{"jsonrpc":"2.0","method":"x"}"#, &Id::Int(1)),
+            None
+        );
+    }
+
+    #[test]
+    fn lone_surrogates_are_found_and_pairs_are_not() {
+        for lone in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"x\uDBFFy"}"#,
+            r#"{"a":"\udc00"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+            r#"{"a":"\ud800\ud800\udc00"}"#,
+            r#"{"\ud83d":1}"#,
+            r#"{"a":"\\\ud800"}"#,
+            r#"{"a":"\ud83d"#,
+        ] {
+            assert!(has_lone_surrogate(lone.as_bytes()), "{lone}");
+        }
+        for fine in [
+            r#"{"a":"\ud83d\ude00"}"#,
+            r#"{"a":"\\ud800"}"#,
+            r#"{"a":"\u00e9\n\"\\"}"#,
+            r#"{"a":"ud800"}"#,
+            "{}",
+        ] {
+            assert!(!has_lone_surrogate(fine.as_bytes()), "{fine}");
+        }
     }
 
     #[test]

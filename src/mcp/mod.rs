@@ -10,9 +10,10 @@ mod version;
 
 pub use id::Id;
 pub use message::{
-    Envelope, Kind, MAX_DEPTH, ParseError, error_response, first_non_whitespace, json_str,
-    meta_str, peek_id, progress_token, repeats_top_level_key, request_id_of_cancel, too_deep,
-    top_level_raw, top_level_str, with_meta,
+    Envelope, Kind, MAX_DEPTH, ParseError, error_response, first_non_whitespace, from_object,
+    has_lone_surrogate, json_str, meta_str, peek_id, progress_token, repeats_top_level_key,
+    replace_id, request_id_of_cancel, too_deep, top_level_raw, top_level_str, with_meta,
+    with_request_id,
 };
 pub use version::ProtocolVersion;
 
@@ -45,4 +46,10 @@ pub mod method {
     pub const PING: &str = "ping";
     pub const TOOLS_CALL: &str = "tools/call";
     pub const SERVER_DISCOVER: &str = "server/discover";
+
+    /// Whether `method` names a notification. MCP names every notification
+    /// `notifications/…`; any other method expects an answer and so needs an id.
+    pub fn is_notification(method: &str) -> bool {
+        method.starts_with("notifications/")
+    }
 }

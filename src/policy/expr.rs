@@ -130,7 +130,7 @@ pub struct Vars<'a> {
     pub args: Option<&'a RawValue>,
     pub history: Option<&'a HistoryState>,
     pub now: SystemTime,
-    built_args: OnceLock<Box<dyn Val>>,
+    built_args: OnceLock<Option<Box<dyn Val>>>,
     built_claims: OnceLock<Box<dyn Val>>,
     built_session: OnceLock<Box<dyn Val>>,
 }
@@ -203,13 +203,18 @@ impl VariableResolver for Vars<'_> {
                 let t = chrono::DateTime::<chrono::Utc>::from(self.now).fixed_offset();
                 CowVal::owned(CelTimestamp::from(t))
             }
-            "args" => CowVal::Borrowed(&**self.built_args.get_or_init(|| {
-                let parsed = self
-                    .args
-                    .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
-                    .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-                json_to_val(&parsed)
-            })),
+            "args" => {
+                // No arguments read as `{}`; arguments that do not parse are no value at all,
+                // so the condition fails to evaluate and the policy fails closed.
+                let built = self.built_args.get_or_init(|| {
+                    let parsed = match self.args {
+                        None => Some(serde_json::Value::Object(Default::default())),
+                        Some(raw) => serde_json::from_str::<serde_json::Value>(raw.get()).ok(),
+                    };
+                    parsed.map(|v| json_to_val(&v))
+                });
+                CowVal::Borrowed(&**built.as_ref()?)
+            }
             "claims" => CowVal::Borrowed(&**self.built_claims.get_or_init(|| {
                 let map = self.caller.claims();
                 json_to_val(&serde_json::Value::Object(map.clone()))
@@ -359,5 +364,13 @@ mod tests {
         // Not a bool, or a missing field: an error, which callers treat as deny.
         assert!(eval("name", "{}").is_err());
         assert!(eval("args.missing == 1", "{}").is_err());
+    }
+
+    #[test]
+    fn arguments_that_do_not_parse_are_no_value() {
+        // Not `{}`: `!has(args.path)` would hold for any request whose arguments hide a lone
+        // surrogate somewhere.
+        assert_eq!(eval("!has(args.path)", r#"{"note":"x"}"#), Ok(true));
+        assert!(eval("!has(args.path)", r#"{"path":"/s","note":"\ud800"}"#).is_err());
     }
 }

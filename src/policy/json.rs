@@ -316,7 +316,88 @@ pub(crate) fn decode(raw: &[u8]) -> Option<Cow<'_, str>> {
         .map(Cow::Owned)
 }
 
+/// The text of a JSON string given its raw contents, for matching: never fails. A lone
+/// UTF-16 surrogate escape (which denotes no text; servers write them when they cut a string
+/// in the middle of an emoji) becomes `lone`, invalid UTF-8 becomes U+FFFD, and an invalid
+/// escape stays as written. Inspection must not skip what a lenient client would show.
+pub(crate) fn decode_lossy<'a>(raw: &'a [u8], lone: &str) -> Cow<'a, str> {
+    if memchr::memchr(b'\\', raw).is_none() {
+        return String::from_utf8_lossy(raw);
+    }
+    if let Some(s) = decode(raw) {
+        return s;
+    }
+    let hex = |at: usize| -> Option<u32> {
+        let digits = std::str::from_utf8(raw.get(at..at + 4)?).ok()?;
+        u32::from_str_radix(digits, 16).ok()
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let Some(p) = memchr::memchr(b'\\', &raw[i..]) else {
+            out.extend_from_slice(&raw[i..]);
+            break;
+        };
+        out.extend_from_slice(&raw[i..i + p]);
+        let at = i + p;
+        let simple = match raw.get(at + 1) {
+            Some(b'"') => Some('"'),
+            Some(b'\\') => Some('\\'),
+            Some(b'/') => Some('/'),
+            Some(b'b') => Some('\u{8}'),
+            Some(b'f') => Some('\u{c}'),
+            Some(b'n') => Some('\n'),
+            Some(b'r') => Some('\r'),
+            Some(b't') => Some('\t'),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+            i = at + 2;
+            continue;
+        }
+        let unit = (raw.get(at + 1) == Some(&b'u'))
+            .then(|| hex(at + 2))
+            .flatten();
+        match unit {
+            Some(hi @ 0xD800..=0xDBFF) => {
+                let lo = (raw.get(at + 6..at + 8) == Some(b"\\u"))
+                    .then(|| hex(at + 8))
+                    .flatten()
+                    .filter(|lo| (0xDC00..=0xDFFF).contains(lo));
+                match lo {
+                    Some(lo) => {
+                        let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                        let c = char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER);
+                        out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                        i = at + 12;
+                    }
+                    None => {
+                        out.extend_from_slice(lone.as_bytes());
+                        i = at + 6;
+                    }
+                }
+            }
+            Some(0xDC00..=0xDFFF) => {
+                out.extend_from_slice(lone.as_bytes());
+                i = at + 6;
+            }
+            Some(u) => {
+                let c = char::from_u32(u).unwrap_or(char::REPLACEMENT_CHARACTER);
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                i = at + 6;
+            }
+            None => {
+                out.push(b'\\');
+                i = at + 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// The text of the JSON string at `span` (quotes included).
+#[cfg(test)]
 pub(crate) fn decode_span<'a>(bytes: &'a [u8], span: &Range<usize>) -> Option<Cow<'a, str>> {
     decode(bytes.get(span.start + 1..span.end.checked_sub(1)?)?)
 }
@@ -444,6 +525,16 @@ mod tests {
         assert!(Pointer::parse("no-slash").is_err());
         assert!(Pointer::parse("/bad~2").is_err());
         assert_eq!(Pointer::parse("").unwrap().tokens.len(), 0);
+    }
+
+    #[test]
+    fn lossy_decoding_keeps_all_it_can() {
+        let d = |raw: &str, lone: &str| decode_lossy(raw.as_bytes(), lone).into_owned();
+        assert_eq!(d(r"caf\u00e9 \ud83d\ude00\n", ""), "café 😀\n");
+        assert_eq!(d(r"a\ud800b", "\u{fffd}"), "a\u{fffd}b");
+        assert_eq!(d(r"a\udc00b\ud83dc\\", ""), "abc\\");
+        assert_eq!(d(r"\ud83d\u0041 \/", "?"), "?A /");
+        assert_eq!(d(r"bad \x and \u12", "?"), r"bad \x and \u12");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! Keys are 64-bit keyed hashes, so counting a call allocates nothing; two keys colliding
 //! would only share a bucket. The table is bounded: when it is full, buckets that have
-//! refilled completely (indistinguishable from new ones) are dropped first.
+//! refilled completely (indistinguishable from new ones) are dropped, and if none has, calls
+//! that need a new bucket are refused until one has. A bucket still counting is never
+//! dropped, so a flood of new keys cannot reset a limit.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -105,40 +107,71 @@ impl Limiter {
 
     /// Takes one token from every bucket, or from none: returns the index of the first draw
     /// that cannot be served and how long until it could be.
+    ///
+    /// The table holds at most `max_keys` buckets. When a call needs new ones and there is no
+    /// room, buckets that have refilled completely (no different from new ones) are dropped;
+    /// if that is not enough, the call is refused until one will have refilled. A bucket
+    /// still counting calls is never dropped: forgetting it would reset its limit, and
+    /// callers choose the tool names some keys are made of.
     pub(crate) fn take(&self, draws: &[Draw<'_>], now: Instant) -> Result<(), (usize, Duration)> {
         if draws.is_empty() {
             return Ok(());
         }
         let mut buckets = self.buckets.lock();
-        let mut levels = [0f64; 8];
-        for (i, d) in draws.iter().enumerate().take(levels.len()) {
+        let mut levels: Vec<(usize, (u16, u64), f64)> = Vec::with_capacity(draws.len());
+        let mut new_keys = 0usize;
+        let mut first_new = None;
+        for (i, d) in draws.iter().enumerate() {
             let Some(rate) = self.rates.get(usize::from(d.rule)).copied() else {
                 continue;
             };
-            let b = buckets.get(&self.key(d));
-            let tokens = b.map_or(rate.capacity, |b| refill(b, rate, now));
+            let key = self.key(d);
+            let tokens = match buckets.get(&key) {
+                Some(b) => refill(b, rate, now),
+                None => {
+                    // Two draws of one call on one new key (only with hash collisions) take
+                    // one slot.
+                    if !levels.iter().any(|(_, k, _)| *k == key) {
+                        new_keys += 1;
+                        first_new.get_or_insert(i);
+                    }
+                    rate.capacity
+                }
+            };
             if tokens < 1.0 {
                 let wait = (1.0 - tokens) / rate.per_second;
                 return Err((i, Duration::from_secs_f64(wait.max(0.001))));
             }
-            levels[i] = tokens;
+            levels.push((i, key, tokens));
         }
-        if buckets.len() + draws.len() > self.max_keys {
+        if buckets.len() + new_keys > self.max_keys {
             let rates = &self.rates;
             buckets.retain(|(rule, _), b| {
                 rates
                     .get(usize::from(*rule))
                     .is_some_and(|r| refill(b, *r, now) < r.capacity)
             });
-        }
-        for (i, d) in draws.iter().enumerate().take(levels.len()) {
-            if usize::from(d.rule) >= self.rates.len() {
-                continue;
+            if buckets.len() + new_keys > self.max_keys {
+                // Until the first bucket will have refilled completely.
+                let wait = buckets
+                    .iter()
+                    .filter_map(|((rule, _), b)| {
+                        let r = rates.get(usize::from(*rule))?;
+                        Some((r.capacity - refill(b, *r, now)) / r.per_second)
+                    })
+                    .fold(f64::INFINITY, f64::min);
+                let wait = if wait.is_finite() { wait } else { 1.0 };
+                return Err((
+                    first_new.unwrap_or(0),
+                    Duration::from_secs_f64(wait.max(0.001)),
+                ));
             }
+        }
+        for (_, key, tokens) in levels {
             buckets.insert(
-                self.key(d),
+                key,
                 Bucket {
-                    tokens: levels[i] - 1.0,
+                    tokens: tokens - 1.0,
                     at: now,
                 },
             );
@@ -222,6 +255,61 @@ mod tests {
             assert!(l.take(&draws[..1], t0).is_ok());
         }
         assert!(l.take(&draws[..1], t0).is_err());
+    }
+
+    #[test]
+    fn every_matching_limit_is_enforced_however_many() {
+        let wide = Rate::parse("100/s").unwrap();
+        let narrow = Rate::parse("1/min").unwrap();
+        // Eleven limits match the call; only the last is narrow.
+        let mut rates = vec![wide; 10];
+        rates.push(narrow);
+        let l = Limiter::new(rates, 100);
+        let draws: Vec<Draw<'_>> = (0..11)
+            .map(|rule| Draw {
+                rule,
+                key: ("iss", "alice", "echo"),
+            })
+            .collect();
+        let t0 = Instant::now();
+        assert!(l.take(&draws, t0).is_ok());
+        assert_eq!(l.take(&draws, t0).unwrap_err().0, 10);
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_keys_and_never_forgets_a_drained_bucket() {
+        let rate = Rate::parse("1/min").unwrap();
+        let l = Limiter::new(vec![rate], 4);
+        let t0 = Instant::now();
+        let draw = |name: &'static str| {
+            [Draw {
+                rule: 0,
+                key: ("", "", name),
+            }]
+        };
+        assert!(l.take(&draw("victim"), t0).is_ok());
+        assert!(l.take(&draw("victim"), t0).is_err(), "drained");
+        // Client-chosen names fill the table...
+        let names = ["a", "b", "c", "d", "e", "f", "g"];
+        let taken = names
+            .iter()
+            .filter(|n| l.take(&draw(n), t0).is_ok())
+            .count();
+        assert_eq!(taken, 3, "only room for three more");
+        assert!(l.len() <= 4, "{}", l.len());
+        // ...and the drained bucket is still there: no reset by eviction.
+        let (_, wait) = l.take(&draw("victim"), t0).unwrap_err();
+        assert!(wait > Duration::from_secs(50), "{wait:?}");
+        // A refusal for want of room says when a bucket will have refilled.
+        let (_, wait) = l.take(&draw("h"), t0).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        // Refilled buckets are as good as new and make room.
+        let later = t0 + Duration::from_secs(61);
+        assert!(l.take(&draw("h"), later).is_ok());
+        assert!(l.len() <= 4);
     }
 
     #[test]

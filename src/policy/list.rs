@@ -1,5 +1,5 @@
-//! Filtering of `tools/list`, `prompts/list` and `resources/list` results: each principal
-//! sees only what it may use. Entries are dropped from the array in place; the rest of the
+//! Filtering of `tools/list`, `prompts/list`, `resources/list` and
+//! `resources/templates/list` results: each principal sees only what it may use. Entries are dropped from the array in place; the rest of the
 //! message keeps its bytes.
 
 use std::borrow::Cow;
@@ -15,6 +15,10 @@ pub enum ListKind {
     Tools,
     Prompts,
     Resources,
+    /// Resource templates, named by their `uriTemplate`, matched as a resource URI: a
+    /// template is listed when the policy would let the caller read a resource of that name
+    /// (`demo://docs/*` lets `demo://docs/{name}` through).
+    ResourceTemplates,
 }
 
 impl ListKind {
@@ -24,6 +28,7 @@ impl ListKind {
             "tools/list" => Some(ListKind::Tools),
             "prompts/list" => Some(ListKind::Prompts),
             "resources/list" => Some(ListKind::Resources),
+            "resources/templates/list" => Some(ListKind::ResourceTemplates),
             _ => None,
         }
     }
@@ -33,6 +38,7 @@ impl ListKind {
             ListKind::Tools => "tools",
             ListKind::Prompts => "prompts",
             ListKind::Resources => "resources",
+            ListKind::ResourceTemplates => "resourceTemplates",
         }
     }
 }
@@ -43,6 +49,8 @@ struct Named<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     uri: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "uriTemplate")]
+    uri_template: Option<Cow<'a, str>>,
 }
 
 /// Drops the entries `keep` refuses (it gets the tool/prompt name or the resource URI).
@@ -71,10 +79,13 @@ pub fn filter(
     let mut kept: Vec<&[u8]> = Vec::with_capacity(items.len());
     for item in &items {
         let bytes = &message[item.clone()];
-        let named: Option<Named<'_>> = serde_json::from_slice(bytes).ok();
+        let named: Option<Named<'_>> = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(crate::mcp::from_object);
         let key = named.and_then(|n| match kind {
             ListKind::Resources => n.uri,
-            _ => n.name,
+            ListKind::ResourceTemplates => n.uri_template,
+            ListKind::Tools | ListKind::Prompts => n.name,
         });
         if key.is_some_and(|k| keep(&k)) {
             kept.push(bytes);

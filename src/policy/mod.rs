@@ -9,8 +9,14 @@
 //! snake_case codes for audit records and metrics.
 //!
 //! # Evaluation order of a call
-//! 1. Only `tools/call`, `prompts/get`, `resources/read` and `resources/subscribe` are
-//!    governed; everything else is allowed here (list results are filtered instead).
+//! 1. Only `tools/call`, `prompts/get`, `resources/read`, `resources/subscribe` and
+//!    `completion/complete` are governed; everything else is allowed here (list results are
+//!    filtered instead). A completion is decided as the prompt or resource (template) it
+//!    completes, with `args` the argument being completed plus those already given
+//!    (`context.arguments`); it passes steps 2–4 only (it is not a use of its target, so it
+//!    draws on no rate limit and is not in the session's history). A
+//!    request that names no target is denied (`invalid_params`), and so is one whose
+//!    arguments hold a string that denotes no text (`undecodable_arguments`).
 //! 2. `deny` rules matching the target whose condition holds deny (`denied_by_rule`).
 //! 3. `allow` rules matching the target, in file order: the first whose condition holds and
 //!    whose scopes the caller has allows. If conditions held only where scopes were missing,
@@ -48,7 +54,7 @@ pub use history::{CallSummary, History, HistoryState};
 pub use json::{Malformed, Pointer};
 pub use limit::{Per, Rate};
 pub use list::ListKind;
-pub use redact::{INJECTED, RedactRule, Redacted, RedactionCount, Secrets, Zones};
+pub use redact::{INJECTED, RedactRule, Redacted, RedactionCount, Secrets, Uninspectable, Zones};
 
 use limit::{Draw, Limiter};
 
@@ -115,8 +121,17 @@ pub enum TargetKind {
     Resource,
 }
 
+/// `completion/complete`: governed as the prompt or resource it completes.
+pub const COMPLETE: &str = "completion/complete";
+
+/// Whether `method` is decided on by [`Policy::check`].
+pub fn governs(method: &str) -> bool {
+    TargetKind::of_method(method).is_some() || method == COMPLETE
+}
+
 impl TargetKind {
-    /// The governed method's target kind.
+    /// The governed method's target kind (not for [`COMPLETE`], whose target kind is in its
+    /// params).
     pub fn of_method(method: &str) -> Option<TargetKind> {
         match method {
             "tools/call" => Some(TargetKind::Tool),
@@ -215,6 +230,9 @@ pub enum DenyReason {
     ConditionError,
     /// The request does not name its target (`params.name` / `params.uri` missing).
     InvalidParams,
+    /// A string in the arguments holds a lone UTF-16 surrogate escape: it denotes no text,
+    /// so conditions and argument rules cannot read what the server would.
+    UndecodableArguments,
 }
 
 impl DenyReason {
@@ -229,6 +247,7 @@ impl DenyReason {
             DenyReason::RateLimited { .. } => "rate_limited",
             DenyReason::ConditionError => "condition_error",
             DenyReason::InvalidParams => "invalid_params",
+            DenyReason::UndecodableArguments => "undecodable_arguments",
         }
     }
 }
@@ -379,23 +398,53 @@ impl Policy {
 
     /// Decides on one client request. See the module docs for the order.
     pub fn check(&self, input: &PolicyInput<'_>) -> Decision {
-        let Some(kind) = TargetKind::of_method(input.method) else {
+        let completion = input.method == COMPLETE;
+        let kind = if completion {
+            completion_kind(input.params)
+        } else {
+            TargetKind::of_method(input.method)
+        };
+        let Some(kind) = kind else {
+            if completion {
+                return deny(None, DenyReason::InvalidParams, None, None);
+            }
             return Decision::Allow(Allow {
                 target: None,
                 rule: None,
             });
         };
-        let params: Option<Params<'_>> = input
-            .params
-            .and_then(|p| serde_json::from_str(p.get()).ok());
+        let params: Option<Params<'_>> = input.params.and_then(|p| {
+            if completion {
+                completion_params(p.get())
+            } else {
+                crate::mcp::from_object(p.get())
+            }
+        });
+        let completed: Option<Box<RawValue>> = if completion {
+            match input.params.map(|p| completion_args(p.get())) {
+                Some(Ok(a)) => Some(a),
+                _ => return deny(None, DenyReason::InvalidParams, None, None),
+            }
+        } else {
+            None
+        };
         let (name, args) = match (&params, kind) {
-            (Some(p), TargetKind::Resource) => (p.uri.as_deref(), None),
+            (Some(p), TargetKind::Resource) if !completion => (p.uri.as_deref(), None),
+            (Some(p), TargetKind::Resource) => (p.uri.as_deref(), completed.as_deref()),
+            (Some(p), _) if completion => (p.name.as_deref(), completed.as_deref()),
             (Some(p), _) => (p.name.as_deref(), p.arguments),
             (None, _) => (None, None),
         };
         let Some(name) = name else {
             return deny(None, DenyReason::InvalidParams, None, None);
         };
+        if args.is_some_and(|a| crate::mcp::has_lone_surrogate(a.get().as_bytes())) {
+            let target = Some(Target {
+                kind,
+                name: name.into(),
+            });
+            return deny(target, DenyReason::UndecodableArguments, None, None);
+        }
         let target = || {
             Some(Target {
                 kind,
@@ -484,6 +533,13 @@ impl Policy {
                     return deny(target(), reason, None, Some(rule));
                 }
             }
+        }
+
+        if completion {
+            return Decision::Allow(Allow {
+                target: target(),
+                rule: allowed_by.map(|r| r.name.clone()),
+            });
         }
 
         // 5. Rate limits.
@@ -611,7 +667,7 @@ impl Policy {
         let kind = match list {
             ListKind::Tools => TargetKind::Tool,
             ListKind::Prompts => TargetKind::Prompt,
-            ListKind::Resources => TargetKind::Resource,
+            ListKind::Resources | ListKind::ResourceTemplates => TargetKind::Resource,
         };
         list::filter(message, list, |name| self.visible(caller, kind, name, now))
     }
@@ -640,9 +696,58 @@ impl Policy {
         message: &[u8],
         rules: &[&RedactRule],
         secrets: &Secrets,
-    ) -> Result<Redacted, Malformed> {
+    ) -> Result<Redacted, Uninspectable> {
         redact::redact(message, rules, secrets)
     }
+}
+
+/// The kind of target a completion's `ref` names.
+fn completion_kind(params: Option<&RawValue>) -> Option<TargetKind> {
+    #[derive(Deserialize)]
+    struct Completion<'a> {
+        #[serde(borrow, rename = "ref")]
+        reference: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Ref<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: Option<Cow<'a, str>>,
+    }
+    let c: Completion<'_> = crate::mcp::from_object(params?.get())?;
+    let r: Ref<'_> = crate::mcp::from_object(c.reference?.get())?;
+    match r.kind.as_deref()? {
+        "ref/prompt" => Some(TargetKind::Prompt),
+        "ref/resource" => Some(TargetKind::Resource),
+        _ => None,
+    }
+}
+
+/// A completion's `ref` read as the params of the call it completes (`name` or `uri`).
+fn completion_params(params: &str) -> Option<Params<'_>> {
+    #[derive(Deserialize)]
+    struct Completion<'a> {
+        #[serde(borrow, rename = "ref")]
+        reference: &'a RawValue,
+    }
+    let c: Completion<'_> = crate::mcp::from_object(params)?;
+    crate::mcp::from_object(c.reference.get())
+}
+
+/// The arguments a completion's conditions and argument rules see: those already given
+/// (`context.arguments`) and the one being completed (`argument.name` = `argument.value`).
+fn completion_args(params: &str) -> Result<Box<RawValue>, ()> {
+    use serde_json::{Map, Value};
+    let v: Map<String, Value> = crate::mcp::from_object(params).ok_or(())?;
+    let mut args = match v.get("context").and_then(|c| c.get("arguments")) {
+        Some(Value::Object(given)) => given.clone(),
+        Some(_) => return Err(()),
+        None => Map::new(),
+    };
+    let argument = v.get("argument").and_then(Value::as_object).ok_or(())?;
+    let name = argument.get("name").and_then(Value::as_str).ok_or(())?;
+    let value = argument.get("value").cloned().unwrap_or(Value::Null);
+    args.insert(name.to_owned(), value);
+    serde_json::value::to_raw_value(&Value::Object(args)).map_err(|_| ())
 }
 
 fn deny(
@@ -696,9 +801,10 @@ fn scan_args(rule: &ArgRule, args: &[u8]) -> Option<Finding> {
         if !rule.pointers.is_empty() && !rule.pointers.iter().any(|p| path.under(p)) {
             return;
         }
-        if let Some(s) = json::decode_span(args, &span) {
-            found = rule.scanner.first(&s);
-        }
+        // Client arguments with strings that denote no text are refused before this; a
+        // lossy reading still never skips a string.
+        let s = json::decode_lossy(&args[span.start + 1..span.end - 1], "\u{fffd}");
+        found = rule.scanner.first(&s);
     });
     found
 }

@@ -2,10 +2,15 @@
 //!
 //! Two sources of redaction: the configured `[[redact]]` rules (detectors, patterns, JSON
 //! pointers, each limited to the zones it names) and, always, the exact values of the
-//! credentials injected into the session's server, anywhere in a message's `result`,
-//! `error` or `params`, in keys and values. Strings are decoded before matching, so escaping
-//! (`\u0041…`, `\/`) cannot hide a value. Only edited strings change; every other byte of
-//! the message is kept.
+//! credentials injected into the session's server, anywhere in a message: every key and
+//! string value at any depth, the method, a server request's id, members JSON-RPC does not
+//! define. Only the envelope's own words (`jsonrpc` and its `"2.0"`, and the keys `id`,
+//! `method`, `params`, `result`, `error`) are left alone. Strings are decoded before
+//! matching, so escaping (`\u0041…`, `\/`) cannot hide a value, and decoded once more, so a
+//! value escaped inside JSON carried in a string cannot either; a lone surrogate escape
+//! reads as U+FFFD. A value found in the bytes outside any one string (across tokens) makes
+//! the message [`Uninspectable`]. Only edited strings change; every other byte of the
+//! message is kept.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -22,6 +27,8 @@ pub const INJECTED: &str = "injected_secret";
 #[derive(Clone, Default)]
 pub struct Secrets {
     matcher: Option<Arc<AhoCorasick>>,
+    /// The values as they may stand in a message's bytes: as they are, and JSON-escaped.
+    written: Option<Arc<AhoCorasick>>,
     count: usize,
 }
 
@@ -56,12 +63,30 @@ impl Secrets {
             return Secrets::none();
         }
         let count = values.len();
-        let matcher = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&values)
-            .ok()
-            .map(Arc::new);
-        Secrets { matcher, count }
+        let build = |patterns: &[Vec<u8>], kind| {
+            AhoCorasick::builder()
+                .match_kind(kind)
+                .build(patterns)
+                .ok()
+                .map(Arc::new)
+        };
+        let mut written = values.clone();
+        for v in &values {
+            if let Ok(text) = std::str::from_utf8(v) {
+                let quoted = json::quote(text);
+                let escaped = quoted.as_bytes()[1..quoted.len() - 1].to_vec();
+                if escaped != *v {
+                    written.push(escaped);
+                }
+            }
+        }
+        Secrets {
+            matcher: build(&values, MatchKind::LeftmostLongest),
+            // Every occurrence, overlapping ones too: one inside a token must not hide one
+            // that crosses tokens.
+            written: build(&written, MatchKind::Standard),
+            count,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -73,15 +98,73 @@ impl Secrets {
     }
 
     fn find(&self, s: &str, out: &mut Vec<Hit>) {
-        if let Some(m) = &self.matcher {
-            for found in m.find_iter(s) {
-                out.push(Hit {
-                    range: found.start()..found.end(),
-                    rule: None,
-                    finding: None,
-                });
+        let Some(m) = &self.matcher else { return };
+        let before = out.len();
+        for found in m.find_iter(s) {
+            out.push(Hit {
+                range: found.start()..found.end(),
+                rule: None,
+                finding: None,
+            });
+        }
+        // Escaped once more (JSON carried in a string): the whole string goes.
+        if out.len() == before
+            && s.contains('\\')
+            && m.is_match(json::decode_lossy(s.as_bytes(), "").as_bytes())
+        {
+            out.push(Hit {
+                range: 0..s.len(),
+                rule: None,
+                finding: None,
+            });
+        }
+    }
+
+    /// A value split by lone surrogate escapes (`raw`, decoded as `s`): a client that drops
+    /// what denotes no text reads the value whole, so the whole string goes.
+    fn find_split(&self, raw: &[u8], s: &str, out: &mut Vec<Hit>) {
+        if out.is_empty()
+            && let Some(m) = &self.matcher
+            && crate::mcp::has_lone_surrogate(raw)
+            && m.is_match(json::decode_lossy(raw, "").as_bytes())
+        {
+            out.push(Hit {
+                range: 0..s.len(),
+                rule: None,
+                finding: None,
+            });
+        }
+    }
+
+    /// Fails when a value, as it is or JSON-escaped, stands in `message` across tokens: in
+    /// no one string (whose text was searched decoded) and in no one number or literal
+    /// (where an all-digit value could only be a coincidence).
+    fn check_across_tokens(&self, message: &[u8]) -> Result<(), Uninspectable> {
+        let Some(m) = &self.written else {
+            return Ok(());
+        };
+        if !m.is_match(message) {
+            return Ok(());
+        }
+        let mut tokens: Vec<Range<usize>> = Vec::new();
+        json::walk(message, |_, ev| match ev {
+            Event::Str { span, .. } => tokens.push(span),
+            Event::Value { span }
+                if !matches!(message.get(span.start), Some(b'{' | b'[' | b'"')) =>
+            {
+                tokens.push(span)
+            }
+            Event::Value { .. } => {}
+        })?;
+        tokens.sort_by_key(|t| t.start);
+        for found in m.find_overlapping_iter(message) {
+            let i = tokens.partition_point(|t| t.start <= found.start());
+            let inside = i > 0 && tokens[i - 1].end >= found.end();
+            if !inside {
+                return Err(Uninspectable::SecretAcrossTokens);
             }
         }
+        Ok(())
     }
 
     /// Whether `s` contains any of the values.
@@ -150,6 +233,29 @@ impl Hit {
     }
 }
 
+/// The message could not be inspected: nothing of it may reach a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Uninspectable {
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+    /// An injected credential stands in the bytes across tokens, where no string edit can
+    /// take it out.
+    #[error("an injected credential outside any one string")]
+    SecretAcrossTokens,
+}
+
+/// Whether a string is one of the envelope's own words, never redacted: the top-level keys
+/// JSON-RPC defines, and the value of `jsonrpc`.
+fn envelope_word(path: &Path<'_>, key: bool) -> bool {
+    match (path.len(), key) {
+        (0, true) => true,
+        (1, false) => path.key_is(0, "jsonrpc"),
+        _ => false,
+    }
+}
+
+const ENVELOPE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
+
 /// Which part of the message a path is in.
 fn top_level(path: &Path<'_>) -> Option<Top> {
     if path.key_is(0, "result") {
@@ -175,7 +281,7 @@ pub fn redact(
     message: &[u8],
     rules: &[&RedactRule],
     secrets: &Secrets,
-) -> Result<Redacted, Malformed> {
+) -> Result<Redacted, Uninspectable> {
     if rules.is_empty() && secrets.is_empty() {
         return Ok(Redacted::default());
     }
@@ -187,17 +293,23 @@ pub fn redact(
     let mut found: Vec<(Range<usize>, Finding)> = Vec::new();
     json::walk(message, |path, ev| match ev {
         Event::Str { span, key } => {
-            // Outside result/error/params (the envelope, and the top-level keys themselves).
-            let Some(top) = top_level(&path) else { return };
-            let structured = top == Top::Result && path.key_is(1, "structuredContent");
+            let raw = &message[span.start + 1..span.end - 1];
+            if envelope_word(&path, key)
+                && (key && ENVELOPE_KEYS.iter().any(|k| raw == k.as_bytes()) || raw == b"2.0")
+            {
+                return;
+            }
+            // Rules apply inside result/error/params; injected credentials everywhere.
+            let top = top_level(&path);
+            let structured = top == Some(Top::Result) && path.key_is(1, "structuredContent");
             let text = !key
                 && !structured
                 && match top {
-                    Top::Result => path.last_key_is("text"),
-                    Top::Error => {
+                    Some(Top::Result) => path.last_key_is("text"),
+                    Some(Top::Error) => {
                         path.len() == 2 && path.key_is(1, "message") || path.key_is(1, "data")
                     }
-                    Top::Params => false,
+                    Some(Top::Params) | None => false,
                 };
             let rule_zone = |r: &RedactRule| {
                 (text && r.zones.text) || (structured && !key && r.zones.structured)
@@ -206,11 +318,10 @@ pub fn redact(
             if !any_rule && secrets.is_empty() {
                 return;
             }
-            let Some(s) = json::decode_span(message, &span) else {
-                return;
-            };
+            let s = json::decode_lossy(raw, "\u{fffd}");
             hits.clear();
             secrets.find(&s, &mut hits);
+            secrets.find_split(raw, &s, &mut hits);
             for (i, r) in rules.iter().enumerate() {
                 if rule_zone(r) {
                     found.clear();
@@ -256,8 +367,11 @@ pub fn redact(
         }
     })?;
     if edits.is_empty() {
+        secrets.check_across_tokens(message)?;
         return Ok(Redacted::default());
     }
+    let out = json::splice(message, &edits);
+    secrets.check_across_tokens(&out)?;
     let mut counts: Vec<RedactionCount> = Vec::new();
     for c in edit_counts.into_iter().flatten() {
         match counts
@@ -269,7 +383,7 @@ pub fn redact(
         }
     }
     Ok(Redacted {
-        bytes: Some(json::splice(message, &edits)),
+        bytes: Some(out),
         counts,
     })
 }
@@ -297,11 +411,11 @@ pub fn redact_value(
     let mut counts = Vec::new();
     json::walk(value, |_, ev| {
         let Event::Str { span, key } = ev else { return };
-        let Some(s) = json::decode_span(value, &span) else {
-            return;
-        };
+        let raw = &value[span.start + 1..span.end - 1];
+        let s = json::decode_lossy(raw, "\u{fffd}");
         hits.clear();
         secrets.find(&s, &mut hits);
+        secrets.find_split(raw, &s, &mut hits);
         if !key {
             found.clear();
             rule.scanner.find_all(&s, &mut found);
@@ -429,30 +543,77 @@ mod tests {
     }
 
     #[test]
-    fn injected_secrets_go_everywhere_but_the_envelope() {
+    fn injected_secrets_go_everywhere_but_the_envelope_words() {
         let secrets = Secrets::new(["s3cr3t-value", "tok\"en"]);
-        let msg = json!({"jsonrpc":"2.0","id":"s3cr3t-value","result":{
+        let msg = json!({"jsonrpc":"2.0","id":"s3cr3t-value","method":"notifications/s3cr3t-value",
+            "params":{
             "content":[{"type":"text","text":"env: S=s3cr3t-value and tok\"en"}],
             "structuredContent":{"s3cr3t-value":["x s3cr3t-value"]},
-            "_meta":{"note":"s3cr3t-value"}}});
+            "_meta":{"note":"s3cr3t-value"}},
+            "extra":"s3cr3t-value", "s3cr3t-value": 1});
         let (out, counts) = run(&msg, &[], &secrets);
-        assert_eq!(out["id"], "s3cr3t-value", "the envelope is left alone");
+        let text = out.to_string();
+        assert!(
+            !text.contains("s3cr3t") && !text.contains("tok\\\"en"),
+            "{text}"
+        );
+        assert_eq!(out["jsonrpc"], "2.0");
+        assert_eq!(out["id"], "[REDACTED:injected_secret]");
+        assert_eq!(out["method"], "notifications/[REDACTED:injected_secret]");
         assert_eq!(
-            out["result"]["content"][0]["text"],
+            out["params"]["content"][0]["text"],
             "env: S=[REDACTED:injected_secret] and [REDACTED:injected_secret]"
         );
         assert_eq!(
-            out["result"]["structuredContent"]["[REDACTED:injected_secret]"][0],
+            out["params"]["structuredContent"]["[REDACTED:injected_secret]"][0],
             "x [REDACTED:injected_secret]"
         );
-        assert_eq!(out["result"]["_meta"]["note"], "[REDACTED:injected_secret]");
+        assert_eq!(out["extra"], "[REDACTED:injected_secret]");
+        assert_eq!(out["[REDACTED:injected_secret]"], 1);
         assert_eq!(
             counts,
             vec![RedactionCount {
                 rule: None,
                 what: INJECTED,
-                count: 5
+                count: 9
             }]
+        );
+        // The envelope's own words stay, whatever the credential (a value like `id` is no
+        // secret a message can keep).
+        let msg = json!({"jsonrpc":"2.0","id":1,"result":{}});
+        let r = redact(
+            msg.to_string().as_bytes(),
+            &[],
+            &Secrets::new(["id", "2.0"]),
+        )
+        .unwrap();
+        assert!(r.bytes.is_none());
+    }
+
+    #[test]
+    fn a_secret_escaped_inside_a_string_or_across_tokens_does_not_pass() {
+        let secrets = Secrets::new(["AB\"CD"]);
+        // JSON carried in a string, escaped once more: the whole string goes.
+        let nested = r#"{"jsonrpc":"2.0","id":1,"result":{"text":"{\"t\":\"\\u0041B\\\"CD\"}"}}"#;
+        let v: Value = serde_json::from_str(nested).unwrap();
+        assert_eq!(v["result"]["text"], r#"{"t":"\u0041B\"CD"}"#);
+        let r = redact(nested.as_bytes(), &[], &secrets).unwrap();
+        let out: Value = serde_json::from_slice(&r.bytes.unwrap()).unwrap();
+        assert_eq!(out["result"]["text"], "[REDACTED:injected_secret]");
+        // Written raw across two strings: no string holds it, the bytes do.
+        let across = br#"{"jsonrpc":"2.0","id":1,"result":{"a":"AB","CD":1}}"#;
+        let across_secret = Secrets::new([r#"AB","CD"#]);
+        assert_eq!(
+            redact(across, &[], &across_secret).unwrap_err(),
+            Uninspectable::SecretAcrossTokens
+        );
+        // An all-digit value in a number is a coincidence, not a leak.
+        let count = br#"{"jsonrpc":"2.0","id":4242,"result":{"n":4242}}"#;
+        assert!(
+            redact(count, &[], &Secrets::new(["4242"]))
+                .unwrap()
+                .bytes
+                .is_none()
         );
     }
 

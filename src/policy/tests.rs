@@ -485,3 +485,281 @@ detectors = ["email"]
         .unwrap();
     assert!(untouched.bytes.is_none());
 }
+
+#[test]
+fn params_that_are_not_an_object_name_nothing() {
+    // serde would fill `name` from an array's first element; a server reads an array
+    // differently, if at all, so the policy must not decide on a name it guessed.
+    let p = policy("[policy]\ndefault = \"allow\"\n");
+    let c = Call::new(&p);
+    let d = c.run(&alice(), "tools/call", json!(["get-env"]));
+    assert_eq!(reason(&d), "invalid_params");
+    let d = c.run(
+        &alice(),
+        "resources/read",
+        json!([null, "file:///etc/passwd"]),
+    );
+    assert_eq!(reason(&d), "invalid_params");
+}
+
+/// `text` with a lone surrogate escape (`\ud800` or `\udc00`) put at `at`: what a server
+/// writes when it cuts a string in the middle of an emoji, and what no strict JSON parser
+/// turns into a string.
+fn with_lone_surrogate(text: &str, at: usize, low: bool) -> String {
+    let escape = if low { r"\udc00" } else { r"\ud800" };
+    format!("{}{escape}{}", &text[..at], &text[at..])
+}
+
+fn raw_call(name: &str, args_json: &str) -> Box<RawValue> {
+    RawValue::from_string(format!(r#"{{"name":"{name}","arguments":{args_json}}}"#)).unwrap()
+}
+
+#[test]
+fn arguments_that_cannot_be_decoded_are_not_waved_through() {
+    let p = policy(
+        r#"
+[policy]
+default = "allow"
+
+[[rule]]
+name = "no-secrets-dir"
+effect = "deny"
+tools = ["read_file"]
+when = 'has(args.path) && args.path.startsWith("/secrets")'
+
+[[argument]]
+name = "no-drop"
+tools = ["*"]
+patterns = ['(?i)drop\s+table']
+"#,
+    );
+    let c = Call::new(&p);
+    let check = |raw: &RawValue| {
+        p.check(&PolicyInput {
+            caller: &alice(),
+            method: "tools/call",
+            params: Some(raw),
+            history: &c.history,
+            session: "s",
+            now: SystemTime::now(),
+            instant: Instant::now(),
+        })
+    };
+    // Baselines: both rules hold on decodable arguments.
+    assert_eq!(
+        reason(&check(&raw_call("read_file", r#"{"path":"/secrets/k"}"#))),
+        "denied_by_rule"
+    );
+    assert_eq!(
+        reason(&check(&raw_call("q", r#"{"sql":"DROP TABLE users"}"#))),
+        "argument_blocked"
+    );
+    // A lone surrogate anywhere in the arguments: never allowed.
+    let path = r#"{"path":"/secrets/k","note":"x"}"#;
+    let sql = r#"{"sql":"DROP TABLE users","n":[1,"a"]}"#;
+    for (tool, args) in [("read_file", path), ("q", sql)] {
+        for at in (1..args.len()).filter(|&i| {
+            // Inside a string: after an opening quote's content has begun.
+            args[..i].matches('"').count() % 2 == 1
+        }) {
+            for low in [false, true] {
+                let args = with_lone_surrogate(args, at, low);
+                let d = check(&raw_call(tool, &args));
+                assert!(!d.is_allow(), "{tool} {args}: {d:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn server_output_that_cannot_be_decoded_is_still_redacted() {
+    let p = policy(
+        r#"
+[policy]
+default = "allow"
+
+[[redact]]
+name = "mail"
+tools = ["echo"]
+detectors = ["email"]
+"#,
+    );
+    let echo = Target {
+        kind: TargetKind::Tool,
+        name: "echo".into(),
+    };
+    let rules = p.redact_rules(Some(&echo), false);
+    let secrets = Secrets::new(["wsk_live_9f8e7d6c5b4a3210"]);
+    let text = "mail bob@example.com key wsk_live_9f8e7d6c5b4a3210 end";
+    for at in 0..=text.len() {
+        for low in [false, true] {
+            let t = with_lone_surrogate(text, at, low);
+            let msg = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"type":"text","text":"{t}"}}]}}}}"#
+            );
+            let out = p.redact(msg.as_bytes(), &rules, &secrets);
+            let out = match out {
+                Ok(r) => r.bytes.unwrap_or_else(|| msg.clone().into_bytes()),
+                Err(_) => continue, // replaced whole by the caller
+            };
+            let out = String::from_utf8(out).unwrap();
+            // An address cut in two is no address for the detector; the credential is found
+            // however it is cut, as a client that drops the escape would read it.
+            let cut_mail = (5..20).contains(&at);
+            assert!(cut_mail || !out.contains("bob@example.com"), "{t}: {out}");
+            let read = out.replace(r"\ud800", "").replace(r"\udc00", "");
+            assert!(!read.contains("wsk_live_9f8e7d6c5b4a3210"), "{t}: {out}");
+        }
+    }
+}
+
+#[test]
+fn completions_are_governed_as_the_prompt_or_resource_they_complete() {
+    let p = policy(
+        r#"
+[[rule]]
+name = "prompts"
+prompts = ["simple-prompt", "region-prompt"]
+
+[[rule]]
+name = "no-prod"
+effect = "deny"
+prompts = ["region-prompt"]
+when = 'has(args.region) && args.region == "prod"'
+
+[[rule]]
+name = "docs"
+resources = ["demo://resource/static/*"]
+
+[[rate_limit]]
+name = "prompt-budget"
+per = "principal"
+prompts = ["*"]
+rate = "1/min"
+"#,
+    );
+    let c = Call::new(&p);
+    let complete = |reference: serde_json::Value, argument: serde_json::Value| {
+        c.run(
+            &alice(),
+            "completion/complete",
+            json!({"ref": reference, "argument": argument}),
+        )
+    };
+    let arg = json!({"name": "style", "value": "b"});
+    assert_eq!(
+        reason(&complete(
+            json!({"type": "ref/prompt", "name": "args-prompt"}),
+            arg.clone()
+        )),
+        "not_permitted"
+    );
+    assert_eq!(
+        reason(&complete(
+            json!({"type": "ref/resource", "uri": "demo://resource/dynamic/{id}"}),
+            arg.clone()
+        )),
+        "not_permitted"
+    );
+    // Completions do not use up the prompt's rate limit: they are typed, not calls.
+    for _ in 0..3 {
+        let d = complete(
+            json!({"type": "ref/prompt", "name": "simple-prompt"}),
+            arg.clone(),
+        );
+        assert!(d.is_allow(), "{d:?}");
+    }
+    assert!(
+        complete(
+            json!({"type": "ref/resource", "uri": "demo://resource/static/{name}"}),
+            arg.clone()
+        )
+        .is_allow()
+    );
+    // Conditions read the argument being completed with the ones already given.
+    let d = c.run(
+        &alice(),
+        "completion/complete",
+        json!({"ref": {"type": "ref/prompt", "name": "region-prompt"},
+            "argument": {"name": "zone", "value": "e"},
+            "context": {"arguments": {"region": "prod"}}}),
+    );
+    assert_eq!(reason(&d), "denied_by_rule");
+    let d = complete(
+        json!({"type": "ref/prompt", "name": "region-prompt"}),
+        json!({"name": "region", "value": "prod"}),
+    );
+    assert_eq!(reason(&d), "denied_by_rule");
+    // What names nothing is refused.
+    for params in [
+        json!({"argument": arg}),
+        json!({"ref": {"type": "ref/tool", "name": "x"}, "argument": arg}),
+        json!({"ref": {"type": "ref/prompt"}, "argument": arg}),
+    ] {
+        let d = c.run(&alice(), "completion/complete", params.clone());
+        assert_eq!(reason(&d), "invalid_params", "{params}");
+    }
+    assert!(
+        c.run(&alice(), "prompts/get", json!({"name": "simple-prompt"}))
+            .is_allow()
+    );
+    assert_eq!(
+        reason(&c.run(&alice(), "prompts/get", json!({"name": "simple-prompt"}))),
+        "rate_limited"
+    );
+}
+
+#[test]
+fn resource_templates_are_listed_as_the_resources_they_name() {
+    let p = policy(
+        r#"
+[[rule]]
+name = "docs"
+resources = ["demo://resource/static/*"]
+"#,
+    );
+    let list = json!({"jsonrpc":"2.0","id":1,"result":{"resourceTemplates":[
+        {"uriTemplate":"demo://resource/static/{name}","name":"static"},
+        {"uriTemplate":"demo://resource/dynamic/{id}","name":"dynamic"},
+        {"name":"no-template"}]}});
+    let bytes = list.to_string();
+    let out = p
+        .filter_list(
+            &alice(),
+            ListKind::ResourceTemplates,
+            bytes.as_bytes(),
+            SystemTime::now(),
+        )
+        .unwrap()
+        .expect("filtered");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v["result"]["resourceTemplates"],
+        json!([{"uriTemplate":"demo://resource/static/{name}","name":"static"}])
+    );
+    assert_eq!(
+        ListKind::of_method("resources/templates/list"),
+        Some(ListKind::ResourceTemplates)
+    );
+}
+
+#[test]
+fn a_call_matching_many_rate_limits_meets_every_one() {
+    let mut config = String::from("[policy]\ndefault = \"allow\"\n");
+    for i in 0..9 {
+        config.push_str(&format!(
+            "\n[[rate_limit]]\nname = \"wide-{i}\"\nper = \"principal\"\nrate = \"100/s\"\n"
+        ));
+    }
+    config.push_str("\n[[rate_limit]]\nname = \"narrow\"\nper = \"tool\"\ntools = [\"echo\"]\nrate = \"1/min\"\n");
+    let p = policy(&config);
+    let c = Call::new(&p);
+    assert!(c.tool(&alice(), "echo", json!({})).is_allow());
+    match c.tool(&alice(), "echo", json!({})) {
+        Decision::Deny(d) => {
+            assert_eq!(d.reason.code(), "rate_limited");
+            assert_eq!(d.rule.as_deref(), Some("narrow"));
+        }
+        other => panic!("{other:?}"),
+    }
+}

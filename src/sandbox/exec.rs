@@ -1,7 +1,8 @@
 //! The `__sandbox-exec` helper: a per-session supervisor and the only `unsafe` in the crate.
 //!
 //! ```text
-//! sidecar ──spawn──▶ helper (this file, single-threaded)
+//! sidecar ──spawn──▶ helper (this file, single-threaded, empty environment)
+//!                      reads the plan and the server's environment from stdin
 //!                      non-dumpable · setsid · child-subreaper · watches its parent
 //!                      build BPF programs and the Landlock ruleset
 //!                      fork ─▶ server branch: rlimits → uid/gid drop → namespaces →
@@ -39,9 +40,9 @@ use nix::unistd::{
 use seccompiler::BpfProgram;
 
 use super::landlock::{self, Enforcement};
-use super::profile::{Namespace, Plan, Rlimit};
+use super::profile::{Isolation, LandlockScope, Namespace, Plan, Rlimit};
 use super::seccomp::{self, Program, Protected};
-use super::status::LayerReport;
+use super::status::{LayerReport, SignalIsolation};
 
 /// Exit code when the helper itself cannot do its job (bad arguments, fork failure).
 const EXIT_HELPER_FAILED: i32 = 125;
@@ -115,9 +116,136 @@ pub fn parse_helper_args(mut it: impl Iterator<Item = OsString>) -> Result<Helpe
     })
 }
 
-/// Environment variable carrying the [`Plan`] (JSON) from the sidecar to the helper. The
-/// helper removes it from the server's environment.
-pub const PLAN_ENV: &str = "MCP_WARDEN_SANDBOX_PLAN";
+/// What the sidecar sends the helper on its stdin before anything else: the sandbox plan
+/// and the server's environment. Neither travels in the helper's own environment (which is
+/// empty): the dynamic loader reads a process's environment before any of its code runs,
+/// so an `LD_PRELOAD` meant for the server would run code in the unsandboxed helper, with
+/// the sidecar's user and capabilities. Nor on argv, which every process can read.
+///
+/// Frame: `MCPW`, then the plan as JSON and each `NAME=VALUE`, every part preceded by its
+/// length (u32, little-endian); the number of variables comes before them. The helper
+/// reads exactly the frame; everything after it on stdin is the server's.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HelperInput {
+    pub plan: Plan,
+    /// The server's complete environment.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl std::fmt::Debug for HelperInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be secrets: names only.
+        f.debug_struct("HelperInput")
+            .field("plan", &self.plan)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+const FRAME_MAGIC: &[u8; 4] = b"MCPW";
+/// Bounds the helper accepts (a damaged or hostile frame must not make it allocate
+/// without limit).
+const MAX_PLAN_BYTES: u32 = 16 << 20;
+const MAX_VARS: u32 = 4096;
+const MAX_VAR_BYTES: u32 = 1 << 20;
+
+impl HelperInput {
+    /// The frame's bytes (zeroed when dropped: they hold the server's secrets).
+    pub fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let plan = serde_json::to_vec(&self.plan).unwrap_or_default();
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(plan.len() + 4096));
+        out.extend_from_slice(FRAME_MAGIC);
+        out.extend_from_slice(&(plan.len() as u32).to_le_bytes());
+        out.extend_from_slice(&plan);
+        out.extend_from_slice(&(self.env.len() as u32).to_le_bytes());
+        for (k, v) in &self.env {
+            let len = k.len() + 1 + v.len();
+            out.extend_from_slice(&(len as u32).to_le_bytes());
+            out.extend_from_slice(k.as_encoded_bytes());
+            out.push(b'=');
+            out.extend_from_slice(v.as_encoded_bytes());
+        }
+        out
+    }
+
+    /// Reads one frame from `read` (exact reads: nothing after the frame is consumed).
+    pub fn decode(
+        mut read: impl FnMut(&mut [u8]) -> Result<(), String>,
+    ) -> Result<HelperInput, String> {
+        let plan = HelperInput::decode_plan(&mut read)?;
+        let env = HelperInput::decode_env(&mut read)?;
+        Ok(HelperInput { plan, env })
+    }
+
+    /// The frame's first part: the plan (nothing secret).
+    fn decode_plan(read: &mut impl FnMut(&mut [u8]) -> Result<(), String>) -> Result<Plan, String> {
+        let mut magic = [0u8; 4];
+        read(&mut magic)?;
+        if &magic != FRAME_MAGIC {
+            return Err("not a helper frame".into());
+        }
+        let mut len = [0u8; 4];
+        read(&mut len)?;
+        let len = u32::from_le_bytes(len);
+        if len > MAX_PLAN_BYTES {
+            return Err(format!("plan too large ({len} bytes)"));
+        }
+        let mut plan = vec![0u8; len as usize];
+        read(&mut plan)?;
+        serde_json::from_slice(&plan).map_err(|e| format!("bad plan: {e}"))
+    }
+
+    /// The frame's second part: the server's environment.
+    fn decode_env(
+        read: &mut impl FnMut(&mut [u8]) -> Result<(), String>,
+    ) -> Result<Vec<(OsString, OsString)>, String> {
+        let mut count = [0u8; 4];
+        read(&mut count)?;
+        let count = u32::from_le_bytes(count);
+        if count > MAX_VARS {
+            return Err(format!("too many variables ({count})"));
+        }
+        let mut env = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let mut len = [0u8; 4];
+            read(&mut len)?;
+            let len = u32::from_le_bytes(len);
+            if len > MAX_VAR_BYTES {
+                return Err(format!("variable too large ({len} bytes)"));
+            }
+            let mut kv = vec![0u8; len as usize];
+            read(&mut kv)?;
+            let eq = kv
+                .iter()
+                .position(|&b| b == b'=')
+                .filter(|&i| i > 0)
+                .ok_or("a variable without a name")?;
+            let value = kv.split_off(eq + 1);
+            kv.pop();
+            if kv.contains(&0) || value.contains(&0) {
+                return Err("a variable holds a NUL byte".into());
+            }
+            env.push((OsString::from_vec(kv), OsString::from_vec(value)));
+        }
+        Ok(env)
+    }
+}
+
+/// Fills `buf` from stdin with unbuffered reads (std's stdin buffer would swallow the
+/// server's first messages).
+fn read_stdin_exact(buf: &mut [u8]) -> Result<(), String> {
+    let stdin = std::io::stdin();
+    let mut done = 0;
+    while done < buf.len() {
+        match nix::unistd::read(&stdin, &mut buf[done..]) {
+            Ok(0) => return Err("stdin closed before the helper frame ended".into()),
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(format!("reading the helper frame: {e}")),
+        }
+    }
+    Ok(())
+}
 
 /// Entry point of the helper mode. Never returns.
 pub fn main(args: impl Iterator<Item = OsString>) -> ! {
@@ -125,16 +253,36 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
         Ok(a) => a,
         Err(e) => fail(&format!("bad helper arguments: {e}")),
     };
-    let plan: Plan = match std::env::var(PLAN_ENV).map(|s| serde_json::from_str(&s)) {
-        Ok(Ok(plan)) => plan,
-        Ok(Err(e)) => fail(&format!("bad sandbox plan: {e}")),
-        Err(_) => fail("no sandbox plan"),
+    let mut read = read_stdin_exact;
+    let plan = match HelperInput::decode_plan(&mut read) {
+        Ok(plan) => plan,
+        Err(e) => fail(&format!("no sandbox plan: {e}")),
     };
+    // Keeping sessions apart: a uid of its own (chosen by the sidecar) or Landlock's signal
+    // scope, where the kernel has it, do it for the server; otherwise a PID namespace, in
+    // which no pid outside the session can be named, where the kernel allows one. The
+    // supervisor enters it (a user namespace first when it is not root) so that the server
+    // is the namespace's first process: everything in it dies with the server. This comes
+    // before the server's environment is read and the supervisor turns non-dumpable: a
+    // non-dumpable process cannot write its own uid map.
+    let landlock_signal = plan
+        .landlock
+        .as_ref()
+        .is_some_and(|l| l.scopes.contains(&LandlockScope::Signal))
+        && landlock_abi() >= 6;
+    let pid_namespace = plan.isolate_sessions != Isolation::Off
+        && !plan.session_uid
+        && !landlock_signal
+        && enter_pid_namespace().is_ok();
     // The supervisor holds the session's environment (injected credentials): a same-user
-    // server must not read it through /proc/<pid>/environ or ptrace.
+    // server must not read it through /proc/<pid>/mem or ptrace.
     if let Err(e) = prctl::set_dumpable(false) {
         fail(&format!("cannot make the supervisor non-dumpable: {e}"));
     }
+    let env = match HelperInput::decode_env(&mut read) {
+        Ok(env) => env,
+        Err(e) => fail(&format!("no server environment: {e}")),
+    };
     // A new session: the server tree gets its own process group and no controlling terminal.
     if let Err(e) = setsid() {
         fail(&format!("setsid failed: {e}"));
@@ -168,8 +316,14 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
     // system calls that apply the layers, then exec.
     let program = cstring(args.program.clone());
     let argv: Vec<CString> = args.argv.iter().cloned().map(cstring).collect();
-    let envp: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k != PLAN_ENV)
+    // The server's PATH, to find a `#!/usr/bin/env` interpreter when saying why exec failed.
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
+    // Exactly the environment the sidecar sent for the server; the helper's own is empty.
+    let envp: Vec<CString> = env
+        .into_iter()
         .map(|(k, v)| {
             let mut kv = k.into_vec();
             kv.push(b'=');
@@ -177,7 +331,7 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
             cstring(OsString::from_vec(kv))
         })
         .collect();
-    let prepared = match prepare(&plan, args.parent_pid) {
+    let prepared = match prepare(&plan, args.parent_pid, pid_namespace) {
         Ok(p) => p,
         Err(e) => fail(&format!("sandbox: {e}")),
     };
@@ -188,7 +342,7 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
         Err(e) => fail(&format!("fork failed: {e}")),
         Ok(ForkResult::Child) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
-            let report = match apply(&plan, prepared) {
+            let mut report = match apply(&plan, prepared) {
                 Ok(report) => report,
                 Err(e) => {
                     eprintln!("mcp-warden: sandbox profile {}: {e}", plan.profile);
@@ -198,6 +352,9 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
                 }
             };
             if plan.report {
+                // Whether the command would run, now that every layer is in force.
+                report.exec_refused =
+                    exec_refusal(std::path::Path::new(&args.program), path_var.as_deref());
                 let mut line = serde_json::to_vec(&report).unwrap_or_default();
                 line.push(b'\n');
                 // The report is the helper's answer to the sidecar, on its stdout pipe.
@@ -205,12 +362,16 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
                 // SAFETY: as above.
                 unsafe { libc::_exit(0) }
             }
+            close_above_stderr();
             let err = match execve(&program, &argv, &envp) {
                 Err(e) => e,
                 Ok(never) => match never {},
             };
+            let why = exec_refusal(std::path::Path::new(&args.program), path_var.as_deref())
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
             eprintln!(
-                "mcp-warden: cannot execute {}: {}",
+                "mcp-warden: cannot execute {}: {}{why}",
                 args.program.to_string_lossy(),
                 err.desc()
             );
@@ -219,6 +380,10 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(prepared);
+            // The supervisor has no use for the server's environment (secrets among it).
+            for var in envp {
+                zeroize::Zeroize::zeroize(&mut var.into_bytes());
+            }
             detach_stdio();
             supervise(child, args.grace, &handled, args.parent_pid)
         }
@@ -229,18 +394,24 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ! {
 /// Landlock ruleset (path fds opened here).
 struct Prepared {
     filters: Vec<BpfProgram>,
+    /// The pid filter, and its stricter form for a server no kernel layer keeps from the
+    /// sidecar's threads (chosen in the server branch, once Landlock's answer is known).
+    protect: Option<(BpfProgram, Vec<BpfProgram>)>,
     landlock: Option<Result<RulesetCreated, String>>,
     last_cap: u32,
     supervisor: i32,
+    /// The server will be the first process of a new PID namespace.
+    pid_namespace: bool,
 }
 
-fn prepare(plan: &Plan, sidecar: i32) -> Result<Prepared, String> {
+fn prepare(plan: &Plan, sidecar: i32, pid_namespace: bool) -> Result<Prepared, String> {
     let mut filters: Vec<BpfProgram> = Vec::new();
     let arch = seccomp::native_arch();
     if plan.x32_guard && cfg!(target_arch = "x86_64") {
         filters.push(seccomp::x32_guard().to_bpf());
     }
     filters.extend(plan.seccomp.iter().map(Program::to_bpf));
+    let mut protect = None;
     if plan.protect_sidecar {
         let protected = Protected {
             sidecar,
@@ -248,13 +419,28 @@ fn prepare(plan: &Plan, sidecar: i32) -> Result<Prepared, String> {
                 .map(Pid::as_raw)
                 .unwrap_or(0),
             supervisor: getpid().as_raw(),
+            sidecar_threads: Vec::new(),
+            descriptor_owners: false,
         };
         let arch = arch.map_err(|e| e.to_string())?;
-        filters.push(
-            seccomp::protect_pids(protected, arch)
-                .map_err(|e| e.to_string())?
-                .to_bpf(),
-        );
+        let bpf = |p: Result<Program, seccomp::SeccompError>| {
+            p.map(|p| p.to_bpf()).map_err(|e| e.to_string())
+        };
+        let base = bpf(seccomp::protect_pids(&protected, arch))?;
+        // Where nothing else keeps the server away: the sidecar's threads take signals too
+        // (kill(2) accepts a thread id), so those running now are named and tkill, which
+        // takes any thread id, answers ENOSYS; and descriptor ownership, which has the
+        // kernel signal the owner, is refused for the protected processes.
+        let guarded = Protected {
+            sidecar_threads: threads_of(sidecar),
+            descriptor_owners: true,
+            ..protected
+        };
+        let guard = vec![
+            bpf(seccomp::protect_pids(&guarded, arch))?,
+            bpf(seccomp::tkill_enosys(arch))?,
+        ];
+        protect = Some((base, guard));
     }
     let landlock = plan
         .landlock
@@ -271,10 +457,98 @@ fn prepare(plan: &Plan, sidecar: i32) -> Result<Prepared, String> {
         .unwrap_or(63);
     Ok(Prepared {
         filters,
+        protect,
         landlock,
         last_cap,
         supervisor: getpid().as_raw(),
+        pid_namespace,
     })
+}
+
+/// Why the server's command cannot run inside the sandbox, if it cannot: the command or the
+/// interpreter of its `#!` line refused, by Landlock (allow it with `--sandbox-read`) or by
+/// its file permissions for the server's uid; the message names the path and the flag.
+/// Called in the server branch, under every layer.
+fn exec_refusal(program: &std::path::Path, path_var: Option<&std::ffi::OsStr>) -> Option<String> {
+    use std::path::Path;
+    let refused = |path: &Path| {
+        matches!(
+            std::fs::File::open(path).map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EACCES | libc::EPERM))
+        )
+    };
+    let explain = |path: &Path, role: String| {
+        if nix::unistd::access(path, nix::unistd::AccessFlags::R_OK).is_err() {
+            return format!(
+                "{} ({role}) is not readable by the server's uid {} (file permissions): make it readable by other users, or pass --sandbox-uids off",
+                path.display(),
+                getuid()
+            );
+        }
+        // The install prefix when the file is in a `bin` directory, else its directory.
+        let dir = path.parent().unwrap_or(path);
+        let allow = match dir.file_name() {
+            Some(n) if n == "bin" || n == "sbin" => dir.parent().filter(|p| *p != Path::new("/")),
+            _ => None,
+        }
+        .unwrap_or(dir);
+        format!(
+            "the sandbox refuses {} ({role}): allow it with --sandbox-read {}",
+            path.display(),
+            allow.display()
+        )
+    };
+    if refused(program) {
+        return Some(explain(program, "the command".into()));
+    }
+    let interp = super::command::interpreter(program, path_var)?;
+    refused(&interp).then(|| explain(&interp, format!("the interpreter of {}", program.display())))
+}
+
+/// Thread ids of `pid` other than its main one (bounded: the filter must stay small).
+fn threads_of(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&t| t != pid)
+        .take(256)
+        .collect()
+}
+
+/// Landlock ABI version of the running kernel; 0 when Landlock is missing or a container
+/// runtime's seccomp profile refuses its system calls.
+fn landlock_abi() -> i32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute pointer and size 0, this flag only asks for the version.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    i32::try_from(v).unwrap_or(0).max(0)
+}
+
+/// Moves the supervisor into a new PID namespace for its next child: with only
+/// CLONE_NEWPID as root, behind a new user namespace (mapping its own uid and gid) otherwise.
+fn enter_pid_namespace() -> Result<(), String> {
+    let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+    if uid == 0 {
+        return unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare: {e}"));
+    }
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID)
+        .map_err(|e| format!("unshare: {e}"))?;
+    // Once in the new user namespace there is no way back: without the maps its uid would
+    // be the overflow uid, so a failure here is fatal.
+    if let Err(e) = write_id_maps(uid, gid) {
+        fail(&format!(
+            "cannot map the supervisor's ids in its user namespace: {e}"
+        ));
+    }
+    Ok(())
 }
 
 /// Applies the layers to this (forked, single-threaded) process in the order that keeps
@@ -289,6 +563,11 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
         if !geteuid().is_root() {
             return Err("a uid/gid change needs the sidecar to run as root".into());
         }
+        if plan.drop_capabilities {
+            // Emptying the bounding set needs CAP_SETPCAP, which the uid change takes away.
+            drop_bounding_set(prepared.last_cap)
+                .map_err(|e| format!("dropping capabilities: {e}"))?;
+        }
         setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
         let (g, u) = (Gid::from_raw(gid), Uid::from_raw(uid));
         setresgid(g, g, g).map_err(|e| format!("setresgid({gid}): {e}"))?;
@@ -296,8 +575,11 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
     }
     let namespaces = match unshare_namespaces(&plan.namespaces) {
         Ok(()) => plan.namespaces.clone(),
-        Err(e) if plan.namespaces_required => return Err(format!("namespaces: {e}")),
-        Err(_) => Vec::new(),
+        Err(NamespaceError::Refused(e)) if plan.namespaces_required => {
+            return Err(format!("namespaces: {e}"));
+        }
+        Err(NamespaceError::Refused(_)) => Vec::new(),
+        Err(NamespaceError::Unmapped(e)) => return Err(format!("namespaces: {e}")),
     };
     // Whatever the sidecar holds (root's sets, ambient capabilities it was started with, or
     // everything a user namespace grants inside it) is not for the server.
@@ -308,7 +590,13 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
     // Die with the supervisor. Set after any credential change (a user namespace is one),
     // which clears it.
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("parent-death signal: {e}"))?;
-    if getppid().as_raw() != prepared.supervisor {
+    // In its own PID namespace the server cannot see the supervisor: its parent shows as 0.
+    let parent = if prepared.pid_namespace {
+        0
+    } else {
+        prepared.supervisor
+    };
+    if getppid().as_raw() != parent {
         return Err("the supervisor is gone".into());
     }
 
@@ -340,8 +628,38 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
     if plan.no_new_privs {
         prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     }
+    // What keeps this server from signalling other sessions (and the sidecar's threads).
+    let mut signal_isolation = Vec::new();
+    if plan.session_uid && plan.user.is_some() {
+        signal_isolation.push(SignalIsolation::SessionUid);
+    }
+    let scoped = plan
+        .landlock
+        .as_ref()
+        .is_some_and(|l| l.scopes.contains(&LandlockScope::Signal));
+    if scoped
+        && landlock_abi.unwrap_or(0) >= 6
+        && matches!(
+            landlock_state,
+            Enforcement::FullyEnforced | Enforcement::PartiallyEnforced
+        )
+    {
+        signal_isolation.push(SignalIsolation::LandlockScope);
+    }
+    if prepared.pid_namespace {
+        signal_isolation.push(SignalIsolation::PidNamespace);
+    }
+    let sidecar_threads_guarded = prepared.protect.is_some() && signal_isolation.is_empty();
+    let mut filters = prepared.filters;
+    if let Some((base, guard)) = prepared.protect {
+        if signal_isolation.is_empty() {
+            filters.extend(guard);
+        } else {
+            filters.push(base);
+        }
+    }
     let mut installed = 0;
-    for filter in &prepared.filters {
+    for filter in &filters {
         match seccompiler::apply_filter(filter) {
             Ok(()) => installed += 1,
             Err(e) if plan.seccomp_required => return Err(format!("seccomp: {e}")),
@@ -361,12 +679,24 @@ fn apply(plan: &Plan, prepared: Prepared) -> Result<LayerReport, String> {
         cap_eff: cap_eff(),
         rlimits: plan.rlimits.clone(),
         namespaces,
+        signal_isolation,
+        sidecar_threads_guarded,
+        exec_refused: None,
     })
+}
+
+/// Why optional namespaces are missing.
+enum NamespaceError {
+    /// The kernel refused them: the process is unchanged (best-effort profiles go on).
+    Refused(String),
+    /// The user namespace exists but its ids could not be mapped: the process would run as
+    /// the overflow uid, so it must not go on.
+    Unmapped(String),
 }
 
 /// Gives this process its own copies of `kinds`, a user namespace first (so no privilege is
 /// needed), mapping its uid and gid to themselves.
-fn unshare_namespaces(kinds: &[Namespace]) -> Result<(), String> {
+fn unshare_namespaces(kinds: &[Namespace]) -> Result<(), NamespaceError> {
     if kinds.is_empty() {
         return Ok(());
     }
@@ -380,16 +710,26 @@ fn unshare_namespaces(kinds: &[Namespace]) -> Result<(), String> {
             Namespace::Uts => CloneFlags::CLONE_NEWUTS,
         };
     }
-    unshare(flags).map_err(|e| format!("unshare: {e}"))?;
+    unshare(flags).map_err(|e| NamespaceError::Refused(format!("unshare: {e}")))?;
     if flags.contains(CloneFlags::CLONE_NEWUSER) {
-        let write = |file: &str, text: String| {
-            std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| format!("{file}: {e}"))
-        };
-        write("setgroups", "deny".into())?;
-        write("uid_map", format!("{uid} {uid} 1"))?;
-        write("gid_map", format!("{gid} {gid} 1"))?;
+        // The supervisor's non-dumpable flag is inherited (and a uid change sets it): its
+        // /proc/self files then belong to root, and the maps cannot be written. The server
+        // is exec'd next, which makes it dumpable anyway.
+        prctl::set_dumpable(true)
+            .map_err(|e| NamespaceError::Unmapped(format!("dumpable: {e}")))?;
+        write_id_maps(uid, gid).map_err(NamespaceError::Unmapped)?;
     }
     Ok(())
+}
+
+/// Maps `uid` and `gid` to themselves in a user namespace this process just created.
+fn write_id_maps(uid: u32, gid: u32) -> Result<(), String> {
+    let write = |file: &str, text: String| {
+        std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| format!("{file}: {e}"))
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("{uid} {uid} 1"))?;
+    write("gid_map", format!("{gid} {gid} 1"))
 }
 
 fn set_rlimit(resource: Rlimit, value: u64) -> Result<(), String> {
@@ -434,9 +774,8 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Empties the bounding set (so exec cannot grant capabilities back to uid 0), the ambient
-/// set, and the effective/permitted/inheritable sets.
-fn drop_capabilities(last_cap: u32) -> Result<(), Errno> {
+/// Empties the bounding set, so exec cannot grant capabilities back to uid 0.
+fn drop_bounding_set(last_cap: u32) -> Result<(), Errno> {
     for cap in 0..=last_cap {
         // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
         let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
@@ -448,6 +787,13 @@ fn drop_capabilities(last_cap: u32) -> Result<(), Errno> {
             (_, e) => return Err(e),
         }
     }
+    Ok(())
+}
+
+/// Empties the bounding set (so exec cannot grant capabilities back to uid 0), the ambient
+/// set, and the effective/permitted/inheritable sets.
+fn drop_capabilities(last_cap: u32) -> Result<(), Errno> {
+    drop_bounding_set(last_cap)?;
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
     let rc = unsafe {
         libc::prctl(
@@ -477,6 +823,62 @@ fn drop_capabilities(last_cap: u32) -> Result<(), Errno> {
         return Err(Errno::last());
     }
     Ok(())
+}
+
+/// Marks every descriptor above stderr close-on-exec. A launcher may leave descriptors open
+/// (a shell's `exec 7>file`, a process manager's sockets, a test harness's pipes); without
+/// this every helper, and through it every server, would inherit them. Called first thing
+/// in `main`, before any thread exists.
+pub fn close_inherited_on_exec() -> std::io::Result<()> {
+    // SAFETY: close_range takes two descriptor numbers and flags, no pointers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11: one fcntl per open descriptor.
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number; a number that is not (or no longer) open
+        // (the directory listing's own) fails with EBADF, which is fine.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
+/// Closes every descriptor above stderr, right before exec: whatever the helper holds (it
+/// opened nothing the server needs) must not reach the server.
+fn close_above_stderr() {
+    // SAFETY: close_range takes two descriptor numbers and flags, no pointers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        )
+    };
+    if rc == 0 {
+        return;
+    }
+    // Kernels before 5.9: close every number up to the descriptor limit (lowered by the
+    // profile's rlimits before this point).
+    let max = getrlimit(Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft.min(1 << 20) as i32)
+        .unwrap_or(1024);
+    for fd in 3..max {
+        // SAFETY: closing a descriptor number this process does not use any more.
+        unsafe { libc::close(fd) };
+    }
 }
 
 fn cstring(s: OsString) -> CString {
@@ -687,6 +1089,82 @@ mod tests {
             parse_helper_args(["--bogus".into(), "--".into(), "x".into()].into_iter()).is_err()
         );
         assert!(parse_helper_args(["--".into()].into_iter()).is_err());
+    }
+
+    fn plan() -> Plan {
+        crate::sandbox::profile::SandboxConfig::load("none", Default::default())
+            .unwrap()
+            .plan(&crate::sandbox::profile::PlanContext {
+                workdir: std::path::Path::new("/w"),
+                program: std::path::Path::new("/bin/sh"),
+                args: &[],
+                cwd: None,
+                sidecar_pid: 7,
+            })
+    }
+
+    fn reader(bytes: &[u8]) -> impl FnMut(&mut [u8]) -> Result<(), String> + '_ {
+        let mut at = 0;
+        move |buf: &mut [u8]| {
+            let end = at + buf.len();
+            let src = bytes.get(at..end).ok_or("end of input")?;
+            buf.copy_from_slice(src);
+            at = end;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn helper_input_round_trips_and_stops_at_its_end() {
+        let input = HelperInput {
+            plan: plan(),
+            env: vec![
+                ("PATH".into(), "/usr/bin".into()),
+                ("EMPTY".into(), "".into()),
+                ("WITH_EQ".into(), "a=b=c".into()),
+            ],
+        };
+        let mut bytes = input.encode().to_vec();
+        let frame_len = bytes.len();
+        // What follows the frame (the server's first message) is left unread.
+        bytes.extend_from_slice(b"{\"jsonrpc\":\"2.0\"}\n");
+        let mut read = 0;
+        let mut inner = reader(&bytes);
+        let decoded = HelperInput::decode(|buf| {
+            read += buf.len();
+            inner(buf)
+        })
+        .unwrap();
+        assert_eq!(decoded, input);
+        assert_eq!(read, frame_len);
+        assert!(
+            !format!("{input:?}").contains("/usr/bin"),
+            "values stay out of Debug"
+        );
+    }
+
+    #[test]
+    fn helper_input_refuses_damaged_frames() {
+        let good = HelperInput {
+            plan: plan(),
+            env: vec![("A".into(), "1".into())],
+        }
+        .encode()
+        .to_vec();
+        assert!(HelperInput::decode(reader(b"XXXX")).is_err());
+        assert!(HelperInput::decode(reader(&good[..good.len() - 1])).is_err());
+        let mut huge = b"MCPW".to_vec();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            HelperInput::decode(reader(&huge))
+                .unwrap_err()
+                .contains("too large")
+        );
+        // A variable without a name.
+        let mut nameless = good.clone();
+        let at = nameless.len() - 3;
+        nameless[at..].copy_from_slice(b"=A1");
+        assert!(HelperInput::decode(reader(&nameless)).is_err());
     }
 
     #[test]

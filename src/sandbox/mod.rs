@@ -4,11 +4,13 @@
 //! the hidden `__sandbox-exec` mode ([`exec::main`]); that single-threaded helper becomes
 //! the session's supervisor and forks the server. See `exec.rs` for the sequence.
 
+pub mod command;
 pub mod exec;
 pub mod landlock;
 pub mod profile;
 pub mod seccomp;
 pub mod status;
+pub mod uids;
 
 /// The hidden sub-command that selects the helper mode. `main` checks for it before any
 /// thread exists.

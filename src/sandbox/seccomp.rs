@@ -267,19 +267,52 @@ pub fn x32_guard() -> Program {
 }
 
 /// Processes the server must not signal or open a pidfd on: the sidecar, its process group,
-/// and the session's supervisor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// the session's supervisor, and (where no kernel layer keeps the server from them) the
+/// sidecar's other threads: kill(2) and rt_sigqueueinfo(2) accept a thread id and signal
+/// its whole process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Protected {
     pub sidecar: i32,
     pub sidecar_group: i32,
     pub supervisor: i32,
+    pub sidecar_threads: Vec<i32>,
+    /// No kernel layer keeps the server away: also refuse making a protected process the
+    /// owner of a descriptor (`F_SETOWN`), which has the kernel send it SIGIO (default
+    /// action: terminate) or any signal `F_SETSIG` names; `F_SETOWN_EX` and the
+    /// `FIOSETOWN`/`SIOCSPGRP` ioctls pass their target behind a pointer, so they are refused
+    /// whatever it is.
+    pub descriptor_owners: bool,
+}
+
+// fcntl and ioctl requests that make a process a descriptor's owner.
+const F_SETOWN: u64 = 8;
+const F_SETOWN_EX: u64 = 15;
+const FIOSETOWN: u64 = 0x8901;
+const SIOCSPGRP: u64 = 0x8902;
+
+/// `tkill` → ENOSYS. It names a thread without its process, so a filter cannot tell the
+/// sidecar's threads (which come and go) from the server's own; ENOSYS makes callers fall
+/// back to tgkill, whose process is filtered. Costs: musl's raise() and pthread_kill() use
+/// tkill and then fail, so it is only installed where no kernel layer protects the sidecar.
+pub fn tkill_enosys(arch: TargetArch) -> Result<Program, SeccompError> {
+    let mut rules = BTreeMap::new();
+    rules.insert(nix::libc::SYS_tkill, Vec::new());
+    SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc_errno::ENOSYS),
+        arch,
+    )
+    .and_then(BpfProgram::try_from)
+    .map(|bpf| Program::from_bpf(&bpf))
+    .map_err(|e| SeccompError::Compile(e.to_string()))
 }
 
 /// `kill`/`tkill`/`tgkill`/`rt_sigqueueinfo`/`rt_tgsigqueueinfo`/`pidfd_open` aimed at a
 /// protected pid (or `kill(-1)`, which would reach the sidecar when it runs as the same user)
 /// → EPERM. Landlock's signal scope (ABI 6) covers signals too; this covers older kernels
 /// and pidfds.
-pub fn protect_pids(p: Protected, arch: TargetArch) -> Result<Program, SeccompError> {
+pub fn protect_pids(p: &Protected, arch: TargetArch) -> Result<Program, SeccompError> {
     use nix::libc;
     let eq = |v: i32| {
         SeccompCondition::new(
@@ -292,6 +325,7 @@ pub fn protect_pids(p: Protected, arch: TargetArch) -> Result<Program, SeccompEr
     };
     let targets = |with_groups: bool| -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
         let mut pids = vec![p.sidecar, p.supervisor];
+        pids.extend(&p.sidecar_threads);
         if with_groups {
             pids.extend([-p.sidecar, -p.supervisor, -p.sidecar_group, -1]);
         }
@@ -299,9 +333,33 @@ pub fn protect_pids(p: Protected, arch: TargetArch) -> Result<Program, SeccompEr
         pids.dedup();
         pids.into_iter().filter(|&v| v != 0).map(eq).collect()
     };
+    let arg_eq = |index: u8, v: u64| {
+        SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, v)
+    };
     let build = || -> Result<BpfProgram, seccompiler::BackendError> {
         let mut rules = BTreeMap::new();
         rules.insert(libc::SYS_kill, targets(true)?);
+        if p.descriptor_owners {
+            let mut owners = vec![SeccompRule::new(vec![arg_eq(1, F_SETOWN_EX)?])?];
+            let mut pids = vec![p.sidecar, p.supervisor, -p.sidecar, -p.supervisor];
+            pids.push(-p.sidecar_group);
+            pids.sort_unstable();
+            pids.dedup();
+            for pid in pids.into_iter().filter(|&v| v != 0) {
+                owners.push(SeccompRule::new(vec![
+                    arg_eq(1, F_SETOWN)?,
+                    arg_eq(2, pid as u32 as u64)?,
+                ])?);
+            }
+            rules.insert(libc::SYS_fcntl, owners);
+            rules.insert(
+                libc::SYS_ioctl,
+                vec![
+                    SeccompRule::new(vec![arg_eq(1, FIOSETOWN)?])?,
+                    SeccompRule::new(vec![arg_eq(1, SIOCSPGRP)?])?,
+                ],
+            );
+        }
         for nr in [
             libc::SYS_tkill,
             libc::SYS_tgkill,
@@ -452,16 +510,31 @@ mod tests {
             sidecar: 100,
             sidecar_group: 90,
             supervisor: 200,
+            sidecar_threads: vec![],
+            descriptor_owners: false,
         };
-        let prog = protect_pids(p, native_arch().unwrap()).unwrap();
+        let prog = protect_pids(&p, native_arch().unwrap()).unwrap();
         assert!(prog.len() > 20);
         let bpf = prog.to_bpf();
         assert_eq!(Program::from_bpf(&bpf), prog);
         // A group of 0 (unknown) must not turn into kill(0), the caller's own group.
         let p0 = Protected {
             sidecar_group: 0,
+            ..p.clone()
+        };
+        assert!(protect_pids(&p0, native_arch().unwrap()).is_ok());
+        // Naming the sidecar's threads makes a longer program.
+        let threads = Protected {
+            sidecar_threads: vec![101, 102, 103],
+            descriptor_owners: true,
             ..p
         };
-        assert!(protect_pids(p0, native_arch().unwrap()).is_ok());
+        assert!(
+            protect_pids(&threads, native_arch().unwrap())
+                .unwrap()
+                .len()
+                > prog.len()
+        );
+        assert!(!tkill_enosys(native_arch().unwrap()).unwrap().is_empty());
     }
 }

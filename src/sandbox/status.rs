@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::landlock::Enforcement;
-use super::profile::{Namespace, Rlimit, SandboxConfig};
+use super::profile::{Isolation, Namespace, Rlimit, SandboxConfig};
 
 /// The layers as the kernel applied them to a server process (the helper's report).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,41 @@ pub struct LayerReport {
     /// Namespaces the server got its own copy of.
     #[serde(default)]
     pub namespaces: Vec<Namespace>,
+    /// The layers that keep the server from signalling other sessions' processes (and the
+    /// sidecar's threads); empty where none does.
+    #[serde(default)]
+    pub signal_isolation: Vec<SignalIsolation>,
+    /// No layer above does it, so the pid filter also names the sidecar's threads and
+    /// refuses tkill (ENOSYS): the sidecar is protected, other sessions are not.
+    #[serde(default)]
+    pub sidecar_threads_guarded: bool,
+    /// Why the server's command could not run under these layers (startup check only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_refused: Option<String>,
+}
+
+/// A layer that keeps one session's server from signalling processes outside its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalIsolation {
+    /// The server runs as a uid no other session has (the kernel refuses signals, ptrace
+    /// and `/proc` reads across uids once capabilities are gone).
+    SessionUid,
+    /// Landlock's signal scope (ABI 6, Linux 6.12): no signals out of the server's domain.
+    LandlockScope,
+    /// The server is the first process of its own PID namespace: no pid outside it can be
+    /// named (and pidfds of outside processes are refused by the kernel).
+    PidNamespace,
+}
+
+impl std::fmt::Display for SignalIsolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SignalIsolation::SessionUid => "session_uid",
+            SignalIsolation::LandlockScope => "landlock_scope",
+            SignalIsolation::PidNamespace => "pid_namespace",
+        })
+    }
 }
 
 /// The sidecar's sandbox status: the profile, the measured layers, and the sidecar's own
@@ -50,6 +85,9 @@ pub struct SidecarProtection {
     /// Orphans of a server tree are re-parented to the sidecar, which kills them.
     pub subreaper: bool,
 }
+
+/// What is missing when no layer keeps sessions apart, and the remedies.
+const NO_ISOLATION: &str = "no uid per session (the sidecar is not root), no Landlock signal scope (needs Linux 6.12 and a runtime that allows Landlock) and no PID namespace (user namespaces are refused here): run the sidecar as root, on Linux 6.12 or later, or where unprivileged user namespaces are allowed";
 
 /// A layer the profile requires is not in force: the sidecar refuses to start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,8 +140,13 @@ impl SandboxStatus {
                     ),
                 ));
             }
+            // A uid per session keeps each server's environment from the others already.
             LandlockMode::BestEffort
-                if injects_secrets && layers.landlock == Enforcement::NotEnforced =>
+                if injects_secrets
+                    && layers.landlock == Enforcement::NotEnforced
+                    && !layers
+                        .signal_isolation
+                        .contains(&SignalIsolation::SessionUid) =>
             {
                 return Err(fail(
                     "Landlock (it keeps each session's injected secrets from the other sessions' servers)",
@@ -129,6 +172,17 @@ impl SandboxStatus {
                 return Err(fail("namespaces", found));
             }
             degraded.push(format!("namespaces: {found}"));
+        }
+        if layers.signal_isolation.is_empty() {
+            match config.isolate_sessions {
+                Isolation::Off => {}
+                Isolation::Required => {
+                    return Err(fail("keeping sessions apart", NO_ISOLATION.into()));
+                }
+                Isolation::BestEffort => degraded.push(format!(
+                    "sessions: {NO_ISOLATION}; a server can signal other sessions' servers and supervisors (the sidecar itself stays protected by its pid filter)"
+                )),
+            }
         }
         if config.drop_capabilities && !layers.cap_eff.trim_start_matches('0').is_empty() {
             return Err(fail(
@@ -173,6 +227,9 @@ mod tests {
             cap_eff: "0000000000000000".into(),
             rlimits: vec![],
             namespaces: vec![],
+            signal_isolation: vec![SignalIsolation::LandlockScope],
+            sidecar_threads_guarded: false,
+            exec_refused: None,
         }
     }
 
@@ -196,6 +253,42 @@ mod tests {
         assert_eq!(s.degraded.len(), 1);
         // With per-session secrets, best-effort is not enough.
         assert!(SandboxStatus::evaluate(&config("default"), r, SIDECAR, true).is_err());
+    }
+
+    #[test]
+    fn sessions_without_isolation_degrade_loudly_or_refuse() {
+        let mut r = report();
+        r.signal_isolation.clear();
+        let s = SandboxStatus::evaluate(&config("default"), r.clone(), SIDECAR, false).unwrap();
+        assert!(
+            s.degraded
+                .iter()
+                .any(|d| d.starts_with("sessions:") && d.contains("as root")),
+            "{:?}",
+            s.degraded
+        );
+        let e = SandboxStatus::evaluate(&config("strict"), r.clone(), SIDECAR, false).unwrap_err();
+        assert_eq!(e.layer, "keeping sessions apart");
+        assert!(SandboxStatus::evaluate(&config("none"), r, SIDECAR, false).is_ok());
+        // Any one layer is enough.
+        for layer in [
+            SignalIsolation::SessionUid,
+            SignalIsolation::LandlockScope,
+            SignalIsolation::PidNamespace,
+        ] {
+            let mut r = report();
+            r.signal_isolation = vec![layer];
+            let s = SandboxStatus::evaluate(&config("strict"), r, SIDECAR, false).unwrap();
+            assert!(s.degraded.is_empty());
+        }
+    }
+
+    #[test]
+    fn per_session_uids_protect_secrets_without_landlock() {
+        let mut r = report();
+        r.landlock = Enforcement::NotEnforced;
+        r.signal_isolation = vec![SignalIsolation::SessionUid];
+        assert!(SandboxStatus::evaluate(&config("default"), r, SIDECAR, true).is_ok());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! everything else (server→client requests, unrelated notifications) to the session's
 //! standalone stream (the GET stream), or, while no GET stream is connected, to the stream of
 //! the oldest request still in flight, so a client that never opens a GET stream still sees
-//! them. Every message lands on exactly one stream. The [`SessionStore`] owns all sessions,
+//! them. Every message lands on exactly one stream. Client requests reach the server under ids
+//! of the session's own, never reused, so an answer can only reach the request it was written
+//! for; answers go back under the client's ids. The [`SessionStore`] owns all sessions,
 //! enforces the cap, and reaps idle sessions and expired requests.
 
 mod admission;
@@ -34,9 +36,15 @@ pub type RequestTag = Box<dyn Any + Send + Sync>;
 /// session (policy, redaction, audit). The session layer stays ignorant of what it does.
 pub trait Inspect: Send + Sync + std::fmt::Debug {
     /// Every message of the server passes here before any client stream holds it; the return
-    /// value is what clients get (and what replay buffers keep). `request` is the tag of the
-    /// client request the message answers, for responses.
-    fn server_message(&self, request: Option<&RequestTag>, kind: Kind, line: Bytes) -> Bytes;
+    /// value is what clients get (and what replay buffers keep), `None` to drop it (a
+    /// response is always answered). `request` is the tag of the client request the message
+    /// answers, for responses.
+    fn server_message(
+        &self,
+        request: Option<&RequestTag>,
+        kind: Kind,
+        line: Bytes,
+    ) -> Option<Bytes>;
     /// The session ended; `reason` is a snake_case code, `exit` the server's exit status when
     /// it exited on its own.
     fn ended(&self, reason: &'static str, exit: Option<String>);

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,8 @@ pub enum SessionError {
     Gone,
     #[error("a request with this id is already in flight")]
     DuplicateId,
+    #[error("the request has no id")]
+    NoId,
 }
 
 /// Why a session ended.
@@ -198,6 +200,7 @@ impl SessionStore {
             child: OnceLock::new(),
             routes: Mutex::new(Routes {
                 pending: HashMap::new(),
+                by_client: HashMap::new(),
                 progress: HashMap::new(),
                 streams: HashMap::new(),
                 retired: VecDeque::new(),
@@ -207,6 +210,7 @@ impl SessionStore {
                 ended: None,
             }),
             version: AtomicU8::new(0),
+            next_request_id: AtomicI64::new(1),
             created: Instant::now(),
             last_active_ms: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -407,6 +411,8 @@ pub struct Session {
     routes: Mutex<Routes>,
     /// Negotiated protocol version: 0 until the initialize response, else index + 1.
     version: AtomicU8,
+    /// The id the next forwarded request gets at the server (see [`Routes::pending`]).
+    next_request_id: AtomicI64,
     created: Instant,
     last_active_ms: AtomicU64,
     /// Messages evicted unread, and when that was last logged.
@@ -421,8 +427,14 @@ pub struct Session {
 
 #[derive(Debug)]
 struct Routes {
-    /// Client requests the server has not answered yet.
-    pending: HashMap<Id, Pending>,
+    /// Client requests the server has not answered yet, by the id the server knows them by.
+    /// Every forwarded request gets an id of the session's own that is never used again, so
+    /// an answer can only ever reach the request it was written for: a client that gave up
+    /// on a request (cancelled, timed out) and reuses its id does not get the old request's
+    /// late answer, which is dropped.
+    pending: HashMap<i64, Pending>,
+    /// The client's ids of pending requests → their ids at the server.
+    by_client: HashMap<Id, i64>,
     /// Progress tokens of pending requests → their stream.
     progress: HashMap<Id, Arc<EventStream>>,
     /// Request streams that may still be read or resumed.
@@ -438,6 +450,10 @@ struct Routes {
 
 #[derive(Debug)]
 struct Pending {
+    /// The id the client gave the request; its answer goes back under it.
+    client_id: Id,
+    /// The id the server knows the request by.
+    ours: i64,
     stream: Arc<EventStream>,
     progress: Option<Id>,
     started: Instant,
@@ -517,7 +533,8 @@ impl Session {
         routes.streams.get(&id).cloned()
     }
 
-    /// Forwards a client request and returns the stream its answer will arrive on.
+    /// Forwards a client request under an id of the session's own (see [`Routes::pending`])
+    /// and returns the stream its answer will arrive on, under the client's `id`.
     pub async fn request(
         &self,
         id: Id,
@@ -532,12 +549,15 @@ impl Session {
             self.metrics.method_label(method),
             self.metrics.tool_label(tool),
         );
+        let ours = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let message =
+            Bytes::from(mcp::replace_id(&message, &Id::Int(ours)).ok_or(SessionError::NoId)?);
         let stream = {
             let mut r = self.routes.lock();
             if r.ended.is_some() {
                 return Err(SessionError::Gone);
             }
-            if r.pending.contains_key(&id) {
+            if r.by_client.contains_key(&id) {
                 return Err(SessionError::DuplicateId);
             }
             let stream = match self.transport {
@@ -555,9 +575,12 @@ impl Session {
             let order = r.next_order;
             r.next_order += 1;
             let now = Instant::now();
+            r.by_client.insert(id.clone(), ours);
             r.pending.insert(
-                id.clone(),
+                ours,
                 Pending {
+                    client_id: id,
+                    ours,
                     stream: stream.clone(),
                     progress,
                     started: now,
@@ -572,7 +595,7 @@ impl Session {
             stream
         };
         if self.send(message).await.is_err() {
-            self.routes.lock().pending.remove(&id);
+            self.routes.lock().take(ours);
             return Err(SessionError::Gone);
         }
         Ok(stream)
@@ -604,54 +627,74 @@ impl Session {
         child.send(message).await.map_err(|_| SessionError::Gone)
     }
 
-    /// The client cancelled one of its requests: its stream ends without a response (the
-    /// client no longer expects one) and a late answer from the server is dropped.
-    pub fn cancelled_by_client(&self, id: &Id) {
-        let pending = self.routes.lock().take(id);
-        if let Some(p) = pending {
-            self.complete(p, None, Some("cancelled"));
+    /// The client cancelled one of its requests (`notifications/cancelled`, `message`): its
+    /// stream ends without a response (the client no longer expects one), a late answer
+    /// from the server is dropped, and the server gets the cancellation under the id it
+    /// knows the request by. A cancellation of no pending request is not forwarded: its id
+    /// could name another request at the server.
+    pub async fn cancelled_by_client(&self, id: &Id, message: &[u8]) -> Result<(), SessionError> {
+        let pending = self.routes.lock().take_client(id);
+        let Some(p) = pending else {
+            let _g = self.span.enter();
+            tracing::debug!("dropped a cancellation of no pending request");
+            return Ok(());
+        };
+        let ours = p.ours;
+        self.complete(p, None, Some("cancelled"));
+        match mcp::with_request_id(message, &Id::Int(ours)) {
+            Some(cancel) => self.send(Bytes::from(cancel)).await,
+            None => Ok(()),
         }
     }
 
     /// Requests past their deadline: cancelled at the server, answered with an error.
     fn expire_requests(&self, now: Instant) {
-        let expired: Vec<(Id, Pending)> = {
+        let expired: Vec<Pending> = {
             let mut r = self.routes.lock();
             if r.pending.is_empty() {
                 return;
             }
-            let ids: Vec<Id> = r
+            let ids: Vec<i64> = r
                 .pending
                 .iter()
                 .filter(|(_, p)| p.deadline <= now)
-                .map(|(id, _)| id.clone())
+                .map(|(id, _)| *id)
                 .collect();
-            ids.into_iter()
-                .filter_map(|id| r.take(&id).map(|p| (id, p)))
-                .collect()
+            ids.into_iter().filter_map(|id| r.take(id)).collect()
         };
-        for (id, p) in expired {
+        for p in expired {
             let _g = self.span.enter();
-            tracing::warn!(request.id = %id, "request timed out; cancelling it at the server");
+            tracing::warn!(request.id = %p.client_id, "request timed out; cancelling it at the server");
+            let ours = Id::Int(p.ours);
             let cancel = format!(
                 r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":"request timed out at the gateway"}}}}"#,
-                id.to_json()
+                ours.to_json()
             );
             if let Some(child) = self.child.get() {
                 let _ = child.try_send(Bytes::from(cancel));
             }
             let reply =
-                mcp::error_response(Some(&id), mcp::code::REQUEST_TIMEOUT, "request timed out");
+                mcp::error_response(Some(&ours), mcp::code::REQUEST_TIMEOUT, "request timed out");
             self.complete(p, Some(Bytes::from(reply)), Some("timeout"));
         }
     }
 
-    /// Ends a request: its response (if any) goes to its stream, a request stream finishes
-    /// and is kept for late resumption, and the operation is measured. `error`: a bounded
-    /// code for the metrics, `None` on success.
+    /// Ends a request: its response (if any, addressed to the id the server knows the
+    /// request by) is inspected and goes to its stream under the client's id, a request
+    /// stream finishes and is kept for late resumption, and the operation is measured.
+    /// `error`: a bounded code for the metrics, `None` on success.
     fn complete(&self, p: Pending, response: Option<Bytes>, error: Option<&'static str>) {
         if let Some(response) = response {
             let response = self.inspected(p.tag.as_ref(), Kind::Response, response);
+            let response = match response.and_then(|r| mcp::replace_id(&r, &p.client_id)) {
+                Some(r) => Bytes::from(r),
+                // The inspector answers with a message of the request's id: not reached.
+                None => Bytes::from(mcp::error_response(
+                    Some(&p.client_id),
+                    mcp::code::INTERNAL_ERROR,
+                    "the server's answer could not be delivered",
+                )),
+            };
             p.stream.push(Kind::Response, response);
         }
         if self.transport == Transport::Streamable {
@@ -686,6 +729,7 @@ impl Session {
             }
             r.ended = Some(reason);
             r.progress.clear();
+            r.by_client.clear();
             std::mem::take(&mut r.pending)
         };
         let _g = self.span.enter();
@@ -695,8 +739,12 @@ impl Session {
             EndReason::Closed(_) => "server_exited",
             _ => "session_ended",
         };
-        for (id, p) in pending {
-            let reply = mcp::error_response(Some(&id), mcp::code::SERVER_UNAVAILABLE, &message);
+        for (ours, p) in pending {
+            let reply = mcp::error_response(
+                Some(&Id::Int(ours)),
+                mcp::code::SERVER_UNAVAILABLE,
+                &message,
+            );
             self.complete(p, Some(Bytes::from(reply)), Some(error));
         }
         let standalone = self.routes.lock().standalone.clone();
@@ -724,12 +772,28 @@ impl Session {
         }
     }
 
-    /// What clients get of a server message: the inspector's version, if there is one.
-    fn inspected(&self, tag: Option<&RequestTag>, kind: Kind, line: Bytes) -> Bytes {
-        match &self.inspect {
-            Some(i) => i.server_message(tag, kind, line),
-            None => line,
+    /// What clients get of a server message: the inspector's version, if there is one;
+    /// `None` when it must not reach them. A server request dropped that way is answered
+    /// with an error, so the server does not wait for it.
+    fn inspected(&self, tag: Option<&RequestTag>, kind: Kind, line: Bytes) -> Option<Bytes> {
+        let Some(i) = &self.inspect else {
+            return Some(line);
+        };
+        let out = i.server_message(tag, kind, line.clone());
+        if out.is_none()
+            && kind == Kind::Request
+            && let Ok(env) = Envelope::parse(&line)
+        {
+            let reply = mcp::error_response(
+                env.id.as_ref(),
+                mcp::code::INTERNAL_ERROR,
+                "the request could not be inspected",
+            );
+            if let Some(child) = self.child.get() {
+                let _ = child.try_send(Bytes::from(reply));
+            }
         }
+        out
     }
 
     /// The session's inspector, if the transport installed one.
@@ -739,7 +803,9 @@ impl Session {
 
     /// Where a message that answers no request goes (see the module docs).
     fn route_unsolicited(&self, kind: Kind, line: Bytes) {
-        let line = self.inspected(None, kind, line);
+        let Some(line) = self.inspected(None, kind, line) else {
+            return;
+        };
         let target = {
             let r = self.routes.lock();
             if self.transport == Transport::LegacySse || r.standalone.is_attached() {
@@ -820,13 +886,20 @@ impl Session {
 }
 
 impl Routes {
-    /// Removes a pending request and its progress token.
-    fn take(&mut self, id: &Id) -> Option<Pending> {
-        let p = self.pending.remove(id)?;
+    /// Removes a pending request (by the id the server knows it by) and its progress token.
+    fn take(&mut self, ours: i64) -> Option<Pending> {
+        let p = self.pending.remove(&ours)?;
+        self.by_client.remove(&p.client_id);
         if let Some(token) = &p.progress {
             self.progress.remove(token);
         }
         Some(p)
+    }
+
+    /// Removes a pending request by the client's id.
+    fn take_client(&mut self, id: &Id) -> Option<Pending> {
+        let ours = *self.by_client.get(id)?;
+        self.take(ours)
     }
 
     /// Keeps a finished stream for late resumption, forgetting the oldest beyond `keep`.
@@ -858,7 +931,11 @@ impl ChildSink for Session {
                     tracing::warn!("the server reported an error about an unidentifiable message");
                     return;
                 };
-                let pending = self.routes.lock().take(&id);
+                // Only ids the session gave out name requests; the server chose anything else.
+                let pending = match id {
+                    Id::Int(ours) => self.routes.lock().take(ours),
+                    _ => None,
+                };
                 match pending {
                     Some(p) => {
                         if p.initialize {
@@ -872,7 +949,10 @@ impl ChildSink for Session {
                     }
                     None => {
                         let _g = self.span.enter();
-                        tracing::debug!(request.id = %id, "dropped a response to a request that is no longer pending");
+                        // Not the id: the server chose it, and it may hold anything.
+                        tracing::debug!(
+                            "dropped a response to a request that is no longer pending"
+                        );
                     }
                 }
             }
@@ -881,9 +961,10 @@ impl ChildSink for Session {
                     .and_then(|t| self.routes.lock().progress.get(&t).cloned());
                 match stream {
                     Some(s) => {
-                        let line = self.inspected(None, Kind::Notification, line);
-                        let lost = s.push(Kind::Notification, line);
-                        self.report_lost(lost);
+                        if let Some(line) = self.inspected(None, Kind::Notification, line) {
+                            let lost = s.push(Kind::Notification, line);
+                            self.report_lost(lost);
+                        }
                     }
                     None => {
                         let _g = self.span.enter();
@@ -896,13 +977,13 @@ impl ChildSink for Session {
     }
 
     fn on_oversized(&self, id: Option<Id>, len: usize) {
-        let Some(id) = id else { return };
-        let pending = self.routes.lock().take(&id);
+        let Some(Id::Int(ours)) = id else { return };
+        let pending = self.routes.lock().take(ours);
         if let Some(p) = pending {
             let msg = format!(
                 "the MCP server's response ({len} bytes) exceeds the gateway's message size limit"
             );
-            let reply = mcp::error_response(Some(&id), mcp::code::INTERNAL_ERROR, &msg);
+            let reply = mcp::error_response(Some(&Id::Int(ours)), mcp::code::INTERNAL_ERROR, &msg);
             self.complete(p, Some(Bytes::from(reply)), Some("too_large"));
         }
     }

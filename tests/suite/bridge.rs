@@ -747,3 +747,80 @@ async fn read_response(tcp: &mut tokio::net::TcpStream) -> String {
         }
     }
 }
+
+/// Posts a call without waiting for its answer.
+fn call_later(m: &Mcp, id: Value, name: &str, args: Value) -> tokio::task::JoinHandle<Value> {
+    let m = m.clone();
+    let name = name.to_owned();
+    tokio::spawn(async move { m.call_tool(id, &name, args).await })
+}
+
+#[tokio::test]
+async fn a_late_answer_never_answers_a_new_request_with_the_same_id() {
+    // The server answers `late` whatever happens meanwhile, with an e-mail address that only
+    // `late`'s answers have redacted. A client that gave up on a request (cancelled, or
+    // timed out) and reused its id must get the answer of its new request.
+    let dir = crate::support::TempDir::new("late-answers");
+    let config = dir.path("warden.toml");
+    std::fs::write(
+        &config,
+        "[policy]\ndefault = \"allow\"\n\n[[redact]]\nname = \"mail\"\ntools = [\"late\"]\ndetectors = [\"email\"]\n",
+    )
+    .unwrap();
+    let w = Warden::builder(fixture())
+        .args(["--config", config.to_str().unwrap()])
+        .args(["--request-timeout", "2s"])
+        .start();
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let record = json!({"text": "the record of bob@example.com", "ms": 400});
+
+    // Cancelled.
+    let first = call_later(&m, json!(5), "late", record.clone());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = m
+        .post(&json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5}}))
+        .await;
+    assert_eq!(r.status(), 202);
+    let second = call_later(&m, json!(5), "slow", json!({"ms": 1200}));
+    assert_eq!(
+        http::with_timeout(Duration::from_secs(10), first)
+            .await
+            .unwrap(),
+        Value::Null,
+        "a cancelled request gets no answer"
+    );
+    let answer = http::with_timeout(Duration::from_secs(10), second)
+        .await
+        .unwrap();
+    assert_eq!(answer["id"], 5);
+    assert_eq!(text(&answer), "slept 1200 ms", "{answer}");
+
+    // Timed out.
+    let slow_record = json!({"text": "the record of bob@example.com", "ms": 3000});
+    let first = m.call_tool(json!("t"), "late", slow_record).await;
+    assert_eq!(first["error"]["code"], -32001, "{first}");
+    let answer = m.call_tool(json!("t"), "slow", json!({"ms": 1500})).await;
+    assert_eq!(answer["id"], "t");
+    assert_eq!(text(&answer), "slept 1500 ms", "{answer}");
+    assert!(!answer.to_string().contains("bob@example.com"));
+
+    // Each request reached the server under an id of its own, and the cancellation named
+    // the id the server knew the cancelled request by.
+    let seen = m.call_tool(json!(9), "received", json!({})).await;
+    let seen: Vec<Value> = serde_json::from_str(&text(&seen)).unwrap();
+    let calls: Vec<&Value> = seen
+        .iter()
+        .filter(|s| s["method"] == "tools/call")
+        .collect();
+    let ids: std::collections::HashSet<String> =
+        calls.iter().map(|c| c["id"].to_string()).collect();
+    assert_eq!(ids.len(), calls.len(), "ids reused at the server: {seen:?}");
+    let cancels: Vec<&Value> = seen
+        .iter()
+        .filter(|s| s["method"] == "notifications/cancelled")
+        .collect();
+    assert_eq!(cancels.len(), 2, "{seen:?}");
+    assert_eq!(cancels[0]["requestId"], calls[0]["id"], "{seen:?}");
+    assert_eq!(cancels[1]["requestId"], calls[2]["id"], "{seen:?}");
+}

@@ -296,10 +296,12 @@ async fn invalid_utf8_is_refused_wherever_it_appears() {
             .to_vec();
     in_key.extend_from_slice(b"\xff\xfe\":1}}}");
     let overlong = b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"\xc0\xaf\"}}}".to_vec();
+    let lone = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{"text":"\ud800"}}}"#.to_vec();
     for (what, body) in [
         ("in a value", in_value),
         ("in a key", in_key),
         ("overlong encoding", overlong),
+        ("lone surrogate escape", lone),
     ] {
         let (status, answer) = post_raw(&m, body).await;
         assert_eq!(status, 400, "{what}: {answer}");

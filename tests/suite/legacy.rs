@@ -241,6 +241,13 @@ async fn a_cross_site_page_cannot_open_sessions_on_a_server_without_auth() {
         ("accept", "text/html,*/*;q=0.8"),
     ];
     assert_eq!(sse_get(&w, "/sse", &navigate).await, 403);
+    // A page on another port of this host is the same site, not the same origin.
+    let same_site = [
+        ("sec-fetch-site", "same-site"),
+        no_cors[1],
+        ("accept", "text/event-stream"),
+    ];
+    assert_eq!(sse_get(&w, "/sse", &same_site).await, 403);
     // A browser that sends no Sec-Fetch headers, with what an <img> or a script asks for.
     assert_eq!(sse_get(&w, "/sse", &[("accept", "*/*")]).await, 406);
     assert_eq!(sse_get(&w, "/sse", &[("accept", "text/*")]).await, 406);

@@ -19,6 +19,8 @@ mod ops;
 mod policy;
 mod replicas;
 mod sandbox;
+mod sandbox_commands;
 mod sandbox_env;
+mod sandbox_paths;
 mod sandbox_servers;
 mod tls;

@@ -749,3 +749,333 @@ output = "audit.jsonl"
         assert!(!log.contains(t.as_str()), "a token in the audit log");
     }
 }
+
+/// What the fixture server has read so far: one entry per request or notification, with
+/// its method, id and, for calls, tool name.
+async fn received(m: &Mcp, id: Value) -> Vec<Value> {
+    let r = m.call_tool(id, "received", json!({})).await;
+    serde_json::from_str(&text(&r)).unwrap_or_else(|e| panic!("{e}: {r}"))
+}
+
+/// Whether the fixture ran the tool `name`.
+fn ran(seen: &[Value], name: &str) -> bool {
+    seen.iter()
+        .any(|m| m["method"] == "tools/call" && m["name"] == name)
+}
+
+const NO_ENV: &str = r#"
+[policy]
+default = "allow"
+
+[[rule]]
+name = "no-env"
+effect = "deny"
+tools = ["env"]
+"#;
+
+#[tokio::test]
+async fn a_call_without_an_id_is_refused_on_every_path_and_never_reaches_the_server() {
+    let d = dir("no-id");
+    let w = start(&d, NO_ENV, crate::support::fixture());
+    let smuggled =
+        json!({"jsonrpc":"2.0","method":"tools/call","params":{"name":"env","arguments":{}}});
+    let ping = json!({"jsonrpc":"2.0","method":"ping"});
+
+    // Streamable HTTP: alone, and in a 2025-03-26 batch (refused whole, nothing delivered).
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    for body in [&smuggled, &ping] {
+        let r = m.post(body).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], -32600, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("notifications/"),
+            "{answer}"
+        );
+    }
+    let mut old = Mcp::new(w.mcp_url());
+    old.version = "2025-03-26".into();
+    old.initialize().await;
+    let batch = json!([
+        {"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"echo","arguments":{"text":"A"}}},
+        smuggled,
+    ]);
+    assert_eq!(old.post(&batch).await.status(), 400);
+
+    // Legacy HTTP+SSE: alone and in a batch.
+    let mut l = super::legacy::Legacy::connect(&w).await;
+    l.request(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
+    assert_eq!(l.post(&smuggled).await.status(), 400);
+    assert_eq!(l.post(&json!([smuggled])).await.status(), 400);
+    let seen = l
+        .request(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"received","arguments":{}}}))
+        .await;
+    let seen: Vec<Value> = serde_json::from_str(&text(&seen)).unwrap();
+    assert!(!ran(&seen, "env"), "legacy: reached the server: {seen:?}");
+
+    for (who, m) in [("streamable", &m), ("batch", &old)] {
+        let seen = received(m, json!("r")).await;
+        assert!(!ran(&seen, "env"), "{who}: reached the server: {seen:?}");
+        assert!(
+            !ran(&seen, "echo"),
+            "{who}: a refused batch delivered part of itself: {seen:?}"
+        );
+        assert!(
+            seen.iter().all(|s| s["method"] != "ping"),
+            "{who}: {seen:?}"
+        );
+    }
+    // Real notifications still pass.
+    let r = m
+        .post(&json!({"jsonrpc":"2.0","method":"notifications/roots/list_changed"}))
+        .await;
+    assert_eq!(r.status(), 202);
+    let seen = received(&m, json!("r2")).await;
+    assert!(
+        seen.iter()
+            .any(|s| s["method"] == "notifications/roots/list_changed"),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn strings_that_denote_no_text_neither_bypass_rules_nor_hide_output() {
+    let d = dir("surrogates");
+    let config = r#"
+[policy]
+default = "allow"
+
+[[rule]]
+name = "no-secrets-dir"
+effect = "deny"
+tools = ["echo"]
+when = 'has(args.path) && args.path.startsWith("/secrets")'
+
+[[argument]]
+name = "no-drop"
+tools = ["*"]
+patterns = ['(?i)drop\s+table']
+
+[[redact]]
+name = "mail"
+tools = ["raw"]
+detectors = ["email"]
+"#;
+    let w = start(&d, config, crate::support::fixture());
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    // A client's lone surrogate, in a value or a key, on every path: refused at the door.
+    let calls = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"path":"/secrets/k","note":"\ud800"}}}"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"DROP TABLE users \udc00"}}}"#,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"\ud83d":"DROP TABLE users"}}}"#,
+    ];
+    for body in calls {
+        let r = m
+            .client
+            .post(&m.url)
+            .headers(m.headers())
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], -32700, "{answer}");
+    }
+    let mut l = super::legacy::Legacy::connect(&w).await;
+    l.request(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
+    let r = l
+        .client
+        .post(w.url(&l.endpoint))
+        .header("content-type", "application/json")
+        .body(calls[1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Baselines: the same calls without the escape meet their rules.
+    let r = m
+        .call_tool(json!(4), "echo", json!({"path":"/secrets/k"}))
+        .await;
+    assert_eq!(r["error"]["data"]["reason"], "denied_by_rule", "{r}");
+    let r = m
+        .call_tool(json!(5), "echo", json!({"text":"DROP TABLE users"}))
+        .await;
+    assert_eq!(r["error"]["data"]["reason"], "argument_blocked", "{r}");
+    let seen = received(&m, json!(6)).await;
+    assert!(!ran(&seen, "echo"), "reached the server: {seen:?}");
+
+    // The server's: a lone surrogate beside an address and the injected credential.
+    let line = r#"{"jsonrpc":"2.0","id":$ID,"result":{"content":[{"type":"text","text":"\ud83d mail bob@example.com key $VAR \udc00"}]}}"#;
+    let r = m
+        .call_tool(
+            json!(7),
+            "raw",
+            json!({"line": line, "var": "WARDEN_TEST_SECRET", "answer": false}),
+        )
+        .await;
+    assert_eq!(r["id"], 7, "{r}");
+    let out = text(&r);
+    assert!(out.contains("mail [REDACTED:email]"), "{out}");
+    assert!(out.contains("key [REDACTED:injected_secret]"), "{out}");
+    assert!(!r.to_string().contains(SECRET), "{r}");
+}
+
+/// Every message of a POST's answer (one JSON body, or each SSE event), as raw text.
+async fn answer_texts(resp: reqwest::Response) -> Vec<String> {
+    let sse = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+    if sse {
+        crate::support::http::sse_events(resp)
+            .await
+            .into_iter()
+            .map(|e| e.data)
+            .filter(|d| !d.is_empty())
+            .collect()
+    } else {
+        vec![resp.text().await.unwrap()]
+    }
+}
+
+#[tokio::test]
+async fn an_injected_credential_is_redacted_wherever_a_server_writes_it() {
+    let d = dir("secret-anywhere");
+    let w = start(
+        &d,
+        "[policy]\ndefault = \"allow\"\n",
+        crate::support::fixture(),
+    );
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let escaped: String = SECRET
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let lines = [
+        // An extra top-level member of a response, raw and escaped.
+        (
+            r#"{"jsonrpc":"2.0","id":$ID,"result":{"content":[]},"leak":"$VAR","also":"$UVAR"}"#,
+            false,
+        ),
+        // A top-level key.
+        (
+            r#"{"jsonrpc":"2.0","id":$ID,"result":{"content":[]},"$VAR":1}"#,
+            false,
+        ),
+        // A notification's method, and a server request's id.
+        (r#"{"jsonrpc":"2.0","method":"notifications/$VAR"}"#, true),
+        (
+            r#"{"jsonrpc":"2.0","id":"$VAR","method":"roots/list"}"#,
+            true,
+        ),
+        // JSON inside a string, escaped once more.
+        (
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"{\"token\":\"$UVAR\"}"}}"#,
+            true,
+        ),
+    ];
+    for (i, (line, answer)) in lines.iter().enumerate() {
+        let resp = m
+            .post(&json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":{
+                "name":"raw","arguments":{"line":line,"var":"WARDEN_TEST_SECRET","answer":answer}}}))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let texts = answer_texts(resp).await;
+        let all = texts.join("\n");
+        assert!(
+            texts.iter().any(|t| t.contains("\"result\"")),
+            "{line}: no answer: {all}"
+        );
+        assert!(!all.contains(SECRET), "{line}: leaked: {all}");
+        assert!(!all.contains(&escaped), "{line}: leaked escaped: {all}");
+        for t in &texts {
+            let v: Value = serde_json::from_str(t).unwrap_or_else(|e| panic!("{e}: {t}"));
+            assert!(
+                !v.to_string().contains(SECRET),
+                "{line}: leaked once decoded: {t}"
+            );
+        }
+    }
+    // The server's stderr, raw and escaped, reaches the logs redacted.
+    for line in ["stderr token=$VAR end", r#"stderr json {"t":"$UVAR"} end"#] {
+        let r = m
+            .call_tool(
+                json!("e"),
+                "raw",
+                json!({"line": line, "var": "WARDEN_TEST_SECRET", "stderr": true}),
+            )
+            .await;
+        assert_eq!(text(&r), "done");
+    }
+    let logs = w.wait_log("stderr json", Duration::from_secs(10));
+    assert!(
+        logs.contains("stderr token=[REDACTED:injected_secret] end"),
+        "{logs}"
+    );
+    assert!(!logs.contains(SECRET) && !logs.contains(&escaped), "{logs}");
+}
+
+#[tokio::test]
+async fn completions_and_resource_templates_follow_the_rules_of_what_they_name() {
+    let d = dir("completion");
+    let stdin = d.join("stdin.log");
+    let config = r#"
+[[rule]]
+name = "simple-prompt"
+prompts = ["simple-prompt"]
+
+[[rule]]
+name = "text-resources"
+resources = ["demo://resource/dynamic/text/*"]
+"#;
+    let w = start_teed(&d, config, &stdin);
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let r = m
+        .request(
+            json!(1),
+            "completion/complete",
+            json!({"ref":{"type":"ref/prompt","name":"args-prompt"},"argument":{"name":"city","value":"Pa"}}),
+        )
+        .await;
+    assert_eq!(r["error"]["data"]["reason"], "not_permitted", "{r}");
+    let r = m
+        .request(
+            json!(2),
+            "completion/complete",
+            json!({"ref":{"type":"ref/prompt","name":"simple-prompt"},"argument":{"name":"x","value":"marker-allowed"}}),
+        )
+        .await;
+    assert!(
+        r.get("error").is_none_or(|e| e.get("data").is_none()),
+        "{r}"
+    );
+    // The server lists text and blob templates; this caller may read text resources only.
+    let r = m
+        .request(json!(3), "resources/templates/list", json!({}))
+        .await;
+    let templates: Vec<&str> = r["result"]["resourceTemplates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["uriTemplate"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        templates,
+        ["demo://resource/dynamic/text/{resourceId}"],
+        "{r}"
+    );
+    let seen = std::fs::read_to_string(&stdin).unwrap();
+    assert!(seen.contains("marker-allowed"), "{seen}");
+    assert!(
+        !seen.contains("args-prompt"),
+        "a denied completion reached the server:\n{seen}"
+    );
+}

@@ -379,9 +379,12 @@ fn unprivileged_inner(b: WardenBuilder) -> WardenBuilder {
 #[tokio::test]
 async fn a_required_layer_that_cannot_be_enforced_stops_the_start() {
     let filter = repo().join("tests/data/no-landlock.json");
-    let nested = |profile: &str, extra: &[String]| {
-        let mut cmd = std::process::Command::new(probe_bin());
-        cmd.args(["--nest", &filter.display().to_string(), "--"])
+    // The sidecar under a runtime filter without Landlock, started through `via`.
+    let nested = |via: &[&str], profile: &str, extra: &[String]| {
+        let mut cmd = std::process::Command::new(via.first().copied().unwrap_or("env"));
+        cmd.args(via.iter().skip(1))
+            .arg(probe_bin())
+            .args(["--nest", &filter.display().to_string(), "--"])
             .arg(warden_bin())
             .args([
                 "wrap",
@@ -393,45 +396,78 @@ async fn a_required_layer_that_cannot_be_enforced_stops_the_start() {
             ])
             .args(extra)
             .arg("--")
-            .arg(probe_bin())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
+            .arg(probe_bin());
         cmd
     };
     // strict requires Landlock: refused, with the reason.
-    let out = nested("strict", &[]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = serve_or_exit(nested(&[], "strict", &[]));
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("Landlock is required") || stderr.contains("Landlock: "),
         "{stderr}"
     );
     // default asks for it best-effort: starts, and says Landlock is not enforced.
-    let mut child = nested("default", &[]).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    let mut seen = String::new();
-    let found = lines.by_ref().take(20).map_while(Result::ok).any(|l| {
-        seen.push_str(&l);
-        seen.push('\n');
-        l.contains("sandbox layer not fully enforced") && l.contains("NotEnforced")
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(found, "{seen}");
-    // With per-session secrets, best-effort is not enough: without Landlock another
-    // session's server could read them from /proc.
-    let (_dir, secret) = secret_file("nolandlock");
-    let out = nested(
-        "default",
-        &["--env-file".into(), format!("K={}", secret.display())],
-    )
-    .output()
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = serve_or_exit(nested(&[], "default", &[]));
+    assert_eq!(code, None, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("sandbox layer not fully enforced") && l.contains("NotEnforced")),
+        "{stderr}"
+    );
+    // With per-session secrets, best-effort is not enough where servers share a uid:
+    // without Landlock another session's server could read them from /proc.
+    let (dir, secret) = secret_file("nolandlock");
+    let env_file = ["--env-file".to_owned(), format!("K={}", secret.display())];
+    if !is_root() {
+        let (code, stderr) = serve_or_exit(nested(&[], "default", &env_file));
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("injected secrets"), "{stderr}");
+        return;
+    }
+    let unprivileged = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ];
+    std::os::unix::fs::chown(dir.dir(), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&secret, Some(65534), Some(65534)).unwrap();
+    let (code, stderr) = serve_or_exit(nested(&unprivileged, "default", &env_file));
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("injected secrets"), "{stderr}");
+    // A root sidecar gives each session a uid of its own, which keeps the servers out of
+    // each other's /proc without Landlock.
+    let (code, stderr) = serve_or_exit(nested(&[], "default", &env_file));
+    assert_eq!(code, None, "{stderr}");
+    assert!(
+        stderr.contains("sandbox.signal_isolation=session_uid"),
+        "{stderr}"
+    );
+}
+
+/// Runs a sidecar command until it serves (then stops it: `None`) or exits (its code);
+/// and what it logged.
+pub(super) fn serve_or_exit(mut cmd: std::process::Command) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("mcp-warden is serving") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, seen);
+        }
+    }
+    (child.wait().unwrap().code(), seen)
 }
 
 #[tokio::test]
@@ -681,8 +717,21 @@ async fn optional_namespaces_cut_the_network_where_the_kernel_allows_them() {
     // reach, while the default profile (same test file's baseline) connects.
     assert_eq!(got[&attack], "DENIED ENETUNREACH", "{got:?}");
     assert_eq!(got["write_work"], "ALLOWED");
-    let uid = nix::unistd::geteuid().as_raw();
-    assert!(got["status"].contains(&format!("\nUid:\t{uid}\t{uid}\t{uid}\t{uid}")));
+    // The user namespace maps the server's ids to themselves (not the overflow uid); a
+    // root sidecar's server has a uid of its own.
+    let uids: Vec<u32> = got["status"]
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(uids.iter().all(|&u| u == uids[0] && u != 65534), "{uids:?}");
+    if is_root() {
+        assert_ne!(uids[0], 0, "{uids:?}");
+    } else {
+        assert_eq!(uids[0], nix::unistd::geteuid().as_raw(), "{uids:?}");
+    }
     let base = probe(
         &Warden::start(vec![probe_bin()]),
         std::slice::from_ref(&attack),
@@ -693,7 +742,7 @@ async fn optional_namespaces_cut_the_network_where_the_kernel_allows_them() {
 
 #[tokio::test]
 async fn a_session_started_from_a_thread_that_exits_lives_on() {
-    use mcp_warden::sandbox::exec::{HelperArgs, PLAN_ENV, helper_args};
+    use mcp_warden::sandbox::exec::{HelperArgs, HelperInput, helper_args};
     use mcp_warden::sandbox::profile::{PlanContext, SandboxConfig};
     let work = crate::support::TempDir::new("thread");
     let probe = PathBuf::from(probe_bin());
@@ -716,14 +765,18 @@ async fn a_session_started_from_a_thread_that_exits_lives_on() {
     cmd.arg(mcp_warden::sandbox::HELPER_ARG)
         .args(args)
         .env_clear()
-        .env("HOME", work.dir())
-        .env(PLAN_ENV, serde_json::to_string(&plan).unwrap())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
+    let input = HelperInput {
+        plan,
+        env: vec![("HOME".into(), work.dir().into())],
+    }
+    .encode();
     // The spawning thread stays until the server runs (so the helper is past any setup a
     // parent-death signal would need), then exits: one tied to it would kill the session.
     let (mut helper, server) = std::thread::spawn(move || {
-        let helper = cmd.spawn().unwrap();
+        let mut helper = cmd.spawn().unwrap();
+        std::io::Write::write_all(helper.stdin.as_mut().unwrap(), &input).unwrap();
         let supervisor = helper.id() as i32;
         let server = crate::support::eventually(Duration::from_secs(5), || {
             crate::support::proc::descendants(supervisor)
@@ -770,5 +823,428 @@ async fn every_server_dies_with_a_killed_sidecar() {
         .await
         .is_some(),
         "the session's tree outlived the sidecar"
+    );
+}
+
+/// Limits and scheduling of other processes: each attack sets the sidecar's value to what
+/// it already is, so success means the permission check passed and nothing changed.
+fn foreign_process_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for attack in [
+        "prlimit_pid",
+        "setpriority_pid",
+        "sched_setaffinity_pid",
+        "sched_setscheduler_pid",
+        "sched_setparam_pid",
+        "ioprio_set_pid",
+    ] {
+        cases.push(case(format!("{attack}:sidecar"), "DENIED EPERM"));
+        // The server's own limits and scheduling stay its own business.
+        cases.push(case(format!("{attack}:self"), "ALLOWED"));
+    }
+    cases.push(case("get_robust_list_pid:sidecar", "DENIED EPERM"));
+    cases.push(case("process_mrelease", "DENIED EPERM"));
+    cases
+}
+
+#[tokio::test]
+async fn a_server_cannot_change_the_sidecars_limits_or_scheduling() {
+    let cases = foreign_process_cases();
+    compare(
+        || Warden::builder(vec![probe_bin()]),
+        "default",
+        "none",
+        &cases,
+    )
+    .await;
+    if !is_root() {
+        eprintln!("SKIPPED the unprivileged run: switching to uid 65534 needs root");
+        return;
+    }
+    // As the same unprivileged user the kernel lets all of these through: only the sandbox
+    // refuses them.
+    let refused_anyway = compare(
+        || unprivileged(Warden::builder(vec![probe_bin()])),
+        "default",
+        "none",
+        &cases,
+    )
+    .await;
+    for must in [
+        "prlimit_pid:sidecar",
+        "setpriority_pid:sidecar",
+        "sched_setaffinity_pid:sidecar",
+        "sched_setscheduler_pid:sidecar",
+        "ioprio_set_pid:sidecar",
+    ] {
+        assert!(
+            !refused_anyway.iter().any(|r| r.starts_with(must)),
+            "{must} was refused without the sandbox too: {refused_anyway:?}"
+        );
+    }
+}
+#[tokio::test]
+async fn descriptors_the_sidecar_inherited_do_not_reach_the_server() {
+    let dir = crate::support::TempDir::new("inherited-fd");
+    let file = dir.path("launcher-file");
+    std::fs::write(&file, "").unwrap();
+    // A launcher that leaves descriptor 7 open (not close-on-exec), as shells and process
+    // managers do.
+    let w = Warden::builder(vec![probe_bin()])
+        .via([
+            "sh".to_owned(),
+            "-c".into(),
+            format!("exec 7>>'{}'; exec \"$@\"", file.display()),
+            "sh".into(),
+        ])
+        .start();
+    let target = std::fs::read_link(format!("/proc/{}/fd/7", w.pid())).unwrap();
+    assert_eq!(
+        target, file,
+        "the sidecar got descriptor 7 from its launcher"
+    );
+    let got = probe(&w, &["fds".into(), "write_fd:7".into()]).await;
+    assert_eq!(
+        got["fds"], "ALLOWED",
+        "the server holds no extra descriptor"
+    );
+    assert_eq!(got["write_fd:7"], "DENIED EBADF");
+    assert_eq!(std::fs::read(&file).unwrap(), b"", "nothing was written");
+    // Nor does the session's supervisor, which runs unsandboxed.
+    for pid in crate::support::proc::descendants(w.pid()) {
+        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .map(|t| t.display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            !fds.iter().any(|t| t == &file.display().to_string()),
+            "process {pid} holds the launcher's file: {fds:?}"
+        );
+    }
+}
+/// The default profile with Landlock's signal scope removed: what a kernel before 6.12
+/// enforces.
+pub(super) fn profile_without_signal_scope(dir: &crate::support::TempDir) -> String {
+    let text = std::fs::read_to_string(repo().join("sandbox/default.toml")).unwrap();
+    let from = "scopes = [\"signal\", \"abstract-unix-socket\"]";
+    assert!(text.contains(from), "the default profile's scopes changed");
+    let text = text.replace(from, "scopes = [\"abstract-unix-socket\"]");
+    let path = dir.dir().join("no-signal-scope.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(
+        dir.dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// Signals that reach the sidecar's threads rather than its main pid, and pidfds.
+fn sidecar_signal_cases() -> Vec<Case> {
+    vec![
+        case("kill_pid:sidecar_thread", "DENIED"),
+        case("tkill_pid:sidecar_thread", "DENIED"),
+        case("sigqueue_pid:sidecar_thread", "DENIED"),
+        case("sigqueue_pid:sidecar", "DENIED EPERM"),
+        case("pidfd_signal_pid:sidecar", "DENIED ENOSYS"),
+    ]
+}
+
+#[tokio::test]
+async fn a_server_cannot_signal_the_sidecars_threads_or_through_a_pidfd() {
+    let cases = sidecar_signal_cases();
+    compare(
+        || Warden::builder(vec![probe_bin()]),
+        "default",
+        "none",
+        &cases,
+    )
+    .await;
+    // Where no kernel layer isolates signals (an unprivileged sidecar on a kernel without
+    // Landlock's signal scope), the pid filter alone must still protect the sidecar.
+    let dir = crate::support::TempDir::new("noscope");
+    let profile = profile_without_signal_scope(&dir);
+    let builder = || {
+        let b = Warden::builder(vec![probe_bin()]);
+        if is_root() { unprivileged(b) } else { b }
+    };
+    compare(builder, &profile, "none", &cases).await;
+}
+
+/// Two sessions of one sidecar: the pids of B's server and supervisor, as B's server
+/// reports them.
+async fn session_pids(w: &Warden, b: &Mcp) -> (i32, i32) {
+    let r = b
+        .call_tool(
+            json!(1),
+            "probe",
+            json!({"attacks": ["server_pid"], "sidecar": w.pid()}),
+        )
+        .await;
+    let out: HashMap<String, String> = serde_json::from_str(&text(&r)).unwrap();
+    let server: i32 = out["server_pid"]
+        .trim_start_matches("ALLOWED: ")
+        .parse()
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{server}/stat")).unwrap();
+    let supervisor = mcp_warden::sandbox::exec::parse_ppid(&stat).unwrap();
+    (server, supervisor)
+}
+
+/// Session A attacks session B's server and supervisor with signal 0 (a permission check)
+/// in every way a pid can be named; with `kill`, then with SIGKILL for real. Returns
+/// attack → outcome, plus `b_alive`.
+async fn attack_other_session(w: &Warden, kill: bool) -> HashMap<String, String> {
+    let mut a = Mcp::new(w.mcp_url());
+    let mut b = Mcp::new(w.mcp_url());
+    a.initialize().await;
+    b.initialize().await;
+    let (server, supervisor) = session_pids(w, &b).await;
+    let attacks: Vec<String> = [server, supervisor]
+        .iter()
+        .flat_map(|pid| {
+            [
+                format!("kill_pid:{pid}"),
+                format!("tkill_pid:{pid}"),
+                format!("sigqueue_pid:{pid}"),
+                format!("pidfd_signal_pid:{pid}"),
+                format!("prlimit_pid:{pid}"),
+            ]
+        })
+        .collect();
+    let r = a
+        .call_tool(
+            json!(2),
+            "probe",
+            json!({"attacks": attacks, "sidecar": w.pid()}),
+        )
+        .await;
+    let mut out: HashMap<String, String> = serde_json::from_str(&text(&r)).unwrap();
+    if !kill {
+        return out;
+    }
+    // The same calls with SIGKILL, for real: B and the sidecar must live on.
+    let kills: Vec<String> = [
+        format!("kill_pid:{server}:9"),
+        format!("tkill_pid:{server}:9"),
+        format!("pidfd_signal_pid:{server}:9"),
+        format!("kill_pid:{supervisor}:9"),
+        "tkill_pid:sidecar_thread:9".into(),
+    ]
+    .into();
+    let sent = a
+        .call_tool(
+            json!(3),
+            "probe",
+            json!({"attacks": kills, "sidecar": w.pid()}),
+        )
+        .await;
+    out.insert("kills".into(), text(&sent));
+    out.insert(
+        "b_alive".into(),
+        (alive(server) && alive(supervisor)).to_string(),
+    );
+    out
+}
+
+fn allowed(out: &HashMap<String, String>) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .iter()
+        .filter(|(k, v)| k.contains("_pid:") && v.starts_with("ALLOWED"))
+        .map(|(k, _)| k.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn one_sessions_server_cannot_signal_another_session() {
+    // Baseline: without a sandbox, same-user servers reach each other.
+    let base = attack_other_session(
+        &Warden::builder(vec![probe_bin()])
+            .args(["--sandbox", "none"])
+            .start(),
+        false,
+    )
+    .await;
+    assert_eq!(allowed(&base).len(), 10, "baseline: {base:#?}");
+    // The default profile; and without Landlock's signal scope (as on a kernel before
+    // 6.12), where a root sidecar's per-session uids keep sessions apart, and an
+    // unprivileged one's PID namespaces.
+    let dir = crate::support::TempDir::new("noscope-sessions");
+    let noscope = profile_without_signal_scope(&dir);
+    let runs: Vec<(&str, bool, &str)> = vec![
+        (
+            "default",
+            false,
+            if is_root() {
+                "session_uid"
+            } else {
+                "landlock_scope"
+            },
+        ),
+        (
+            &noscope,
+            false,
+            if is_root() {
+                "session_uid"
+            } else {
+                "pid_namespace"
+            },
+        ),
+        (&noscope, true, "pid_namespace"),
+    ];
+    for (profile, drop_root, layer) in runs {
+        if drop_root && !is_root() {
+            continue;
+        }
+        let mut b = Warden::builder(vec![probe_bin()]).args(["--sandbox", profile]);
+        if drop_root {
+            b = unprivileged(b);
+        }
+        let w = b.start();
+        let ready: Value = reqwest::get(w.url("/readyz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let layers = &ready["sandbox"]["layers"]["signal_isolation"];
+        if layer == "pid_namespace" && layers == &json!([]) {
+            eprintln!("SKIPPED the PID namespace run: this kernel refuses user namespaces");
+            continue;
+        }
+        assert!(
+            layers.as_array().unwrap().contains(&json!(layer)),
+            "{profile}: {ready}"
+        );
+        let got = attack_other_session(&w, true).await;
+        assert!(allowed(&got).is_empty(), "{profile}: {got:#?}");
+        assert_eq!(got["b_alive"], "true", "{profile}: {got:#?}");
+        assert_eq!(
+            reqwest::get(w.url("/healthz")).await.unwrap().status(),
+            200,
+            "{profile}: the sidecar died: {got:#?}"
+        );
+        if layer == "pid_namespace" {
+            // The server is its namespace's first process: its session still ends cleanly.
+            let mut m = Mcp::new(w.mcp_url());
+            m.initialize().await;
+            let (server, supervisor) = session_pids(&w, &m).await;
+            m.delete().await;
+            assert!(
+                until(Duration::from_secs(10), || (!alive(server)
+                    && !alive(supervisor))
+                .then_some(()))
+                .await
+                .is_some(),
+                "the session's processes outlived it"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn where_no_layer_keeps_sessions_apart_the_sidecar_says_so_and_still_protects_itself() {
+    if !is_root() {
+        eprintln!("SKIPPED: the unprivileged, nested run needs root to switch users");
+        return;
+    }
+    // Unprivileged (no uid per session), no Landlock signal scope (a kernel before 6.12),
+    // and under a pod's RuntimeDefault filter (no user namespace, so no PID namespace).
+    let dir = crate::support::TempDir::new("degraded");
+    let profile = profile_without_signal_scope(&dir);
+    let w = unprivileged_inner(Warden::builder(vec![probe_bin()]))
+        .args(["--sandbox", &profile])
+        .start();
+    let logs = w.wait_log("sandbox layer not fully enforced", Duration::from_secs(5));
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("sandbox layer not fully enforced")
+                && l.contains("sessions:")
+                && l.contains("a server can signal other sessions")),
+        "{logs}"
+    );
+    assert!(logs.contains("sandbox.signal_isolation=none"), "{logs}");
+    let ready: Value = reqwest::get(w.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["sandbox"]["layers"]["signal_isolation"], json!([]));
+    assert_eq!(ready["sandbox"]["layers"]["sidecar_threads_guarded"], true);
+    // The pid filter alone still protects the sidecar, its threads included.
+    let got = probe(
+        &w,
+        &sidecar_signal_cases()
+            .iter()
+            .map(|c| c.attack.clone())
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(got["tkill_pid:sidecar_thread"], "DENIED ENOSYS", "{got:?}");
+    assert_eq!(got["kill_pid:sidecar_thread"], "DENIED EPERM", "{got:?}");
+    assert_eq!(
+        got["sigqueue_pid:sidecar_thread"], "DENIED EPERM",
+        "{got:?}"
+    );
+    assert_eq!(got["pidfd_signal_pid:sidecar"], "DENIED ENOSYS", "{got:?}");
+    // Nor can it have the kernel send the sidecar SIGIO (whose default action ends it) by
+    // making it the owner of a descriptor.
+    let got = probe(
+        &w,
+        &[
+            "sigio_pid:sidecar".into(),
+            "sigio_ex_pid:sidecar".into(),
+            format!("sigio_pid:-{}", w.pid()),
+        ],
+    )
+    .await;
+    assert_eq!(got["sigio_pid:sidecar"], "DENIED EPERM", "{got:?}");
+    assert_eq!(got["sigio_ex_pid:sidecar"], "DENIED EPERM", "{got:?}");
+    assert_eq!(
+        got[&format!("sigio_pid:-{}", w.pid())],
+        "DENIED EPERM",
+        "{got:?}"
+    );
+    assert_eq!(
+        reqwest::get(w.url("/healthz")).await.unwrap().status(),
+        200,
+        "the sidecar died"
+    );
+    // What the warning says: another session's server is within reach.
+    let other = attack_other_session(&w, false).await;
+    assert!(!allowed(&other).is_empty(), "{other:#?}");
+    // A profile that requires sessions to be kept apart refuses to start here.
+    let strict = std::fs::read_to_string(&profile).unwrap().replace(
+        "isolate_sessions = \"best-effort\"",
+        "isolate_sessions = \"required\"",
+    );
+    let strict_path = dir.dir().join("required.toml");
+    std::fs::write(&strict_path, strict).unwrap();
+    let filter = repo().join("tests/data/emulated-runtime-default.json");
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(probe_bin())
+    .args(["--nest", &filter.display().to_string(), "--"])
+    .arg(warden_bin())
+    .args(["wrap", "--no-auth", "--listen", "127.0.0.1:0", "--sandbox"])
+    .arg(&strict_path)
+    .arg("--")
+    .arg(probe_bin());
+    let (code, stderr) = serve_or_exit(cmd);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("keeping sessions apart is required"),
+        "{stderr}"
     );
 }

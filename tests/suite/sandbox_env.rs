@@ -504,3 +504,295 @@ async fn a_session_ends_when_its_exchanged_credential_expires() {
         "the server outlived its credential"
     );
 }
+
+/// Runs `wrap` with `args` until it serves or exits; its exit code (None: it served) and
+/// stderr.
+fn start_or_refuse(args: &[String]) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(warden_bin());
+    cmd.args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--")
+        .arg(probe_bin());
+    super::sandbox::serve_or_exit(cmd)
+}
+
+#[tokio::test]
+async fn loader_variables_are_refused_unless_allowed() {
+    let dir = crate::support::TempDir::new("loader");
+    let mcp_json = dir.path("mcp.json");
+    std::fs::write(
+        &mcp_json,
+        json!({"mcpServers": {"s": {"command": probe_bin(), "env": {"GLIBC_TUNABLES": "glibc.malloc.check=3"}}}})
+            .to_string(),
+    )
+    .unwrap();
+    let refused = [
+        (
+            vec!["--env".to_owned(), "LD_PRELOAD=/tmp/evil.so".into()],
+            "LD_PRELOAD",
+        ),
+        (
+            vec!["--env-pass".to_owned(), "LD_LIBRARY_PATH".into()],
+            "LD_LIBRARY_PATH",
+        ),
+        (
+            vec!["--env".to_owned(), "GCONV_PATH=/tmp/gconv".into()],
+            "GCONV_PATH",
+        ),
+    ];
+    for (args, name) in &refused {
+        let (code, stderr) = start_or_refuse(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains("--env-allow-loader"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // From an mcpServers file too (its values are never on the command line).
+    let out = std::process::Command::new(warden_bin())
+        .args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
+        .args([
+            "--from-mcp-json",
+            &mcp_json.display().to_string(),
+            "--server",
+            "s",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("GLIBC_TUNABLES"), "{stderr}");
+    assert!(
+        !stderr.contains("glibc.malloc.check=3"),
+        "no value in errors: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_unsandboxed_helper_never_holds_the_servers_environment() {
+    let dir = crate::support::TempDir::new("helper-env");
+    std::fs::set_permissions(
+        dir.dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let key = dir.path("key");
+    std::fs::write(&key, "helper-must-not-hold-this").unwrap();
+    // glibc's loader writes its debug log wherever LD_DEBUG_OUTPUT says, in any dynamically
+    // linked process whose environment has it: a file appearing here means a process outside
+    // the sandbox (the server's Landlock rules do not allow writing here) ran with the
+    // server's environment.
+    let log = dir.path("ld");
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--env", "LD_DEBUG=files"])
+        .args(["--env", &format!("LD_DEBUG_OUTPUT={}", log.display())])
+        .args(["--env-allow-loader", "LD_DEBUG,LD_DEBUG_OUTPUT"])
+        .args(["--env-file", &format!("API_KEY={}", key.display())])
+        .start();
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    let got = call(&m, w.pid(), vec!["env".into(), "server_pid".into()]).await;
+    // Explicitly allowed, the variables reach the server...
+    let env = env_of(&got["env"]);
+    assert_eq!(env["LD_DEBUG"], "files", "{env:?}");
+    // ...and nothing else: not the supervisor, which is not sandboxed.
+    let server: i32 = got["server_pid"]
+        .trim_start_matches("ALLOWED: ")
+        .parse()
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{server}/stat")).unwrap();
+    let supervisor = mcp_warden::sandbox::exec::parse_ppid(&stat).unwrap();
+    let environ = std::fs::read(format!("/proc/{supervisor}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    for held in ["LD_DEBUG", "helper-must-not-hold-this", "API_KEY"] {
+        assert!(
+            !environ.contains(held),
+            "the supervisor holds {held}: {environ}"
+        );
+    }
+    let written: Vec<_> = std::fs::read_dir(dir.dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("ld"))
+        .collect();
+    assert!(
+        written.is_empty(),
+        "a loader outside the sandbox read LD_DEBUG: {written:?}"
+    );
+    m.delete().await;
+}
+
+/// The real uid of a session's server, from its `/proc/self/status`.
+async fn server_uid(w: &Warden, m: &Mcp) -> u32 {
+    let got = call(m, w.pid(), vec!["status".into()]).await;
+    got["status"]
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_root_sidecar_gives_each_session_a_uid_of_its_own() {
+    if !is_root() {
+        eprintln!("SKIPPED: per-session uids need a root sidecar");
+        return;
+    }
+    let w = Warden::start(vec![probe_bin()]);
+    let mut a = Mcp::new(w.mcp_url());
+    let mut b = Mcp::new(w.mcp_url());
+    a.initialize().await;
+    b.initialize().await;
+    let (ua, ub) = (server_uid(&w, &a).await, server_uid(&w, &b).await);
+    assert_ne!(ua, ub);
+    for u in [ua, ub] {
+        assert!((60514..=61183).contains(&u), "{u}");
+    }
+    // Each session's work dir belongs to its server.
+    let home = env_of(&call(&a, w.pid(), vec!["env".into()]).await["env"])["HOME"].clone();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&home).unwrap()),
+        ua
+    );
+    assert!(w.logs().contains("sandbox.session_uids=60514-61183"));
+
+    // A range of two: a third live session is refused, and a uid comes back with its session.
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--sandbox-uids", "70000-70001"])
+        .start();
+    let mut a = Mcp::new(w.mcp_url());
+    let mut b = Mcp::new(w.mcp_url());
+    a.initialize().await;
+    b.initialize().await;
+    let mut uids = [server_uid(&w, &a).await, server_uid(&w, &b).await];
+    uids.sort_unstable();
+    assert_eq!(uids, [70000, 70001]);
+    let c = Mcp::new(w.mcp_url());
+    let r = c
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}))
+        .await;
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body.get("error").is_some(), "{body}");
+    w.wait_log(
+        "every per-session uid of 70000-70001 is in use",
+        Duration::from_secs(5),
+    );
+    a.delete().await;
+    // The uid comes back once that session's server tree is gone.
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let mut started = false;
+    for _ in 0..100 {
+        let r = c.post(&init).await;
+        let body: serde_json::Value = r.json().await.unwrap();
+        if body.get("result").is_some() {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started, "no session after one ended: {}", w.logs());
+
+    // Off, from the environment: the servers run as the sidecar's uid.
+    let w = Warden::builder(vec![probe_bin()])
+        .env("MCP_WARDEN_SANDBOX_UIDS", "off")
+        .start();
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    assert_eq!(server_uid(&w, &m).await, 0);
+    assert!(w.logs().contains("sandbox.session_uids=off"));
+}
+
+#[tokio::test]
+async fn a_server_other_users_cannot_reach_runs_as_the_sidecar_with_a_warning_or_not_at_all() {
+    if !is_root() {
+        eprintln!("SKIPPED: per-session uids need a root sidecar");
+        return;
+    }
+    // The server installed where only root can enter, as under /root.
+    let dir = crate::support::TempDir::new("closed");
+    std::fs::set_permissions(
+        dir.dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let copy = dir.path("probe");
+    std::fs::copy(probe_bin(), &copy).unwrap();
+    let copy = copy.display().to_string();
+    // auto: starts, says why it does not use per-session uids, and runs as root.
+    let w = Warden::start(vec![copy.clone()]);
+    let logs = w.logs();
+    assert!(
+        logs.contains("not as a uid per session")
+            && logs.contains(&format!("behind {}", dir.dir().display()))
+            && logs.contains("mode 0700"),
+        "{logs}"
+    );
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    assert_eq!(server_uid(&w, &m).await, 0);
+    // The same for a work root other users cannot enter: servers could not reach their
+    // own work dirs.
+    let w = Warden::builder(vec![probe_bin()])
+        .args(["--work-root", &dir.path("work").display().to_string()])
+        .start();
+    assert!(
+        w.logs().contains("not as a uid per session"),
+        "{}",
+        w.logs()
+    );
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    assert_eq!(
+        call(&m, w.pid(), vec!["write_work".into()]).await["write_work"],
+        "ALLOWED"
+    );
+    // A range asked for explicitly: no start, with the same reason.
+    let mut cmd = std::process::Command::new(warden_bin());
+    cmd.args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
+        .args(["--sandbox-uids", "70000-70009", "--", &copy]);
+    let (code, stderr) = super::sandbox::serve_or_exit(cmd);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--sandbox-uids 70000-70009")
+            && stderr.contains(&format!("behind {}", dir.dir().display())),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_root_sidecar_that_cannot_switch_uids_says_so() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    // Root without CAP_SETUID and CAP_SETGID, as in a container started with --cap-drop.
+    let no_setuid = [
+        "setpriv",
+        "--inh-caps=-setuid,-setgid",
+        "--bounding-set=-setuid,-setgid",
+        "--",
+    ];
+    let w = Warden::builder(vec![probe_bin()]).via(no_setuid).start();
+    assert!(
+        w.logs().contains("servers run as the sidecar's uid") && w.logs().contains("CAP_SETUID"),
+        "{}",
+        w.logs()
+    );
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    assert_eq!(server_uid(&w, &m).await, 0);
+    let mut cmd = std::process::Command::new(no_setuid[0]);
+    cmd.args(&no_setuid[1..])
+        .arg(warden_bin())
+        .args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
+        .args(["--sandbox-uids", "70000-70009", "--"])
+        .arg(probe_bin());
+    let (code, stderr) = super::sandbox::serve_or_exit(cmd);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--sandbox-uids 70000-70009") && stderr.contains("CAP_SETUID"),
+        "{stderr}"
+    );
+}

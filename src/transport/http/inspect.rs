@@ -23,7 +23,7 @@ use crate::child::SecretSet;
 use crate::mcp::{Envelope, Id, Kind};
 use crate::policy::{
     Allow, Caller, Decision, Deny, DenyReason, History, ListKind, Policy, PolicyInput,
-    RedactionCount, Secrets, Target, TargetKind,
+    RedactionCount, Secrets, Target,
 };
 use crate::session::{Inspect, RequestTag, Session};
 use crate::telemetry::Metrics;
@@ -175,7 +175,12 @@ impl SessionInspect {
 }
 
 impl Inspect for SessionInspect {
-    fn server_message(&self, request: Option<&RequestTag>, kind: Kind, line: Bytes) -> Bytes {
+    fn server_message(
+        &self,
+        request: Option<&RequestTag>,
+        kind: Kind,
+        line: Bytes,
+    ) -> Option<Bytes> {
         let call = request.and_then(|t| t.downcast_ref::<CallContext>());
         let policy = &self.inspector.policy;
         let mut line = line;
@@ -186,7 +191,7 @@ impl Inspect for SessionInspect {
             match policy.filter_list(&*c.principal, list, &line, SystemTime::now()) {
                 Ok(Some(filtered)) => line = Bytes::from(filtered),
                 Ok(None) => {}
-                Err(_) => line = uninspectable(&line),
+                Err(_) => return uninspectable(&line, kind),
             }
         }
         let rules = match call {
@@ -202,9 +207,9 @@ impl Inspect for SessionInspect {
                     }
                     counts = r.counts;
                 }
-                // Not JSON we can walk (deeper than serde_json parses anyway): nothing of it
-                // may pass unexamined.
-                Err(_) => line = uninspectable(&line),
+                // Not JSON we can walk (deeper than serde_json parses anyway), or a credential
+                // no edit can take out: nothing of it may pass unexamined.
+                Err(_) => return uninspectable(&line, kind),
             }
         }
         match call {
@@ -219,7 +224,7 @@ impl Inspect for SessionInspect {
             }
             _ => {}
         }
-        line
+        Some(line)
     }
 
     fn ended(&self, reason: &'static str, exit: Option<String>) {
@@ -241,15 +246,21 @@ impl Inspect for SessionInspect {
     }
 }
 
-/// What replaces a server message that cannot be inspected: an error for its request, or
-/// nothing useful.
-fn uninspectable(line: &[u8]) -> Bytes {
-    let id = Envelope::parse(line).ok().and_then(|e| e.id);
-    Bytes::from(crate::mcp::error_response(
-        id.as_ref(),
-        crate::mcp::code::INTERNAL_ERROR,
-        "the server's message could not be inspected",
-    ))
+/// What replaces a server message that cannot be inspected: an error for the request a
+/// response answers; anything else is dropped.
+fn uninspectable(line: &[u8], kind: Kind) -> Option<Bytes> {
+    tracing::warn!(
+        bytes = line.len(),
+        "dropped a message of the server that could not be inspected"
+    );
+    (kind == Kind::Response).then(|| {
+        let id = Envelope::parse(line).ok().and_then(|e| e.id);
+        Bytes::from(crate::mcp::error_response(
+            id.as_ref(),
+            crate::mcp::code::INTERNAL_ERROR,
+            "the server's message could not be inspected",
+        ))
+    })
 }
 
 /// Kept with an allowed request until it is done; its drop writes the `call` record.
@@ -400,7 +411,7 @@ pub(crate) fn admit(
     }
     let policy = &inspector.policy;
     let method = env.method.as_deref().unwrap_or_default();
-    let governed = TargetKind::of_method(method).is_some();
+    let governed = crate::policy::governs(method);
     let list = ListKind::of_method(method);
     let task_result = method == "tasks/result" && policy.has_redact_rules();
     if !governed && list.is_none() && !task_result {
@@ -429,9 +440,7 @@ pub(crate) fn admit(
             return None;
         }
         let raw = env.params?;
-        let args = serde_json::from_str::<ArgsOnly<'_>>(raw.get())
-            .ok()?
-            .arguments?;
+        let args = crate::mcp::from_object::<ArgsOnly<'_>>(raw.get())?.arguments?;
         Some(body.slice_ref(args.get().as_bytes()))
     };
     match decision {
@@ -530,6 +539,11 @@ impl Refusal {
             DenyReason::InvalidParams => (
                 crate::mcp::code::INVALID_PARAMS,
                 "Invalid params: the request names no tool, prompt or resource".to_owned(),
+            ),
+            DenyReason::UndecodableArguments => (
+                crate::mcp::code::INVALID_PARAMS,
+                "Invalid params: a string in the arguments holds a lone UTF-16 surrogate escape"
+                    .to_owned(),
             ),
             _ => (
                 POLICY_DENIED,

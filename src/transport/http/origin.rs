@@ -1,10 +1,12 @@
 //! Browser protection of the MCP endpoints: a present, disallowed `Origin` gets 403, and so
 //! does a `Host` that does not name this server when it listens on loopback (a rebinding page
 //! reaches a loopback server under its own host name, and a same-origin GET carries no
-//! `Origin`), and so does a request a browser marks `Sec-Fetch-Site: cross-site` without
-//! naming its origin: a no-cors request (`<img>`, `fetch` with `mode: "no-cors"`) or a
-//! navigation from another site. Those carry no `Origin` to check, and without
-//! authentication nothing else would stop them from starting servers.
+//! `Origin`), and so does a request a browser marks as coming from another origin
+//! (`Sec-Fetch-Site: cross-site` or `same-site`) without naming it: a no-cors request
+//! (`<img>`, `fetch` with `mode: "no-cors"`) or a navigation from another page. Those carry
+//! no `Origin` to check, and without authentication nothing else would stop them from
+//! starting servers. `same-site` counts too: a page on `localhost:3000` is same-site with a
+//! sidecar on `localhost:8080`.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, header};
@@ -41,9 +43,9 @@ pub(crate) async fn check(State(state): State<AppState>, request: Request, next:
                 return Rejection::ForbiddenOrigin.into_response();
             }
         }
-        // A CORS request always names its origin; one from another site that does not is a
+        // A CORS request always names its origin; one from another origin that does not is a
         // no-cors request or a navigation, which no MCP client makes.
-        None if is_cross_site(request.headers()) => {
+        None if is_from_another_origin(request.headers()) => {
             return Rejection::ForbiddenOrigin.into_response();
         }
         None => {}
@@ -51,14 +53,18 @@ pub(crate) async fn check(State(state): State<AppState>, request: Request, next:
     next.run(request).await
 }
 
-/// Whether a browser says the request comes from another site (Fetch Metadata). Several
-/// values, or an unreadable one, count as cross-site: only a browser sends the header.
-fn is_cross_site(headers: &HeaderMap) -> bool {
+/// Whether a browser says the request comes from another origin (Fetch Metadata): anything
+/// but `same-origin` or `none` (typed by the user). Several values, or an unreadable one,
+/// count as foreign: only a browser sends the header.
+fn is_from_another_origin(headers: &HeaderMap) -> bool {
     headers
         .get_all(&SEC_FETCH_SITE)
         .iter()
         .any(|v| match v.to_str() {
-            Ok(v) => v.trim().eq_ignore_ascii_case("cross-site"),
+            Ok(v) => {
+                let v = v.trim();
+                !(v.eq_ignore_ascii_case("same-origin") || v.eq_ignore_ascii_case("none"))
+            }
             Err(_) => true,
         })
 }
@@ -122,7 +128,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fetch_metadata_marks_cross_site_requests() {
+    fn fetch_metadata_marks_requests_from_another_origin() {
         let with = |values: &[&[u8]]| {
             let mut h = HeaderMap::new();
             for v in values {
@@ -131,13 +137,15 @@ mod tests {
                     axum::http::HeaderValue::from_bytes(v).unwrap(),
                 );
             }
-            is_cross_site(&h)
+            is_from_another_origin(&h)
         };
         assert!(with(&[b"cross-site"]));
         assert!(with(&[b"Cross-Site "]));
+        // Another port of the same host is the same site, not the same origin.
+        assert!(with(&[b"same-site"]));
         assert!(with(&[b"same-origin", b"cross-site"]));
         assert!(with(&[b"\xff"]));
-        for ok in [&b"same-origin"[..], b"same-site", b"none"] {
+        for ok in [&b"same-origin"[..], b"Same-Origin", b"none"] {
             assert!(!with(&[ok]), "{ok:?}");
         }
         assert!(!with(&[]));

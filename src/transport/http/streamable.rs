@@ -173,10 +173,30 @@ async fn post_inner(
 
 /// Parses one message of a client, refusing what a server could read differently from the
 /// sidecar: a request id beyond 64 bits (most servers cannot represent it and would never
-/// answer), and `params` with a repeated key (which one counts depends on the parser; the
-/// sidecar reads the tool name and `_meta` from there).
+/// answer), `params` with a repeated key (which one counts depends on the parser; the
+/// sidecar reads the tool name and `_meta` from there), and a method other than a
+/// notification's sent without an id (JSON-RPC makes it a notification, which gets no
+/// answer, so nothing could tell the client it was refused: a governed call must not pass
+/// undecided that way), and a string holding a lone UTF-16 surrogate escape (it denotes no
+/// text: the sidecar could not read what a server might, so nothing of the message could
+/// be inspected). Every transport reads client messages through here.
 pub(crate) fn parse_client_message(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
     let env = Envelope::parse(bytes).map_err(Rejection::Parse)?;
+    if mcp::has_lone_surrogate(bytes) {
+        return Err(Rejection::Parse(mcp::ParseError::Json(
+            "a string holds a lone UTF-16 surrogate escape".into(),
+        )));
+    }
+    if env.kind == Kind::Notification
+        && !env
+            .method
+            .as_deref()
+            .is_some_and(mcp::method::is_notification)
+    {
+        return Err(Rejection::Parse(mcp::ParseError::Invalid(
+            "only notifications/* methods may be sent without an id",
+        )));
+    }
     if env.kind == Kind::Request && matches!(env.id, Some(mcp::Id::BigInt(_))) {
         return Err(Rejection::Parse(mcp::ParseError::Invalid(
             "integer ids must fit in 64 bits",
@@ -247,18 +267,22 @@ pub(crate) async fn deliver(
                 Ok(stream) => Ok(Some(stream)),
                 Err(SessionError::DuplicateId) => Err(Rejection::DuplicateId(id)),
                 Err(SessionError::Gone) => Err(Rejection::UnknownSession),
+                Err(SessionError::NoId) => Err(Rejection::Parse(mcp::ParseError::Invalid(
+                    "request without id",
+                ))),
             }
         }
         Kind::Notification | Kind::Response => {
-            if env.method.as_deref() == Some(mcp::method::CANCELLED)
-                && let Some(id) = mcp::request_id_of_cancel(env.params)
-            {
-                session.cancelled_by_client(&id);
-            }
-            session
-                .send(message)
-                .await
-                .map_err(|_| Rejection::UnknownSession)?;
+            let sent = if env.method.as_deref() == Some(mcp::method::CANCELLED) {
+                // Translated to the id the server knows the request by, or not forwarded.
+                match mcp::request_id_of_cancel(env.params) {
+                    Some(id) => session.cancelled_by_client(&id, &message).await,
+                    None => Ok(()),
+                }
+            } else {
+                session.send(message).await
+            };
+            sent.map_err(|_| Rejection::UnknownSession)?;
             Ok(None)
         }
     }
