@@ -1101,12 +1101,17 @@ async fn one_sessions_server_cannot_signal_another_session() {
         if drop_root && !is_root() {
             continue;
         }
-        let mut b = Warden::builder(vec![probe_bin()]).args(["--sandbox", profile]);
+        let mut b = Warden::builder(vec![probe_bin()]).args([
+            "--sandbox",
+            profile,
+            "--admin-listen",
+            "127.0.0.1:0",
+        ]);
         if drop_root {
             b = unprivileged(b);
         }
         let w = b.start();
-        let ready: Value = reqwest::get(w.url("/readyz"))
+        let ready: Value = reqwest::get(w.admin_url("/readyz"))
             .await
             .unwrap()
             .json()
@@ -1158,7 +1163,7 @@ async fn where_no_layer_keeps_sessions_apart_the_sidecar_says_so_and_still_prote
     let dir = crate::support::TempDir::new("degraded");
     let profile = profile_without_signal_scope(&dir);
     let w = unprivileged_inner(Warden::builder(vec![probe_bin()]))
-        .args(["--sandbox", &profile])
+        .args(["--sandbox", &profile, "--admin-listen", "127.0.0.1:0"])
         .start();
     let logs = w.wait_log("sandbox layer not fully enforced", Duration::from_secs(5));
     assert!(
@@ -1169,7 +1174,7 @@ async fn where_no_layer_keeps_sessions_apart_the_sidecar_says_so_and_still_prote
         "{logs}"
     );
     assert!(logs.contains("sandbox.signal_isolation=none"), "{logs}");
-    let ready: Value = reqwest::get(w.url("/readyz"))
+    let ready: Value = reqwest::get(w.admin_url("/readyz"))
         .await
         .unwrap()
         .json()
