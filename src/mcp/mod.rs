@@ -35,6 +35,10 @@ pub mod code {
     pub const SERVER_UNAVAILABLE: i64 = -32000;
     /// Implementation-defined: the request was cancelled.
     pub const REQUEST_CANCELLED: i64 = -32800;
+    /// Implementation-defined server error: the sidecar's policy refused the request.
+    pub const POLICY_DENIED: i64 = -32003;
+    /// Implementation-defined server error: a rate limit refused the request.
+    pub const RATE_LIMITED: i64 = -32029;
 }
 
 /// Method names the bridge has to recognise.

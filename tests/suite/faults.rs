@@ -299,6 +299,39 @@ async fn a_server_that_cannot_start_gives_a_clear_initialize_error() {
     no_server_left(&w).await;
 }
 
+/// A server that cannot start gets one answer on both transports: 502 Bad Gateway with a
+/// JSON-RPC error that has no id (the Streamable HTTP transport's answer to input it cannot
+/// take; the legacy `GET /sse` has no request to answer in-band).
+#[tokio::test]
+async fn a_server_that_cannot_start_gets_the_same_answer_on_both_transports() {
+    let w = Warden::start(vec!["definitely-not-a-command-xyz".into()]);
+    let streamable = Mcp::new(w.mcp_url())
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}))
+        .await;
+    let legacy = reqwest::Client::new()
+        .get(w.url("/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    for r in [streamable, legacy] {
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        answers.push((status, body["id"].clone(), body["error"]["code"].clone()));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("cannot start the MCP server: "),
+            "{body}"
+        );
+    }
+    assert_eq!(answers[0], (502, serde_json::Value::Null, json!(-32000)));
+    assert_eq!(answers[0], answers[1]);
+    no_server_left(&w).await;
+}
+
 #[tokio::test]
 async fn server_stderr_goes_to_the_logs_capped_and_never_to_clients() {
     let w = Warden::start(fixture());

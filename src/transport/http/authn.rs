@@ -5,15 +5,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Uri, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
-use super::rescue::json_error;
-use crate::auth::challenge::{self, Outcome};
+use crate::auth::challenge::Outcome;
 use crate::auth::{self, Endpoint, Principal, Rejection, Resource};
-use crate::mcp;
 
 pub(crate) async fn authenticate(
     State(st): State<AppState>,
@@ -28,7 +26,7 @@ pub(crate) async fn authenticate(
     };
     let token = match credentials(request.headers(), request.uri()) {
         Ok(token) => token,
-        Err(r) => return refuse(&st, request.uri().path(), r, None),
+        Err(r) => return refuse(&st, request.uri().path(), r, None).into_response(),
     };
     let principal = match st
         .auth
@@ -38,7 +36,7 @@ pub(crate) async fn authenticate(
         Ok(p) => p,
         Err(r) => {
             let fingerprint = auth::token_fingerprint(token);
-            return refuse(&st, request.uri().path(), r, Some(&fingerprint));
+            return refuse(&st, request.uri().path(), r, Some(&fingerprint)).into_response();
         }
     };
     if !principal.missing_scopes(&config.required_scopes).is_empty() {
@@ -52,7 +50,7 @@ pub(crate) async fn authenticate(
             auth.token_ref = %principal.token_ref.as_deref().unwrap_or(""),
             "request refused"
         );
-        return insufficient_scope(&st, request.uri().path(), &needed);
+        return insufficient_scope(&st, request.uri().path(), &needed).into_response();
     }
     tracing::debug!(
         auth.iss = %principal.issuer,
@@ -143,11 +141,20 @@ fn resource_for<'a>(st: &'a AppState, path: &str) -> Option<&'a Resource> {
 }
 
 /// 403 `insufficient_scope` naming every scope the operation needs.
-pub(crate) fn insufficient_scope(st: &AppState, path: &str, needed: &[&str]) -> Response {
-    challenge_response(st, path, Rejection::InsufficientScope, needed)
+pub(crate) fn insufficient_scope(
+    st: &AppState,
+    path: &str,
+    needed: &[&str],
+) -> super::rescue::Rejection {
+    challenge(st, path, Rejection::InsufficientScope, needed)
 }
 
-fn refuse(st: &AppState, path: &str, r: Rejection, fingerprint: Option<&str>) -> Response {
+fn refuse(
+    st: &AppState,
+    path: &str,
+    r: Rejection,
+    fingerprint: Option<&str>,
+) -> super::rescue::Rejection {
     let fingerprint = fingerprint.unwrap_or("");
     st.metrics.auth_failed(r.code());
     st.inspect.auth_failure(r.code(), None);
@@ -167,39 +174,22 @@ fn refuse(st: &AppState, path: &str, r: Rejection, fingerprint: Option<&str>) ->
         .config()
         .map(|c| c.required_scopes.iter().map(String::as_str).collect())
         .unwrap_or_default();
-    challenge_response(st, path, r, &required)
+    challenge(st, path, r, &required)
 }
 
-/// The one mapping from a [`Rejection`] to what the client sees.
-fn challenge_response(st: &AppState, path: &str, r: Rejection, scopes: &[&str]) -> Response {
-    let (status, challenge) = match r.outcome() {
-        Outcome::Unauthenticated => (StatusCode::UNAUTHORIZED, true),
-        Outcome::InvalidRequest => (StatusCode::BAD_REQUEST, true),
-        Outcome::InvalidToken => (StatusCode::UNAUTHORIZED, true),
-        Outcome::InsufficientScope => (StatusCode::FORBIDDEN, true),
-        Outcome::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, false),
-    };
-    let code = match r.outcome() {
-        Outcome::Unavailable => mcp::code::SERVER_UNAVAILABLE,
-        _ => mcp::code::INVALID_REQUEST,
-    };
-    let reason = status.canonical_reason().unwrap_or("Error");
-    let mut response = json_error(status, code, &format!("{reason}: {}", r.description()));
-    let headers = response.headers_mut();
-    if challenge && let Some(resource) = resource_for(st, path) {
-        let value = challenge::www_authenticate(Some(r), &resource.metadata_url, scopes);
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(header::WWW_AUTHENTICATE, v);
-        }
+/// A refusal with what its answer needs: the resource's metadata URL for the challenge.
+fn challenge(st: &AppState, path: &str, r: Rejection, scopes: &[&str]) -> super::rescue::Rejection {
+    super::rescue::Rejection::Unauthorized {
+        reason: r,
+        resource_metadata: resource_for(st, path).map(|r| r.metadata_url.clone()),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
     }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    }
-    response
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -1,17 +1,13 @@
-//! The HTTP side of inline policy: asks [`Policy`] about each client request before it can
-//! reach a session's server, answers refusals (403 step-up challenge, 429, or a JSON-RPC
-//! error), rewrites what the server sends (list filtering, redaction) before any client
-//! stream holds it, and writes the audit records of both. Decisions are `policy`'s and
-//! records are `audit`'s; this file only connects them to sessions and HTTP.
+//! Inline policy per session: asks [`Policy`] about each client request before it can reach
+//! a session's server, rewrites what the server sends (list filtering, redaction) before any
+//! client stream holds it, and writes the audit records of both. Decisions are `policy`'s and
+//! records are `audit`'s; a refusal is answered by `rescue.rs`.
 
 use std::any::Any;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
-use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -27,11 +23,6 @@ use crate::policy::{
 };
 use crate::session::{Inspect, RequestTag, Session};
 use crate::telemetry::Metrics;
-
-/// JSON-RPC error code of a request refused by policy (implementation-defined range).
-pub const POLICY_DENIED: i64 = -32003;
-/// JSON-RPC error code of a request refused by a rate limit.
-pub const RATE_LIMITED: i64 = -32029;
 
 impl Caller for Principal {
     fn issuer(&self) -> &str {
@@ -379,10 +370,11 @@ pub(crate) enum Admit {
 /// A request the policy refused.
 #[derive(Debug)]
 pub(crate) struct Refusal {
-    deny: Deny,
-    id: Id,
+    pub(crate) deny: Deny,
+    /// The refused request's id.
+    pub(crate) id: Id,
     /// Without authentication no token can gain scopes: no step-up challenge.
-    anonymous: bool,
+    pub(crate) anonymous: bool,
 }
 
 #[derive(Deserialize)]
@@ -502,205 +494,5 @@ impl Refusal {
             DenyReason::RateLimited { .. } => true,
             _ => false,
         }
-    }
-
-    fn retry_after_secs(&self) -> Option<u64> {
-        match self.deny.reason {
-            DenyReason::RateLimited { retry_after } => {
-                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
-            }
-            _ => None,
-        }
-    }
-
-    /// The JSON-RPC error response for the refused request.
-    pub(crate) fn jsonrpc(&self) -> Bytes {
-        let reason = self.deny.reason.code();
-        let mut data = serde_json::json!({ "reason": reason });
-        let (code, message) = match &self.deny.reason {
-            DenyReason::InsufficientScope { scopes } => {
-                data["scopes"] = scopes.clone().into();
-                (
-                    POLICY_DENIED,
-                    format!(
-                        "Insufficient scope: this call needs the scopes {}",
-                        scopes.join(" ")
-                    ),
-                )
-            }
-            DenyReason::RateLimited { .. } => {
-                let secs = self.retry_after_secs().unwrap_or(1);
-                data["retryAfter"] = secs.into();
-                (
-                    RATE_LIMITED,
-                    format!("Too many requests: retry after {secs} s"),
-                )
-            }
-            DenyReason::InvalidParams => (
-                crate::mcp::code::INVALID_PARAMS,
-                "Invalid params: the request names no tool, prompt or resource".to_owned(),
-            ),
-            DenyReason::UndecodableArguments => (
-                crate::mcp::code::INVALID_PARAMS,
-                "Invalid params: a string in the arguments holds a lone UTF-16 surrogate escape"
-                    .to_owned(),
-            ),
-            _ => (
-                POLICY_DENIED,
-                match &self.deny.message {
-                    Some(m) => format!("Forbidden by policy: {m}"),
-                    None => format!("Forbidden by policy ({reason})"),
-                },
-            ),
-        };
-        let reply = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": serde_json::from_str::<serde_json::Value>(&self.id.to_json()).unwrap_or_default(),
-            "error": { "code": code, "message": message, "data": data },
-        });
-        Bytes::from(reply.to_string())
-    }
-
-    /// The HTTP answer with the resource's challenge: 403 `insufficient_scope` naming every
-    /// scope the call needs, in the same form as authentication's own (RFC 6750 §3.1, RFC
-    /// 9728 §5.1 `resource_metadata`), so MCP clients step up; other refusals as
-    /// [`Refusal::response`].
-    pub(crate) fn response_for(&self, st: &super::AppState, path: &str) -> Response {
-        if let DenyReason::InsufficientScope { scopes } = &self.deny.reason
-            && st.auth.is_enabled()
-        {
-            let needed: Vec<&str> = scopes.iter().map(String::as_str).collect();
-            return super::authn::insufficient_scope(st, path, &needed);
-        }
-        self.response()
-    }
-
-    /// The HTTP answer: 403 with an `insufficient_scope` challenge naming every scope the
-    /// call needs (RFC 6750 §3.1; MCP step-up), or 429 with `Retry-After`.
-    pub(crate) fn response(&self) -> Response {
-        let mut response = Response::new(Body::from(self.jsonrpc()));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        match &self.deny.reason {
-            DenyReason::InsufficientScope { scopes } => {
-                *response.status_mut() = StatusCode::FORBIDDEN;
-                // Scope tokens cannot hold quotes or backslashes (RFC 6749 §3.3); any that
-                // would are left out rather than break the header.
-                let scope: Vec<&str> = scopes
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|s| {
-                        s.bytes()
-                            .all(|b| b > 0x20 && b < 0x7f && b != b'"' && b != b'\\')
-                    })
-                    .collect();
-                let challenge = format!(
-                    "Bearer error=\"insufficient_scope\", scope=\"{}\", error_description=\"the token lacks a scope this call needs\"",
-                    scope.join(" ")
-                );
-                if let Ok(v) = HeaderValue::from_str(&challenge) {
-                    response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-                }
-            }
-            DenyReason::RateLimited { .. } => {
-                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                let secs = self.retry_after_secs().unwrap_or(1);
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
-            _ => {}
-        }
-        response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    fn refusal(reason: DenyReason, anonymous: bool) -> Refusal {
-        Refusal {
-            deny: Deny {
-                target: None,
-                reason,
-                rule: Some("r".into()),
-                message: None,
-            },
-            id: Id::Str("req-1".into()),
-            anonymous,
-        }
-    }
-
-    fn body(r: &Refusal) -> serde_json::Value {
-        serde_json::from_slice(&r.jsonrpc()).unwrap()
-    }
-
-    #[test]
-    fn missing_scopes_get_one_step_up_challenge_naming_them_all() {
-        let scopes = vec!["mcp:admin".to_owned(), "mcp:tools".to_owned()];
-        let r = refusal(DenyReason::InsufficientScope { scopes }, false);
-        assert!(r.wants_status());
-        let resp = r.response();
-        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-        let challenge = resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
-        assert!(
-            challenge
-                .starts_with("Bearer error=\"insufficient_scope\", scope=\"mcp:admin mcp:tools\""),
-            "{challenge}"
-        );
-        let b = body(&r);
-        assert_eq!(b["id"], "req-1");
-        assert_eq!(
-            b["error"]["data"]["scopes"],
-            serde_json::json!(["mcp:admin", "mcp:tools"])
-        );
-        // Without authentication no token can gain scopes: a JSON-RPC error instead.
-        let anon = refusal(
-            DenyReason::InsufficientScope {
-                scopes: vec!["x".into()],
-            },
-            true,
-        );
-        assert!(!anon.wants_status());
-    }
-
-    #[test]
-    fn rate_limits_say_when_to_retry() {
-        let r = refusal(
-            DenyReason::RateLimited {
-                retry_after: Duration::from_millis(2200),
-            },
-            true,
-        );
-        assert!(r.wants_status());
-        let resp = r.response();
-        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
-        let b = body(&r);
-        assert_eq!(
-            (
-                b["error"]["code"].as_i64(),
-                b["error"]["data"]["retryAfter"].as_u64()
-            ),
-            (Some(RATE_LIMITED), Some(3))
-        );
-    }
-
-    #[test]
-    fn other_refusals_are_json_rpc_errors_with_their_reason() {
-        let mut r = refusal(DenyReason::DeniedByRule, false);
-        r.deny.message = Some("not here".into());
-        assert!(!r.wants_status());
-        let b = body(&r);
-        assert_eq!(b["error"]["code"], POLICY_DENIED);
-        assert_eq!(b["error"]["message"], "Forbidden by policy: not here");
-        assert_eq!(b["error"]["data"]["reason"], "denied_by_rule");
-        let b = body(&refusal(DenyReason::InvalidParams, false));
-        assert_eq!(b["error"]["code"], crate::mcp::code::INVALID_PARAMS);
     }
 }

@@ -40,13 +40,7 @@ pub(crate) async fn connect(
     let caller_token = super::authn::bearer_token(&headers);
     let child_env = match st.store.session_env(&principal, caller_token).await {
         Ok(e) => e,
-        Err(message) => {
-            return super::rescue::json_error(
-                StatusCode::BAD_GATEWAY,
-                mcp::code::SERVER_UNAVAILABLE,
-                message,
-            );
-        }
+        Err(message) => return Rejection::ServerStart(message.to_owned()).into_response(),
     };
     let inspect = st.inspect.open_session(&principal, &child_env.secrets());
     let session = match st.store.create(
@@ -60,11 +54,8 @@ pub(crate) async fn connect(
             return super::admission::refused(&st, &principal, why).into_response();
         }
         Err(CreateError::Spawn(e)) => {
-            return super::rescue::json_error(
-                StatusCode::BAD_GATEWAY,
-                mcp::code::SERVER_UNAVAILABLE,
-                &format!("cannot start the MCP server: {e}"),
-            );
+            return Rejection::ServerStart(format!("cannot start the MCP server: {e}"))
+                .into_response();
         }
     };
     inspect.started(session.id());

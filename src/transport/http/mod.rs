@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use inspect::{Inspector, POLICY_DENIED, RATE_LIMITED};
+pub use inspect::Inspector;
 pub use router::{admin_router, router};
 pub use server::{ServerLimits, serve};
 pub use tls::{

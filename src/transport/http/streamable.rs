@@ -18,6 +18,7 @@ use super::rescue::Rejection;
 use super::sse::{self, Framing};
 use crate::auth::Principal;
 use crate::mcp::{self, Envelope, Kind, ProtocolVersion};
+use crate::policy::DenyReason;
 use crate::session::{CreateError, EventId, EventStream, Next, Session, SessionError, Transport};
 use crate::telemetry::TraceContext;
 
@@ -161,9 +162,18 @@ async fn post_inner(
         true,
     )
     .await;
-    // A step-up refusal carries this resource's challenge, which needs the app state.
-    if let Err(Rejection::Refused(refusal)) = &delivered {
-        return Ok(refusal.response_for(st, &st.config.path));
+    // A step-up refusal carries this resource's challenge, in the same form as
+    // authentication's own (RFC 6750 §3.1, RFC 9728 §5.1), so MCP clients step up.
+    if let Err(Rejection::Refused(refusal)) = &delivered
+        && let DenyReason::InsufficientScope { scopes } = &refusal.deny.reason
+        && st.auth.is_enabled()
+    {
+        let needed: Vec<&str> = scopes.iter().map(String::as_str).collect();
+        return Err(super::authn::insufficient_scope(
+            st,
+            &st.config.path,
+            &needed,
+        ));
     }
     match delivered? {
         Some(stream) => Ok(respond(st, &session, stream, false, principal.expires_at).await),
@@ -253,7 +263,9 @@ pub(crate) async fn deliver(
                     {
                         return Err(Rejection::Refused(refusal));
                     }
-                    return Ok(Some(session.answer_locally(refusal.jsonrpc())));
+                    return Ok(Some(
+                        session.answer_locally(super::rescue::refusal_jsonrpc(&refusal)),
+                    ));
                 }
             };
             let progress = mcp::progress_token(env.params);
@@ -418,16 +430,11 @@ async fn initialize(
         return Err(Rejection::MissingSession);
     }
     let id = env.id.clone();
-    let child_env = match st.store.session_env(principal, caller_token).await {
-        Ok(e) => e,
-        Err(message) => {
-            return Ok(json_message(Bytes::from(mcp::error_response(
-                id.as_ref(),
-                mcp::code::SERVER_UNAVAILABLE,
-                message,
-            ))));
-        }
-    };
+    let child_env = st
+        .store
+        .session_env(principal, caller_token)
+        .await
+        .map_err(|message| Rejection::ServerStart(message.to_owned()))?;
     let inspect = st.inspect.open_session(principal, &child_env.secrets());
     let session = match st.store.create(
         Transport::Streamable,
@@ -440,12 +447,9 @@ async fn initialize(
             return Err(super::admission::refused(st, principal, why));
         }
         Err(CreateError::Spawn(e)) => {
-            let message = format!("cannot start the MCP server: {e}");
-            return Ok(json_message(Bytes::from(mcp::error_response(
-                id.as_ref(),
-                mcp::code::SERVER_UNAVAILABLE,
-                &message,
-            ))));
+            return Err(Rejection::ServerStart(format!(
+                "cannot start the MCP server: {e}"
+            )));
         }
     };
     inspect.started(session.id());
