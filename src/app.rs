@@ -11,6 +11,7 @@ use crate::audit::AuditSink;
 use crate::auth::Authenticator;
 use crate::child::ProcessTable;
 use crate::config::WrapConfig;
+use crate::governance::Governance;
 use crate::session::SessionStore;
 use crate::telemetry::Metrics;
 use crate::transport::http::{self, AppState};
@@ -74,16 +75,21 @@ impl App {
             None => None,
         };
         let metrics = Metrics::new();
-        let store = SessionStore::new(config.sessions.clone(), table, metrics.clone());
         let audit = match config.file.as_ref().and_then(|f| f.audit.as_ref()) {
             Some(a) => AuditSink::start(a).map_err(BuildError::Audit)?,
             None => AuditSink::disabled(),
         };
-        let inspect = Arc::new(http::Inspector::new(
+        let governance = Arc::new(Governance::new(
             config.file.as_ref().map(|f| f.policy.clone()),
             audit,
             metrics.clone(),
         ));
+        let store = SessionStore::new(
+            config.sessions.clone(),
+            table,
+            metrics.clone(),
+            governance.clone(),
+        );
         let shutdown = CancellationToken::new();
         let authz = match (&config.authz, sign_in_state, auth.local_issuer()) {
             (Some(setup), Some(state), Some(signer)) => {
@@ -107,7 +113,7 @@ impl App {
             shutdown,
             metrics,
             auth,
-            inspect,
+            governance,
             authz,
         });
         Ok(App { config, state, tls })
@@ -177,7 +183,7 @@ impl App {
             let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
         }
         // Last: every session's end is recorded before the log says it was closed.
-        let audit = self.state.inspect.audit().clone();
+        let audit = self.state.governance.audit().clone();
         let _ = tokio::task::spawn_blocking(move || audit.close(Duration::from_secs(5))).await;
     }
 }

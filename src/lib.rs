@@ -15,8 +15,10 @@
 //! - [`authz`]: the built-in authorization server: MCP clients sign in (PKCE, client
 //!   metadata documents, dynamic registration) through the team's identity provider.
 //! - [`store`]: the authorization server's state (SQLite or PostgreSQL).
-//! - [`policy`]: pure inline policy: per-tool authorization, argument rules, rate limits,
-//!   list filtering, output redaction.
+//! - [`governance`]: each session's policy decisions, rate limits, list filtering, redaction
+//!   and audit records, held by the session; it knows no HTTP.
+//! - [`policy`]: pure inline policy beneath it: per-tool authorization, argument rules, rate
+//!   limits, list filtering, output redaction.
 //! - [`audit`]: hash-chained audit records, written off the request path.
 //! - [`sandbox`]: the per-session supervisor helper (`__sandbox-exec`), the only `unsafe`.
 //! - [`config`], [`app`], [`cli`], [`signal`], [`telemetry`]: wiring.
@@ -26,8 +28,10 @@
 //! listener → Router layers: request span → origin check → bearer auth (401/403 +
 //!   WWW-Authenticate, else the principal)
 //! → POST: parse → session (initialize creates one; the principal must own it)
+//!   → the session's governance admits it (a refusal is answered by `rescue`)
 //!   → child stdin (queued, coalesced) ; answer: JSON, or SSE when related messages come first
-//! child stdout → framing → Session::on_message → the request's stream (response, progress)
+//! child stdout → framing → Session::on_message → governance (filter, redact; the call's
+//!   audit record when it is done) → the request's stream (response, progress)
 //!   | the GET stream (server→client requests, notifications)
 //! ```
 
@@ -38,6 +42,7 @@ pub mod authz;
 pub mod child;
 pub mod cli;
 pub mod config;
+pub mod governance;
 pub mod mcp;
 pub mod policy;
 pub mod sandbox;

@@ -77,6 +77,12 @@ impl fmt::Debug for Secret {
 #[derive(Clone, Default)]
 pub struct SecretSet(Arc<[Secret]>);
 
+impl FromIterator<Secret> for SecretSet {
+    fn from_iter<I: IntoIterator<Item = Secret>>(values: I) -> SecretSet {
+        SecretSet(values.into_iter().collect())
+    }
+}
+
 impl SecretSet {
     pub fn values(&self) -> impl Iterator<Item = &[u8]> {
         self.0.iter().map(Secret::expose)

@@ -12,14 +12,15 @@ use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::SessionConfig;
 use super::admission::{Admission, PrincipalRefusal};
 use super::events::EventStream;
-use super::{Inspect, RequestTag, SessionConfig};
 use crate::auth::Principal;
 use crate::child::env::{Secret, SessionContext};
 use crate::child::{
     Child, ChildSink, Closed, ExitStatus, ProcessTable, SecretSet, SessionEnv, SpawnError,
 };
+use crate::governance::{Call, Governance, SessionGovernance, Verdict};
 use crate::mcp::{self, Envelope, Id, Kind, ProtocolVersion};
 use crate::telemetry::{Label, Metrics};
 
@@ -136,11 +137,18 @@ struct StoreInner {
     config: Arc<SessionConfig>,
     table: ProcessTable,
     metrics: Arc<Metrics>,
+    /// Policy and audit, of which each session gets its own part.
+    governance: Arc<Governance>,
 }
 
 impl SessionStore {
     /// Creates the store and starts its janitor. Call inside the runtime.
-    pub fn new(config: SessionConfig, table: ProcessTable, metrics: Arc<Metrics>) -> SessionStore {
+    pub fn new(
+        config: SessionConfig,
+        table: ProcessTable,
+        metrics: Arc<Metrics>,
+        governance: Arc<Governance>,
+    ) -> SessionStore {
         let store = SessionStore {
             inner: Arc::new(StoreInner {
                 sessions: RwLock::new(HashMap::new()),
@@ -150,6 +158,7 @@ impl SessionStore {
                 config: Arc::new(config),
                 table,
                 metrics,
+                governance,
             }),
         };
         tokio::spawn(janitor(Arc::downgrade(&store.inner)));
@@ -160,16 +169,16 @@ impl SessionStore {
         &self.inner.config
     }
 
-    /// Starts a session and its server. `owner` binds the session to a principal; `env` is
-    /// the server's environment, built for that principal; `inspect` sees its traffic.
+    /// Starts a session of `principal` (who alone may use it) and its server; `env` is the
+    /// server's environment, built for that principal.
     pub fn create(
         &self,
         transport: Transport,
-        owner: Arc<str>,
+        principal: &Principal,
         env: SessionEnv,
-        inspect: Option<Arc<dyn Inspect>>,
     ) -> Result<Arc<Session>, CreateError> {
         let inner = &self.inner;
+        let owner: Arc<str> = principal.session_key().into();
         if inner.draining.load(Ordering::Acquire) {
             return Err(Refused::Draining.into());
         }
@@ -196,7 +205,7 @@ impl SessionStore {
             owner,
             secrets: env.secrets(),
             credentials_expire: env.expires_at(),
-            inspect,
+            governance: inner.governance.open_session(principal, &env.secrets()),
             child: OnceLock::new(),
             routes: Mutex::new(Routes {
                 pending: HashMap::new(),
@@ -237,6 +246,7 @@ impl SessionStore {
                 let _ = session.child.set(child);
                 inner.sessions.write().insert(id, session.clone());
                 inner.metrics.session_started();
+                session.governance.started(&session.id);
                 Ok(session)
             }
             Err(e) => {
@@ -406,7 +416,8 @@ pub struct Session {
     secrets: SecretSet,
     /// When the first exchanged credential of the server expires.
     credentials_expire: Option<std::time::SystemTime>,
-    inspect: Option<Arc<dyn Inspect>>,
+    /// Policy, redaction and audit of this session's traffic.
+    governance: SessionGovernance,
     child: OnceLock<Child>,
     routes: Mutex<Routes>,
     /// Negotiated protocol version: 0 until the initialize response, else index + 1.
@@ -464,8 +475,8 @@ struct Pending {
     /// Metric labels (bounded values).
     method: Label,
     tool: Label,
-    /// The transport's tag for [`Inspect`]; dropped with the request.
-    tag: Option<RequestTag>,
+    /// The governed call, handed back to the governance when the request is done.
+    call: Option<Call>,
 }
 
 impl Session {
@@ -542,7 +553,7 @@ impl Session {
         tool: Option<&str>,
         progress: Option<Id>,
         message: Bytes,
-        tag: Option<RequestTag>,
+        call: Option<Call>,
     ) -> Result<Arc<EventStream>, SessionError> {
         let timeout = self.config.request_timeout;
         let (method_label, tool_label) = (
@@ -589,13 +600,16 @@ impl Session {
                     initialize: method == mcp::method::INITIALIZE,
                     method: method_label,
                     tool: tool_label,
-                    tag,
+                    call,
                 },
             );
             stream
         };
         if self.send(message).await.is_err() {
-            self.routes.lock().take(ours);
+            let never_sent = self.routes.lock().take(ours);
+            if let Some(call) = never_sent.and_then(|p| p.call) {
+                self.governance.finished(call);
+            }
             return Err(SessionError::Gone);
         }
         Ok(stream)
@@ -683,12 +697,12 @@ impl Session {
     /// request by) is inspected and goes to its stream under the client's id, a request
     /// stream finishes and is kept for late resumption, and the operation is measured.
     /// `error`: a bounded code for the metrics, `None` on success.
-    fn complete(&self, p: Pending, response: Option<Bytes>, error: Option<&'static str>) {
+    fn complete(&self, mut p: Pending, response: Option<Bytes>, error: Option<&'static str>) {
         if let Some(response) = response {
-            let response = self.inspected(p.tag.as_ref(), Kind::Response, response);
+            let response = self.inspected(p.call.as_mut(), Kind::Response, response);
             let response = match response.and_then(|r| mcp::replace_id(&r, &p.client_id)) {
                 Some(r) => Bytes::from(r),
-                // The inspector answers with a message of the request's id: not reached.
+                // Governance answers with a message of the request's id: not reached.
                 None => Bytes::from(mcp::error_response(
                     Some(&p.client_id),
                     mcp::code::INTERNAL_ERROR,
@@ -705,6 +719,9 @@ impl Session {
         }
         self.metrics
             .operation(&p.method, &p.tool, error, p.started.elapsed());
+        if let Some(call) = p.call {
+            self.governance.finished(call);
+        }
     }
 
     fn is_idle(&self, now: Instant, idle: Duration) -> bool {
@@ -763,23 +780,18 @@ impl Session {
         if let Some(child) = self.child.get() {
             child.terminate();
         }
-        if let Some(i) = &self.inspect {
-            let exit = match reason {
-                EndReason::Closed(Closed::Exited(status)) => Some(status.to_string()),
-                _ => None,
-            };
-            i.ended(reason.code(), exit);
-        }
+        let exit = match reason {
+            EndReason::Closed(Closed::Exited(status)) => Some(status.to_string()),
+            _ => None,
+        };
+        self.governance.ended(reason.code(), exit);
     }
 
-    /// What clients get of a server message: the inspector's version, if there is one;
-    /// `None` when it must not reach them. A server request dropped that way is answered
-    /// with an error, so the server does not wait for it.
-    fn inspected(&self, tag: Option<&RequestTag>, kind: Kind, line: Bytes) -> Option<Bytes> {
-        let Some(i) = &self.inspect else {
-            return Some(line);
-        };
-        let out = i.server_message(tag, kind, line.clone());
+    /// What clients get of a server message, as governance lets it pass; `None` when it
+    /// must not reach them. A server request dropped that way is answered with an error, so
+    /// the server does not wait for it.
+    fn inspected(&self, call: Option<&mut Call>, kind: Kind, line: Bytes) -> Option<Bytes> {
+        let out = self.governance.server_message(call, kind, line.clone());
         if out.is_none()
             && kind == Kind::Request
             && let Ok(env) = Envelope::parse(&line)
@@ -796,9 +808,9 @@ impl Session {
         out
     }
 
-    /// The session's inspector, if the transport installed one.
-    pub fn inspector(&self) -> Option<&Arc<dyn Inspect>> {
-        self.inspect.as_ref()
+    /// Asks the session's governance about one client request (`body` holds `env`).
+    pub fn admit(&self, principal: &Arc<Principal>, env: &Envelope<'_>, body: &Bytes) -> Verdict {
+        self.governance.admit(principal, &self.id, env, body)
     }
 
     /// Where a message that answers no request goes (see the module docs).

@@ -3,16 +3,12 @@
 //! transports; and requests turned away while an audit log that must be complete cannot
 //! take their records.
 
-use std::sync::Arc;
-use std::time::SystemTime;
-
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
 use super::rescue::Rejection;
-use crate::audit::{AuditEvent, EventKind};
 use crate::auth::Principal;
 use crate::session::{PrincipalRefusal, Refused};
 
@@ -24,25 +20,12 @@ pub(crate) fn refused(st: &AppState, principal: &Principal, why: Refused) -> Rej
         auth.sub = %principal.subject,
         "new session refused"
     );
-    let audit = st.inspect.audit();
-    if audit.is_enabled() {
-        let mut e = AuditEvent::new(EventKind::SessionRefused, SystemTime::now());
-        e.decision = Some(why.code());
-        if !principal.issuer.is_empty() {
-            e.iss = Some(principal.issuer.as_str().into());
-        }
-        e.sub = Some(principal.subject.as_str().into());
-        e.client_id = principal.client_id.as_deref().map(Arc::from);
-        e.act = principal
-            .actors
-            .iter()
-            .map(|a| Arc::from(a.subject.as_str()))
-            .collect();
-        if let Refused::Principal(PrincipalRefusal::Rate { retry_after }) = why {
-            e.retry_after_s = Some(retry_after.as_secs_f64().ceil() as u64);
-        }
-        audit.emit(e);
-    }
+    let retry_after = match why {
+        Refused::Principal(PrincipalRefusal::Rate { retry_after }) => Some(retry_after),
+        Refused::Full(_) | Refused::Draining | Refused::Principal(PrincipalRefusal::Cap(_)) => None,
+    };
+    st.governance
+        .session_refused(principal, why.code(), retry_after);
     match why {
         Refused::Full(_) => Rejection::TooManySessions,
         Refused::Draining => Rejection::Draining,
@@ -58,7 +41,7 @@ pub(crate) async fn audit_room(
     request: Request,
     next: Next,
 ) -> Response {
-    if !st.inspect.audit().accepting() {
+    if !st.governance.audit().accepting() {
         tracing::debug!("request refused: the audit log cannot keep up");
         return Rejection::AuditFull.into_response();
     }

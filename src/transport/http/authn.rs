@@ -42,7 +42,7 @@ pub(crate) async fn authenticate(
     if !principal.missing_scopes(&config.required_scopes).is_empty() {
         let needed: Vec<&str> = config.required_scopes.iter().map(String::as_str).collect();
         st.metrics.auth_failed(Rejection::InsufficientScope.code());
-        st.inspect
+        st.governance
             .auth_failure(Rejection::InsufficientScope.code(), Some(&principal));
         tracing::info!(
             auth.reason = Rejection::InsufficientScope.code(),
@@ -157,7 +157,7 @@ fn refuse(
 ) -> super::rescue::Rejection {
     let fingerprint = fingerprint.unwrap_or("");
     st.metrics.auth_failed(r.code());
-    st.inspect.auth_failure(r.code(), None);
+    st.governance.auth_failure(r.code(), None);
     match r.outcome() {
         Outcome::Unauthenticated | Outcome::InvalidRequest => {
             tracing::debug!(auth.reason = r.code(), "request refused");

@@ -42,13 +42,7 @@ pub(crate) async fn connect(
         Ok(e) => e,
         Err(message) => return Rejection::ServerStart(message.to_owned()).into_response(),
     };
-    let inspect = st.inspect.open_session(&principal, &child_env.secrets());
-    let session = match st.store.create(
-        Transport::LegacySse,
-        principal.session_key().into(),
-        child_env,
-        Some(inspect.clone()),
-    ) {
+    let session = match st.store.create(Transport::LegacySse, &principal, child_env) {
         Ok(s) => s,
         Err(CreateError::Refused(why)) => {
             return super::admission::refused(&st, &principal, why).into_response();
@@ -58,7 +52,6 @@ pub(crate) async fn connect(
                 .into_response();
         }
     };
-    inspect.started(session.id());
     let stream = session.standalone();
     let Ok(cursor) = stream.attach(None) else {
         return Rejection::UnknownSession.into_response();

@@ -10,7 +10,6 @@ mod authz;
 pub mod fuzzing;
 mod headers;
 mod health;
-mod inspect;
 mod legacy_sse;
 mod limits;
 mod origin;
@@ -27,7 +26,6 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use inspect::Inspector;
 pub use router::{admin_router, router};
 pub use server::{ServerLimits, serve};
 pub use tls::{
@@ -86,8 +84,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Checks bearer tokens (or lets everyone in as anonymous with `--no-auth`).
     pub auth: Authenticator,
-    /// Policy, redaction and audit of every session.
-    pub inspect: Arc<Inspector>,
+    /// Policy, redaction and audit: each session holds its own part; authentication
+    /// failures and refused sessions are recorded here.
+    pub governance: Arc<crate::governance::Governance>,
     /// The built-in authorization server, when one signs users in.
     pub authz: Option<Arc<crate::authz::AuthorizationServer>>,
 }

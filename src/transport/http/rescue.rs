@@ -12,8 +12,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::inspect::Refusal;
 use crate::auth::challenge::{self, Outcome};
+use crate::governance::Refusal;
 use crate::mcp::{self, ParseError, ProtocolVersion};
 use crate::policy::DenyReason;
 use crate::session::PrincipalRefusal;

@@ -13,10 +13,10 @@ use serde_json::value::RawValue;
 
 use super::AppState;
 use super::headers::{self, LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
-use super::inspect::{self, Admit};
 use super::rescue::Rejection;
 use super::sse::{self, Framing};
 use crate::auth::Principal;
+use crate::governance::Verdict;
 use crate::mcp::{self, Envelope, Kind, ProtocolVersion};
 use crate::policy::DenyReason;
 use crate::session::{CreateError, EventId, EventStream, Next, Session, SessionError, Transport};
@@ -225,8 +225,8 @@ pub(crate) fn parse_client_message(bytes: &[u8]) -> Result<Envelope<'_>, Rejecti
 
 /// Hands one client message to the session. Returns the stream of a request's answer.
 ///
-/// Requests pass the policy first ([`inspect::admit`]); a refused one never reaches the
-/// server. It is answered with an HTTP status when it came `alone` on Streamable HTTP and
+/// Requests pass the session's governance first ([`Session::admit`]); a refused one never
+/// reaches the server. It is answered with an HTTP status when it came `alone` on Streamable HTTP and
 /// the refusal has one (403 step-up, 429), else with a JSON-RPC error on its stream.
 pub(crate) async fn deliver(
     principal: &Arc<Principal>,
@@ -254,9 +254,9 @@ pub(crate) async fn deliver(
                     mcp::error_response(Some(&id), mcp::code::METHOD_NOT_FOUND, "Method not found");
                 return Ok(Some(session.answer_locally(Bytes::from(reply))));
             }
-            let tag = match inspect::admit(principal, session, env, &original) {
-                Admit::Forward(tag) => tag,
-                Admit::Refuse(refusal) => {
+            let call = match session.admit(principal, env, &original) {
+                Verdict::Forward(call) => call,
+                Verdict::Refuse(refusal) => {
                     if alone
                         && session.transport() == Transport::Streamable
                         && refusal.wants_status()
@@ -273,7 +273,7 @@ pub(crate) async fn deliver(
                 .then(|| env.params.and_then(|p| mcp::top_level_str(p, "name")))
                 .flatten();
             match session
-                .request(id.clone(), method, tool.as_deref(), progress, message, tag)
+                .request(id.clone(), method, tool.as_deref(), progress, message, call)
                 .await
             {
                 Ok(stream) => Ok(Some(stream)),
@@ -435,13 +435,7 @@ async fn initialize(
         .session_env(principal, caller_token)
         .await
         .map_err(|message| Rejection::ServerStart(message.to_owned()))?;
-    let inspect = st.inspect.open_session(principal, &child_env.secrets());
-    let session = match st.store.create(
-        Transport::Streamable,
-        principal.session_key().into(),
-        child_env,
-        Some(inspect.clone()),
-    ) {
+    let session = match st.store.create(Transport::Streamable, principal, child_env) {
         Ok(s) => s,
         Err(CreateError::Refused(why)) => {
             return Err(super::admission::refused(st, principal, why));
@@ -452,7 +446,6 @@ async fn initialize(
             )));
         }
     };
-    inspect.started(session.id());
     // Until the answer carrying its id is handed back, only this request knows the session.
     // If the request is dropped first (its client left, an HTTP/2 stream was reset), nobody
     // could ever use or delete it, and its server would run until the idle timeout.
