@@ -12,10 +12,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::App;
 use crate::auth::signer::{LocalIssuer, TokenRequest};
-use crate::child::EnvSource;
 use crate::config::{
     self, AuthOptions, ProcessEnv, SandboxOptions, WrapConfig, WrapOptions, mcp_json, replica,
 };
+use crate::credentials::EnvSource;
 use crate::telemetry::{self, LogFormat};
 
 mod login;
@@ -919,7 +919,7 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
             if !args.sandbox.env.iter().any(|(n, _)| *n == name) {
                 imported_env.push(EnvSource::Imported {
                     name,
-                    value: crate::child::env::Secret::new(value),
+                    value: crate::credentials::Secret::new(value),
                 });
             }
         }

@@ -18,7 +18,8 @@ use crate::auth::{
     self, AuthConfig, CachePolicy, IntrospectionConfig, IssuerConfig, LocalIssuerConfig, Resource,
     Resources, ScopeRules, Secret,
 };
-use crate::child::{ChildSpec, EnvPlan, EnvSource, StderrLimits};
+use crate::child::{ChildSpec, StderrLimits};
+use crate::credentials::{EnvPlan, EnvSource};
 use crate::sandbox::profile::{SandboxConfig, SandboxOverrides, SessionUids};
 use crate::session::{PrincipalLimits, SessionConfig, SessionRate, StreamLimits};
 use crate::transport::http::{HttpConfig, LegacyPaths, ServerLimits, TlsConfig};
@@ -68,7 +69,7 @@ pub struct WrapOptions {
 }
 
 /// The server's sandbox and environment, as given (flags, or a `[sandbox]` table of a
-/// configuration file: the same field names, `env` as [`crate::child::env::EnvEntry`]s).
+/// configuration file: the same field names, `env` as [`crate::credentials::EnvEntry`]s).
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxOptions {
@@ -103,7 +104,7 @@ pub struct SandboxOptions {
 /// credentials at the issuers (each token is exchanged at its own issuer).
 fn token_exchanger(
     o: &WrapOptions,
-) -> Result<Option<Arc<dyn crate::child::env::TokenExchanger>>, ConfigError> {
+) -> Result<Option<Arc<dyn crate::credentials::TokenExchanger>>, ConfigError> {
     let sb = &o.sandbox;
     if !sb
         .env
@@ -143,7 +144,7 @@ fn token_exchanger(
 }
 
 fn env_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<EnvSource>, D::Error> {
-    let entries: Vec<crate::child::env::EnvEntry> = serde::Deserialize::deserialize(d)?;
+    let entries: Vec<crate::credentials::EnvEntry> = serde::Deserialize::deserialize(d)?;
     entries
         .into_iter()
         .map(|e| EnvSource::try_from(e).map_err(serde::de::Error::custom))
@@ -400,7 +401,9 @@ impl WrapConfig {
         let child = ChildSpec {
             command: command.clone(),
             args: args.to_vec(),
-            env: child_env,
+            path: child_env.passed("PATH").map(std::ffi::OsString::from),
+            secret_files: child_env.secret_files(),
+            injects_secrets: child_env.injects_secrets(),
             sandbox: Arc::new(sandbox),
             work_root,
             sandbox_status: std::sync::OnceLock::new(),
@@ -450,6 +453,7 @@ impl WrapConfig {
             stream_limits: StreamLimits::default(),
             retained_streams: 32,
             replica_id,
+            env: child_env,
             child: Arc::new(child),
         };
         let server = ServerLimits {
@@ -931,13 +935,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_server_inherits_only_the_allow_list() {
-        async fn resolve(c: WrapConfig) -> crate::child::SessionEnv {
+        async fn resolve(c: WrapConfig) -> crate::credentials::SessionEnv {
             let principal = crate::auth::Principal::anonymous();
-            let ctx = crate::child::env::SessionContext {
+            let ctx = crate::credentials::SessionContext {
                 principal: &principal,
                 subject_token: None,
             };
-            c.sessions.child.env.resolve(ctx).await.unwrap()
+            c.sessions.env.resolve(ctx).await.unwrap()
         }
         let env = resolve(build(options()).unwrap()).await;
         let names: Vec<_> = env.vars().map(|(k, _)| k.to_owned()).collect();
@@ -1094,7 +1098,7 @@ mod tests {
         o.sandbox.exchange_client_id = Some("sidecar".into());
         o.sandbox.exchange_client_secret = Some(Secret::new("s3cret-client"));
         let c = build(o.clone()).unwrap();
-        assert!(c.sessions.child.env.injects_secrets());
+        assert!(c.sessions.env.injects_secrets());
         // The client secret never shows in a Debug rendering of the options.
         assert!(!format!("{o:?}").contains("s3cret-client"));
         // One explicit token endpoint cannot stand for several issuers.

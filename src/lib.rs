@@ -4,8 +4,10 @@
 //!
 //! # Layout
 //! - [`mcp`]: pure JSON-RPC/MCP vocabulary (message classification, ids, versions).
-//! - [`child`]: the wrapped server process: spawn (through the sandbox helper), stdio
-//!   framing, reaping.
+//! - [`credentials`]: each session's server environment: allow-listed variables and the
+//!   credentials injected for its principal (values, files, claims, token exchange).
+//! - [`child`]: the wrapped server process: spawn (through the sandbox helper) with a finished
+//!   environment, stdio framing, reaping.
 //! - [`session`]: sessions, each owning one server; routing of server messages to streams;
 //!   bounded replay logs for SSE resumption.
 //! - [`transport::http`]: the only module that knows HTTP: Streamable HTTP, HTTP+SSE,
@@ -42,6 +44,7 @@ pub mod authz;
 pub mod child;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod governance;
 pub mod mcp;
 pub mod policy;

@@ -13,11 +13,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::env::SessionEnv;
 use super::framing::{Frame, LineFramer, push_line};
 use super::process::ProcessTable;
 use super::spawn::{ChildSpec, SpawnError};
 use super::stderr;
+use crate::credentials::SessionEnv;
 use crate::mcp::Id;
 
 /// Receives what the server writes. Called from the server's reader task, in order; must

@@ -3,17 +3,16 @@
 //!
 //! A [`Child`] is owned by one session. Its stdout is read by one task that hands each
 //! complete line to the session's [`ChildSink`]; writes go through a bounded queue to one
-//! writer task, which coalesces them. Nothing here knows about HTTP or sessions.
+//! writer task, which coalesces them. A server gets the environment `credentials` finished
+//! for its session and nothing else. Nothing here knows about HTTP, tokens or sessions.
 
 mod bridge;
-pub mod env;
 mod framing;
 mod process;
 mod spawn;
 mod stderr;
 
 pub use bridge::{Child, ChildSink, Closed, ExitStatus};
-pub use env::{EnvPlan, EnvSource, SecretSet, SessionEnv};
 pub use framing::{Frame, LineFramer, push_line};
 pub use process::ProcessTable;
 pub use spawn::{

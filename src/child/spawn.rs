@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::env::{EnvPlan, SessionEnv};
+use crate::credentials::SessionEnv;
 use crate::sandbox::HELPER_ARG;
 use crate::sandbox::command::{Shim, ShimContext, interpreter, resolve_shim};
 use crate::sandbox::exec::{HelperArgs, HelperInput, helper_args};
@@ -34,8 +34,13 @@ pub struct ChildSpec {
     /// The server command as the user gave it (`node`, `./server.py`, …).
     pub command: OsString,
     pub args: Vec<OsString>,
-    /// How each session's environment is built (it inherits nothing else).
-    pub env: EnvPlan,
+    /// The `PATH` passed through to every server (it inherits nothing else), which also
+    /// resolves the command.
+    pub path: Option<OsString>,
+    /// The sidecar's files holding injected secrets (`--env-file`), for the exposure check.
+    pub secret_files: Vec<(String, PathBuf)>,
+    /// Whether servers are given secret values (files or exchanged tokens).
+    pub injects_secrets: bool,
     /// The sandbox applied by the helper.
     pub sandbox: Arc<SandboxConfig>,
     /// Parent of the per-session work dirs (each is the server's `HOME` and `TMPDIR`).
@@ -231,7 +236,7 @@ impl ChildSpec {
 
     /// The `PATH` the server will see.
     fn child_path(&self) -> Option<OsString> {
-        self.env.passed("PATH").map(OsString::from)
+        self.path.clone()
     }
 
     /// Resolves the command like `execvp` would, with the server's own `PATH`, so a missing
@@ -450,7 +455,7 @@ impl ChildSpec {
     /// under a path the server may read or write (the work root included: it holds every
     /// session's work dir).
     pub fn check_exposure(&self, mut files: Vec<(String, PathBuf)>) -> Result<(), ExposedFile> {
-        files.extend(self.env.secret_files());
+        files.extend(self.secret_files.iter().cloned());
         let program = self.program_or_command();
         let workdir = self.work_root.join("session");
         let (read, write) = self
@@ -630,8 +635,7 @@ pub fn check_sandbox(
             });
         }
     }
-    let status =
-        SandboxStatus::evaluate(&spec.sandbox, report, sidecar, spec.env.injects_secrets())?;
+    let status = SandboxStatus::evaluate(&spec.sandbox, report, sidecar, spec.injects_secrets)?;
     let l = &status.layers;
     tracing::info!(
         sandbox.profile = %status.profile,
@@ -724,12 +728,12 @@ mod tests {
     use super::*;
 
     fn spec(command: &str, path: &str) -> ChildSpec {
-        let path = OsString::from(path);
-        let lookup = move |name: &str| (name == "PATH").then(|| path.clone());
         ChildSpec {
             command: command.into(),
             args: vec![],
-            env: EnvPlan::new(&[], &lookup, vec![], None).unwrap(),
+            path: Some(OsString::from(path)),
+            secret_files: Vec::new(),
+            injects_secrets: false,
             sandbox: Arc::new(SandboxConfig::load("default", Default::default()).unwrap()),
             work_root: std::env::temp_dir(),
             sandbox_status: OnceLock::new(),

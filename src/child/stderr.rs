@@ -11,8 +11,8 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
-use super::env::SecretSet;
 use super::spawn::StderrLimits;
+use crate::credentials::SecretSet;
 
 /// What replaces an injected credential in a logged line.
 const REDACTED: &[u8] = b"[REDACTED:injected_secret]";

@@ -16,7 +16,7 @@ pub use call::{Call, Refusal, Verdict};
 
 use crate::audit::{AuditEvent, AuditSink, EventKind, Redactions};
 use crate::auth::Principal;
-use crate::child::SecretSet;
+use crate::credentials::SecretSet;
 use crate::mcp::{Envelope, Kind};
 use crate::policy::{Caller, History, Policy, Secrets};
 use crate::telemetry::Metrics;

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::audit::{AuditConfig, OnFull, Output};
-use crate::child::SecretSet;
+use crate::credentials::SecretSet;
 use crate::mcp::Id;
 
 const POLICY: &str = r#"
@@ -124,7 +124,7 @@ fn injected_credentials_never_pass_and_ungoverned_traffic_is_not_recorded() {
     let path = audit_file("redact");
     let g = governance(&path);
     let who = Arc::new(Principal::anonymous());
-    let injected: SecretSet = [crate::child::env::Secret::new("s3cr3t-value")]
+    let injected: SecretSet = [crate::credentials::Secret::new("s3cr3t-value")]
         .into_iter()
         .collect();
     let s = g.open_session(&who, &injected);

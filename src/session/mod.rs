@@ -25,6 +25,7 @@ pub use events::{AttachError, Cursor, Event, EventId, EventStream, Next, StreamL
 pub use store::{CreateError, Refused, Session, SessionError, SessionStore, Transport};
 
 use crate::child::ChildSpec;
+use crate::credentials::EnvPlan;
 
 /// Everything the session layer needs, fixed at startup.
 #[derive(Debug, Clone)]
@@ -46,6 +47,8 @@ pub struct SessionConfig {
     pub retained_streams: usize,
     /// Prefix of session ids (`<replica>.<random>`), so a load balancer can route on it.
     pub replica_id: Option<String>,
+    /// How each session's server environment is built (credentials included).
+    pub env: EnvPlan,
     /// The server to run for each session.
     pub child: Arc<ChildSpec>,
 }

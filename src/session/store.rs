@@ -16,10 +16,8 @@ use super::SessionConfig;
 use super::admission::{Admission, PrincipalRefusal};
 use super::events::EventStream;
 use crate::auth::Principal;
-use crate::child::env::{Secret, SessionContext};
-use crate::child::{
-    Child, ChildSink, Closed, ExitStatus, ProcessTable, SecretSet, SessionEnv, SpawnError,
-};
+use crate::child::{Child, ChildSink, Closed, ExitStatus, ProcessTable, SpawnError};
+use crate::credentials::{Secret, SecretSet, SessionContext, SessionEnv};
 use crate::governance::{Call, Governance, SessionGovernance, Verdict};
 use crate::mcp::{self, Envelope, Id, Kind, ProtocolVersion};
 use crate::telemetry::{Label, Metrics};
@@ -273,7 +271,7 @@ impl SessionStore {
             principal,
             subject_token: subject.as_ref(),
         };
-        self.inner.config.child.env.resolve(ctx).await.map_err(|e| {
+        self.inner.config.env.resolve(ctx).await.map_err(|e| {
             tracing::error!(error = %e, "cannot build the MCP server's environment");
             "cannot start the MCP server: its credentials are unavailable"
         })

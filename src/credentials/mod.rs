@@ -1,5 +1,9 @@
-//! The server's environment, built from nothing for each session: an allow-list of the
-//! sidecar's variables, then the injected credentials of that session's principal.
+//! Credentials of each session's server: its environment, built from nothing for each
+//! session from an allow-list of the sidecar's variables and the credentials injected for
+//! that session's principal (static values and files, token claims, RFC 8693 exchanges of
+//! the caller's token). This module stands between `auth` and `child`: the caller's token
+//! comes in here ([`SessionContext`]) and only the finished [`SessionEnv`] goes on to the
+//! server's spawn; the token itself is never injected.
 //!
 //! Values marked secret ([`Secret`]) never reach a log, an error message or a `Debug`
 //! output; their bytes are wiped when dropped, and the session keeps the set of them
