@@ -99,6 +99,12 @@ struct WrapArgs {
     #[arg(long, env = "MCP_WARDEN_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
 
+    /// Once serving, write the bound addresses to this file, one a line: `listen=ADDR`, and
+    /// `admin=ADDR` with --admin-listen. How a supervisor (or a test) learns the port of
+    /// `--listen …:0`. Replaced whole, never seen half-written.
+    #[arg(long, value_name = "FILE")]
+    port_file: Option<PathBuf>,
+
     /// PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1). Reloaded when it changes.
     #[arg(long, env = "MCP_WARDEN_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -979,6 +985,7 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
     let helper = PathBuf::from("/proc/self/exe");
     let config = WrapConfig::from_options(options.clone(), &ProcessEnv, helper.clone())?;
     let dev_token_ttl = args.auth.dev_token_ttl;
+    let port_file = args.port_file.take();
     // `--env` values are not secret, but nothing forces them to stay in the process list.
     let argv_values: Vec<String> = scrub.iter().map(|(_, v)| v.clone()).collect();
     let sidecar = crate::sandbox::harden_sidecar(&argv_values)
@@ -1044,6 +1051,10 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
         if let Some(dev) = app.auth().dev_issuer() {
             dev_banner(dev, &public_url, &required_scopes, dev_token_ttl)?;
         }
+        if let Some(path) = &port_file {
+            write_port_file(path, local, admin_addr)
+                .with_context(|| format!("cannot write --port-file {}", path.display()))?;
+        }
         tracing::info!(listen = %local, url = %public_url, replica = %replica, version = env!("CARGO_PKG_VERSION"), "mcp-warden is serving");
         app.serve(listener, admin, async move {
             let signal = shutdown.await;
@@ -1058,6 +1069,23 @@ fn wrap(mut args: WrapArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&work_root);
     }
     served
+}
+
+/// Writes the bound addresses for `--port-file`: to a temporary file beside it, then renamed
+/// over it, so a reader sees the whole file or none.
+fn write_port_file(
+    path: &std::path::Path,
+    listen: SocketAddr,
+    admin: Option<SocketAddr>,
+) -> std::io::Result<()> {
+    let mut text = format!("listen={listen}\n");
+    if let Some(admin) = admin {
+        text.push_str(&format!("admin={admin}\n"));
+    }
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, path)
 }
 
 /// Prints (stdout, not the logs) a token of the development issuer and a client

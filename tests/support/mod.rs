@@ -234,12 +234,14 @@ impl WardenBuilder {
             }
             None => Command::new(warden_bin()),
         };
+        let port_file = port_file_path();
         cmd.arg("wrap").args([
             "--listen",
             "127.0.0.1:0",
             "--log-level",
             "info,mcp_warden=debug",
         ]);
+        cmd.arg("--port-file").arg(&port_file);
         if !self.auth {
             cmd.arg("--no-auth");
         }
@@ -280,27 +282,20 @@ impl WardenBuilder {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let text = warden.logs();
-            if let Some(addr) = text
-                .lines()
-                .find(|l| l.contains("mcp-warden is serving"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .find_map(|w| w.strip_prefix("listen="))
-                        .and_then(|a| a.parse().ok())
-                })
-            {
-                warden.addr = addr;
-                warden.admin = text
-                    .lines()
-                    .find(|l| l.contains("admin endpoints"))
-                    .and_then(|l| {
-                        l.split_whitespace()
-                            .find_map(|w| w.strip_prefix("admin="))
-                            .and_then(|a| a.parse().ok())
-                    });
+            // Written by the sidecar once it serves, with the addresses its listeners got.
+            if let Ok(bound) = std::fs::read_to_string(&port_file) {
+                let _ = std::fs::remove_file(&port_file);
+                let addr = |key: &str| {
+                    bound
+                        .lines()
+                        .find_map(|l| l.strip_prefix(key))
+                        .map(|a| a.parse().expect("an address in --port-file"))
+                };
+                warden.addr = addr("listen=").expect("listen= in --port-file");
+                warden.admin = addr("admin=");
                 return warden;
             }
+            let text = warden.logs();
             if let Some(status) = warden.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("mcp-warden exited at startup ({status}); logs:\n{text}");
             }
@@ -311,6 +306,16 @@ impl WardenBuilder {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// A fresh path for `--port-file`, in a directory any uid the tests run the sidecar as can
+/// write to.
+fn port_file_path() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("mcp-warden-port-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
 }
 
 impl Drop for Warden {
