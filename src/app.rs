@@ -187,3 +187,6 @@ impl App {
         let _ = tokio::task::spawn_blocking(move || audit.close(Duration::from_secs(5))).await;
     }
 }
+
+#[cfg(test)]
+mod router_tests;

@@ -876,7 +876,7 @@ fn normalize_origin(s: &str) -> Result<String, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
