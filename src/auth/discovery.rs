@@ -5,8 +5,7 @@
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::fetch::{self, FetchError, HttpClient};
-use super::jwks::MAX_DOCUMENT_BYTES;
+use super::fetch::{self, FetchError, HttpClient, MAX_DOCUMENT_BYTES};
 
 /// What we use of an authorization server's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,9 @@ use reqwest::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use serde_json::Value;
 use url::Url;
 
+/// Largest key set or metadata document read.
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
 /// Why an authorization server could not be reached or understood. Messages carry URLs and
 /// statuses, never a token or a client secret.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use url::Url;
 
 use super::challenge::Rejection;
 use super::discovery::{self, Metadata};
-use super::fetch::{CacheDirective, FetchError, HttpClient};
+use super::fetch::{CacheDirective, FetchError, HttpClient, MAX_DOCUMENT_BYTES};
 use super::jwt;
 
 /// What a key can verify.
@@ -217,8 +217,6 @@ pub(crate) fn parse_set(doc: &serde_json::Map<String, Value>) -> Option<ParsedSe
 
 /// More keys than this in one set is a misconfiguration (or an attack); the rest is ignored.
 const MAX_KEYS: usize = 64;
-/// Largest key set or metadata document read.
-pub(crate) const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// Without a `kid`, at most this many keys of the right type are tried.
 const MAX_UNNAMED_CANDIDATES: usize = 4;
 

@@ -1,6 +1,5 @@
 //! One running server: its stdin writer, stdout reader and exit watcher.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::framing::{Frame, LineFramer, push_line};
-use super::process::ProcessTable;
+use super::process::{ExitStatus, ProcessTable};
 use super::spawn::{ChildSpec, SpawnError};
 use super::stderr;
 use crate::credentials::SessionEnv;
@@ -40,25 +39,6 @@ pub enum Closed {
     StdoutClosed,
     /// The process (and, through its supervisor, its whole tree) exited.
     Exited(ExitStatus),
-}
-
-/// Exit status of a server process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    Code(i32),
-    Signal(i32),
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExitStatus::Code(c) => write!(f, "exit code {c}"),
-            ExitStatus::Signal(s) => match Signal::try_from(*s) {
-                Ok(sig) => write!(f, "killed by {sig}"),
-                Err(_) => write!(f, "killed by signal {s}"),
-            },
-        }
-    }
 }
 
 /// Why a message could not be queued for the server.

@@ -12,9 +12,9 @@ mod process;
 mod spawn;
 mod stderr;
 
-pub use bridge::{Child, ChildSink, Closed, ExitStatus};
+pub use bridge::{Child, ChildSink, Closed};
 pub use framing::{Frame, LineFramer, push_line};
-pub use process::ProcessTable;
+pub use process::{ExitStatus, ProcessTable};
 pub use spawn::{
     ChildSpec, SandboxStartError, SpawnError, StderrLimits, WorkDir, check_sandbox,
     create_work_root, sweep_stale_work_roots,

@@ -7,6 +7,7 @@
 //! the process may wait for children: we do not use `tokio::process`.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io;
 use std::process::Command;
 use std::sync::Arc;
@@ -19,7 +20,24 @@ use parking_lot::Mutex;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::oneshot;
 
-use super::bridge::ExitStatus;
+/// Exit status of a server process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => match Signal::try_from(*s) {
+                Ok(sig) => write!(f, "killed by {sig}"),
+                Err(_) => write!(f, "killed by signal {s}"),
+            },
+        }
+    }
+}
 
 /// Spawns children and delivers their exit statuses.
 #[derive(Debug, Clone)]
