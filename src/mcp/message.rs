@@ -330,46 +330,6 @@ fn key_text(raw: &str) -> Cow<'_, str> {
     Cow::Borrowed(raw)
 }
 
-/// Whether a JSON object has the same key twice at its top level (compared by value, escapes
-/// decoded). Parsers disagree on which of two equal keys counts (most take the last, a scan
-/// like [`top_level_raw`] the first), so what the sidecar reads in a message must not be
-/// ambiguous. `false` for text that is not an object.
-pub fn repeats_top_level_key(object: &str) -> bool {
-    let mut scanner = Scanner {
-        bytes: object.as_bytes(),
-        pos: 0,
-    };
-    let mut seen = std::collections::HashSet::new();
-    scanner.ws();
-    if scanner.eat(b'{').is_none() {
-        return false;
-    }
-    loop {
-        scanner.ws();
-        let Some((ks, ke)) = scanner.string_span() else {
-            return false;
-        };
-        let Some(raw) = object.get(ks..ke) else {
-            return false;
-        };
-        if !seen.insert(key_text(raw)) {
-            return true;
-        }
-        scanner.ws();
-        if scanner.eat(b':').is_none() {
-            return false;
-        }
-        scanner.ws();
-        if scanner.skip_value().is_none() {
-            return false;
-        }
-        scanner.ws();
-        if scanner.eat(b',').is_none() {
-            return false;
-        }
-    }
-}
-
 /// The string value of a top-level key of a JSON object (e.g. `params.name` of `tools/call`).
 pub fn top_level_str<'a>(object: &'a RawValue, key: &str) -> Option<Cow<'a, str>> {
     json_str(top_level_raw(object.get(), key)?)
@@ -735,26 +695,6 @@ mod tests {
             top_level_str(&p(r#"{"na\u006de":"crash"}"#), "name").as_deref(),
             Some("crash")
         );
-    }
-
-    #[test]
-    fn repeated_top_level_keys_are_found_by_value() {
-        for repeated in [
-            r#"{"name":"echo","name":"crash"}"#,
-            r#"{"name":"echo","arguments":{},"na\u006de":"crash"}"#,
-            r#" { "a" : [1,{"b":2}] , "c":"}" , "a":null } "#,
-        ] {
-            assert!(repeats_top_level_key(repeated), "{repeated}");
-        }
-        for unique in [
-            r#"{"name":"echo","arguments":{"name":"x","name":"y"}}"#,
-            r#"{"a":"\"a\"","b":1}"#,
-            "{}",
-            "[]",
-            r#"{"a":1,"#,
-        ] {
-            assert!(!repeats_top_level_key(unique), "{unique}");
-        }
     }
 
     #[test]

@@ -225,6 +225,14 @@ patterns = ['^/etc/']
         reason(&c.tool(&alice(), "read_file", json!({"path": "/etc/passwd"}))),
         "argument_blocked"
     );
+    // A server that reads keys case-insensitively takes these for `path` too.
+    for key in ["PATH", "Path", "pAtH"] {
+        assert_eq!(
+            reason(&c.tool(&alice(), "read_file", json!({ key: "/etc/passwd" }))),
+            "argument_blocked",
+            "{key}"
+        );
+    }
     // The pattern applies at its pointer only.
     assert!(
         c.tool(
