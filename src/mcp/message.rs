@@ -243,7 +243,7 @@ pub fn progress_token(params: Option<&RawValue>) -> Option<Id> {
     #[derive(Deserialize)]
     struct Params<'a> {
         #[serde(borrow, rename = "_meta")]
-        meta: Option<Meta<'a>>,
+        meta: Option<&'a RawValue>,
         #[serde(borrow, rename = "progressToken")]
         token: Option<&'a RawValue>,
     }
@@ -254,7 +254,9 @@ pub fn progress_token(params: Option<&RawValue>) -> Option<Id> {
     }
     let p: Params<'_> = from_object(params.get())?;
     // Requests carry the token in `_meta`; `notifications/progress` carries it at the top.
-    let raw = p.meta.and_then(|m| m.token).or(p.token)?;
+    // `_meta` is read as an object too: serde would fill `Meta` from an array by position.
+    let meta = p.meta.and_then(|m| from_object::<Meta<'_>>(m.get()));
+    let raw = meta.and_then(|m| m.token).or(p.token)?;
     Id::from_raw(raw)
 }
 
@@ -588,6 +590,11 @@ mod tests {
 
     #[test]
     fn fields_are_read_from_objects_only() {
+        let nested = parse(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":["p1"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(progress_token(nested.params), None);
         // serde fills a struct from a JSON array by position: `[0]` would be a `requestId`
         // of 0, `["2.0",1,"tools/list"]` a request. Neither is what a peer sent.
         let n =
