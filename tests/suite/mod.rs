@@ -2,6 +2,7 @@ mod auth;
 mod auth_faults;
 mod auth_oidc;
 mod authz;
+mod authz_browser;
 mod authz_clients;
 mod authz_state;
 mod bridge;

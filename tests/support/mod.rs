@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod chromium;
 pub mod cimd_host;
 pub mod http;
 pub mod issuer;
