@@ -3,6 +3,8 @@
 //! (the client, where the browser goes next, the scopes, the warning for a client never
 //! seen here) and allows, and the client's redirect URI receives the code; a page of
 //! another origin can neither frame the consent page nor post it without its CSRF token.
+//! And mcp-remote (npm), the bridge stdio-only clients use, signs in on its own with the
+//! browser it opens and lists a real server's tools.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use super::authz::Signin;
 use super::authz_clients::Federated;
 use crate::support::chromium::{Chromium, Site};
 use crate::support::oauth::{self, Pkce, pkce, register};
+use crate::support::{TempDir, Warden, everything, node_with_env, until};
 
 const CLIENT: &str = "mcp-warden test client";
 
@@ -280,4 +283,111 @@ async fn a_cross_site_form_post_without_the_csrf_token_is_refused() {
     let got = allow(&chrome, &app, &cb).await;
     assert_eq!(got["state"], "browser-state");
     chrome.close().await;
+}
+
+#[tokio::test]
+async fn mcp_remote_signs_in_by_the_development_page_and_lists_a_real_servers_tools() {
+    let warden = Warden::builder(everything())
+        .with_auth()
+        .arg("--dev")
+        .start();
+    let base = format!("http://{}", warden.addr);
+    let dir = TempDir::new("mcp-remote");
+    // mcp-remote opens "the browser" with $BROWSER: this one hands the URL to the test,
+    // which drives the real browser.
+    let opened = dir.path("opened");
+    let opener = dir.path("open-browser");
+    std::fs::write(
+        &opener,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n",
+            opened.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = dir.path("mcp-remote");
+    let (url, browser, config_dir) = (
+        warden.mcp_url(),
+        opener.display().to_string(),
+        config.display().to_string(),
+    );
+    let bridge = tokio::task::spawn_blocking(move || {
+        node_with_env(
+            "mcp-remote-client.mjs",
+            &[&url],
+            &[
+                ("BROWSER", browser.as_str()),
+                ("MCP_REMOTE_CONFIG_DIR", config_dir.as_str()),
+            ],
+            Duration::from_secs(150),
+        )
+    });
+    let chrome = Chromium::start().await;
+    let authorize = until(Duration::from_secs(90), || {
+        std::fs::read_to_string(&opened)
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_owned))
+    })
+    .await
+    .expect("mcp-remote never opened the browser");
+    assert!(
+        authorize.starts_with(&format!("{base}/oauth/authorize?")),
+        "{authorize}"
+    );
+    chrome.goto(&authorize).await;
+    chrome.fill("#user", "erin").await;
+    chrome.click("button.primary").await;
+    chrome.wait_url(&format!("{base}/oauth/consent")).await;
+    let text = chrome.text().await;
+    assert!(
+        text.contains("Allow access?") && text.contains("erin"),
+        "{text}"
+    );
+    chrome.click("button[value=allow]").await;
+    // Back at mcp-remote's own loopback callback.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while chrome.url().await.starts_with(&base) {
+        assert!(Instant::now() < deadline, "{}", chrome.text().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = bridge.await.unwrap();
+    let got: Value =
+        serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|_| panic!("{out}"));
+    let tools: Vec<&str> = got["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(tools.contains(&"echo"), "{tools:?}");
+    assert!(
+        got["echo"].as_str().unwrap().contains("through mcp-remote"),
+        "{got}"
+    );
+    // What mcp-remote keeps is our token, for this endpoint, naming the user.
+    let token = find_access_token(&config).expect("mcp-remote stored no token");
+    let c = oauth::claims(&token);
+    assert_eq!(
+        (c["sub"].as_str(), c["iss"].as_str()),
+        (Some("erin"), Some(base.as_str()))
+    );
+    assert_eq!(c["aud"], warden.mcp_url());
+    chrome.close().await;
+}
+
+/// The access token in mcp-remote's `*_tokens.json` under `dir`.
+fn find_access_token(dir: &std::path::Path) -> Option<String> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(t) = find_access_token(&path) {
+                return Some(t);
+            }
+        } else if path.to_string_lossy().ends_with("_tokens.json") {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
+            return v["access_token"].as_str().map(str::to_owned);
+        }
+    }
+    None
 }

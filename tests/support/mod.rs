@@ -336,6 +336,23 @@ pub fn node(script: &str, args: &[&str], timeout: Duration) -> String {
     )
 }
 
+/// `node` with variables added to its environment.
+pub fn node_with_env(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> String {
+    let dir = repo().join("tests/js");
+    node_modules();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&dir).arg(dir.join(script)).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd, timeout)
+}
+
 /// Runs a Python script from `tests/py` in the test venv; returns stdout.
 pub fn py(script: &str, args: &[&str], timeout: Duration) -> String {
     let dir = repo().join("tests/py");
