@@ -4,6 +4,7 @@ mod auth_oidc;
 mod authz;
 mod authz_browser;
 mod authz_clients;
+mod authz_github;
 mod authz_state;
 mod bridge;
 mod churn;

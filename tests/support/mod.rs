@@ -5,6 +5,7 @@
 
 pub mod chromium;
 pub mod cimd_host;
+pub mod github;
 pub mod http;
 pub mod issuer;
 pub mod lb;
