@@ -1,11 +1,16 @@
 //! Signing in through GitHub (`--login-provider github`), against a local stand-in of
 //! GitHub's wire contract: the numeric id is the subject, the primary address counts only
 //! when GitHub says it is verified, organizations and teams are groups when `read:org` is
-//! granted, and GitHub's token reaches no client.
+//! granted, these claims reach the server's environment through `--env-claim`, and GitHub's
+//! token reaches no client and no server.
+
+use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
+use super::sandbox::probe_bin;
 use crate::support::github::GitHub;
+use crate::support::http::text;
 use crate::support::oauth::{self, Browser, authorize_url, pkce, register};
 use crate::support::{TempDir, Warden, fixture};
 
@@ -40,10 +45,14 @@ struct Setup {
 }
 
 fn start(extra: &[&str]) -> Setup {
+    start_around(fixture(), extra)
+}
+
+fn start_around(server: Vec<String>, extra: &[&str]) -> Setup {
     let github = GitHub::start("gh-client:gh-secret", &users(), "octo");
     let dir = TempDir::new("github");
     std::fs::write(dir.path("secret"), "gh-secret\n").unwrap();
-    let warden = Warden::builder(fixture())
+    let warden = Warden::builder(server)
         .with_auth()
         .args(["--login-provider", "github", "--github-url", &github.base])
         .args(["--github-api-url", &github.api()])
@@ -186,4 +195,57 @@ async fn github_organizations_and_teams_are_groups() {
     let hop = sign_in(&s, &mut b, &client, &pkce()).await;
     assert_eq!(hop.status, 403, "{}", hop.body);
     assert!(hop.body.contains("not_allowed"));
+}
+
+#[tokio::test]
+async fn the_servers_environment_gets_the_github_users_claims() {
+    let s = start_around(
+        vec![probe_bin()],
+        &[
+            "--allow-email-domain",
+            "corp.example",
+            "--env-claim",
+            "USER_ID=sub",
+            "--env-claim",
+            "USER_EMAIL=email",
+            "--env-claim",
+            "USER_LOGIN=preferred_username",
+        ],
+    );
+    let client = register(&s.base, &[CB]).await;
+    let p = pkce();
+    let mut b = Browser::new();
+    let hop = sign_in(&s, &mut b, &client, &p).await;
+    let (_, t) = tokens(&s, &mut b, &client, &p, hop).await;
+    let at = t["access_token"].as_str().unwrap();
+    let mut m = super::auth::mcp_with(s.warden.mcp_url(), at);
+    m.initialize().await;
+    let r = m
+        .call_tool(
+            json!(1),
+            "probe",
+            json!({"attacks": ["env"], "sidecar": s.warden.pid()}),
+        )
+        .await;
+    let got: HashMap<String, String> =
+        serde_json::from_str(&text(&r)).unwrap_or_else(|_| panic!("{r}"));
+    let env: HashMap<&str, &str> = got["env"]
+        .strip_prefix("ALLOWED: ")
+        .unwrap_or_else(|| panic!("{got:?}"))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    assert_eq!(env["USER_ID"], "583231");
+    assert_eq!(env["USER_EMAIL"], "mona@corp.example");
+    assert_eq!(env["USER_LOGIN"], "octo");
+    for gho in s.github.tokens().await {
+        assert!(
+            !got["env"].contains(&gho),
+            "GitHub's token reached the server"
+        );
+    }
+    assert!(
+        !got["env"].contains(at),
+        "the caller's token reached the server"
+    );
 }
