@@ -312,3 +312,55 @@ pub(super) fn keygen(path: &std::path::Path) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        login: LoginArgs,
+    }
+
+    fn options(args: &[&str]) -> anyhow::Result<LoginOptions> {
+        let argv = std::iter::once("mcp-warden").chain(args.iter().copied());
+        Cli::try_parse_from(argv)?.login.options()
+    }
+
+    #[test]
+    fn github_urls_default_to_github_com_or_the_enterprise_layout() {
+        let o = options(&["--login-provider", "github"]).unwrap();
+        assert_eq!(o.login_provider, LoginProvider::GitHub);
+        assert_eq!(o.login_issuer.as_deref(), Some("https://github.com"));
+        assert_eq!(o.github_api_url.as_deref(), Some("https://api.github.com"));
+        let o = options(&[
+            "--login-provider",
+            "github",
+            "--github-url",
+            "https://github.example.com/",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.login_issuer.as_deref(),
+            Some("https://github.example.com")
+        );
+        assert_eq!(
+            o.github_api_url.as_deref(),
+            Some("https://github.example.com/api/v3")
+        );
+        let e = options(&[
+            "--login-provider",
+            "github",
+            "--login-issuer",
+            "https://accounts.example",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("--github-url"), "{e}");
+        let o = options(&["--login-issuer", "https://accounts.example"]).unwrap();
+        assert_eq!(o.login_provider, LoginProvider::Oidc);
+        assert!(o.github_api_url.is_none());
+        assert!(options(&["--login-provider", "saml"]).is_err());
+    }
+}

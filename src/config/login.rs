@@ -444,6 +444,33 @@ mod tests {
     }
 
     #[test]
+    fn github_asks_for_organizations_only_for_group_rules() {
+        let mut o = login();
+        o.login.login_provider = LoginProvider::GitHub;
+        o.login.login_issuer = Some("https://github.example.com".into());
+        o.login.github_api_url = Some("https://github.example.com/api/v3".into());
+        let scopes =
+            |o: super::super::WrapOptions| match build(o).unwrap().authz.unwrap().config.upstream {
+                UpstreamConfig::GitHub {
+                    scopes, api_url, ..
+                } => {
+                    assert_eq!(api_url.as_str(), "https://github.example.com/api/v3");
+                    scopes
+                }
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(scopes(o.clone()), ["read:user", "user:email"]);
+        let mut g = o.clone();
+        g.login.allow_groups = vec!["acme/platform".into()];
+        assert_eq!(scopes(g), ["read:user", "user:email", "read:org"]);
+        let mut plain = o.clone();
+        plain.login.github_api_url = Some("http://api.github.example.com".into());
+        assert!(err(plain).contains("--github-api-url"));
+        o.login.github_api_url = None;
+        assert!(err(o).contains("--github-api-url"));
+    }
+
+    #[test]
     fn sign_in_needs_rules_credentials_state_and_https() {
         let mut o = login();
         o.login.allow_email_domains.clear();
