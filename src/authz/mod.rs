@@ -9,6 +9,7 @@
 
 pub mod allow;
 pub mod cimd;
+pub mod github;
 mod register;
 pub mod rules;
 mod token;
@@ -83,6 +84,17 @@ pub enum UpstreamConfig {
         extra_scopes: Vec<String>,
         /// The claim holding the user's groups.
         groups_claim: String,
+    },
+    /// GitHub or a GitHub Enterprise Server (OAuth 2.0 and its REST API).
+    GitHub {
+        /// Where users sign in: `https://github.com`, or the server's URL.
+        web_url: Url,
+        /// `https://api.github.com`, or `https://HOST/api/v3`.
+        api_url: Url,
+        client_id: String,
+        client_secret: Secret,
+        /// Asked for: `read:user user:email`, plus `read:org` for groups.
+        scopes: Vec<String>,
     },
 }
 
@@ -285,6 +297,7 @@ enum Upstream {
         scopes: String,
         groups_claim: String,
     },
+    GitHub(github::GitHub),
 }
 
 impl AuthorizationServer {
@@ -319,6 +332,20 @@ impl AuthorizationServer {
                     groups_claim: groups_claim.clone(),
                 }
             }
+            UpstreamConfig::GitHub {
+                web_url,
+                api_url,
+                client_id,
+                client_secret,
+                scopes,
+            } => Upstream::GitHub(github::GitHub::new(
+                web_url.clone(),
+                api_url.clone(),
+                client_id.clone(),
+                client_secret.clone(),
+                scopes,
+                ca_pem,
+            )?),
         };
         let cimd = config.cimd.clone().map(Fetcher::new).transpose()?;
         let registrations = register::Limiter::new(config.dcr.clone().unwrap_or_default());
@@ -678,14 +705,7 @@ impl AuthorizationServer {
                 flow.upstream_state_hash = Some(rules::hash(&state));
                 flow.upstream_secrets = serde_json::to_string(&secrets).ok();
                 self.store.put_flow(&flow).await?;
-                let challenge = {
-                    use base64::Engine;
-                    let d = aws_lc_rs::digest::digest(
-                        &aws_lc_rs::digest::SHA256,
-                        secrets.verifier.as_bytes(),
-                    );
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
-                };
+                let challenge = s256(&secrets.verifier);
                 let mut url = endpoints.authorization;
                 url.query_pairs_mut()
                     .append_pair("response_type", "code")
@@ -696,6 +716,27 @@ impl AuthorizationServer {
                     .append_pair("nonce", &secrets.nonce)
                     .append_pair("code_challenge", &challenge)
                     .append_pair("code_challenge_method", "S256");
+                Answer::Redirect(url.to_string())
+            }
+            Upstream::GitHub(gh) => {
+                let state = new_secret("")?;
+                let secrets = UpstreamSecrets {
+                    flow_id: flow_id.clone(),
+                    verifier: new_secret("")?,
+                    // GitHub issues no ID token to bind one to.
+                    nonce: String::new(),
+                };
+                flow.step = FlowStep::Upstream;
+                flow.upstream_state_hash = Some(rules::hash(&state));
+                flow.upstream_secrets = serde_json::to_string(&secrets).ok();
+                self.store.put_flow(&flow).await?;
+                let url = gh
+                    .authorize_url(
+                        &self.url("/oauth/callback"),
+                        &state,
+                        &s256(&secrets.verifier),
+                    )
+                    .map_err(|e| AuthzError::Upstream(e.to_string()))?;
                 Answer::Redirect(url.to_string())
             }
         };
@@ -867,14 +908,9 @@ impl AuthorizationServer {
     /// `GET /oauth/callback`: the upstream provider's answer.
     pub async fn callback(&self, query: &[u8], browser: Browser<'_>) -> Result<Reply, AuthzError> {
         let now = unix_now();
-        let Upstream::Oidc {
-            provider,
-            groups_claim,
-            ..
-        } = &self.upstream
-        else {
+        if matches!(self.upstream, Upstream::Dev) {
             return Err(page(404, Reason::StateMismatch));
-        };
+        }
         let p = Params::parse(query);
         if p.duplicated().is_some() {
             return Err(page(400, Reason::DuplicateParameter));
@@ -902,13 +938,17 @@ impl AuthorizationServer {
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok())
             .ok_or_else(|| StoreError::Corrupt("flow without upstream secrets".into()))?;
-        let endpoints = provider.endpoints().await.map_err(AuthzError::Upstream)?;
-        match p.get("iss") {
-            Some(iss) if iss != provider.issuer() => return Err(page(400, Reason::IssuerMismatch)),
-            None if endpoints.iss_parameter_supported => {
-                return Err(page(400, Reason::IssuerMismatch));
+        if let Upstream::Oidc { provider, .. } = &self.upstream {
+            let endpoints = provider.endpoints().await.map_err(AuthzError::Upstream)?;
+            match p.get("iss") {
+                Some(iss) if iss != provider.issuer() => {
+                    return Err(page(400, Reason::IssuerMismatch));
+                }
+                None if endpoints.iss_parameter_supported => {
+                    return Err(page(400, Reason::IssuerMismatch));
+                }
+                _ => {}
             }
-            _ => {}
         }
         let deny = |reason| AuthzError::Refused {
             reason,
@@ -937,6 +977,65 @@ impl AuthorizationServer {
             });
         }
         let code = p.get("code").ok_or(page(400, Reason::UpstreamError))?;
+        let (idp, sub, kept) = match &self.upstream {
+            Upstream::Oidc {
+                provider,
+                groups_claim,
+                ..
+            } => {
+                let (sub, claims) = self.oidc_identity(provider, code, &secrets, now).await?;
+                (
+                    provider.issuer().to_owned(),
+                    sub,
+                    kept_claims(&claims, groups_claim),
+                )
+            }
+            Upstream::GitHub(gh) => {
+                let (sub, claims) = gh
+                    .sign_in(code, &self.url("/oauth/callback"), &secrets.verifier)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "the sign-in at GitHub failed");
+                        page(502, Reason::UpstreamError)
+                    })?;
+                (gh.issuer(), sub, kept_claims(&claims, "groups"))
+            }
+            Upstream::Dev => return Err(page(404, Reason::StateMismatch)),
+        };
+        if self.config.allow.check(&kept).is_err() {
+            tracing::info!(
+                reason = "not_allowed",
+                "a user outside the allow rules was refused"
+            );
+            let _ = self
+                .store
+                .finish_flow(&flow.flow_hash, FlowStep::Callback)
+                .await;
+            return Err(deny(Reason::NotAllowed));
+        }
+        let user_id = self.store.upsert_user(&idp, &sub, &kept, now).await?;
+        self.signed_in(
+            &secrets.flow_id,
+            &flow,
+            FlowStep::Callback,
+            request,
+            &user_id,
+            &kept,
+            now,
+        )
+        .await
+    }
+
+    /// The OpenID provider's leg: redeem its code, check its ID token (and nonce), merge
+    /// UserInfo. Returns the subject and all claims; the provider's tokens end here.
+    async fn oidc_identity(
+        &self,
+        provider: &OidcProvider,
+        code: &str,
+        secrets: &UpstreamSecrets,
+        now: i64,
+    ) -> Result<(String, Map<String, Value>), AuthzError> {
+        let endpoints = provider.endpoints().await.map_err(AuthzError::Upstream)?;
         let tokens = provider
             .exchange_code(
                 &endpoints.token,
@@ -982,32 +1081,7 @@ impl AuthorizationServer {
             }
         }
         drop(tokens);
-        let kept = kept_claims(&claims, groups_claim);
-        if self.config.allow.check(&kept).is_err() {
-            tracing::info!(
-                reason = "not_allowed",
-                "a user outside the allow rules was refused"
-            );
-            let _ = self
-                .store
-                .finish_flow(&flow.flow_hash, FlowStep::Callback)
-                .await;
-            return Err(deny(Reason::NotAllowed));
-        }
-        let user_id = self
-            .store
-            .upsert_user(provider.issuer(), &sub, &kept, now)
-            .await?;
-        self.signed_in(
-            &secrets.flow_id,
-            &flow,
-            FlowStep::Callback,
-            request,
-            &user_id,
-            &kept,
-            now,
-        )
-        .await
+        Ok((sub, claims))
     }
 
     /// After sign-in: a remembered consent that still covers the request issues the code at
@@ -1358,6 +1432,13 @@ fn origin_of(uri: &str) -> String {
 }
 
 /// Appends parameters to a URI that may have a query of its own.
+/// The PKCE S256 challenge of our verifier for the upstream leg.
+fn s256(verifier: &str) -> String {
+    use base64::Engine;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
+}
+
 fn append_query(uri: &str, pairs: &[(&str, &str)]) -> String {
     match Url::parse(uri) {
         Ok(mut u) => {

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{parse_bytes, parse_duration, secret_file};
 use crate::auth::Secret;
-use crate::config::login::LoginOptions;
+use crate::config::login::{LoginOptions, LoginProvider};
 
 /// Let MCP clients sign in: the built-in authorization server, federating to your identity
 /// provider (or, with --dev, a development login page).
@@ -22,6 +22,33 @@ pub(super) struct LoginArgs {
     /// as the redirect URI there.
     #[arg(long, env = "MCP_WARDEN_LOGIN_ISSUER", value_name = "URL")]
     pub(super) login_issuer: Option<String>,
+
+    /// The kind of provider: `oidc` (any OpenID Connect provider, --login-issuer) or
+    /// `github` (GitHub's OAuth and user API; GitHub Enterprise: --github-url). Register
+    /// <public origin and prefix>/oauth/callback as the callback URL there.
+    #[arg(
+        long,
+        env = "MCP_WARDEN_LOGIN_PROVIDER",
+        value_name = "KIND",
+        value_parser = ["oidc", "github"],
+        default_value = "oidc"
+    )]
+    login_provider: String,
+
+    /// With --login-provider github: where users sign in (a GitHub Enterprise Server's
+    /// URL, e.g. https://github.example.com).
+    #[arg(
+        long,
+        env = "MCP_WARDEN_GITHUB_URL",
+        value_name = "URL",
+        default_value = "https://github.com"
+    )]
+    github_url: String,
+
+    /// With --login-provider github: its REST API. Default: https://api.github.com for
+    /// github.com, <--github-url>/api/v3 for GitHub Enterprise Server.
+    #[arg(long, env = "MCP_WARDEN_GITHUB_API_URL", value_name = "URL")]
+    github_api_url: Option<String>,
 
     /// Our client id at the provider.
     #[arg(long, env = "MCP_WARDEN_LOGIN_CLIENT_ID", value_name = "ID")]
@@ -212,8 +239,32 @@ impl LoginArgs {
             Some(p) => Some(secret_file("state URL", p)?.trim().to_owned()),
             None => self.state_url.clone(),
         };
+        let github = self.login_provider == "github";
+        let login_issuer = if github {
+            if self.login_issuer.is_some() {
+                anyhow::bail!(
+                    "--login-issuer is for OpenID providers; with --login-provider github, give --github-url"
+                );
+            }
+            Some(self.github_url.trim_end_matches('/').to_owned())
+        } else {
+            self.login_issuer.clone()
+        };
+        let github_api_url = github.then(|| match &self.github_api_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None if self.github_url.trim_end_matches('/') == "https://github.com" => {
+                "https://api.github.com".to_owned()
+            }
+            None => format!("{}/api/v3", self.github_url.trim_end_matches('/')),
+        });
         Ok(LoginOptions {
-            login_issuer: self.login_issuer.clone(),
+            login_issuer,
+            login_provider: if github {
+                LoginProvider::GitHub
+            } else {
+                LoginProvider::Oidc
+            },
+            github_api_url,
             login_client_id: self.login_client_id.clone(),
             login_client_secret: login_client_secret
                 .filter(|s| !s.is_empty())
@@ -260,4 +311,56 @@ pub(super) fn keygen(path: &std::path::Path) -> anyhow::Result<()> {
         key.kid()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        login: LoginArgs,
+    }
+
+    fn options(args: &[&str]) -> anyhow::Result<LoginOptions> {
+        let argv = std::iter::once("mcp-warden").chain(args.iter().copied());
+        Cli::try_parse_from(argv)?.login.options()
+    }
+
+    #[test]
+    fn github_urls_default_to_github_com_or_the_enterprise_layout() {
+        let o = options(&["--login-provider", "github"]).unwrap();
+        assert_eq!(o.login_provider, LoginProvider::GitHub);
+        assert_eq!(o.login_issuer.as_deref(), Some("https://github.com"));
+        assert_eq!(o.github_api_url.as_deref(), Some("https://api.github.com"));
+        let o = options(&[
+            "--login-provider",
+            "github",
+            "--github-url",
+            "https://github.example.com/",
+        ])
+        .unwrap();
+        assert_eq!(
+            o.login_issuer.as_deref(),
+            Some("https://github.example.com")
+        );
+        assert_eq!(
+            o.github_api_url.as_deref(),
+            Some("https://github.example.com/api/v3")
+        );
+        let e = options(&[
+            "--login-provider",
+            "github",
+            "--login-issuer",
+            "https://accounts.example",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("--github-url"), "{e}");
+        let o = options(&["--login-issuer", "https://accounts.example"]).unwrap();
+        assert_eq!(o.login_provider, LoginProvider::Oidc);
+        assert!(o.github_api_url.is_none());
+        assert!(options(&["--login-provider", "saml"]).is_err());
+    }
 }

@@ -14,10 +14,24 @@ use crate::authz::cimd::CimdConfig;
 use crate::authz::{AuthzConfig, DcrConfig, UpstreamConfig};
 use crate::store::StoreConfig;
 
+/// Which kind of provider users sign in at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoginProvider {
+    /// Any OpenID Connect provider (`login_issuer` is its issuer identifier).
+    #[default]
+    Oidc,
+    /// GitHub or a GitHub Enterprise Server (`login_issuer` is its web URL).
+    GitHub,
+}
+
 /// The sign-in options of `wrap`, as given (secret files already read).
 #[derive(Debug, Clone)]
 pub struct LoginOptions {
+    /// The provider: an OpenID issuer, or GitHub's web URL.
     pub login_issuer: Option<String>,
+    pub login_provider: LoginProvider,
+    /// GitHub's REST API (`https://api.github.com`, or `https://HOST/api/v3`).
+    pub github_api_url: Option<String>,
     pub login_client_id: Option<String>,
     pub login_client_secret: Option<Secret>,
     pub login_scopes: Vec<String>,
@@ -52,6 +66,8 @@ impl Default for LoginOptions {
     fn default() -> Self {
         LoginOptions {
             login_issuer: None,
+            login_provider: LoginProvider::Oidc,
+            github_api_url: None,
             login_client_id: None,
             login_client_secret: None,
             login_scopes: vec![],
@@ -214,20 +230,59 @@ pub fn compile(
             let (Some(client_id), Some(secret)) = (&o.login_client_id, &o.login_client_secret)
             else {
                 return Err(login_error(
-                    "--login-issuer needs --login-client-id and a client secret (--login-client-secret-file or MCP_WARDEN_LOGIN_CLIENT_SECRET)",
+                    "the sign-in provider needs --login-client-id and a client secret (--login-client-secret-file or MCP_WARDEN_LOGIN_CLIENT_SECRET)",
                 ));
             };
-            UpstreamConfig::Oidc {
-                issuer: issuer_url.clone(),
-                client_id: client_id.clone(),
-                client_secret: secret.clone(),
-                extra_scopes: o
-                    .login_scopes
-                    .iter()
-                    .flat_map(|s| s.split_whitespace())
-                    .map(str::to_owned)
-                    .collect(),
-                groups_claim: o.login_groups_claim.clone(),
+            let extra_scopes = o
+                .login_scopes
+                .iter()
+                .flat_map(|s| s.split_whitespace())
+                .map(str::to_owned);
+            match o.login_provider {
+                LoginProvider::Oidc => UpstreamConfig::Oidc {
+                    issuer: issuer_url.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: secret.clone(),
+                    extra_scopes: extra_scopes.collect(),
+                    groups_claim: o.login_groups_claim.clone(),
+                },
+                LoginProvider::GitHub => {
+                    let api = o
+                        .github_api_url
+                        .as_deref()
+                        .ok_or_else(|| login_error("--login-provider github needs --github-api-url"))
+                        .and_then(|a| {
+                            Url::parse(a)
+                                .ok()
+                                .filter(|u| {
+                                    crate::auth::fetch::is_secure_endpoint(u)
+                                        && u.query().is_none()
+                                        && u.fragment().is_none()
+                                })
+                                .ok_or_else(|| {
+                                    login_error(
+                                        "--github-api-url must be an https URL (http only for loopback) without query or fragment",
+                                    )
+                                })
+                        })?;
+                    let mut scopes = vec!["read:user".to_owned(), "user:email".to_owned()];
+                    // Groups (organizations and teams) need read:org.
+                    if !o.allow_groups.is_empty() {
+                        scopes.push("read:org".into());
+                    }
+                    for s in extra_scopes {
+                        if !scopes.contains(&s) {
+                            scopes.push(s);
+                        }
+                    }
+                    UpstreamConfig::GitHub {
+                        web_url: u,
+                        api_url: api,
+                        client_id: client_id.clone(),
+                        client_secret: secret.clone(),
+                        scopes,
+                    }
+                }
             }
         }
     };
@@ -386,6 +441,33 @@ mod tests {
         );
         assert!(local.create_key && !local.dev);
         assert!(!format!("{:?}", login()).contains("s3cret"));
+    }
+
+    #[test]
+    fn github_asks_for_organizations_only_for_group_rules() {
+        let mut o = login();
+        o.login.login_provider = LoginProvider::GitHub;
+        o.login.login_issuer = Some("https://github.example.com".into());
+        o.login.github_api_url = Some("https://github.example.com/api/v3".into());
+        let scopes =
+            |o: super::super::WrapOptions| match build(o).unwrap().authz.unwrap().config.upstream {
+                UpstreamConfig::GitHub {
+                    scopes, api_url, ..
+                } => {
+                    assert_eq!(api_url.as_str(), "https://github.example.com/api/v3");
+                    scopes
+                }
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(scopes(o.clone()), ["read:user", "user:email"]);
+        let mut g = o.clone();
+        g.login.allow_groups = vec!["acme/platform".into()];
+        assert_eq!(scopes(g), ["read:user", "user:email", "read:org"]);
+        let mut plain = o.clone();
+        plain.login.github_api_url = Some("http://api.github.example.com".into());
+        assert!(err(plain).contains("--github-api-url"));
+        o.login.github_api_url = None;
+        assert!(err(o).contains("--github-api-url"));
     }
 
     #[test]

@@ -5,15 +5,16 @@
 //! re-serializes a message it does not inspect.
 
 mod id;
+mod keys;
 mod message;
 mod version;
 
 pub use id::Id;
+pub use keys::{ambiguous_key, fold_key};
 pub use message::{
     Envelope, Kind, MAX_DEPTH, ParseError, error_response, first_non_whitespace, from_object,
-    has_lone_surrogate, json_str, meta_str, peek_id, progress_token, repeats_top_level_key,
-    replace_id, request_id_of_cancel, too_deep, top_level_raw, top_level_str, with_meta,
-    with_request_id,
+    has_lone_surrogate, json_str, meta_str, peek_id, progress_token, replace_id,
+    request_id_of_cancel, too_deep, top_level_raw, top_level_str, with_meta, with_request_id,
 };
 pub use version::ProtocolVersion;
 

@@ -70,8 +70,11 @@ impl<'a> Path<'a> {
     fn seg_matches(&self, seg: &Seg, token: &Token) -> bool {
         match (token, seg) {
             (Token::Any, _) => true,
-            (Token::Name(name), Seg::Key(s, e)) => key_eq(&self.bytes[*s..*e], name),
-            (Token::Name(name), Seg::Index(i)) => name.parse::<usize>().is_ok_and(|n| n == *i),
+            (Token::Name(name, folded), Seg::Key(s, e)) => {
+                let raw = &self.bytes[*s..*e];
+                key_eq(raw, name) || key_folds_to(raw, folded)
+            }
+            (Token::Name(name, _), Seg::Index(i)) => name.parse::<usize>().is_ok_and(|n| n == *i),
         }
     }
 }
@@ -83,7 +86,18 @@ fn key_eq(raw: &[u8], name: &str) -> bool {
     decode(raw).is_some_and(|k| k == name)
 }
 
-/// An RFC 6901 JSON pointer, where a `*` token matches any key or index.
+/// Whether a raw key equals `folded` (a case-folded name) under case folding.
+fn key_folds_to(raw: &[u8], folded: &str) -> bool {
+    if raw.is_ascii() && memchr::memchr(b'\\', raw).is_none() {
+        // ASCII folds to ASCII lower case; `folded` may hold what non-ASCII keys fold to.
+        return raw.eq_ignore_ascii_case(folded.as_bytes());
+    }
+    decode(raw).is_some_and(|k| crate::mcp::fold_key(&k) == folded)
+}
+
+/// An RFC 6901 JSON pointer, where a `*` token matches any key or index. A name also matches
+/// keys equal to it under case folding: servers that read keys case-insensitively (Go's
+/// `encoding/json`) take `PATH` for `path`, so a rule naming `/path` must see it too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pointer {
     tokens: Vec<Token>,
@@ -92,7 +106,8 @@ pub struct Pointer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
     Any,
-    Name(String),
+    /// The name and its case-folded form.
+    Name(String, String),
 }
 
 impl Pointer {
@@ -127,7 +142,8 @@ impl Pointer {
                     out.push(c);
                 }
             }
-            tokens.push(Token::Name(out));
+            let folded = crate::mcp::fold_key(&out);
+            tokens.push(Token::Name(out, folded));
         }
         Ok(Pointer { tokens })
     }

@@ -37,6 +37,7 @@ pub mod json;
 mod limit;
 pub mod list;
 pub mod redact;
+pub mod uri;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -438,6 +439,25 @@ impl Policy {
         let Some(name) = name else {
             return deny(None, DenyReason::InvalidParams, None, None);
         };
+        // Resource rules match the URI a server would read (see `uri`).
+        let canonical;
+        let name = if kind == TargetKind::Resource {
+            match uri::canonical(name) {
+                Ok(c) => {
+                    canonical = c;
+                    canonical.as_ref()
+                }
+                Err(_) => {
+                    let target = Some(Target {
+                        kind,
+                        name: name.into(),
+                    });
+                    return deny(target, DenyReason::InvalidParams, None, None);
+                }
+            }
+        } else {
+            name
+        };
         if args.is_some_and(|a| crate::mcp::has_lone_surrogate(a.get().as_bytes())) {
             let target = Some(Target {
                 kind,
@@ -613,6 +633,19 @@ impl Policy {
         name: &str,
         now: SystemTime,
     ) -> bool {
+        // A URI no call could read is not shown; others are matched as calls match them.
+        let canonical;
+        let name = if kind == TargetKind::Resource {
+            match uri::canonical(name) {
+                Ok(c) => {
+                    canonical = c;
+                    canonical.as_ref()
+                }
+                Err(_) => return false,
+            }
+        } else {
+            name
+        };
         let (tool_name, uri) = match kind {
             TargetKind::Resource => ("", name),
             _ => (name, ""),

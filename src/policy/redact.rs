@@ -136,9 +136,10 @@ impl Secrets {
         }
     }
 
-    /// Fails when a value, as it is or JSON-escaped, stands in `message` across tokens: in
-    /// no one string (whose text was searched decoded) and in no one number or literal
-    /// (where an all-digit value could only be a coincidence).
+    /// Fails when a value, as it is or JSON-escaped, stands in `message` across tokens (in
+    /// no one string, whose text was searched decoded, and in no one number or literal), or
+    /// is a whole number: no string edit can take either out. A number that merely holds an
+    /// all-digit value among other digits is taken for a coincidence.
     fn check_across_tokens(&self, message: &[u8]) -> Result<(), Uninspectable> {
         let Some(m) = &self.written else {
             return Ok(());
@@ -162,6 +163,15 @@ impl Secrets {
             let inside = i > 0 && tokens[i - 1].end >= found.end();
             if !inside {
                 return Err(Uninspectable::SecretAcrossTokens);
+            }
+            let token = &tokens[i - 1];
+            let digits = match message.get(token.start) {
+                Some(b'"') => continue,
+                Some(b'-') => token.start + 1..token.end,
+                _ => token.clone(),
+            };
+            if found.range() == digits {
+                return Err(Uninspectable::SecretAsNumber);
             }
         }
         Ok(())
@@ -242,6 +252,9 @@ pub enum Uninspectable {
     /// take it out.
     #[error("an injected credential outside any one string")]
     SecretAcrossTokens,
+    /// An injected credential of digits only is a number of the message.
+    #[error("an injected credential written as a number")]
+    SecretAsNumber,
 }
 
 /// Whether a string is one of the envelope's own words, never redacted: the top-level keys
@@ -607,14 +620,27 @@ mod tests {
             redact(across, &[], &across_secret).unwrap_err(),
             Uninspectable::SecretAcrossTokens
         );
-        // An all-digit value in a number is a coincidence, not a leak.
-        let count = br#"{"jsonrpc":"2.0","id":4242,"result":{"n":4242}}"#;
+        // An all-digit value among other digits of a number is a coincidence, not a leak.
+        let count = br#"{"jsonrpc":"2.0","id":142420,"result":{"n":-42421}}"#;
         assert!(
             redact(count, &[], &Secrets::new(["4242"]))
                 .unwrap()
                 .bytes
                 .is_none()
         );
+        // The value as a whole number is the value: in a result, an id, negative too.
+        for leak in [
+            &br#"{"jsonrpc":"2.0","id":1,"result":{"n":987654321012}}"#[..],
+            br#"{"jsonrpc":"2.0","id":987654321012,"method":"ping"}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"n":[-987654321012]}}"#,
+        ] {
+            assert_eq!(
+                redact(leak, &[], &Secrets::new(["987654321012"])).unwrap_err(),
+                Uninspectable::SecretAsNumber,
+                "{}",
+                String::from_utf8_lossy(leak)
+            );
+        }
     }
 
     #[test]

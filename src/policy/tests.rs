@@ -225,6 +225,14 @@ patterns = ['^/etc/']
         reason(&c.tool(&alice(), "read_file", json!({"path": "/etc/passwd"}))),
         "argument_blocked"
     );
+    // A server that reads keys case-insensitively takes these for `path` too.
+    for key in ["PATH", "Path", "pAtH"] {
+        assert_eq!(
+            reason(&c.tool(&alice(), "read_file", json!({ key: "/etc/passwd" }))),
+            "argument_blocked",
+            "{key}"
+        );
+    }
     // The pattern applies at its pointer only.
     assert!(
         c.tool(
@@ -382,6 +390,51 @@ prompts = ["simple-prompt"]
     assert_eq!(
         reason(&c.run(&alice(), "resources/subscribe", json!({"uri": "file:///x"}))),
         "not_permitted"
+    );
+}
+
+/// A server that normalizes URIs reads another resource than the text a glob matched.
+#[test]
+fn resource_rules_match_the_uri_a_server_would_read() {
+    let p = policy(
+        r#"
+[policy]
+default = "deny"
+
+[[rule]]
+name = "docs"
+resources = ["file:///docs/*"]
+
+[[rule]]
+name = "no-secret"
+effect = "deny"
+resources = ["file:///docs/secret/*"]
+"#,
+    );
+    let c = Call::new(&p);
+    let read = |uri: &str| c.run(&alice(), "resources/read", json!({"uri": uri}));
+    assert!(read("file:///docs/readme.md").is_allow());
+    assert_eq!(reason(&read("file:///docs/secret/x")), "denied_by_rule");
+    // The scheme is compared in lower case: still the denied resource.
+    assert_eq!(reason(&read("FILE:///docs/secret/x")), "denied_by_rule");
+    // Spellings that leave the allowed tree or dodge the deny rule once normalized.
+    for uri in [
+        "file:///docs/../../etc/passwd",
+        "file:///docs/%2e%2e/etc/passwd",
+        "file:///docs//secret/x",
+        "file:///docs/./secret/x",
+        "file:///docs/%73ecret/x",
+    ] {
+        assert_eq!(reason(&read(uri)), "invalid_params", "{uri}");
+    }
+    // Completions and subscriptions name resources the same way.
+    assert_eq!(
+        reason(&c.run(
+            &alice(),
+            "resources/subscribe",
+            json!({"uri": "file:///docs/../x"})
+        )),
+        "invalid_params"
     );
 }
 

@@ -18,6 +18,8 @@
 //   "name": …, "groups": […]}, …}' whose claims (scopes openid email profile groups) come
 //   from UserInfo. The next headless login is --user, or the one set by
 //   POST /__test/next-user?user=NAME.
+// --login-page: instead of that headless login, the provider shows a sign-in page (a form
+//   asking for the user name, posted back to the interaction) for a real browser to fill.
 //
 // Prints `AS_READY <issuer>` on stdout once listening. Endpoints: discovery at
 // /.well-known/openid-configuration and /.well-known/oauth-authorization-server (same
@@ -43,6 +45,7 @@ const { values: a } = parseArgs({
     'token-exchange': { type: 'boolean', default: false },
     'upstream-client': { type: 'string' },
     accounts: { type: 'string', default: '{}' },
+    'login-page': { type: 'boolean', default: false },
   },
 });
 const ACCOUNTS = JSON.parse(a.accounts);
@@ -227,7 +230,17 @@ async function interaction(req, res) {
   const details = await provider.interactionDetails(req, res);
   const { prompt, params, session } = details;
   let result;
-  if (prompt.name === 'login') {
+  if (prompt.name === 'login' && a['login-page']) {
+    if (req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      return res.end(`<!doctype html><title>Provider sign-in</title><h1>Sign in to the provider</h1>
+<form method="post" action="/interaction/${details.uid}"><label>User <input id="provider-user" name="user"></label>
+<button id="provider-continue" type="submit">Sign in</button></form>`);
+    }
+    let body = '';
+    for await (const chunk of req) body += chunk;
+    result = { login: { accountId: new URLSearchParams(body).get('user') } };
+  } else if (prompt.name === 'login') {
     result = { login: { accountId: params.login_hint || nextUser || a.user } };
   } else if (prompt.name === 'consent') {
     const grant = details.grantId
@@ -249,7 +262,7 @@ async function interaction(req, res) {
 async function handle(req, res) {
   try {
     const url = new URL(req.url, ISSUER);
-    if (url.pathname.startsWith('/interaction/') && req.method === 'GET') return await interaction(req, res);
+    if (url.pathname.startsWith('/interaction/') && (req.method === 'GET' || (a['login-page'] && req.method === 'POST'))) return await interaction(req, res);
     if (url.pathname === '/__test/next-user' && req.method === 'POST') {
       nextUser = url.searchParams.get('user') || undefined;
       res.writeHead(204);

@@ -630,7 +630,7 @@ async fn forged_form_posts_are_refused() {
     );
     assert!(!csp.contains("script-src"));
     assert_eq!(login.header("x-frame-options"), Some("DENY"));
-    assert_eq!(login.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(login.header("referrer-policy"), Some("same-origin"));
     assert!(!login.body.contains("<script"));
     let form = login.form().set("user", "alice");
     let next = victim.submit(&form, &s.base).await;

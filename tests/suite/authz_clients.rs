@@ -32,14 +32,26 @@ pub(super) struct Federated {
 
 impl Federated {
     pub(super) fn start(extra: &[&str], documents: Option<&CimdHost>) -> Federated {
-        let provider = AuthServer::start(&[
+        Federated::start_with(&[], extra, documents)
+    }
+
+    /// With more options for the provider (`--login-page`).
+    pub(super) fn start_with(
+        provider_extra: &[&str],
+        extra: &[&str],
+        documents: Option<&CimdHost>,
+    ) -> Federated {
+        let accounts = accounts();
+        let mut provider_args = vec![
             "--upstream-client",
             "warden:warden-secret",
             "--accounts",
-            &accounts(),
+            &accounts,
             "--user",
             "alice",
-        ]);
+        ];
+        provider_args.extend_from_slice(provider_extra);
+        let provider = AuthServer::start(&provider_args);
         let dir = TempDir::new("federated");
         std::fs::write(dir.path("secret"), "warden-secret\n").unwrap();
         let state = dir.path("state");

@@ -1,6 +1,7 @@
 //! Sign-in state that lasts: the store's conformance run on a real PostgreSQL, a restart
 //! on SQLite that loses nothing, and two replicas on one PostgreSQL that finish each
-//! other's sign-ins and detect each other's refresh-token reuse.
+//! other's sign-ins and detect each other's refresh-token reuse; and a signing key rotated
+//! across restarts without signing anyone out.
 
 use serde_json::Value;
 
@@ -301,4 +302,148 @@ async fn a_plaintext_remote_database_is_refused_at_startup() {
         !err.contains("hunter2"),
         "the password is never printed: {err}"
     );
+}
+
+/// Signs `user` in at `w` through the pages and redeems the code; returns the tokens.
+async fn tokens_at(w: &Warden, client: &str, user: &str) -> Value {
+    let base = format!("http://{}", w.addr);
+    let p = pkce();
+    let mut b = Browser::new();
+    let params = [
+        ("response_type", "code"),
+        ("client_id", client),
+        ("redirect_uri", CB),
+        ("code_challenge", p.challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("scope", "mcp:tools"),
+    ];
+    let login = b.get(&oauth::authorize_url(&base, &params)).await;
+    let next = b
+        .submit(&form_at(w, login.form().set("user", user)), PUBLIC)
+        .await;
+    let consent = b.get(&at(w, next.location.as_deref().unwrap())).await;
+    let done = b
+        .submit(&form_at(w, consent.form().add("decision", "allow")), PUBLIC)
+        .await;
+    let code = done.redirect_params()["code"].clone();
+    let (status, t) = token(
+        &base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", client),
+            ("redirect_uri", CB),
+            ("code", &code),
+            ("code_verifier", &p.verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{t}");
+    t
+}
+
+fn kid(jwt: &str) -> String {
+    use base64::Engine;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwt.split('.').next().unwrap())
+        .unwrap();
+    serde_json::from_slice::<Value>(&header).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn published_kids(w: &Warden) -> Vec<String> {
+    let jwks: Value = reqwest::get(format!("http://{}/.well-known/jwks.json", w.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            assert!(k.get("d").is_none(), "a private key was published");
+            k["kid"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    kids.sort();
+    kids
+}
+
+async fn accepted(w: &Warden, access_token: &str) -> u16 {
+    super::auth::post_init(
+        &w.mcp_url(),
+        &[("authorization", format!("Bearer {access_token}"))],
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+#[tokio::test]
+async fn signing_keys_rotate_without_signing_anyone_out() {
+    let dir = TempDir::new("rotate");
+    let state = dir.path("state").display().to_string();
+    let old = dir.path("old.pem").display().to_string();
+    let new = dir.path("new.pem").display().to_string();
+    let out = std::process::Command::new(crate::support::warden_bin())
+        .args(["keygen", &new])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Signing with the old key.
+    let w = instance(&["--state-dir", &state, "--dev-key-file", &old], &[]);
+    let client = register(&format!("http://{}", w.addr), &[CB]).await;
+    let t1 = tokens_at(&w, &client, "erin").await;
+    let a1 = t1["access_token"].as_str().unwrap().to_owned();
+    let r1 = t1["refresh_token"].as_str().unwrap().to_owned();
+    let old_kid = kid(&a1);
+    assert_eq!(published_kids(&w).await, std::slice::from_ref(&old_kid));
+    drop(w);
+    // The new key signs; the old one is published and still verifies.
+    let w = instance(
+        &[
+            "--state-dir",
+            &state,
+            "--dev-key-file",
+            &new,
+            "--verification-key-file",
+            &old,
+        ],
+        &[],
+    );
+    let (status, t2) = token(
+        &format!("http://{}", w.addr),
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client),
+            ("refresh_token", &r1),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{t2}");
+    let a2 = t2["access_token"].as_str().unwrap().to_owned();
+    let new_kid = kid(&a2);
+    assert_ne!(new_kid, old_kid, "the new key signs");
+    let mut both = vec![old_kid.clone(), new_kid.clone()];
+    both.sort();
+    assert_eq!(published_kids(&w).await, both);
+    assert_eq!(
+        accepted(&w, &a1).await,
+        200,
+        "the old key's tokens still work"
+    );
+    assert_eq!(accepted(&w, &a2).await, 200);
+    drop(w);
+    // The old key retired: its tokens are refused, the new ones are not.
+    let w = instance(&["--state-dir", &state, "--dev-key-file", &new], &[]);
+    assert_eq!(published_kids(&w).await, [new_kid]);
+    assert_eq!(accepted(&w, &a1).await, 401);
+    assert_eq!(accepted(&w, &a2).await, 200);
 }

@@ -842,6 +842,45 @@ async fn a_call_without_an_id_is_refused_on_every_path_and_never_reaches_the_ser
     );
 }
 
+/// Go's encoding/json matches keys case-insensitively (Unicode folding) and takes the last of
+/// several: `"method":"ping","Method":"tools/call"` is a ping to the policy and a tool call to
+/// such a server. Keys that could read differently are refused before anything is decided.
+#[tokio::test]
+async fn keys_a_server_could_read_in_another_case_are_refused_on_every_path() {
+    let d = dir("case-keys");
+    let w = start(&d, NO_ENV, crate::support::fixture());
+    let smuggled = [
+        json!({"jsonrpc":"2.0","id":11,"method":"ping","Method":"tools/call","params":{"name":"env","arguments":{}}}),
+        json!({"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"echo","Name":"env","arguments":{}}}),
+        json!({"jsonrpc":"2.0","id":13,"method":"ping","paramſ":{"name":"env"},"METHOD":"tools/call"}),
+        json!({"jsonrpc":"2.0","id":14,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a","TEXT":"DROP TABLE"}}}),
+    ];
+    let mut m = Mcp::new(w.mcp_url());
+    m.initialize().await;
+    for body in &smuggled {
+        let r = m.post(body).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    }
+    let mut l = super::legacy::Legacy::connect(&w).await;
+    l.request(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
+    for body in &smuggled {
+        assert_eq!(l.post(body).await.status(), 400, "{body}");
+    }
+    let seen = received(&m, json!("r")).await;
+    assert!(!ran(&seen, "env"), "reached the server: {seen:?}");
+    assert!(
+        seen.iter().all(|s| s["method"] != "ping"),
+        "part of a refused message reached the server: {seen:?}"
+    );
+    // The protocol's own spelling, with free keys in any case, still passes.
+    let r = m
+        .post(&json!({"jsonrpc":"2.0","id":20,"method":"tools/call","params":{"name":"echo","arguments":{"Text":"A"}}}))
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
 #[tokio::test]
 async fn strings_that_denote_no_text_neither_bypass_rules_nor_hide_output() {
     let d = dir("surrogates");

@@ -3,7 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod chromium;
 pub mod cimd_host;
+pub mod github;
 pub mod http;
 pub mod issuer;
 pub mod lb;
@@ -338,6 +340,23 @@ pub fn node(script: &str, args: &[&str], timeout: Duration) -> String {
             .args(args),
         timeout,
     )
+}
+
+/// `node` with variables added to its environment.
+pub fn node_with_env(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> String {
+    let dir = repo().join("tests/js");
+    node_modules();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&dir).arg(dir.join(script)).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd, timeout)
 }
 
 /// Runs a Python script from `tests/py` in the test venv; returns stdout.

@@ -406,10 +406,12 @@ fn page_headers(h: &mut HeaderMap) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    // Authorization URLs and codes must not leak through Referer.
+    // Flow ids and codes must not leak through Referer to another origin. Not
+    // `no-referrer`: under it browsers send `Origin: null` even on our own form posts,
+    // which the cross-site check then refuses.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(

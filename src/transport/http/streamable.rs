@@ -183,8 +183,8 @@ async fn post_inner(
 
 /// Parses one message of a client, refusing what a server could read differently from the
 /// sidecar: a request id beyond 64 bits (most servers cannot represent it and would never
-/// answer), `params` with a repeated key (which one counts depends on the parser; the
-/// sidecar reads the tool name and `_meta` from there), and a method other than a
+/// answer), an object with two keys equal under case folding, or a member spelled in another
+/// case (which one counts depends on the parser: see [`mcp::ambiguous_key`]), a method other than a
 /// notification's sent without an id (JSON-RPC makes it a notification, which gets no
 /// answer, so nothing could tell the client it was refused: a governed call must not pass
 /// undecided that way), and a string holding a lone UTF-16 surrogate escape (it denotes no
@@ -212,13 +212,8 @@ pub(crate) fn parse_client_message(bytes: &[u8]) -> Result<Envelope<'_>, Rejecti
             "integer ids must fit in 64 bits",
         )));
     }
-    if env
-        .params
-        .is_some_and(|p| mcp::repeats_top_level_key(p.get()))
-    {
-        return Err(Rejection::Parse(mcp::ParseError::Invalid(
-            "params must not repeat a key",
-        )));
+    if let Some(why) = mcp::ambiguous_key(bytes) {
+        return Err(Rejection::Parse(mcp::ParseError::Invalid(why)));
     }
     Ok(env)
 }
