@@ -39,6 +39,9 @@ pub enum CreateError {
     Refused(#[from] Refused),
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    /// The server's environment could not be built (a message for the client).
+    #[error("{0}")]
+    Credentials(&'static str),
 }
 
 /// Why a new session was not admitted.
@@ -169,11 +172,14 @@ impl SessionStore {
 
     /// Starts a session of `principal` (who alone may use it) and its server; `env` is the
     /// server's environment, built for that principal.
-    pub fn create(
+    /// Opens a session for `principal`: admission first (the global cap, the principal's
+    /// cap and rate), then its server's environment (which may exchange `caller_token` at
+    /// the issuer), then its server. A refused session costs no exchange.
+    pub async fn create(
         &self,
         transport: Transport,
         principal: &Principal,
-        env: SessionEnv,
+        caller_token: Option<&str>,
     ) -> Result<Arc<Session>, CreateError> {
         let inner = &self.inner;
         let owner: Arc<str> = principal.session_key().into();
@@ -195,6 +201,14 @@ impl SessionStore {
             inner.count.fetch_sub(1, Ordering::AcqRel);
             return Err(Refused::Principal(e).into());
         }
+        let env = match self.session_env(principal, caller_token).await {
+            Ok(env) => env,
+            Err(message) => {
+                inner.count.fetch_sub(1, Ordering::AcqRel);
+                inner.admission.release(&owner);
+                return Err(CreateError::Credentials(message));
+            }
+        };
         let id: Arc<str> = new_session_id(inner.config.replica_id.as_deref()).into();
         let span = tracing::info_span!("session", session.id = %short(&id));
         let session = Arc::new(Session {
@@ -261,7 +275,7 @@ impl SessionStore {
     /// message for the client; the cause (which names a variable, never a value) is logged.
     /// `caller_token` is the caller's access token, used only as the subject of token
     /// exchanges (`--env-exchange`), never injected.
-    pub async fn session_env(
+    async fn session_env(
         &self,
         principal: &Principal,
         caller_token: Option<&str>,

@@ -463,6 +463,60 @@ async fn an_exchanged_token_reaches_the_server_and_the_callers_does_not() {
     assert!(!logs.contains(issued.as_str()) && !logs.contains(&caller));
 }
 
+/// Admission comes before the environment: a principal over its limits makes the sidecar
+/// exchange nothing at the issuer (each refused initialize would otherwise cost one).
+#[tokio::test]
+async fn a_refused_session_costs_no_token_exchange() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let asrv = super::auth_oidc::AuthServer::start(&["--any-loopback-resource"]);
+    // A token endpoint that counts connections and closes each at once.
+    let endpoint = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = endpoint.local_addr().unwrap().port();
+    let exchanges = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = exchanges.clone();
+    std::thread::spawn(move || {
+        for conn in endpoint.incoming() {
+            if conn.is_ok() {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let w = Warden::builder(vec![probe_bin()])
+        .with_auth()
+        .env("MCP_WARDEN_EXCHANGE_CLIENT_SECRET", "exchange-secret")
+        .args(["--issuer", &asrv.issuer])
+        .args(["--exchange-client-id", "exchange-client"])
+        .args([
+            "--exchange-token-endpoint",
+            &format!("http://127.0.0.1:{port}/token"),
+        ])
+        .args(["--env-exchange", "API_TOKEN=http://127.0.0.1:9/api"])
+        .args(["--session-rate-per-principal", "1/h"])
+        .start();
+    let caller = asrv.token(&w.mcp_url(), "mcp:tools").await;
+    let m = super::auth::mcp_with(w.mcp_url(), &caller);
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    // Admitted: the exchange is tried, fails, and the server cannot start.
+    assert_eq!(m.post(&init).await.status(), 502);
+    let tried = exchanges.load(Ordering::SeqCst);
+    assert!(tried >= 1, "no exchange was tried");
+    // Over the principal's rate: refused before any exchange, on both transports.
+    for _ in 0..5 {
+        assert_eq!(m.post(&init).await.status(), 429);
+    }
+    let for_sse = asrv.token(&w.url("/sse"), "mcp:tools").await;
+    let sse = reqwest::Client::new()
+        .get(w.url("/sse"))
+        .bearer_auth(&for_sse)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 429);
+    assert_eq!(exchanges.load(Ordering::SeqCst), tried);
+}
+
 #[tokio::test]
 async fn a_session_ends_when_its_exchanged_credential_expires() {
     // Every token of this issuer lives 3 seconds, the exchanged one included.

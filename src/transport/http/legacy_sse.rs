@@ -38,12 +38,15 @@ pub(crate) async fn connect(
         return StatusCode::NOT_FOUND.into_response();
     };
     let caller_token = super::authn::bearer_token(&headers);
-    let child_env = match st.store.session_env(&principal, caller_token).await {
-        Ok(e) => e,
-        Err(message) => return Rejection::ServerStart(message.to_owned()).into_response(),
-    };
-    let session = match st.store.create(Transport::LegacySse, &principal, child_env) {
+    let session = match st
+        .store
+        .create(Transport::LegacySse, &principal, caller_token)
+        .await
+    {
         Ok(s) => s,
+        Err(CreateError::Credentials(message)) => {
+            return Rejection::ServerStart(message.to_owned()).into_response();
+        }
         Err(CreateError::Refused(why)) => {
             return super::admission::refused(&st, &principal, why).into_response();
         }

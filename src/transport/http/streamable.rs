@@ -425,13 +425,15 @@ async fn initialize(
         return Err(Rejection::MissingSession);
     }
     let id = env.id.clone();
-    let child_env = st
+    let session = match st
         .store
-        .session_env(principal, caller_token)
+        .create(Transport::Streamable, principal, caller_token)
         .await
-        .map_err(|message| Rejection::ServerStart(message.to_owned()))?;
-    let session = match st.store.create(Transport::Streamable, principal, child_env) {
+    {
         Ok(s) => s,
+        Err(CreateError::Credentials(message)) => {
+            return Err(Rejection::ServerStart(message.to_owned()));
+        }
         Err(CreateError::Refused(why)) => {
             return Err(super::admission::refused(st, principal, why));
         }
