@@ -84,12 +84,18 @@ impl Level {
 }
 
 /// A key under Unicode case folding, as lenient parsers compare them: upper then lower
-/// case maps `ſ` to `s`, the Kelvin sign to `k` and `ς` to `σ`.
-pub fn fold_key(key: &str) -> String {
-    key.chars()
-        .flat_map(char::to_uppercase)
-        .flat_map(char::to_lowercase)
-        .collect()
+/// case maps `ſ` to `s`, the Kelvin sign to `k` and `ς` to `σ`. Borrowed when the key is
+/// already folded (lower-case ASCII, as most keys are).
+pub fn fold_key(key: &str) -> Cow<'_, str> {
+    if key.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        return Cow::Borrowed(key);
+    }
+    Cow::Owned(
+        key.chars()
+            .flat_map(char::to_uppercase)
+            .flat_map(char::to_lowercase)
+            .collect(),
+    )
 }
 
 struct Walk {
@@ -145,14 +151,21 @@ impl<'de> Visitor<'de> for Walk {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let members = self.level.members();
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: Vec<Cow<'de, str>> = Vec::new();
         let mut found = None;
         while let Some(key) = map.next_key_seed(Key)? {
-            let folded = fold_key(&key);
+            let folded: Cow<'de, str> = match &key {
+                Cow::Borrowed(k) => fold_key(k),
+                Cow::Owned(k) => Cow::Owned(fold_key(k).into_owned()),
+            };
             if seen.contains(&folded) {
                 found = found.or(Some("an object holds two keys that differ only in case"));
             }
-            if members.iter().any(|m| *m != key && fold_key(m) == folded) {
+            // Members are ASCII: folded, they are their lower case.
+            if members
+                .iter()
+                .any(|m| *m != key && m.eq_ignore_ascii_case(&folded))
+            {
                 found = found.or(Some("a member's name is spelled in another case"));
             }
             let child = self.level.child(&key);

@@ -142,7 +142,7 @@ impl Pointer {
                     out.push(c);
                 }
             }
-            let folded = crate::mcp::fold_key(&out);
+            let folded = crate::mcp::fold_key(&out).into_owned();
             tokens.push(Token::Name(out, folded));
         }
         Ok(Pointer { tokens })
