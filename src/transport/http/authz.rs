@@ -257,26 +257,7 @@ async fn register(State(st): State<AppState>, request: Request) -> Response {
 
 /// CORS preflight of the JSON endpoints.
 async fn preflight() -> Response {
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
-    r
+    super::well_known::cors_preflight("POST, OPTIONS")
 }
 
 fn reply(srv: &AuthorizationServer, st: &AppState, result: Result<Reply, AuthzError>) -> Response {

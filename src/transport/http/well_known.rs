@@ -91,6 +91,12 @@ fn document(body: Bytes) -> Response {
 
 /// CORS preflight: SDK clients send `MCP-Protocol-Version` with their metadata requests.
 async fn preflight() -> Response {
+    cors_preflight("GET, OPTIONS")
+}
+
+/// The answer to a CORS preflight of a public JSON endpoint allowing `methods`: any origin,
+/// any header, cached for a day. These endpoints take no cookies, so `*` exposes nothing.
+pub(super) fn cors_preflight(methods: &'static str) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     let h = response.headers_mut();
@@ -100,7 +106,7 @@ async fn preflight() -> Response {
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, OPTIONS"),
+        HeaderValue::from_static(methods),
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
