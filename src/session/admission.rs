@@ -30,23 +30,13 @@ pub struct SessionRate {
 }
 
 impl SessionRate {
-    /// Parses `N/s`, `N/min`, `N/h` (also `sec`, `second`, `m`, `minute`, `hour`).
+    /// Parses a rate as `[[rate_limit]]` rules write it (`30/min`, `2/s`, `500/h`, `N/day`):
+    /// a burst of N, refilled over the unit.
     pub fn parse(s: &str) -> Result<SessionRate, String> {
-        let err = || format!("{s:?} is not a rate like 30/min, 2/s or 500/h");
-        let (n, unit) = s.split_once('/').ok_or_else(err)?;
-        let n: u32 = n.trim().parse().map_err(|_| err())?;
-        let secs = match unit.trim() {
-            "s" | "sec" | "second" => 1.0,
-            "m" | "min" | "minute" => 60.0,
-            "h" | "hour" => 3600.0,
-            _ => return Err(err()),
-        };
-        if n == 0 {
-            return Err(format!("{s:?} allows no session at all"));
-        }
+        let rate = crate::policy::Rate::parse(s)?;
         Ok(SessionRate {
-            burst: n,
-            per_second: f64::from(n) / secs,
+            burst: rate.capacity as u32,
+            per_second: rate.per_second,
         })
     }
 }
