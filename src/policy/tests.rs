@@ -436,6 +436,24 @@ resources = ["file:///docs/secret/*"]
         )),
         "invalid_params"
     );
+    // A server's list shows none of what no read could reach.
+    let list = json!({"jsonrpc":"2.0","id":1,"result":{"resources":[
+        {"uri":"file:///docs/readme.md"},{"uri":"file:///docs/../etc/passwd"},{"uri":"FILE:///docs/secret/x"}]}})
+    .to_string();
+    let out = p
+        .filter_list(
+            &alice(),
+            ListKind::Resources,
+            list.as_bytes(),
+            SystemTime::now(),
+        )
+        .unwrap()
+        .expect("the list is filtered");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v["result"]["resources"],
+        json!([{"uri":"file:///docs/readme.md"}])
+    );
 }
 
 #[test]
