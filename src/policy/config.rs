@@ -209,17 +209,17 @@ pub struct PolicySpec {
     pub rate_limits: Vec<RateLimitSpec>,
 }
 
-/// A configuration that cannot be used: where (a byte span of the file) and why.
+/// A policy that cannot be compiled: where (a byte span of the file) and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub struct ConfigError {
+pub struct PolicyError {
     pub span: Option<Range<usize>>,
     pub message: String,
 }
 
-impl ConfigError {
-    fn at<T>(s: &Spanned<T>, message: impl Into<String>) -> ConfigError {
-        ConfigError {
+impl PolicyError {
+    fn at<T>(s: &Spanned<T>, message: impl Into<String>) -> PolicyError {
+        PolicyError {
             span: Some(s.span()),
             message: message.into(),
         }
@@ -250,25 +250,25 @@ fn globs(
     what: &str,
     kind: &str,
     patterns: &[Spanned<String>],
-) -> Result<Option<globset::GlobSet>, ConfigError> {
+) -> Result<Option<globset::GlobSet>, PolicyError> {
     if patterns.is_empty() {
         return Ok(None);
     }
     let mut b = GlobSetBuilder::new();
     for p in patterns {
         if p.get_ref().is_empty() {
-            return Err(ConfigError::at(p, format!("{what}: empty {kind} pattern")));
+            return Err(PolicyError::at(p, format!("{what}: empty {kind} pattern")));
         }
         let glob = GlobBuilder::new(p.get_ref())
             .literal_separator(false)
             .backslash_escape(true)
             .build()
-            .map_err(|e| ConfigError::at(p, format!("{what}: {kind} pattern: {}", e.kind())))?;
+            .map_err(|e| PolicyError::at(p, format!("{what}: {kind} pattern: {}", e.kind())))?;
         b.add(glob);
     }
     b.build()
         .map(Some)
-        .map_err(|e| ConfigError::at(&patterns[0], format!("{what}: {e}")))
+        .map_err(|e| PolicyError::at(&patterns[0], format!("{what}: {e}")))
 }
 
 fn targets(
@@ -278,14 +278,14 @@ fn targets(
     prompts: &[Spanned<String>],
     resources: &[Spanned<String>],
     required: bool,
-) -> Result<Targets, ConfigError> {
+) -> Result<Targets, PolicyError> {
     let t = Targets {
         tools: globs(what, "tool", tools)?,
         prompts: globs(what, "prompt", prompts)?,
         resources: globs(what, "resource", resources)?,
     };
     if required && t.tools.is_none() && t.prompts.is_none() && t.resources.is_none() {
-        return Err(ConfigError::at(
+        return Err(PolicyError::at(
             name,
             format!("{what}: name at least one of tools, prompts or resources (\"*\" for all)"),
         ));
@@ -293,11 +293,11 @@ fn targets(
     Ok(t)
 }
 
-fn condition(what: &str, when: &Option<Spanned<String>>) -> Result<Option<Condition>, ConfigError> {
+fn condition(what: &str, when: &Option<Spanned<String>>) -> Result<Option<Condition>, PolicyError> {
     when.as_ref()
         .map(|w| {
             Condition::compile(w.get_ref())
-                .map_err(|e| ConfigError::at(w, format!("{what}: when: {e}")))
+                .map_err(|e| PolicyError::at(w, format!("{what}: when: {e}")))
         })
         .transpose()
 }
@@ -307,12 +307,12 @@ fn scanner(
     name: &Spanned<String>,
     detectors: &[Spanned<String>],
     patterns: &[Spanned<String>],
-) -> Result<Scanner, ConfigError> {
+) -> Result<Scanner, PolicyError> {
     let mut ds: Vec<Detector> = Vec::new();
     for d in detectors {
         let resolved = Detector::resolve(d.get_ref()).ok_or_else(|| {
             let names: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
-            ConfigError::at(
+            PolicyError::at(
                 d,
                 format!(
                     "{what}: unknown detector {:?} (known: {}, or the groups secrets, pii, all)",
@@ -329,16 +329,16 @@ fn scanner(
     }
     for p in patterns {
         regex::Regex::new(p.get_ref())
-            .map_err(|e| ConfigError::at(p, format!("{what}: pattern: {e}")))?;
+            .map_err(|e| PolicyError::at(p, format!("{what}: pattern: {e}")))?;
     }
     let pats: Vec<String> = patterns.iter().map(|p| p.get_ref().clone()).collect();
-    Scanner::new(&ds, &pats).map_err(|e| ConfigError::at(name, format!("{what}: {e}")))
+    Scanner::new(&ds, &pats).map_err(|e| PolicyError::at(name, format!("{what}: {e}")))
 }
 
-fn pointers(what: &str, ps: &[Spanned<String>]) -> Result<Vec<Pointer>, ConfigError> {
+fn pointers(what: &str, ps: &[Spanned<String>]) -> Result<Vec<Pointer>, PolicyError> {
     ps.iter()
         .map(|p| {
-            Pointer::parse(p.get_ref()).map_err(|e| ConfigError::at(p, format!("{what}: {e}")))
+            Pointer::parse(p.get_ref()).map_err(|e| PolicyError::at(p, format!("{what}: {e}")))
         })
         .collect()
 }
@@ -348,7 +348,7 @@ fn unique(
     seen: &mut HashSet<(&'static str, String)>,
     section: &'static str,
     name: &Spanned<String>,
-) -> Result<String, ConfigError> {
+) -> Result<String, PolicyError> {
     let n = name.get_ref();
     if n.is_empty()
         || n.len() > 64
@@ -356,7 +356,7 @@ fn unique(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
     {
-        return Err(ConfigError::at(
+        return Err(PolicyError::at(
             name,
             format!(
                 "[[{section}]] name {n:?} must be 1-64 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'"
@@ -364,7 +364,7 @@ fn unique(
         ));
     }
     if !seen.insert((section, n.clone())) {
-        return Err(ConfigError::at(
+        return Err(PolicyError::at(
             name,
             format!("[[{section}]] name {n:?} is used twice"),
         ));
@@ -374,13 +374,13 @@ fn unique(
 
 /// Compiles the policy sections. Conditions, globs, patterns, pointers and rates are all
 /// checked here, so a policy that loads cannot fail for a configuration reason later.
-pub fn compile(spec: &PolicySpec) -> Result<Policy, ConfigError> {
+pub fn compile(spec: &PolicySpec) -> Result<Policy, PolicyError> {
     let mut seen = HashSet::new();
     let mut rules = Vec::with_capacity(spec.rules.len());
     for r in &spec.rules {
         let what = unique(&mut seen, "rule", &r.name)?;
         if r.effect == Effect::Deny && !r.scopes.is_empty() {
-            return Err(ConfigError::at(
+            return Err(PolicyError::at(
                 &r.scopes[0],
                 format!(
                     "{what}: scopes apply to allow rules; a deny rule denies whatever the scopes"
@@ -394,7 +394,7 @@ pub fn compile(spec: &PolicySpec) -> Result<Policy, ConfigError> {
                     .bytes()
                     .all(|b| b > 0x20 && b < 0x7f && b != b'"' && b != b'\\')
             {
-                return Err(ConfigError::at(
+                return Err(PolicyError::at(
                     s,
                     format!("{what}: scope {v:?} is not a valid OAuth scope token"),
                 ));
@@ -413,7 +413,7 @@ pub fn compile(spec: &PolicySpec) -> Result<Policy, ConfigError> {
     for a in &spec.arguments {
         let what = unique(&mut seen, "argument", &a.name)?;
         if a.detectors.is_empty() && a.patterns.is_empty() {
-            return Err(ConfigError::at(
+            return Err(PolicyError::at(
                 &a.name,
                 format!("{what}: give detectors or patterns"),
             ));
@@ -430,13 +430,13 @@ pub fn compile(spec: &PolicySpec) -> Result<Policy, ConfigError> {
     for r in &spec.redact {
         let what = unique(&mut seen, "redact", &r.name)?;
         if r.detectors.is_empty() && r.patterns.is_empty() && r.pointers.is_empty() {
-            return Err(ConfigError::at(
+            return Err(PolicyError::at(
                 &r.name,
                 format!("{what}: give detectors, patterns or pointers"),
             ));
         }
         if r.zones.is_empty() && (!r.detectors.is_empty() || !r.patterns.is_empty()) {
-            return Err(ConfigError::at(
+            return Err(PolicyError::at(
                 &r.name,
                 format!("{what}: `in` is empty: detectors and patterns would apply nowhere"),
             ));
@@ -459,7 +459,7 @@ pub fn compile(spec: &PolicySpec) -> Result<Policy, ConfigError> {
     for m in &spec.marks {
         let what = unique(&mut seen, "mark", &m.name)?;
         if m.set.get_ref().is_empty() {
-            return Err(ConfigError::at(
+            return Err(PolicyError::at(
                 &m.set,
                 format!("{what}: set must name a mark"),
             ));
@@ -475,10 +475,10 @@ pub fn compile(spec: &PolicySpec) -> Result<Policy, ConfigError> {
     for l in &spec.rate_limits {
         let what = unique(&mut seen, "rate_limit", &l.name)?;
         let mut rate = Rate::parse(l.rate.get_ref())
-            .map_err(|e| ConfigError::at(&l.rate, format!("{what}: {e}")))?;
+            .map_err(|e| PolicyError::at(&l.rate, format!("{what}: {e}")))?;
         if let Some(burst) = l.burst {
             if burst == 0 {
-                return Err(ConfigError::at(
+                return Err(PolicyError::at(
                     &l.name,
                     format!("{what}: burst must be at least 1"),
                 ));
@@ -500,7 +500,7 @@ pub fn compile(spec: &PolicySpec) -> Result<Policy, ConfigError> {
         rates.push(rate);
     }
     if limits.len() > usize::from(u16::MAX) {
-        return Err(ConfigError {
+        return Err(PolicyError {
             span: None,
             message: "too many rate limits".into(),
         });

@@ -48,7 +48,7 @@ use globset::{Candidate, GlobSet};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-pub use config::{ConfigError, PolicySpec, compile};
+pub use config::{PolicyError, PolicySpec, compile};
 pub use detect::{Detector, Finding};
 pub use expr::{Condition, VARIABLES};
 pub use history::{CallSummary, History, HistoryState};
