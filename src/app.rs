@@ -36,6 +36,8 @@ pub enum BuildError {
     Audit(std::io::Error),
     #[error("sign-in server: {0}")]
     Authz(String),
+    #[error("token exchange: {0}")]
+    Exchange(String),
     #[error("sign-in state: {0}")]
     Store(#[from] crate::store::StoreError),
 }
@@ -51,7 +53,7 @@ pub struct App {
 impl App {
     /// Builds the app. Must run inside the tokio runtime (it starts the reaper and janitor,
     /// and opens the sign-in state).
-    pub async fn build(config: WrapConfig) -> Result<App, BuildError> {
+    pub async fn build(mut config: WrapConfig) -> Result<App, BuildError> {
         // The state first: it creates the state directory, where the signing key may live.
         let sign_in_state = match &config.authz {
             Some(setup) => Some(crate::store::Store::open(&setup.store).await?),
@@ -65,6 +67,12 @@ impl App {
         // its own tokens.
         let warm = auth.clone();
         tokio::spawn(async move { warm.warm_up().await });
+        // The network clients the configuration describes.
+        if let Some(settings) = &config.exchange {
+            let client = crate::auth::exchange::TokenExchangeClient::from_settings(settings)
+                .map_err(BuildError::Exchange)?;
+            config.sessions.env.attach_exchanger(Arc::new(client));
+        }
         let table = ProcessTable::start()?;
         let tls = match &config.tls {
             Some(cfg) => {

@@ -49,6 +49,7 @@ pub mod governance;
 pub mod mcp;
 pub mod policy;
 pub mod sandbox;
+pub mod secret;
 pub mod session;
 pub mod signal;
 pub mod store;

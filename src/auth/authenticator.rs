@@ -248,7 +248,7 @@ impl Authenticator {
             hmac: config
                 .hmac_secret
                 .as_ref()
-                .map(|s| Arc::new(VerifyKey::hmac(s.expose().as_bytes()))),
+                .map(|s| Arc::new(VerifyKey::hmac(s.expose()))),
             http,
             local,
             header_rules: HeaderRules {

@@ -42,6 +42,20 @@ pub struct Exchanged {
     pub expires_in: Option<Duration>,
 }
 
+/// How the sidecar exchanges tokens: validated configuration, no connection yet.
+#[derive(Debug, Clone)]
+pub struct ExchangeSettings {
+    /// The issuers whose tokens may be exchanged (each at its own token endpoint).
+    pub issuers: Vec<String>,
+    /// The token endpoint, when there is exactly one issuer and its metadata is not asked.
+    pub endpoint: Option<Url>,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// PEM certificates trusted besides the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
 /// Exchanges tokens at the token endpoint of the issuer that issued them (configured, or
 /// discovered from that issuer's metadata at its first exchange).
 #[derive(Debug)]
@@ -73,6 +87,18 @@ impl TokenExchangeClient {
             client_id,
             client_secret,
         }
+    }
+
+    /// The client of `settings`, with its own HTTP client.
+    pub fn from_settings(settings: &ExchangeSettings) -> Result<Self, String> {
+        let http = HttpClient::new(settings.ca_pem.as_deref(), settings.timeout)?;
+        Ok(TokenExchangeClient::new(
+            http,
+            settings.issuers.clone(),
+            settings.endpoint.clone(),
+            settings.client_id.clone(),
+            settings.client_secret.clone(),
+        ))
     }
 
     async fn endpoint(&self, issuer: &str) -> Result<&Url, ExchangeError> {
@@ -110,7 +136,7 @@ impl TokenExchangeClient {
             .post_form(
                 endpoint,
                 &self.client_id,
-                self.client_secret.expose(),
+                &self.client_secret,
                 &pairs,
                 MAX_RESPONSE_BYTES,
             )
@@ -198,7 +224,7 @@ mod tests {
         let ok = json!({"access_token": "issued", "issued_token_type": ACCESS_TOKEN_TYPE,
                         "token_type": "Bearer", "expires_in": 3600});
         let t = parse_response("e", ok.as_object().unwrap()).unwrap();
-        assert_eq!(t.access_token.expose(), "issued");
+        assert_eq!(t.access_token.expose(), b"issued");
         assert_eq!(t.expires_in, Some(Duration::from_secs(3600)));
         let refresh = json!({"access_token": "x", "issued_token_type": "urn:ietf:params:oauth:token-type:refresh_token"});
         assert!(matches!(

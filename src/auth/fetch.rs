@@ -104,7 +104,7 @@ impl HttpClient {
         &self,
         url: &Url,
         client_id: &str,
-        client_secret: &str,
+        client_secret: &super::Secret,
         form: &[(&str, &str)],
         limit: usize,
     ) -> Result<serde_json::Map<String, Value>, FetchError> {
@@ -115,7 +115,7 @@ impl HttpClient {
         let response = self
             .client
             .post(url.clone())
-            .basic_auth(enc(client_id), Some(enc(client_secret)))
+            .basic_auth(enc(client_id), Some(enc(&client_secret.expose_str())))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(ACCEPT, "application/json")
             .body(body)

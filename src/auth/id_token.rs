@@ -124,7 +124,7 @@ impl OidcProvider {
             .post_form(
                 token_endpoint,
                 &self.client_id,
-                self.client_secret.expose(),
+                &self.client_secret,
                 &[
                     ("grant_type", "authorization_code"),
                     ("code", code),

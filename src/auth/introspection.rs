@@ -25,7 +25,7 @@ pub(crate) async fn introspect(
     http.post_form(
         endpoint,
         client_id,
-        client_secret.expose(),
+        client_secret,
         &form,
         MAX_RESPONSE_BYTES,
     )

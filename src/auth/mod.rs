@@ -36,22 +36,4 @@ pub use resource_metadata::Resource;
 pub use scopes::ScopeRules;
 pub use signer::LocalIssuer;
 
-/// A configured secret (client secret, HMAC key). Never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(std::sync::Arc<str>);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into().into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
+pub use crate::secret::Secret;

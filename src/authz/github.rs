@@ -115,7 +115,7 @@ impl GitHub {
         let token_url = Self::endpoint(&self.web, "/login/oauth/access_token")?;
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("client_id", &self.client_id)
-            .append_pair("client_secret", self.client_secret.expose())
+            .append_pair("client_secret", &self.client_secret.expose_str())
             .append_pair("code", code)
             .append_pair("redirect_uri", redirect_uri)
             .append_pair("code_verifier", verifier)

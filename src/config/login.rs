@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::ConfigError;
+use super::values::{parse_bytes, parse_duration};
+use super::{ConfigError, VarLookup, read_secret};
 use crate::auth::{AuthConfig, LocalIssuerConfig, Secret};
 use crate::authz::allow::AllowRules;
 use crate::authz::cimd::CimdConfig;
@@ -15,88 +16,233 @@ use crate::authz::{AuthzConfig, DcrConfig, UpstreamConfig};
 use crate::store::StoreConfig;
 
 /// Which kind of provider users sign in at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LoginProvider {
-    /// Any OpenID Connect provider (`login_issuer` is its issuer identifier).
+    // Any OpenID Connect provider (`--login-issuer` is its issuer identifier). Plain
+    // comments: the flag's own help describes the values.
     #[default]
     Oidc,
-    /// GitHub or a GitHub Enterprise Server (`login_issuer` is its web URL).
+    // GitHub or a GitHub Enterprise Server (`--github-url`).
+    #[value(name = "github")]
     GitHub,
 }
 
-/// The sign-in options of `wrap`, as given (secret files already read).
-#[derive(Debug, Clone)]
+/// Let MCP clients sign in: the built-in authorization server, federating to your identity
+/// provider (or, with --dev, a development login page).
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    next_help_heading = "Sign-in server (MCP clients sign in through your identity provider)"
+)]
 pub struct LoginOptions {
-    /// The provider: an OpenID issuer, or GitHub's web URL.
+    /// Sign users in at this OpenID Connect provider (its issuer identifier), and be the
+    /// authorization server MCP clients use. Register <public origin and prefix>/oauth/callback
+    /// as the redirect URI there.
+    #[arg(long, env = "MCP_WARDEN_LOGIN_ISSUER", value_name = "URL")]
     pub login_issuer: Option<String>,
-    pub login_provider: LoginProvider,
-    /// GitHub's REST API (`https://api.github.com`, or `https://HOST/api/v3`).
-    pub github_api_url: Option<String>,
-    pub login_client_id: Option<String>,
-    pub login_client_secret: Option<Secret>,
-    pub login_scopes: Vec<String>,
-    pub login_groups_claim: String,
-    pub allow_emails: Vec<String>,
-    pub allow_email_domains: Vec<String>,
-    pub allow_groups: Vec<String>,
-    pub allow_any_user: bool,
-    pub signing_key_file: Option<PathBuf>,
-    pub verification_key_files: Vec<PathBuf>,
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
-    pub refresh_token_idle_ttl: Duration,
-    pub authorization_code_ttl: Duration,
-    pub consent_ttl: Duration,
-    pub state_dir: Option<PathBuf>,
-    pub state_url: Option<String>,
-    pub no_cimd: bool,
-    pub no_dcr: bool,
-    pub cimd_allow_hosts: Vec<String>,
-    pub cimd_allow_loopback: bool,
-    pub cimd_timeout: Duration,
-    pub cimd_max_bytes: usize,
-    pub cimd_min_ttl: Duration,
-    pub cimd_max_ttl: Duration,
-    pub dcr_per_hour: u32,
-    pub allow_redirect_schemes: Vec<String>,
-}
 
-impl Default for LoginOptions {
-    /// The command line's defaults: no sign-in server.
-    fn default() -> Self {
-        LoginOptions {
-            login_issuer: None,
-            login_provider: LoginProvider::Oidc,
-            github_api_url: None,
-            login_client_id: None,
-            login_client_secret: None,
-            login_scopes: vec![],
-            login_groups_claim: "groups".into(),
-            allow_emails: vec![],
-            allow_email_domains: vec![],
-            allow_groups: vec![],
-            allow_any_user: false,
-            signing_key_file: None,
-            verification_key_files: vec![],
-            access_token_ttl: Duration::from_secs(15 * 60),
-            refresh_token_ttl: Duration::from_secs(30 * 86_400),
-            refresh_token_idle_ttl: Duration::from_secs(7 * 86_400),
-            authorization_code_ttl: Duration::from_secs(60),
-            consent_ttl: Duration::from_secs(90 * 86_400),
-            state_dir: None,
-            state_url: None,
-            no_cimd: false,
-            no_dcr: false,
-            cimd_allow_hosts: vec![],
-            cimd_allow_loopback: false,
-            cimd_timeout: Duration::from_secs(5),
-            cimd_max_bytes: 5 * 1024,
-            cimd_min_ttl: Duration::from_secs(60),
-            cimd_max_ttl: Duration::from_secs(86_400),
-            dcr_per_hour: 20,
-            allow_redirect_schemes: vec![],
-        }
-    }
+    /// The kind of provider: `oidc` (any OpenID Connect provider, --login-issuer) or
+    /// `github` (GitHub's OAuth and user API; GitHub Enterprise: --github-url). Register
+    /// <public origin and prefix>/oauth/callback as the callback URL there.
+    #[arg(
+        long,
+        env = "MCP_WARDEN_LOGIN_PROVIDER",
+        value_name = "KIND",
+        value_enum,
+        default_value = "oidc"
+    )]
+    pub login_provider: LoginProvider,
+
+    /// With --login-provider github: where users sign in (a GitHub Enterprise Server's
+    /// URL, e.g. https://github.example.com).
+    #[arg(
+        long,
+        env = "MCP_WARDEN_GITHUB_URL",
+        value_name = "URL",
+        default_value = "https://github.com"
+    )]
+    pub github_url: String,
+
+    /// With --login-provider github: its REST API. Default: https://api.github.com for
+    /// github.com, <--github-url>/api/v3 for GitHub Enterprise Server.
+    #[arg(long, env = "MCP_WARDEN_GITHUB_API_URL", value_name = "URL")]
+    pub github_api_url: Option<String>,
+
+    /// Our client id at the provider.
+    #[arg(long, env = "MCP_WARDEN_LOGIN_CLIENT_ID", value_name = "ID")]
+    pub login_client_id: Option<String>,
+
+    /// File holding our client secret at the provider (or set
+    /// MCP_WARDEN_LOGIN_CLIENT_SECRET).
+    #[arg(long, env = "MCP_WARDEN_LOGIN_CLIENT_SECRET_FILE", value_name = "PATH")]
+    pub login_client_secret_file: Option<PathBuf>,
+
+    /// Scopes asked of the provider besides `openid email profile` (e.g. groups).
+    #[arg(
+        long = "login-scope",
+        env = "MCP_WARDEN_LOGIN_SCOPES",
+        value_delimiter = ',',
+        value_name = "SCOPE"
+    )]
+    pub login_scopes: Vec<String>,
+
+    /// The provider's claim that lists the user's groups (Entra ID: groups or roles).
+    #[arg(
+        long,
+        env = "MCP_WARDEN_LOGIN_GROUPS_CLAIM",
+        default_value = "groups",
+        value_name = "NAME"
+    )]
+    pub login_groups_claim: String,
+
+    /// Users with this verified email address may sign in (repeatable).
+    #[arg(
+        long = "allow-email",
+        env = "MCP_WARDEN_ALLOW_EMAILS",
+        value_delimiter = ',',
+        value_name = "EMAIL"
+    )]
+    pub allow_emails: Vec<String>,
+
+    /// Users with a verified email address at this domain may sign in (repeatable; exact
+    /// domain, not subdomains).
+    #[arg(
+        long = "allow-email-domain",
+        env = "MCP_WARDEN_ALLOW_EMAIL_DOMAINS",
+        value_delimiter = ',',
+        value_name = "DOMAIN"
+    )]
+    pub allow_email_domains: Vec<String>,
+
+    /// Members of this group (as the provider names it) may sign in (repeatable).
+    #[arg(
+        long = "allow-group",
+        env = "MCP_WARDEN_ALLOW_GROUPS",
+        value_delimiter = ',',
+        value_name = "GROUP"
+    )]
+    pub allow_groups: Vec<String>,
+
+    /// Anyone the provider signs in may sign in here (with no --allow-* rule, sign-in is
+    /// refused at startup).
+    #[arg(long, env = "MCP_WARDEN_ALLOW_ANY_USER")]
+    pub allow_any_user: bool,
+
+    /// ES256 key (PKCS#8 PEM, mode 0600) our access tokens are signed with; shared by
+    /// replicas. Default: <state-dir>/signing-key.pem, created when missing. Make one with
+    /// `mcp-warden keygen FILE`.
+    #[arg(long, env = "MCP_WARDEN_SIGNING_KEY_FILE", value_name = "PATH")]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// A key whose tokens are still accepted and which is published, but never signs
+    /// (rotation: the next key before it signs, the previous one after). Repeatable.
+    #[arg(
+        long = "verification-key-file",
+        env = "MCP_WARDEN_VERIFICATION_KEY_FILES",
+        value_delimiter = ',',
+        value_name = "PATH"
+    )]
+    pub verification_key_files: Vec<PathBuf>,
+
+    /// Lifetime of our access tokens (they cannot be revoked: keep it short).
+    #[arg(long, env = "MCP_WARDEN_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+
+    /// Refresh tokens stop working this long after sign-in.
+    #[arg(long, env = "MCP_WARDEN_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub refresh_token_ttl: Duration,
+
+    /// A refresh token unused for this long stops working.
+    #[arg(long, env = "MCP_WARDEN_REFRESH_TOKEN_IDLE_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub refresh_token_idle_ttl: Duration,
+
+    /// Lifetime of authorization codes (at most 10m).
+    #[arg(long, env = "MCP_WARDEN_AUTHORIZATION_CODE_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub authorization_code_ttl: Duration,
+
+    /// How long a user's consent to a client is remembered (0s: ask every time).
+    #[arg(long, env = "MCP_WARDEN_CONSENT_TTL", default_value = "90d", value_parser = parse_duration)]
+    pub consent_ttl: Duration,
+
+    /// Keep sign-in state (clients, codes, refresh tokens, consents) in DIR/state.db, so a
+    /// restart loses nothing (one replica). Default with --dev: in memory.
+    #[arg(long, env = "MCP_WARDEN_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Keep sign-in state in PostgreSQL, shared by replicas (postgres://user@host/db;
+    /// sslmode=require for any host but loopback). Or the URL in a file: --state-url-file.
+    #[arg(
+        long,
+        env = "MCP_WARDEN_STATE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub state_url: Option<String>,
+
+    /// File holding the --state-url (keeps a password out of the process list).
+    #[arg(
+        long,
+        env = "MCP_WARDEN_STATE_URL_FILE",
+        value_name = "PATH",
+        conflicts_with = "state_url"
+    )]
+    pub state_url_file: Option<PathBuf>,
+
+    /// Do not accept client metadata documents (client_id URLs).
+    #[arg(long, env = "MCP_WARDEN_NO_CIMD")]
+    pub no_cimd: bool,
+
+    /// Do not accept dynamic client registration.
+    #[arg(long, env = "MCP_WARDEN_NO_DCR")]
+    pub no_dcr: bool,
+
+    /// Accept client metadata documents only from hosts matching this glob (repeatable).
+    #[arg(
+        long = "cimd-allow-host",
+        env = "MCP_WARDEN_CIMD_ALLOW_HOSTS",
+        value_delimiter = ',',
+        value_name = "GLOB"
+    )]
+    pub cimd_allow_hosts: Vec<String>,
+
+    /// Fetch client metadata documents from loopback addresses too (development; only on a
+    /// loopback listener).
+    #[arg(long, env = "MCP_WARDEN_CIMD_ALLOW_LOOPBACK")]
+    pub cimd_allow_loopback: bool,
+
+    /// Time a client metadata document gets to arrive.
+    #[arg(long, env = "MCP_WARDEN_CIMD_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub cimd_timeout: Duration,
+
+    /// Largest client metadata document.
+    #[arg(long, env = "MCP_WARDEN_CIMD_MAX_BYTES", default_value = "5KiB", value_parser = parse_bytes)]
+    pub cimd_max_bytes: usize,
+
+    /// A client metadata document is reused at least this long, whatever its Cache-Control.
+    #[arg(long, env = "MCP_WARDEN_CIMD_MIN_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub cimd_min_ttl: Duration,
+
+    /// A client metadata document is fetched again after at most this long.
+    #[arg(long, env = "MCP_WARDEN_CIMD_MAX_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub cimd_max_ttl: Duration,
+
+    /// Dynamic registrations per client address per hour.
+    #[arg(
+        long,
+        env = "MCP_WARDEN_DCR_RATE",
+        default_value_t = 20,
+        value_name = "N"
+    )]
+    pub dcr_rate: u32,
+
+    /// A private-use redirect scheme native clients may register (e.g. cursor); the MCP
+    /// specification asks for https or localhost only. Repeatable.
+    #[arg(
+        long = "allow-redirect-scheme",
+        env = "MCP_WARDEN_ALLOW_REDIRECT_SCHEMES",
+        value_delimiter = ',',
+        value_name = "SCHEME"
+    )]
+    pub allow_redirect_schemes: Vec<String>,
 }
 
 /// What the sign-in server runs with.
@@ -125,19 +271,50 @@ fn in_range(flag: &str, v: Duration, min: Duration, max: Duration) -> Result<(),
 
 /// Compiles the sign-in server, when `--login-issuer` or `--dev` asks for one, and makes
 /// its signing key the one `auth` trusts as our issuer.
+#[allow(clippy::too_many_arguments)]
 pub fn compile(
     o: &LoginOptions,
+    env: &dyn VarLookup,
     dev: bool,
     listen_loopback: bool,
     public_url: &Url,
     prefix: &str,
     auth: &mut AuthConfig,
 ) -> Result<Option<AuthzSetup>, ConfigError> {
-    let login = o.login_issuer.is_some();
+    let github = o.login_provider == LoginProvider::GitHub;
+    let github_url = o.github_url.trim_end_matches('/');
+    let login_issuer = if github {
+        if o.login_issuer.is_some() {
+            return Err(login_error(
+                "--login-issuer is for OpenID providers; with --login-provider github, give --github-url",
+            ));
+        }
+        Some(github_url.to_owned())
+    } else {
+        o.login_issuer.clone()
+    };
+    let github_api_url = github.then(|| match &o.github_api_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None if github_url == "https://github.com" => "https://api.github.com".to_owned(),
+        None => format!("{github_url}/api/v3"),
+    });
+    let login_client_secret = read_secret(
+        "login client secret",
+        o.login_client_secret_file.as_deref(),
+        "MCP_WARDEN_LOGIN_CLIENT_SECRET",
+        env,
+    )?
+    .filter(|s| !s.is_empty())
+    .map(Secret::new);
+    let state_url = match &o.state_url_file {
+        Some(p) => Some(super::read_text("state URL", p)?.trim().to_owned()),
+        None => o.state_url.clone(),
+    };
+    let login = login_issuer.is_some();
     if !login {
         let given = [
             ("--login-client-id", o.login_client_id.is_some()),
-            ("--state-url", o.state_url.is_some()),
+            ("--state-url", state_url.is_some()),
             ("--signing-key-file", o.signing_key_file.is_some()),
         ];
         if let Some((flag, _)) = given.iter().find(|(_, set)| *set)
@@ -214,7 +391,7 @@ pub fn compile(
             "--cimd-allow-loopback is only for a server that itself listens on loopback",
         ));
     }
-    let upstream = match &o.login_issuer {
+    let upstream = match &login_issuer {
         None => UpstreamConfig::Dev,
         Some(issuer_url) => {
             let u =
@@ -227,8 +404,7 @@ pub fn compile(
                     "--login-issuer must be an https URL (http only for loopback) without query or fragment",
                 ));
             }
-            let (Some(client_id), Some(secret)) = (&o.login_client_id, &o.login_client_secret)
-            else {
+            let (Some(client_id), Some(secret)) = (&o.login_client_id, &login_client_secret) else {
                 return Err(login_error(
                     "the sign-in provider needs --login-client-id and a client secret (--login-client-secret-file or MCP_WARDEN_LOGIN_CLIENT_SECRET)",
                 ));
@@ -247,8 +423,7 @@ pub fn compile(
                     groups_claim: o.login_groups_claim.clone(),
                 },
                 LoginProvider::GitHub => {
-                    let api = o
-                        .github_api_url
+                    let api = github_api_url
                         .as_deref()
                         .ok_or_else(|| login_error("--login-provider github needs --github-api-url"))
                         .and_then(|a| {
@@ -310,7 +485,7 @@ pub fn compile(
         }
         rules
     };
-    let store = match (&o.state_url, &o.state_dir) {
+    let store = match (&state_url, &o.state_dir) {
         (Some(_), Some(_)) => {
             return Err(login_error(
                 "--state-url and --state-dir exclude each other",
@@ -382,8 +557,8 @@ pub fn compile(
                 ca_pem: auth.extra_ca_pem.clone(),
             }),
             dcr: (!o.no_dcr).then(|| DcrConfig {
-                per_hour: o.dcr_per_hour,
-                burst: o.dcr_per_hour.clamp(1, 5),
+                per_hour: o.dcr_rate,
+                burst: o.dcr_rate.clamp(1, 5),
                 ..DcrConfig::default()
             }),
             redirect_schemes: o.allow_redirect_schemes.clone(),
@@ -401,7 +576,14 @@ mod tests {
     use super::super::{ConfigError, WrapConfig};
     use super::*;
 
+    /// With the client secret in the environment, as `MCP_WARDEN_LOGIN_CLIENT_SECRET`.
     fn build(o: super::super::WrapOptions) -> Result<WrapConfig, ConfigError> {
+        let env: std::collections::HashMap<String, std::ffi::OsString> =
+            [("MCP_WARDEN_LOGIN_CLIENT_SECRET".to_owned(), "s3cret".into())].into();
+        WrapConfig::from_options(o, &env, "/proc/self/exe".into())
+    }
+
+    fn build_without_secret(o: super::super::WrapOptions) -> Result<WrapConfig, ConfigError> {
         let env: std::collections::HashMap<String, std::ffi::OsString> = Default::default();
         WrapConfig::from_options(o, &env, "/proc/self/exe".into())
     }
@@ -409,14 +591,10 @@ mod tests {
     fn login() -> super::super::WrapOptions {
         let mut o = options();
         o.no_auth = false;
-        o.login = LoginOptions {
-            login_issuer: Some("https://accounts.example".into()),
-            login_client_id: Some("warden".into()),
-            login_client_secret: Some(Secret::new("s3cret")),
-            allow_email_domains: vec!["Corp.Example".into()],
-            state_dir: Some("/var/lib/mcp-warden".into()),
-            ..LoginOptions::default()
-        };
+        o.login.login_issuer = Some("https://accounts.example".into());
+        o.login.login_client_id = Some("warden".into());
+        o.login.allow_email_domains = vec!["Corp.Example".into()];
+        o.login.state_dir = Some("/var/lib/mcp-warden".into());
         o
     }
 
@@ -447,8 +625,8 @@ mod tests {
     fn github_asks_for_organizations_only_for_group_rules() {
         let mut o = login();
         o.login.login_provider = LoginProvider::GitHub;
-        o.login.login_issuer = Some("https://github.example.com".into());
-        o.login.github_api_url = Some("https://github.example.com/api/v3".into());
+        o.login.login_issuer = None;
+        o.login.github_url = "https://github.example.com/".into();
         let scopes =
             |o: super::super::WrapOptions| match build(o).unwrap().authz.unwrap().config.upstream {
                 UpstreamConfig::GitHub {
@@ -466,8 +644,41 @@ mod tests {
         let mut plain = o.clone();
         plain.login.github_api_url = Some("http://api.github.example.com".into());
         assert!(err(plain).contains("--github-api-url"));
-        o.login.github_api_url = None;
-        assert!(err(o).contains("--github-api-url"));
+        // The provider is named by --github-url, not --login-issuer.
+        o.login.login_issuer = Some("https://accounts.example".into());
+        assert!(err(o).contains("--github-url"));
+    }
+
+    #[test]
+    fn github_urls_default_to_github_com_or_the_enterprise_layout() {
+        let github = |url: &str| {
+            let mut o = login();
+            o.login.login_provider = LoginProvider::GitHub;
+            o.login.login_issuer = None;
+            o.login.github_url = url.into();
+            match build(o).unwrap().authz.unwrap().config.upstream {
+                UpstreamConfig::GitHub { api_url, .. } => api_url.to_string(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(github("https://github.com"), "https://api.github.com/");
+        assert_eq!(
+            github("https://github.example.com/"),
+            "https://github.example.com/api/v3"
+        );
+        let mut saml = vec!["wrap", "--login-provider", "saml", "--", "node"];
+        assert!(<Wrap as clap::Parser>::try_parse_from(&saml).is_err());
+        saml[2] = "github";
+        let o = <Wrap as clap::Parser>::try_parse_from(&saml)
+            .unwrap()
+            .options;
+        assert_eq!(o.login.login_provider, LoginProvider::GitHub);
+    }
+
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        options: super::super::WrapOptions,
     }
 
     #[test]
@@ -475,9 +686,11 @@ mod tests {
         let mut o = login();
         o.login.allow_email_domains.clear();
         assert!(err(o).contains("--allow-any-user"));
-        let mut o = login();
-        o.login.login_client_secret = None;
-        assert!(err(o).contains("--login-client-id"));
+        let r = build_without_secret(login());
+        assert!(
+            matches!(&r, Err(ConfigError::Login(m)) if m.contains("--login-client-id")),
+            "{r:?}"
+        );
         let mut o = login();
         o.login.state_dir = None;
         assert!(err(o).contains("--state-dir"));

@@ -1,10 +1,20 @@
 //! Flags, environment and defaults → one validated, immutable configuration.
 //!
-//! `cli` parses; this module validates and derives (paths, URLs, origins, the server's
-//! environment) and hands each component its own sub-config. Tests build configs from values;
-//! nothing here reads the process environment except through [`VarLookup`].
+//! The options types here are the command line (clap derives them; `cli` parses and
+//! runs); [`WrapConfig::from_options`] validates them once and derives each component's own
+//! sub-config. Files the options name are read here; the process environment only through
+//! [`VarLookup`], so tests build configs from values.
 
+pub mod auth;
 pub mod file;
+mod http;
+pub mod login;
+pub mod mcp_json;
+pub mod replica;
+mod sandbox;
+#[cfg(test)]
+pub(crate) mod tests;
+pub mod values;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -14,166 +24,196 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::auth::{
-    self, AuthConfig, CachePolicy, IntrospectionConfig, IssuerConfig, LocalIssuerConfig, Resource,
-    Resources, ScopeRules, Secret,
-};
-use crate::child::{ChildSpec, StderrLimits};
-use crate::credentials::{EnvPlan, EnvSource};
-use crate::sandbox::profile::{SandboxConfig, SandboxOverrides, SessionUids};
-use crate::session::{PrincipalLimits, SessionConfig, SessionRate, StreamLimits};
-use crate::transport::http::{HttpConfig, LegacyPaths, ServerLimits, TlsConfig};
+pub use self::auth::{AuthOptions, auth_config, dev_issuer_id};
+pub use self::http::endpoint_url;
+pub use self::sandbox::SandboxOptions;
+use self::values::{RateSetting, parse_bytes, parse_duration, parse_rate_setting};
+use crate::auth::AuthConfig;
+use crate::auth::exchange::ExchangeSettings;
+use crate::session::{PrincipalLimits, SessionConfig, StreamLimits};
+use crate::transport::http::{HttpConfig, ServerLimits, TlsConfig};
 
-pub mod login;
-pub mod mcp_json;
-pub mod replica;
-
-/// The `wrap` command's settings as given (after flag/env/default resolution).
-#[derive(Debug, Clone)]
+/// The `wrap` command's options, as given (flags, environment, defaults): the one options
+/// type, from the command line to [`WrapConfig::from_options`].
+#[derive(Debug, Clone, clap::Args)]
 pub struct WrapOptions {
+    /// Address to listen on.
+    #[arg(long, env = "MCP_WARDEN_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Address of the admin listener (/healthz, /readyz, /metrics; no authentication). Must
+    /// differ from --listen. Off by default.
+    #[arg(long, env = "MCP_WARDEN_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1). Reloaded when it changes.
+    #[arg(long, env = "MCP_WARDEN_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "MCP_WARDEN_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "MCP_WARDEN_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub tls_reload_interval: Duration,
+
+    /// Path of the Streamable HTTP endpoint.
+    #[arg(long, env = "MCP_WARDEN_PATH", default_value = "/mcp")]
     pub path: String,
+
+    /// Public URL of the MCP endpoint as clients see it (e.g. https://tools.example.com/mcp),
+    /// when behind a proxy. Default: http://<listen><path>.
+    #[arg(long, env = "MCP_WARDEN_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// Browser origin allowed to call the endpoint (scheme://host[:port], or *). Repeatable;
+    /// comma-separated in the environment. Requests with any other Origin get 403. Loopback
+    /// origins are allowed when listening on loopback.
+    #[arg(
+        long = "allowed-origin",
+        env = "MCP_WARDEN_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Vec<String>,
+
+    /// Host name clients may use to reach a loopback listener, besides localhost, 127.0.0.1,
+    /// [::1] and the public URL's host (repeatable). Other Host headers get 403.
+    #[arg(
+        long = "allowed-host",
+        env = "MCP_WARDEN_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
     pub allowed_hosts: Vec<String>,
+
+    /// Maximum number of concurrent sessions (each runs one server process); more get 503.
+    #[arg(long, env = "MCP_WARDEN_MAX_SESSIONS", default_value_t = 64)]
     pub max_sessions: usize,
-    /// `None`: the default, 16 or half of `max_sessions` when that is less.
+
+    /// Sessions one principal (issuer + subject) may hold at once, both transports
+    /// together; more get 429. Default: 16, or half of --max-sessions when that is less.
+    /// Not applied with --no-auth (every caller is the same anonymous principal).
+    #[arg(long, env = "MCP_WARDEN_MAX_SESSIONS_PER_PRINCIPAL", value_name = "N")]
     pub max_sessions_per_principal: Option<usize>,
-    /// `None`: unlimited.
-    pub session_rate_per_principal: Option<SessionRate>,
+
+    /// How fast one principal may start sessions (N/s, N/min, N/h; N at once, then
+    /// refilled), or "off"; faster starts get 429 with Retry-After. Not applied with
+    /// --no-auth.
+    #[arg(long, env = "MCP_WARDEN_SESSION_RATE_PER_PRINCIPAL", default_value = "30/min", value_name = "RATE", value_parser = parse_rate_setting)]
+    pub session_rate_per_principal: RateSetting,
+
+    /// End a session (and stop its server) after this long without requests or open streams.
+    #[arg(long, env = "MCP_WARDEN_SESSION_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
     pub session_idle_timeout: Duration,
+
+    /// Largest JSON-RPC message accepted from a client (413 beyond) or from the server
+    /// (dropped beyond). Accepts suffixes: KiB, MiB.
+    #[arg(long, env = "MCP_WARDEN_MAX_MESSAGE_BYTES", default_value = "4MiB", value_parser = parse_bytes)]
     pub max_message_bytes: usize,
+
+    /// Cancel a request at the server and answer with an error after this long.
+    #[arg(long, env = "MCP_WARDEN_REQUEST_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub request_timeout: Duration,
+
+    /// Time a server's process tree gets to exit after SIGTERM before SIGKILL.
+    #[arg(long, env = "MCP_WARDEN_KILL_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub kill_grace: Duration,
+
+    /// On SIGTERM/SIGINT, time requests in flight get to finish before servers are stopped.
+    #[arg(long, env = "MCP_WARDEN_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    /// A client must send each request's headers within this long after connecting (or after
+    /// its previous request); the connection is closed otherwise (slow or idle clients).
+    #[arg(long, env = "MCP_WARDEN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// A request body must arrive in full within this long after its headers; 408 otherwise.
+    #[arg(long, env = "MCP_WARDEN_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_read_timeout: Duration,
+
+    /// Interval of keep-alive comments on idle SSE streams.
+    #[arg(long, env = "MCP_WARDEN_SSE_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
     pub sse_keepalive: Duration,
-    pub legacy_sse: bool,
+
+    /// Do not serve the legacy HTTP+SSE transport (protocol 2024-11-05).
+    #[arg(long, env = "MCP_WARDEN_NO_LEGACY_SSE")]
+    pub no_legacy_sse: bool,
+
+    /// Path of the legacy SSE endpoint.
+    #[arg(long, env = "MCP_WARDEN_SSE_PATH", default_value = "/sse")]
     pub sse_path: String,
+
+    /// Path of the legacy message endpoint.
+    #[arg(long, env = "MCP_WARDEN_MESSAGE_PATH", default_value = "/message")]
     pub message_path: String,
+
+    /// Prefix of session ids (<replica-id>.<random>) so a load balancer can route follow-ups
+    /// to this replica: 1-63 of a-z, 0-9 and '-'; empty for no prefix. Default: $POD_NAME or
+    /// the host name, lower-cased, other characters turned into '-'.
+    #[arg(long, env = "MCP_WARDEN_REPLICA_ID")]
     pub replica_id: Option<String>,
+
+    /// Serve without authentication. Only allowed on a loopback address.
+    #[arg(long, env = "MCP_WARDEN_NO_AUTH")]
     pub no_auth: bool,
+
+    #[command(flatten)]
     pub auth: AuthOptions,
-    /// The built-in authorization server (`--login-issuer`, `--dev`).
+
+    #[command(flatten)]
     pub login: login::LoginOptions,
+
+    /// Working directory of the server.
+    #[arg(long, env = "MCP_WARDEN_CWD")]
     pub cwd: Option<PathBuf>,
+
+    /// Policy and audit configuration (TOML; see examples/warden.toml). Validated at start:
+    /// any error stops the sidecar.
+    #[arg(long, env = "MCP_WARDEN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Take the server (command, args, env, cwd) from this `mcpServers` JSON file, as MCP
+    /// clients write it (Claude, Cursor, VS Code); select the entry with --server.
+    #[arg(
+        long,
+        env = "MCP_WARDEN_FROM_MCP_JSON",
+        value_name = "FILE",
+        requires = "server",
+        conflicts_with = "command"
+    )]
+    pub from_mcp_json: Option<PathBuf>,
+
+    /// The entry of --from-mcp-json to run.
+    #[arg(
+        long,
+        env = "MCP_WARDEN_SERVER",
+        value_name = "NAME",
+        requires = "from_mcp_json",
+        conflicts_with = "command"
+    )]
+    pub server: Option<String>,
+
+    #[command(flatten)]
     pub sandbox: SandboxOptions,
+
+    /// The MCP server to run for each session, after `--`.
+    #[arg(
+        last = true,
+        required_unless_present = "from_mcp_json",
+        value_name = "COMMAND"
+    )]
     pub command: Vec<OsString>,
-    /// The loaded `--config` file (policy, audit), if one was given.
-    pub file: Option<file::FileConfig>,
-}
-
-/// The server's sandbox and environment, as given (flags, or a `[sandbox]` table of a
-/// configuration file: the same field names, `env` as [`crate::credentials::EnvEntry`]s).
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SandboxOptions {
-    /// `--sandbox NAME|PATH`.
-    pub profile: String,
-    /// Extra Landlock paths the server may read, or read and write.
-    pub read: Vec<PathBuf>,
-    pub read_write: Vec<PathBuf>,
-    /// Run the server as this uid/gid (the sidecar must be root).
-    pub user: Option<(u32, u32)>,
-    /// `--sandbox-uids`: a uid per session (root sidecar).
-    pub session_uids: SessionUids,
-    /// Parent of the per-session work dirs.
-    pub work_root: Option<PathBuf>,
-    /// Variables passed from the sidecar's environment besides PATH, LANG and TZ.
-    pub env_pass: Vec<String>,
-    /// Loader variables (`LD_*`, `GCONV_PATH`, …) the server's environment may hold.
-    pub env_allow_loader: Vec<String>,
-    /// Injected variables.
-    #[serde(deserialize_with = "env_entries")]
-    pub env: Vec<EnvSource>,
-    /// The sidecar's client credentials at the issuer, for `--env-exchange`.
-    pub exchange_client_id: Option<String>,
-    #[serde(skip)]
-    pub exchange_client_secret: Option<Secret>,
-    /// Token endpoint for exchanges (one issuer only); discovered from the metadata of the
-    /// caller's token's issuer when `None`.
-    pub exchange_token_endpoint: Option<String>,
-}
-
-/// The token-exchange client `--env-exchange` needs, when it is used: the sidecar's own
-/// credentials at the issuers (each token is exchanged at its own issuer).
-fn token_exchanger(
-    o: &WrapOptions,
-) -> Result<Option<Arc<dyn crate::credentials::TokenExchanger>>, ConfigError> {
-    let sb = &o.sandbox;
-    if !sb
-        .env
-        .iter()
-        .any(|s| matches!(s, EnvSource::Exchange { .. }))
-    {
-        return Ok(None);
-    }
-    let need = |what: &str| ConfigError::Env(format!("--env-exchange needs {what}"));
-    if o.auth.issuers.is_empty() {
-        return Err(need("an authorization server (--issuer)"));
-    }
-    let (Some(id), Some(secret)) = (&sb.exchange_client_id, &sb.exchange_client_secret) else {
-        return Err(need(
-            "the sidecar's client credentials (--exchange-client-id and --exchange-client-secret-file)",
-        ));
-    };
-    let endpoint = match &sb.exchange_token_endpoint {
-        // One endpoint cannot serve several issuers: each vouches only for its own tokens.
-        Some(_) if o.auth.issuers.len() > 1 => {
-            return Err(ConfigError::Env(
-                "--exchange-token-endpoint names the token endpoint of one issuer: give exactly one --issuer with it (with several, each one's is discovered)".into(),
-            ));
-        }
-        Some(u) => Some(Url::parse(u).map_err(|_| need("an absolute --exchange-token-endpoint"))?),
-        None => None,
-    };
-    let http = auth::fetch::HttpClient::new(o.auth.ca_bundle.as_deref(), o.auth.http_timeout)
-        .map_err(ConfigError::Env)?;
-    Ok(Some(Arc::new(auth::exchange::TokenExchangeClient::new(
-        http,
-        o.auth.issuers.clone(),
-        endpoint,
-        id.clone(),
-        secret.clone(),
-    ))))
-}
-
-fn env_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<EnvSource>, D::Error> {
-    let entries: Vec<crate::credentials::EnvEntry> = serde::Deserialize::deserialize(d)?;
-    entries
-        .into_iter()
-        .map(|e| EnvSource::try_from(e).map_err(serde::de::Error::custom))
-        .collect()
-}
-
-impl Default for SandboxOptions {
-    fn default() -> Self {
-        SandboxOptions {
-            profile: "default".into(),
-            read: vec![],
-            read_write: vec![],
-            user: None,
-            session_uids: SessionUids::Auto,
-            work_root: None,
-            env_pass: vec![],
-            env_allow_loader: vec![],
-            env: vec![],
-            exchange_client_id: None,
-            exchange_client_secret: None,
-            exchange_token_endpoint: None,
-        }
-    }
 }
 
 /// Where the server's passed-through variables come from (the process environment in
 /// production, a map in tests).
 pub trait VarLookup {
     fn get(&self, name: &str) -> Option<OsString>;
+    /// The host's name, for the default replica id.
+    fn hostname(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The real process environment.
@@ -183,6 +223,10 @@ pub struct ProcessEnv;
 impl VarLookup for ProcessEnv {
     fn get(&self, name: &str) -> Option<OsString> {
         std::env::var_os(name)
+    }
+
+    fn hostname(&self) -> Option<String> {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").ok()
     }
 }
 
@@ -211,6 +255,11 @@ pub struct WrapConfig {
     pub authz: Option<login::AuthzSetup>,
     /// Policy and audit from `--config`.
     pub file: Option<file::FileConfig>,
+    /// How `--env-exchange` tokens are obtained (the app builds the client).
+    pub exchange: Option<ExchangeSettings>,
+    /// The sidecar's own secret files, each with the setting that names it: no server may
+    /// read them (checked against the sandbox profile before serving).
+    pub own_files: Vec<(String, PathBuf)>,
 }
 
 /// A configuration that cannot work, with what to do about it.
@@ -286,6 +335,9 @@ pub enum ConfigError {
     PathClash(&'static str, &'static str),
     #[error("{0}")]
     Login(String),
+    /// A file the options name cannot be read (its path and why; never its content).
+    #[error("{0}")]
+    Read(String),
 }
 
 impl WrapConfig {
@@ -295,27 +347,31 @@ impl WrapConfig {
         env: &dyn VarLookup,
         helper_exe: PathBuf,
     ) -> Result<WrapConfig, ConfigError> {
-        let (command, args) = o.command.split_first().ok_or(ConfigError::NoCommand)?;
-        check_auth_choice(&o)?;
+        let mut o = o;
+        // The server, as given after `--` or by an `mcpServers` entry.
+        let mut imported_env = Vec::new();
+        if let (Some(file), Some(server)) = (o.from_mcp_json.clone(), o.server.clone()) {
+            let text = read_text("--from-mcp-json file", &file)?;
+            let imported = mcp_json::import(&text, &server)
+                .map_err(|e| ConfigError::Read(format!("cannot use {}: {e}", file.display())))?;
+            for w in &imported.warnings {
+                tracing::warn!("{w}");
+            }
+            o.command = imported.command;
+            o.sandbox.env_pass.extend(imported.env_pass);
+            o.cwd = o.cwd.take().or(imported.cwd);
+            imported_env = imported.env;
+        }
+        if o.command.is_empty() {
+            return Err(ConfigError::NoCommand);
+        }
+        auth::check_auth_choice(&o)?;
         if o.admin_listen
             .is_some_and(|a| a == o.listen && a.port() != 0)
         {
             return Err(ConfigError::AdminOnMcpPort(o.listen));
         }
-        check_path("--path", &o.path)?;
-        if o.legacy_sse {
-            check_path("--sse-path", &o.sse_path)?;
-            check_path("--message-path", &o.message_path)?;
-            if o.sse_path == o.path {
-                return Err(ConfigError::PathClash("--sse-path", "--path"));
-            }
-            if o.message_path == o.path {
-                return Err(ConfigError::PathClash("--message-path", "--path"));
-            }
-            if o.message_path == o.sse_path {
-                return Err(ConfigError::PathClash("--message-path", "--sse-path"));
-            }
-        }
+        http::check_paths(&o)?;
         for (name, v) in [
             ("--max-sessions", o.max_sessions as u128),
             (
@@ -333,13 +389,7 @@ impl WrapConfig {
                 return Err(ConfigError::Zero(name));
             }
         }
-        // An empty id turns the prefix off (a single replica that needs no routing).
-        let replica_id = o.replica_id.clone().filter(|r| !r.is_empty());
-        if let Some(r) = &replica_id
-            && !replica::is_valid(r)
-        {
-            return Err(ConfigError::BadReplicaId(r.clone()));
-        }
+        let replica_id = replica_id(&o, env)?;
         let tls = match (&o.tls_cert, &o.tls_key) {
             (Some(cert), Some(key)) => Some(TlsConfig {
                 cert: cert.clone(),
@@ -351,99 +401,14 @@ impl WrapConfig {
         };
         let (public_url, public_prefix) =
             endpoint_url(o.listen, &o.path, o.public_url.as_deref(), tls.is_some())?;
-        let mut allowed_origins = Vec::new();
-        for origin in &o.allowed_origins {
-            allowed_origins.push(normalize_origin(origin)?);
-        }
-        if o.public_url.is_some() {
-            allowed_origins.push(public_url.origin().ascii_serialization());
-        }
-
-        let sb = &o.sandbox;
-        let sandbox = SandboxConfig::load(
-            &sb.profile,
-            SandboxOverrides {
-                extra_read: sb.read.clone(),
-                extra_read_write: sb.read_write.clone(),
-                user: sb.user,
-                session_uids: sb.session_uids,
-            },
-        )
-        .map_err(|e| ConfigError::Sandbox(e.to_string()))?;
-        if o.no_auth
-            && let Some(s) = sb
-                .env
-                .iter()
-                .find(|s| matches!(s, EnvSource::Claim { .. } | EnvSource::Exchange { .. }))
-        {
-            return Err(ConfigError::Env(format!(
-                "{} comes from the caller's token, which --no-auth does not have",
-                s.name()
-            )));
-        }
-        let exchanger = token_exchanger(&o)?;
-        let child_env = EnvPlan::allowing_loader(
-            &sb.env_pass,
-            &sb.env_allow_loader,
-            &|n| env.get(n),
-            sb.env.clone(),
-            exchanger,
-        )
-        .map_err(|e| ConfigError::Env(e.to_string()))?;
-        // A fresh name: a leftover of a killed sidecar with the same pid must not be reused.
-        let work_root = sb.work_root.clone().unwrap_or_else(|| {
-            let mut bytes = [0u8; 6];
-            let _ = getrandom::fill(&mut bytes);
-            let tag: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            std::env::temp_dir().join(format!("mcp-warden-{}-{tag}", std::process::id()))
-        });
-
-        let child = ChildSpec {
-            command: command.clone(),
-            args: args.to_vec(),
-            path: child_env.passed("PATH").map(std::ffi::OsString::from),
-            secret_files: child_env.secret_files(),
-            injects_secrets: child_env.injects_secrets(),
-            sandbox: Arc::new(sandbox),
-            work_root,
-            sandbox_status: std::sync::OnceLock::new(),
-            session_uids: std::sync::OnceLock::new(),
-            cwd: o.cwd.clone(),
-            stdin_close_grace: o.kill_grace.min(Duration::from_secs(2)),
-            kill_grace: o.kill_grace,
-            max_line_bytes: o.max_message_bytes,
-            stderr: StderrLimits::default(),
-            helper_exe,
-        };
-        let http = HttpConfig {
-            path: o.path.clone(),
-            legacy: o.legacy_sse.then(|| LegacyPaths {
-                sse: o.sse_path.clone(),
-                message: o.message_path.clone(),
-            }),
-            public_prefix: public_prefix.clone(),
-            allowed_origins,
-            allow_loopback_origins: o.listen.ip().is_loopback(),
-            allowed_hosts: o.listen.ip().is_loopback().then(|| {
-                let mut hosts: Vec<String> =
-                    ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
-                if let Some(h) = public_url.host_str() {
-                    hosts.push(h.trim_matches(['[', ']']).to_ascii_lowercase());
-                }
-                hosts.extend(o.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
-                hosts
-            }),
-            max_message_bytes: o.max_message_bytes,
-            body_read_timeout: o.body_read_timeout,
-            sse_keepalive: o.sse_keepalive,
-            sse_retry: Duration::from_secs(1),
-        };
+        let http = http::http_config(&o, &public_url, &public_prefix)?;
+        let server = sandbox::server_setup(&o, &imported_env, env, helper_exe)?;
         // Without authentication every caller is one principal: only the global cap applies.
         let per_principal = (!o.no_auth).then(|| PrincipalLimits {
             max_sessions: o
                 .max_sessions_per_principal
                 .unwrap_or_else(|| default_sessions_per_principal(o.max_sessions)),
-            rate: o.session_rate_per_principal,
+            rate: o.session_rate_per_principal.0,
         });
         let sessions = SessionConfig {
             max_sessions: o.max_sessions,
@@ -453,33 +418,31 @@ impl WrapConfig {
             stream_limits: StreamLimits::default(),
             retained_streams: 32,
             replica_id,
-            env: child_env,
-            child: Arc::new(child),
+            env: server.env,
+            child: Arc::new(server.child),
         };
-        let server = ServerLimits {
+        let limits = ServerLimits {
             drain_timeout: o.drain_timeout,
             header_read_timeout: o.header_read_timeout,
             ..ServerLimits::default()
         };
-        let mut auth = if o.no_auth {
+        let mut auth: Option<AuthConfig> = if o.no_auth {
             None
         } else {
-            let sse_path = o.legacy_sse.then_some(o.sse_path.as_str());
-            let name = Path::new(command)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let sse_path = (!o.no_legacy_sse).then_some(o.sse_path.as_str());
             Some(auth_config(
                 &o.auth,
+                env,
                 &public_url,
                 &public_prefix,
                 sse_path,
-                &name,
+                &sandbox::command_name(&o.command),
             )?)
         };
         let authz = match &mut auth {
             Some(a) => login::compile(
                 &o.login,
+                env,
                 o.auth.dev,
                 o.listen.ip().is_loopback(),
                 &public_url,
@@ -488,19 +451,82 @@ impl WrapConfig {
             )?,
             None => None,
         };
+        let file = o
+            .config
+            .as_deref()
+            .map(file::load)
+            .transpose()
+            .map_err(|e| ConfigError::Read(e.to_string()))?;
+        let own_files = own_files(&o, file.as_ref());
         Ok(WrapConfig {
             listen: o.listen,
             admin_listen: o.admin_listen,
             tls,
             http,
-            server,
+            server: limits,
             sessions,
             public_url,
             auth,
             authz,
-            file: o.file,
+            file,
+            exchange: server.exchange,
+            own_files,
         })
     }
+}
+
+/// `--replica-id`, or by default `$POD_NAME` or the host name; an empty id turns the prefix
+/// off (a single replica that needs no routing).
+fn replica_id(o: &WrapOptions, env: &dyn VarLookup) -> Result<Option<String>, ConfigError> {
+    let id = match &o.replica_id {
+        Some(r) => Some(r.clone()),
+        None => {
+            let pod = env.get("POD_NAME").and_then(|p| p.into_string().ok());
+            replica::default_id(pod.as_deref(), env.hostname().as_deref())
+        }
+    };
+    let id = id.filter(|r| !r.is_empty());
+    if let Some(r) = &id
+        && !replica::is_valid(r)
+    {
+        return Err(ConfigError::BadReplicaId(r.clone()));
+    }
+    Ok(id)
+}
+
+/// The files holding the sidecar's own secrets (and its policy and audit log), each with the
+/// setting that names it.
+fn own_files(o: &WrapOptions, file: Option<&file::FileConfig>) -> Vec<(String, PathBuf)> {
+    let mut files: Vec<(String, PathBuf)> = [
+        ("--config", &o.config),
+        ("--tls-cert", &o.tls_cert),
+        ("--tls-key", &o.tls_key),
+        ("--hmac-secret-file", &o.auth.hmac_secret_file),
+        (
+            "--introspection-client-secret-file",
+            &o.auth.introspection_client_secret_file,
+        ),
+        ("--dev-key-file", &o.auth.dev_key_file),
+        (
+            "--login-client-secret-file",
+            &o.login.login_client_secret_file,
+        ),
+        ("--signing-key-file", &o.login.signing_key_file),
+        ("--state-url-file", &o.login.state_url_file),
+        ("--from-mcp-json", &o.from_mcp_json),
+        (
+            "--exchange-client-secret-file",
+            &o.sandbox.exchange_client_secret_file,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| p.as_ref().map(|p| (flag.to_owned(), p.clone())))
+    .collect();
+    // The audit log and its key, named by --config.
+    if let Some(file) = file {
+        files.extend(file.files.iter().cloned());
+    }
+    files
 }
 
 /// Sessions a principal holds at most by default: enough for many conversations at once,
@@ -509,834 +535,26 @@ fn default_sessions_per_principal(max_sessions: usize) -> usize {
     max_sessions.div_ceil(2).clamp(1, 16)
 }
 
-/// How `wrap` authenticates, as given (flags, environment, files already read).
-#[derive(Debug, Clone)]
-pub struct AuthOptions {
-    pub issuers: Vec<String>,
-    pub jwks_uri: Option<String>,
-    pub audiences: Vec<String>,
-    /// Accept tokens for the bare origin at every endpoint (`--accept-origin-audience`): only
-    /// for an origin that serves nothing else.
-    pub accept_origin_audience: bool,
-    /// Space-delimited scope lists (each entry may hold several scopes).
-    pub required_scopes: Vec<String>,
-    pub scopes_supported: Vec<String>,
-    /// `BROAD=NARROWER[ NARROWER...]`.
-    pub scope_implies: Vec<String>,
-    pub leeway: Duration,
-    pub max_token_bytes: usize,
-    pub accept_untyped_jwt: bool,
-    pub hmac_secret: Option<String>,
-    pub introspection_endpoint: Option<String>,
-    pub introspection_client_id: Option<String>,
-    pub introspection_client_secret: Option<String>,
-    pub introspection_cache_ttl: Duration,
-    pub jwks_min_ttl: Duration,
-    pub jwks_max_ttl: Duration,
-    pub jwks_refetch_interval: Duration,
-    /// PEM certificates trusted besides the system roots.
-    pub ca_bundle: Option<Vec<u8>>,
-    pub dev: bool,
-    pub dev_key_file: Option<PathBuf>,
-    pub resource_name: Option<String>,
-    pub token_cache_size: usize,
-    pub http_timeout: Duration,
+fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError::Read(format!("cannot read the {what} {}: {e}", path.display())))
 }
 
-impl Default for AuthOptions {
-    /// The command line's defaults, with no issuer.
-    fn default() -> Self {
-        let jwks = CachePolicy::default();
-        AuthOptions {
-            issuers: vec![],
-            jwks_uri: None,
-            audiences: vec![],
-            accept_origin_audience: false,
-            required_scopes: vec![],
-            scopes_supported: vec![],
-            scope_implies: vec![],
-            leeway: Duration::from_secs(60),
-            max_token_bytes: 8192,
-            accept_untyped_jwt: false,
-            hmac_secret: None,
-            introspection_endpoint: None,
-            introspection_client_id: None,
-            introspection_client_secret: None,
-            introspection_cache_ttl: Duration::from_secs(60),
-            jwks_min_ttl: jwks.min_ttl,
-            jwks_max_ttl: jwks.max_ttl,
-            jwks_refetch_interval: jwks.refetch_interval,
-            ca_bundle: None,
-            dev: false,
-            dev_key_file: None,
-            resource_name: None,
-            token_cache_size: 10_000,
-            http_timeout: Duration::from_secs(10),
-        }
-    }
+fn read_text(what: &str, path: &Path) -> Result<String, ConfigError> {
+    String::from_utf8(read_file(what, path)?)
+        .map_err(|_| ConfigError::Read(format!("the {what} {} is not UTF-8", path.display())))
 }
 
-/// Secure by default: some authentication, or an explicit `--no-auth` on loopback only.
-fn check_auth_choice(o: &WrapOptions) -> Result<(), ConfigError> {
-    let a = &o.auth;
-    let configured = if !a.issuers.is_empty() {
-        Some("--issuer")
-    } else if a.jwks_uri.is_some() {
-        Some("--jwks-uri")
-    } else if a.dev {
-        Some("--dev")
-    } else if o.login.login_issuer.is_some() {
-        Some("--login-issuer")
-    } else {
-        None
-    };
-    match (o.no_auth, configured) {
-        (true, Some(flag)) => Err(ConfigError::NoAuthWithAuth(flag)),
-        (true, None) if !o.listen.ip().is_loopback() => {
-            Err(ConfigError::NoAuthOnPublicAddress(o.listen))
-        }
-        (false, None) => Err(ConfigError::NoAuth),
-        _ => Ok(()),
-    }
-}
-
-/// The public URL of the MCP endpoint and the path prefix a proxy puts before our paths:
-/// `--public-url` when given, else `http(s)://<listen><path>`.
-pub fn endpoint_url(
-    listen: SocketAddr,
-    path: &str,
-    public_url: Option<&str>,
-    https: bool,
-) -> Result<(Url, String), ConfigError> {
-    let scheme = if https { "https" } else { "http" };
-    let url = match public_url {
-        Some(u) => parse_public_url(u)?,
-        None => Url::parse(&format!("{scheme}://{listen}{path}"))
-            .map_err(|_| ConfigError::BadPublicUrl(path.to_owned()))?,
-    };
-    let public_path = url.path().trim_end_matches('/');
-    let prefix = public_path
-        .strip_suffix(path.trim_end_matches('/'))
-        .unwrap_or("")
-        .to_owned();
-    Ok((url, prefix))
-}
-
-/// The embedded development issuer's identifier: our own base URL (origin and prefix).
-pub fn dev_issuer_id(public_url: &Url, prefix: &str) -> String {
-    format!("{}{prefix}", public_url.origin().ascii_serialization())
-}
-
-fn secure_url(flag: &'static str, value: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|_| ConfigError::BadUrl {
-        flag,
-        value: value.to_owned(),
-    })?;
-    if !matches!(url.scheme(), "http" | "https")
-        || url.host().is_none()
-        || url.query().is_some()
-        || url.fragment().is_some()
-    {
-        return Err(ConfigError::BadUrl {
-            flag,
-            value: value.to_owned(),
-        });
-    }
-    if !auth::fetch::is_secure_endpoint(&url) {
-        return Err(ConfigError::InsecureUrl {
-            flag,
-            value: value.to_owned(),
-        });
-    }
-    Ok(url)
-}
-
-fn scope_list(flag: &'static str, lists: &[String]) -> Result<Vec<String>, ConfigError> {
-    let mut out: Vec<String> = Vec::new();
-    for scope in lists.iter().flat_map(|l| l.split_whitespace()) {
-        if !auth::scopes::is_scope_token(scope) {
-            return Err(ConfigError::BadScope {
-                flag,
-                value: scope.to_owned(),
-            });
-        }
-        if scope == "offline_access" {
-            return Err(ConfigError::OfflineAccess(flag));
-        }
-        if !out.iter().any(|s| s == scope) {
-            out.push(scope.to_owned());
-        }
-    }
-    Ok(out)
-}
-
-/// Validates the authentication options and derives the resources we protect.
-pub fn auth_config(
-    a: &AuthOptions,
-    public_url: &Url,
-    prefix: &str,
-    sse_path: Option<&str>,
-    command_name: &str,
-) -> Result<AuthConfig, ConfigError> {
-    let mut issuers = Vec::new();
-    for issuer in &a.issuers {
-        secure_url("--issuer", issuer)?;
-        issuers.push(IssuerConfig {
-            issuer: issuer.clone(),
-            jwks_uri: None,
-        });
-    }
-    if let Some(jwks) = &a.jwks_uri {
-        let url = secure_url("--jwks-uri", jwks)?;
-        match issuers.as_mut_slice() {
-            [only] => only.jwks_uri = Some(url),
-            _ => return Err(ConfigError::JwksUriNeedsOneIssuer),
-        }
-    }
-    let origin = public_url.origin().ascii_serialization();
-    let resources = Resources {
-        streamable: Resource::new(public_url, prefix),
-        legacy: match sse_path {
-            Some(p) => {
-                let url = Url::parse(&format!("{origin}{prefix}{p}"))
-                    .map_err(|_| ConfigError::BadPublicUrl(public_url.to_string()))?;
-                Some(Resource::new(&url, prefix))
-            }
-            None => None,
-        },
-        // The origin is every instance's on it: its tokens open this one only when the
-        // operator says the origin is this server's alone.
-        origin: match (a.accept_origin_audience, prefix.is_empty()) {
-            (false, _) => None,
-            (true, false) => return Err(ConfigError::OriginAudienceBehindPrefix),
-            (true, true) => {
-                let url = Url::parse(&origin)
-                    .map_err(|_| ConfigError::BadPublicUrl(public_url.to_string()))?;
-                Some(Resource::new(&url, ""))
-            }
-        },
-    };
-    let mut extra_audiences = Vec::new();
-    for aud in &a.audiences {
-        if aud.trim().is_empty() {
-            return Err(ConfigError::EmptyAudience);
-        }
-        extra_audiences.push(auth::resource_metadata::canonical_audience(aud).into_owned());
-    }
-    let required_scopes = scope_list("--required-scope", &a.required_scopes)?;
-    let mut rules = Vec::new();
-    for rule in &a.scope_implies {
-        let bad = || ConfigError::BadImplication(rule.clone());
-        let (broad, narrower) = rule.split_once('=').ok_or_else(bad)?;
-        let broad = scope_list("--scope-implies", &[broad.to_owned()])?;
-        let narrower = scope_list("--scope-implies", &[narrower.to_owned()])?;
-        let [broad] = broad.as_slice() else {
-            return Err(bad());
-        };
-        if narrower.is_empty() {
-            return Err(bad());
-        }
-        rules.push((broad.clone(), narrower));
-    }
-    let scope_rules = ScopeRules::new(rules);
-    let mut scopes_supported = scope_list("--scopes-supported", &a.scopes_supported)?;
-    if scopes_supported.is_empty() {
-        // Advertise what the configuration names.
-        for s in required_scopes
-            .iter()
-            .map(String::as_str)
-            .chain(scope_rules.mentioned())
-        {
-            if !scopes_supported.iter().any(|x| x == s) {
-                scopes_supported.push(s.to_owned());
-            }
-        }
-    }
-    let introspection = match (&a.introspection_client_id, &a.introspection_client_secret) {
-        (None, None) if a.introspection_endpoint.is_none() => None,
-        (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
-            if issuers.is_empty() {
-                return Err(ConfigError::IntrospectionWithoutIssuer);
-            }
-            Some(IntrospectionConfig {
-                endpoint: a
-                    .introspection_endpoint
-                    .as_deref()
-                    .map(|e| secure_url("--introspection-endpoint", e))
-                    .transpose()?,
-                client_id: id.clone(),
-                client_secret: Secret::new(secret.clone()),
-                cache_ttl: a.introspection_cache_ttl,
-            })
-        }
-        _ => return Err(ConfigError::IntrospectionCredentials),
-    };
-    let hmac_secret = match &a.hmac_secret {
-        None => None,
-        Some(s) if s.trim_end().len() < 32 => return Err(ConfigError::HmacSecretTooShort),
-        Some(_) if issuers.is_empty() => return Err(ConfigError::HmacWithoutIssuer),
-        // A trailing newline from `echo > file` is not part of the secret.
-        Some(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']))),
-    };
-    let dev = if a.dev {
-        let issuer = dev_issuer_id(public_url, prefix);
-        if !auth::fetch::is_secure_endpoint(public_url) {
-            return Err(ConfigError::LocalIssuerInsecure(issuer));
-        }
-        Some(LocalIssuerConfig {
-            issuer,
-            key_file: a.dev_key_file.clone(),
-            create_key: true,
-            verification_key_files: vec![],
-            dev: true,
-        })
-    } else {
-        if a.dev_key_file.is_some() {
-            return Err(ConfigError::DevKeyWithoutDev);
-        }
-        None
-    };
-    for (name, v) in [
-        ("--max-token-bytes", a.max_token_bytes as u128),
-        (
-            "--jwks-refetch-interval",
-            a.jwks_refetch_interval.as_millis(),
-        ),
-    ] {
-        if v == 0 {
-            return Err(ConfigError::Zero(name));
-        }
-    }
-    Ok(AuthConfig {
-        resources,
-        extra_audiences,
-        issuers,
-        local: dev,
-        required_scopes,
-        scopes_supported,
-        scope_rules,
-        resource_name: a.resource_name.clone().unwrap_or_else(|| {
-            if command_name.is_empty() {
-                "MCP server".to_owned()
-            } else {
-                format!("MCP server ({command_name})")
-            }
-        }),
-        leeway: a.leeway,
-        max_token_bytes: a.max_token_bytes,
-        accept_untyped_jwt: a.accept_untyped_jwt,
-        hmac_secret,
-        introspection,
-        jwks: CachePolicy {
-            min_ttl: a.jwks_min_ttl,
-            max_ttl: a.jwks_max_ttl.max(a.jwks_min_ttl),
-            refetch_interval: a.jwks_refetch_interval,
-            ..CachePolicy::default()
-        },
-        extra_ca_pem: a.ca_bundle.clone(),
-        http_timeout: a.http_timeout,
-        token_cache_capacity: a.token_cache_size,
-    })
-}
-
-fn check_path(flag: &'static str, value: &str) -> Result<(), ConfigError> {
-    if !value.starts_with('/') || value.contains(['?', '#', ' ']) || value.contains("//") {
-        return Err(ConfigError::BadPath {
-            flag,
-            value: value.to_owned(),
-        });
-    }
-    Ok(())
-}
-
-fn parse_public_url(s: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(s).map_err(|_| ConfigError::BadPublicUrl(s.to_owned()))?;
-    if !matches!(url.scheme(), "http" | "https")
-        || url.host().is_none()
-        || url.query().is_some()
-        || url.fragment().is_some()
-    {
-        return Err(ConfigError::BadPublicUrl(s.to_owned()));
-    }
-    Ok(url)
-}
-
-fn normalize_origin(s: &str) -> Result<String, ConfigError> {
-    if s == "*" {
-        return Ok(s.to_owned());
-    }
-    let url = Url::parse(s).map_err(|_| ConfigError::BadOrigin(s.to_owned()))?;
-    if !matches!(url.scheme(), "http" | "https")
-        || url.host().is_none()
-        || !matches!(url.path(), "" | "/")
-    {
-        return Err(ConfigError::BadOrigin(s.to_owned()));
-    }
-    Ok(url.origin().ascii_serialization())
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    pub(crate) fn options() -> WrapOptions {
-        WrapOptions {
-            listen: "127.0.0.1:8080".parse().unwrap(),
-            admin_listen: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_reload_interval: Duration::from_secs(10),
-            path: "/mcp".into(),
-            public_url: None,
-            allowed_origins: vec![],
-            allowed_hosts: vec![],
-            max_sessions: 10,
-            max_sessions_per_principal: None,
-            session_rate_per_principal: None,
-            session_idle_timeout: Duration::from_secs(60),
-            max_message_bytes: 1 << 20,
-            request_timeout: Duration::from_secs(30),
-            kill_grace: Duration::from_secs(1),
-            drain_timeout: Duration::from_secs(1),
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(30),
-            sse_keepalive: Duration::from_secs(15),
-            legacy_sse: true,
-            sse_path: "/sse".into(),
-            message_path: "/message".into(),
-            replica_id: None,
-            no_auth: true,
-            auth: AuthOptions::default(),
-            login: login::LoginOptions::default(),
-            cwd: None,
-            sandbox: SandboxOptions::default(),
-            command: vec!["node".into(), "server.js".into()],
-            file: None,
-        }
-    }
-
-    fn build(o: WrapOptions) -> Result<WrapConfig, ConfigError> {
-        let env: HashMap<String, OsString> = [
-            ("PATH".to_owned(), OsString::from("/usr/bin")),
-            ("SECRET".to_owned(), OsString::from("s3cr3t")),
-        ]
-        .into();
-        WrapConfig::from_options(o, &env, "/proc/self/exe".into())
-    }
-
-    #[test]
-    fn defaults_make_a_working_config() {
-        let c = build(options()).unwrap();
-        assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/mcp");
-        assert!(c.http.allow_loopback_origins);
-        assert_eq!(c.http.public_prefix, "");
-    }
-
-    #[tokio::test]
-    async fn the_server_inherits_only_the_allow_list() {
-        async fn resolve(c: WrapConfig) -> crate::credentials::SessionEnv {
-            let principal = crate::auth::Principal::anonymous();
-            let ctx = crate::credentials::SessionContext {
-                principal: &principal,
-                subject_token: None,
-            };
-            c.sessions.env.resolve(ctx).await.unwrap()
-        }
-        let env = resolve(build(options()).unwrap()).await;
-        let names: Vec<_> = env.vars().map(|(k, _)| k.to_owned()).collect();
-        assert_eq!(names, vec!["PATH".to_owned()]);
-        let mut o = options();
-        o.sandbox.env_pass = vec!["SECRET".into()];
-        o.sandbox.env = vec![EnvSource::Value {
-            name: "MODE".into(),
-            value: "x".into(),
-        }];
-        let env = resolve(build(o).unwrap()).await;
-        assert_eq!(env.get("SECRET").unwrap(), "s3cr3t");
-        assert_eq!(env.get("MODE").unwrap(), "x");
-    }
-
-    #[test]
-    fn sandbox_options_read_from_a_config_table() {
-        let o: SandboxOptions = toml::from_str(
-            r#"
-            profile = "nonet"
-            read = ["/data"]
-            user = [1000, 1000]
-            env_pass = ["LC_ALL"]
-            env = [{ name = "API_KEY", file = "/run/secrets/key" }]
-            "#,
-        )
-        .unwrap();
-        assert_eq!(o.profile, "nonet");
-        assert_eq!(o.user, Some((1000, 1000)));
-        assert!(matches!(&o.env[0], EnvSource::File { name, .. } if name == "API_KEY"));
-        assert_eq!(
-            toml::from_str::<SandboxOptions>("").unwrap().profile,
-            "default"
-        );
-        assert!(toml::from_str::<SandboxOptions>("profil = \"x\"").is_err());
-        assert!(toml::from_str::<SandboxOptions>("env = [{ name = \"A\" }]").is_err());
-    }
-
-    #[test]
-    fn sandbox_and_env_errors_are_reported() {
-        let mut o = options();
-        o.sandbox.profile = "paranoid".into();
-        assert!(matches!(build(o), Err(ConfigError::Sandbox(_))));
-        let mut o = options();
-        o.sandbox.env = vec![EnvSource::Value {
-            name: "HOME".into(),
-            value: "/".into(),
-        }];
-        assert!(matches!(build(o), Err(ConfigError::Env(_))));
-        let mut o = options();
-        o.sandbox.env = vec![EnvSource::Claim {
-            name: "USER".into(),
-            claim: "sub".into(),
-        }];
-        assert!(matches!(build(o), Err(ConfigError::Env(_))));
-        let c = build(options()).unwrap();
-        assert_eq!(c.sessions.child.sandbox.name, "default");
-    }
-
-    #[test]
-    fn no_auth_is_loopback_only_and_explicit() {
-        let mut o = options();
-        o.listen = "0.0.0.0:8080".parse().unwrap();
-        assert!(matches!(
-            build(o),
-            Err(ConfigError::NoAuthOnPublicAddress(_))
-        ));
-        let mut o = options();
-        o.no_auth = false;
-        assert_eq!(build(o).unwrap_err(), ConfigError::NoAuth);
-    }
-
-    fn with_issuer(issuer: &str) -> WrapOptions {
-        let mut o = options();
-        o.no_auth = false;
-        o.auth.issuers = vec![issuer.into()];
-        o
-    }
-
-    #[test]
-    fn an_issuer_protects_the_endpoint_and_its_legacy_twin() {
-        let c = build(with_issuer("https://as.example.com")).unwrap();
-        let a = c.auth.unwrap();
-        assert_eq!(a.resources.streamable.id, "http://127.0.0.1:8080/mcp");
-        assert_eq!(a.resources.legacy.unwrap().id, "http://127.0.0.1:8080/sse");
-        // The origin is an audience only on request.
-        assert!(a.resources.origin.is_none());
-        assert_eq!(a.issuers[0].issuer, "https://as.example.com");
-        assert!(a.issuers[0].jwks_uri.is_none());
-        assert_eq!(a.resource_name, "MCP server (node)");
-    }
-
-    #[test]
-    fn behind_a_path_prefix_the_origin_is_not_claimed() {
-        let mut o = with_issuer("https://as.example.com");
-        o.public_url = Some("https://tools.example.com/team/mcp".into());
-        let a = build(o).unwrap().auth.unwrap();
-        assert_eq!(
-            a.resources.streamable.id,
-            "https://tools.example.com/team/mcp"
-        );
-        assert_eq!(
-            a.resources.legacy.unwrap().id,
-            "https://tools.example.com/team/sse"
-        );
-        assert!(a.resources.origin.is_none());
-    }
-
-    #[test]
-    fn principals_hold_part_of_the_sessions_when_there_are_principals() {
-        let mut o = with_issuer("https://as.example.com");
-        o.max_sessions = 64;
-        o.session_rate_per_principal = Some(SessionRate::parse("30/min").unwrap());
-        let limits = build(o.clone()).unwrap().sessions.per_principal.unwrap();
-        assert_eq!(limits.max_sessions, 16);
-        assert_eq!(limits.rate, Some(SessionRate::parse("30/min").unwrap()));
-        for (max, per) in [(4, 2), (5, 3), (2, 1), (1, 1), (1000, 16)] {
-            o.max_sessions = max;
-            let got = build(o.clone()).unwrap().sessions.per_principal.unwrap();
-            assert_eq!(got.max_sessions, per, "--max-sessions {max}");
-        }
-        o.max_sessions_per_principal = Some(40);
-        o.session_rate_per_principal = None;
-        let limits = build(o).unwrap().sessions.per_principal.unwrap();
-        assert_eq!((limits.max_sessions, limits.rate), (40, None));
-        // Without authentication every caller is the one anonymous principal.
-        let mut anonymous = options();
-        anonymous.max_sessions_per_principal = Some(2);
-        assert_eq!(build(anonymous).unwrap().sessions.per_principal, None);
-    }
-
-    #[test]
-    fn the_origin_audience_is_opt_in_and_refused_behind_a_prefix() {
-        let mut o = with_issuer("https://as.example.com");
-        o.auth.accept_origin_audience = true;
-        let a = build(o.clone()).unwrap().auth.unwrap();
-        assert_eq!(a.resources.origin.unwrap().id, "http://127.0.0.1:8080");
-        o.public_url = Some("https://tools.example.com/team/mcp".into());
-        assert_eq!(
-            build(o).unwrap_err(),
-            ConfigError::OriginAudienceBehindPrefix
-        );
-    }
-
-    #[test]
-    fn token_exchange_needs_an_issuer_and_client_credentials() {
-        let exchange = EnvSource::parse_exchange("API_TOKEN", "https://api.example/mcp").unwrap();
-        let mut o = with_issuer("http://127.0.0.1:9000");
-        o.sandbox.env = vec![exchange.clone()];
-        let Err(ConfigError::Env(e)) = build(o.clone()) else {
-            panic!("accepted without credentials")
-        };
-        assert!(e.contains("--exchange-client-id"), "{e}");
-        o.sandbox.exchange_client_id = Some("sidecar".into());
-        o.sandbox.exchange_client_secret = Some(Secret::new("s3cret-client"));
-        let c = build(o.clone()).unwrap();
-        assert!(c.sessions.env.injects_secrets());
-        // The client secret never shows in a Debug rendering of the options.
-        assert!(!format!("{o:?}").contains("s3cret-client"));
-        // One explicit token endpoint cannot stand for several issuers.
-        let mut several = o.clone();
-        several.auth.issuers.push("http://127.0.0.1:9001".into());
-        assert!(build(several.clone()).is_ok());
-        several.sandbox.exchange_token_endpoint = Some("http://127.0.0.1:9000/token".into());
-        let r = build(several);
-        assert!(
-            matches!(&r, Err(ConfigError::Env(e)) if e.contains("exactly one --issuer")),
-            "{r:?}"
-        );
-        // The development issuer has no token endpoint to exchange at.
-        let mut o = options();
-        o.no_auth = false;
-        o.auth.dev = true;
-        o.sandbox.env = vec![exchange];
-        o.sandbox.exchange_client_id = Some("sidecar".into());
-        o.sandbox.exchange_client_secret = Some(Secret::new("x"));
-        let r = build(o);
-        assert!(
-            matches!(&r, Err(ConfigError::Env(e)) if e.contains("--issuer")),
-            "{r:?}"
-        );
-    }
-
-    #[test]
-    fn issuers_need_https_except_on_loopback() {
-        assert!(build(with_issuer("http://127.0.0.1:9000")).is_ok());
-        assert!(build(with_issuer("http://localhost:9000/realms/x")).is_ok());
-        assert!(matches!(
-            build(with_issuer("http://as.example.com")),
-            Err(ConfigError::InsecureUrl {
-                flag: "--issuer",
-                ..
-            })
-        ));
-        assert!(matches!(
-            build(with_issuer("as.example.com")),
-            Err(ConfigError::BadUrl { .. })
-        ));
-        let mut o = with_issuer("https://as.example.com");
-        o.auth.jwks_uri = Some("http://keys.example.com/jwks".into());
-        assert!(matches!(
-            build(o),
-            Err(ConfigError::InsecureUrl {
-                flag: "--jwks-uri",
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn jwks_uri_belongs_to_exactly_one_issuer() {
-        let mut o = with_issuer("https://as.example.com");
-        o.auth.jwks_uri = Some("https://as.example.com/keys".into());
-        let a = build(o).unwrap().auth.unwrap();
-        assert_eq!(
-            a.issuers[0].jwks_uri.as_ref().unwrap().as_str(),
-            "https://as.example.com/keys"
-        );
-        let mut o = options();
-        o.no_auth = false;
-        o.auth.jwks_uri = Some("https://as.example.com/keys".into());
-        assert_eq!(build(o).unwrap_err(), ConfigError::JwksUriNeedsOneIssuer);
-        let mut o = with_issuer("https://a.example");
-        o.auth.issuers.push("https://b.example".into());
-        o.auth.jwks_uri = Some("https://a.example/keys".into());
-        assert_eq!(build(o).unwrap_err(), ConfigError::JwksUriNeedsOneIssuer);
-    }
-
-    #[test]
-    fn no_auth_excludes_authentication_flags() {
-        let mut o = with_issuer("https://as.example.com");
-        o.no_auth = true;
-        assert_eq!(
-            build(o).unwrap_err(),
-            ConfigError::NoAuthWithAuth("--issuer")
-        );
-        let mut o = options();
-        o.auth.dev = true;
-        assert_eq!(build(o).unwrap_err(), ConfigError::NoAuthWithAuth("--dev"));
-        // Real authentication may listen anywhere.
-        let mut o = with_issuer("https://as.example.com");
-        o.listen = "0.0.0.0:8080".parse().unwrap();
-        o.public_url = Some("https://tools.example.com/mcp".into());
-        assert!(build(o).is_ok());
-    }
-
-    #[test]
-    fn dev_issuer_is_our_base_url_and_loopback_or_https_only() {
-        let mut o = options();
-        o.no_auth = false;
-        o.auth.dev = true;
-        let a = build(o.clone()).unwrap().auth.unwrap();
-        assert_eq!(a.local.unwrap().issuer, "http://127.0.0.1:8080");
-        o.listen = "0.0.0.0:8080".parse().unwrap();
-        assert!(matches!(
-            build(o.clone()),
-            Err(ConfigError::LocalIssuerInsecure(_))
-        ));
-        o.public_url = Some("https://tools.example.com/team/mcp".into());
-        let a = build(o).unwrap().auth.unwrap();
-        assert_eq!(a.local.unwrap().issuer, "https://tools.example.com/team");
-        let mut o = with_issuer("https://as.example.com");
-        o.auth.dev_key_file = Some("/tmp/k".into());
-        assert_eq!(build(o).unwrap_err(), ConfigError::DevKeyWithoutDev);
-    }
-
-    #[test]
-    fn scopes_are_validated_and_advertised() {
-        let mut o = with_issuer("https://as.example.com");
-        o.auth.required_scopes = vec!["mcp:tools".into()];
-        o.auth.scope_implies = vec!["mcp:admin=mcp:tools mcp:read".into()];
-        let a = build(o.clone()).unwrap().auth.unwrap();
-        assert_eq!(a.required_scopes, vec!["mcp:tools"]);
-        assert_eq!(
-            a.scopes_supported,
-            vec!["mcp:tools", "mcp:admin", "mcp:read"]
-        );
-        assert!(
-            a.scope_rules
-                .expand(["mcp:admin".to_owned()])
-                .contains("mcp:read")
-        );
-        o.auth.scopes_supported = vec!["a b".into()];
-        assert_eq!(
-            build(o.clone()).unwrap().auth.unwrap().scopes_supported,
-            vec!["a", "b"]
-        );
-        o.auth.required_scopes = vec!["offline_access".into()];
-        assert_eq!(
-            build(o.clone()).unwrap_err(),
-            ConfigError::OfflineAccess("--required-scope")
-        );
-        o.auth.required_scopes = vec!["bad\"scope".into()];
-        assert!(matches!(
-            build(o.clone()),
-            Err(ConfigError::BadScope { .. })
-        ));
-        o.auth.required_scopes = vec![];
-        o.auth.scope_implies = vec!["nothing".into()];
-        assert!(matches!(build(o), Err(ConfigError::BadImplication(_))));
-    }
-
-    #[test]
-    fn introspection_needs_credentials_and_an_issuer() {
-        let mut o = with_issuer("https://as.example.com");
-        o.auth.introspection_client_id = Some("rs".into());
-        assert_eq!(
-            build(o.clone()).unwrap_err(),
-            ConfigError::IntrospectionCredentials
-        );
-        o.auth.introspection_client_secret = Some("s".into());
-        let a = build(o.clone()).unwrap().auth.unwrap();
-        let i = a.introspection.unwrap();
-        assert_eq!(i.client_secret.expose(), "s");
-        assert!(
-            !format!("{i:?}").contains("\"s\""),
-            "secrets are not printed"
-        );
-        o.auth.introspection_endpoint = Some("http://as.example.com/introspect".into());
-        assert!(matches!(build(o), Err(ConfigError::InsecureUrl { .. })));
-    }
-
-    #[test]
-    fn hmac_secrets_must_be_long() {
-        let mut o = with_issuer("https://as.example.com");
-        o.auth.hmac_secret = Some("short\n".into());
-        assert_eq!(
-            build(o.clone()).unwrap_err(),
-            ConfigError::HmacSecretTooShort
-        );
-        o.auth.hmac_secret = Some(format!("{}\n", "k".repeat(32)));
-        let a = build(o).unwrap().auth.unwrap();
-        assert_eq!(a.hmac_secret.unwrap().expose(), "k".repeat(32));
-    }
-
-    #[test]
-    fn invalid_values_are_refused_precisely() {
-        let mut o = options();
-        o.path = "mcp".into();
-        assert!(matches!(
-            build(o),
-            Err(ConfigError::BadPath { flag: "--path", .. })
-        ));
-        let mut o = options();
-        o.public_url = Some("ftp://x/mcp".into());
-        assert!(matches!(build(o), Err(ConfigError::BadPublicUrl(_))));
-        let mut o = options();
-        o.allowed_origins = vec!["https://ok.example/path".into()];
-        assert!(matches!(build(o), Err(ConfigError::BadOrigin(_))));
-        let mut o = options();
-        o.replica_id = Some("Bad_ID".into());
-        assert!(matches!(build(o), Err(ConfigError::BadReplicaId(_))));
-        let mut o = options();
-        o.max_sessions = 0;
-        assert_eq!(build(o).unwrap_err(), ConfigError::Zero("--max-sessions"));
-        let mut o = options();
-        o.max_sessions_per_principal = Some(0);
-        assert_eq!(
-            build(o).unwrap_err(),
-            ConfigError::Zero("--max-sessions-per-principal")
-        );
-        let mut o = options();
-        o.sse_path = "/mcp".into();
-        assert!(matches!(build(o), Err(ConfigError::PathClash(..))));
-        let mut o = options();
-        o.admin_listen = Some(o.listen);
-        assert!(matches!(build(o), Err(ConfigError::AdminOnMcpPort(_))));
-        let mut o = options();
-        o.command = vec![];
-        assert_eq!(build(o).unwrap_err(), ConfigError::NoCommand);
-    }
-
-    #[test]
-    fn an_empty_replica_id_means_no_prefix() {
-        let mut o = options();
-        o.replica_id = Some(String::new());
-        assert_eq!(build(o).unwrap().sessions.replica_id, None);
-        let mut o = options();
-        o.replica_id = Some("mcp-warden-1".into());
-        assert_eq!(
-            build(o).unwrap().sessions.replica_id.as_deref(),
-            Some("mcp-warden-1")
-        );
-    }
-
-    #[test]
-    fn public_url_sets_the_legacy_prefix_and_an_allowed_origin() {
-        let mut o = options();
-        o.public_url = Some("https://tools.example.com/team/mcp".into());
-        let c = build(o).unwrap();
-        assert_eq!(c.http.public_prefix, "/team");
-        assert!(
-            c.http
-                .allowed_origins
-                .contains(&"https://tools.example.com".to_owned())
-        );
+/// A secret from its file (trimmed), else from the environment variable `var` (kept out of
+/// the flags so it never shows in the process list).
+fn read_secret(
+    what: &str,
+    file: Option<&Path>,
+    var: &str,
+    env: &dyn VarLookup,
+) -> Result<Option<String>, ConfigError> {
+    match file {
+        Some(p) => Ok(Some(read_text(what, p)?.trim().to_owned())),
+        None => Ok(env.get(var).and_then(|v| v.into_string().ok())),
     }
 }

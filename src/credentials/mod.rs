@@ -57,25 +57,7 @@ pub fn is_loader_variable(name: &str) -> bool {
 /// Largest `--env-file` accepted (credentials, not data).
 const MAX_FILE_BYTES: u64 = 64 * 1024;
 
-/// A secret value. Its `Debug` shows nothing of it and it has no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Zeroizing<Vec<u8>>);
-
-impl Secret {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Secret {
-        Secret(Zeroizing::new(bytes.into()))
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use crate::secret::Secret;
 
 /// The secret values injected into one session's server, for redaction of its responses.
 #[derive(Clone, Default)]
@@ -299,7 +281,7 @@ impl TokenExchanger for crate::auth::exchange::TokenExchangeClient {
             .await
             .map_err(|e| e.to_string())?;
             Ok(ExchangedToken {
-                access_token: Secret::new(issued.access_token.expose().as_bytes()),
+                access_token: issued.access_token,
                 expires_in: issued.expires_in,
             })
         })
@@ -332,17 +314,20 @@ impl EnvPlan {
         sources: Vec<EnvSource>,
         exchanger: Option<Arc<dyn TokenExchanger>>,
     ) -> Result<EnvPlan, EnvError> {
-        EnvPlan::allowing_loader(pass, &[], lookup, sources, exchanger)
+        let mut plan = EnvPlan::allowing_loader(pass, &[], lookup, sources, exchanger.is_some())?;
+        plan.exchanger = exchanger;
+        Ok(plan)
     }
 
     /// [`EnvPlan::new`], with the loader variables named in `allow_loader` accepted
-    /// (`--env-allow-loader`).
+    /// (`--env-allow-loader`). `can_exchange`: an exchanger will be attached
+    /// ([`EnvPlan::attach_exchanger`]) before the first session.
     pub fn allowing_loader(
         pass: &[String],
         allow_loader: &[String],
         lookup: &dyn Fn(&str) -> Option<OsString>,
         sources: Vec<EnvSource>,
-        exchanger: Option<Arc<dyn TokenExchanger>>,
+        can_exchange: bool,
     ) -> Result<EnvPlan, EnvError> {
         if let Some(n) = allow_loader.iter().find(|n| !is_loader_variable(n)) {
             return Err(EnvError::NotLoaderVariable(n.clone()));
@@ -365,7 +350,7 @@ impl EnvPlan {
                 return Err(EnvError::Duplicate(name.to_owned()));
             }
             names.push(name);
-            if matches!(s, EnvSource::Exchange { .. }) && exchanger.is_none() {
+            if matches!(s, EnvSource::Exchange { .. }) && !can_exchange {
                 return Err(EnvError::ExchangeUnavailable(name.to_owned()));
             }
         }
@@ -386,8 +371,13 @@ impl EnvPlan {
         Ok(EnvPlan {
             pass: captured,
             sources,
-            exchanger,
+            exchanger: None,
         })
+    }
+
+    /// The client `--env-exchange` variables are obtained with (built by the app).
+    pub fn attach_exchanger(&mut self, exchanger: Arc<dyn TokenExchanger>) {
+        self.exchanger = Some(exchanger);
     }
 
     pub fn sources(&self) -> &[EnvSource] {
@@ -531,7 +521,7 @@ async fn read_secret(name: &str, path: &PathBuf) -> Result<Secret, EnvError> {
             bytes.pop();
         }
     }
-    Ok(Secret(bytes))
+    Ok(Secret::from(bytes))
 }
 
 /// A claim of the principal's validated token, as text: any claim of the token (JWT
@@ -848,17 +838,23 @@ mod tests {
                 &allowed,
                 &sidecar_env,
                 vec![value("LD_LIBRARY_PATH")],
-                None
+                false
             )
             .is_ok()
         );
         // Allowing one does not allow the others.
         assert!(
-            EnvPlan::allowing_loader(&[], &allowed, &sidecar_env, vec![value("LD_PRELOAD")], None)
-                .is_err()
+            EnvPlan::allowing_loader(
+                &[],
+                &allowed,
+                &sidecar_env,
+                vec![value("LD_PRELOAD")],
+                false
+            )
+            .is_err()
         );
         assert!(matches!(
-            EnvPlan::allowing_loader(&[], &["PATH".into()], &sidecar_env, vec![], None),
+            EnvPlan::allowing_loader(&[], &["PATH".into()], &sidecar_env, vec![], false),
             Err(EnvError::NotLoaderVariable(_))
         ));
         // Look-alikes are ordinary variables.
