@@ -13,15 +13,15 @@
 //! any stream holds it. The [`SessionStore`] owns all sessions, enforces the cap, and reaps
 //! idle sessions and expired requests.
 
-mod admission;
 mod events;
+mod principal_limits;
 mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use admission::{PrincipalLimits, PrincipalRefusal, SessionRate};
 pub use events::{AttachError, Cursor, Event, EventId, EventStream, Next, StreamLimits};
+pub use principal_limits::{PrincipalLimits, PrincipalRefusal, SessionRate};
 pub use store::{CreateError, Refused, Session, SessionError, SessionStore, Transport};
 
 use crate::child::ChildSpec;

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::SessionConfig;
-use super::admission::{Admission, PrincipalRefusal};
 use super::events::EventStream;
+use super::principal_limits::{PrincipalRefusal, Principals};
 use crate::auth::Principal;
 use crate::child::{Child, ChildSink, Closed, ExitStatus, ProcessTable, SpawnError};
 use crate::credentials::{Secret, SecretSet, SessionContext, SessionEnv};
@@ -134,7 +134,7 @@ struct StoreInner {
     count: AtomicUsize,
     draining: AtomicBool,
     /// Sessions held and started per principal.
-    admission: Admission,
+    principals: Principals,
     config: Arc<SessionConfig>,
     table: ProcessTable,
     metrics: Arc<Metrics>,
@@ -155,7 +155,7 @@ impl SessionStore {
                 sessions: RwLock::new(HashMap::new()),
                 count: AtomicUsize::new(0),
                 draining: AtomicBool::new(false),
-                admission: Admission::new(config.per_principal),
+                principals: Principals::new(config.per_principal),
                 config: Arc::new(config),
                 table,
                 metrics,
@@ -197,7 +197,7 @@ impl SessionStore {
             return Err(Refused::Full(max).into());
         }
         // The principal's own limits, once a place is held: a refusal here gives it back.
-        if let Err(e) = inner.admission.admit(&owner, Instant::now()) {
+        if let Err(e) = inner.principals.admit(&owner, Instant::now()) {
             inner.count.fetch_sub(1, Ordering::AcqRel);
             return Err(Refused::Principal(e).into());
         }
@@ -205,7 +205,7 @@ impl SessionStore {
             Ok(env) => env,
             Err(message) => {
                 inner.count.fetch_sub(1, Ordering::AcqRel);
-                inner.admission.release(&owner);
+                inner.principals.release(&owner);
                 return Err(CreateError::Credentials(message));
             }
         };
@@ -263,7 +263,7 @@ impl SessionStore {
             }
             Err(e) => {
                 inner.count.fetch_sub(1, Ordering::AcqRel);
-                inner.admission.release(&session.owner);
+                inner.principals.release(&session.owner);
                 inner.metrics.child_exited("spawn_failed");
                 span.in_scope(|| tracing::error!(error = %e, "cannot start the MCP server"));
                 Err(e.into())
@@ -367,7 +367,7 @@ impl StoreInner {
         let removed = self.sessions.write().remove(id);
         if let Some(session) = removed {
             self.count.fetch_sub(1, Ordering::AcqRel);
-            self.admission.release(&session.owner);
+            self.principals.release(&session.owner);
         }
     }
 }
