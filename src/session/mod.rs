@@ -15,6 +15,7 @@
 
 mod events;
 mod principal_limits;
+mod routing;
 mod store;
 
 use std::sync::Arc;
@@ -22,7 +23,8 @@ use std::time::Duration;
 
 pub use events::{AttachError, Cursor, Event, EventId, EventStream, Next, StreamLimits};
 pub use principal_limits::{PrincipalLimits, PrincipalRefusal, SessionRate};
-pub use store::{CreateError, Refused, Session, SessionError, SessionStore, Transport};
+pub use routing::{Session, SessionError, Transport};
+pub use store::{CreateError, Refused, SessionStore};
 
 use crate::child::ChildSpec;
 use crate::credentials::EnvPlan;
