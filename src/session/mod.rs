@@ -18,6 +18,9 @@ mod principal_limits;
 mod routing;
 mod store;
 
+#[cfg(test)]
+mod routing_tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 
