@@ -33,6 +33,35 @@ pub enum Transport {
     LegacySse,
 }
 
+/// Where the answers of a session's requests go: all that routing needs to know of its
+/// transport, fixed when the session opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answers {
+    /// Each request gets a stream of its own, which its answer finishes and which is kept a
+    /// while for resumption (Streamable HTTP).
+    OwnStream,
+    /// Every answer goes to the standalone stream, which carries everything (HTTP+SSE).
+    Standalone,
+}
+
+impl From<Transport> for Answers {
+    fn from(transport: Transport) -> Answers {
+        match transport {
+            Transport::Streamable => Answers::OwnStream,
+            Transport::LegacySse => Answers::Standalone,
+        }
+    }
+}
+
+/// The id of the standalone stream; request streams are numbered from 1.
+const STANDALONE: u32 = 0;
+
+/// Whether `stream` is one request's own: finished by its answer, unlike the standalone
+/// stream.
+fn is_own(stream: &EventStream) -> bool {
+    stream.id() != STANDALONE
+}
+
 /// Why a message could not be handed to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
@@ -173,6 +202,7 @@ struct Routes {
     next_order: u64,
     /// Stream 0: the GET stream (or the legacy SSE connection).
     standalone: Arc<EventStream>,
+    answers: Answers,
     ended: Option<EndReason>,
 }
 
@@ -216,7 +246,8 @@ impl Session {
                 retired: VecDeque::new(),
                 next_stream: 1,
                 next_order: 0,
-                standalone: EventStream::new(0, o.limits.stream_limits),
+                standalone: EventStream::new(STANDALONE, o.limits.stream_limits),
+                answers: o.transport.into(),
                 ended: None,
             }),
             version: AtomicU8::new(0),
@@ -301,7 +332,7 @@ impl Session {
     /// A request stream by id, or the standalone stream for 0.
     pub fn stream(&self, id: u32) -> Option<Arc<EventStream>> {
         let routes = self.routes.lock();
-        if id == 0 {
+        if id == STANDALONE {
             return Some(routes.standalone.clone());
         }
         routes.streams.get(&id).cloned()
@@ -334,15 +365,7 @@ impl Session {
             if r.by_client.contains_key(&id) {
                 return Err(SessionError::DuplicateId);
             }
-            let stream = match self.transport {
-                Transport::LegacySse => r.standalone.clone(),
-                Transport::Streamable => {
-                    let stream = EventStream::new(r.next_stream, self.limits.stream_limits);
-                    r.next_stream = r.next_stream.wrapping_add(1).max(1);
-                    r.streams.insert(stream.id(), stream.clone());
-                    stream
-                }
-            };
+            let stream = r.answer_stream(self.limits.stream_limits, true);
             if let Some(token) = &progress {
                 r.progress.insert(token.clone(), stream.clone());
             }
@@ -381,18 +404,12 @@ impl Session {
     /// Answers a request without the server (the bridge's own replies), on the stream such
     /// an answer would take.
     pub fn answer_locally(&self, response: Bytes) -> Arc<EventStream> {
-        let mut r = self.routes.lock();
-        let stream = match self.transport {
-            Transport::LegacySse => r.standalone.clone(),
-            Transport::Streamable => {
-                let stream = EventStream::new(r.next_stream, self.limits.stream_limits);
-                r.next_stream = r.next_stream.wrapping_add(1).max(1);
-                stream
-            }
-        };
-        drop(r);
+        let stream = self
+            .routes
+            .lock()
+            .answer_stream(self.limits.stream_limits, false);
         stream.push(Kind::Response, response);
-        if self.transport == Transport::Streamable {
+        if is_own(&stream) {
             stream.finish();
         }
         stream
@@ -503,7 +520,7 @@ impl Session {
             };
             p.stream.push(Kind::Response, response);
         }
-        if self.transport == Transport::Streamable {
+        if is_own(&p.stream) {
             p.stream.finish();
             self.routes
                 .lock()
@@ -610,9 +627,12 @@ impl Session {
         let Some(line) = self.inspected(None, kind, line) else {
             return;
         };
+        // The GET stream while a client reads it, else the stream of the oldest request in
+        // flight (on HTTP+SSE, the standalone stream again), else the standalone stream,
+        // where it waits for a GET stream.
         let target = {
             let r = self.routes.lock();
-            if self.transport == Transport::LegacySse || r.standalone.is_attached() {
+            if r.standalone.is_attached() {
                 r.standalone.clone()
             } else {
                 r.pending
@@ -690,6 +710,20 @@ impl Session {
 }
 
 impl Routes {
+    /// The stream a new request's answer will take. A stream of the request's own gets the
+    /// next id and, when `resumable`, can be found by it until it is forgotten.
+    fn answer_stream(&mut self, limits: StreamLimits, resumable: bool) -> Arc<EventStream> {
+        if self.answers == Answers::Standalone {
+            return self.standalone.clone();
+        }
+        let stream = EventStream::new(self.next_stream, limits);
+        self.next_stream = self.next_stream.wrapping_add(1).max(1);
+        if resumable {
+            self.streams.insert(stream.id(), stream.clone());
+        }
+        stream
+    }
+
     /// Removes a pending request (by the id the server knows it by) and its progress token.
     fn take(&mut self, ours: i64) -> Option<Pending> {
         let p = self.pending.remove(&ours)?;

@@ -399,6 +399,8 @@ async fn an_answer_given_without_the_server_takes_the_stream_an_answer_would() {
     assert_ne!(stream.id(), 0);
     assert!(stream.is_finished());
     assert_eq!(events(&stream).len(), 1);
+    // Not listed for resumption: only the streams of forwarded requests are.
+    assert!(h.session.stream(stream.id()).is_none());
     assert!(events(&h.session.standalone()).is_empty());
     assert!(h.written().is_empty());
 
