@@ -1,8 +1,11 @@
-//! The HTTP app as a value: `router(state)` driven with `oneshot`, no socket, no process.
-//! The protocol's status matrix for requests that need no live session.
+//! The HTTP app as a value: `router(state)` driven with `oneshot`, no socket. The protocol's
+//! status matrix for requests that need no live session, and for a live one (its server a
+//! real process: `tests/data/stdio_echo.py` behind the built binary's sandbox helper).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -146,4 +149,103 @@ async fn the_protocol_status_matrix_without_a_session() {
     for (what, req, body, expected) in cases {
         assert_eq!(status(req, body).await, expected, "{what}");
     }
+}
+
+/// The built `mcp-warden` next to this test binary (`target/<profile>/deps/…`): a session's
+/// server starts through its `__sandbox-exec` mode.
+fn helper_exe() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("mcp-warden");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build` (sessions start their server through it)",
+        bin.display()
+    );
+    bin
+}
+
+/// An app whose sessions run `python3 tests/data/stdio_echo.py`, with their work dirs
+/// under `work_root`.
+async fn live_app(work_root: &Path) -> App {
+    let mut options = crate::config::tests::options();
+    options.sandbox.work_root = Some(work_root.to_owned());
+    options.command = vec![
+        "python3".into(),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/stdio_echo.py")
+            .into(),
+    ];
+    let env: HashMap<String, OsString> = [("PATH".to_owned(), OsString::from("/usr/bin"))].into();
+    let config = WrapConfig::from_options(options, &env, helper_exe()).unwrap();
+    crate::child::create_work_root(work_root).unwrap();
+    App::build(config).await.unwrap()
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"router-tests","version":"1"}}}"#;
+const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+async fn send(
+    router: &axum::Router,
+    req: axum::http::request::Builder,
+    body: &'static str,
+) -> axum::response::Response {
+    router
+        .clone()
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn body_text(response: axum::response::Response) -> String {
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn a_live_session_takes_notifications_with_202_and_is_gone_once_deleted() {
+    let work_root =
+        std::env::temp_dir().join(format!("mcp-warden-router-tests-{}", std::process::id()));
+    let app = live_app(&work_root).await;
+    let router = app.router();
+
+    let opened = send(&router, post(INITIALIZE), INITIALIZE).await;
+    assert_eq!(opened.status(), StatusCode::OK);
+    let id = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(body_text(opened).await.contains("stdio-echo"));
+    let in_session = |req: axum::http::request::Builder| req.header("mcp-session-id", id.as_str());
+
+    let notified = send(&router, in_session(post(INITIALIZED)), INITIALIZED).await;
+    assert_eq!(notified.status(), StatusCode::ACCEPTED);
+    assert_eq!(body_text(notified).await, "");
+
+    let deleted = send(&router, in_session(request(Method::DELETE, "/mcp")), "").await;
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert!(app.sessions().get(&id).is_none());
+
+    let after = send(&router, in_session(post(TOOLS_LIST)), TOOLS_LIST).await;
+    assert_eq!(after.status(), StatusCode::NOT_FOUND);
+    let again = send(&router, in_session(request(Method::DELETE, "/mcp")), "").await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+
+    // The server stopped too: its work dir goes once its process tree has exited.
+    let emptied = tokio::time::timeout(Duration::from_secs(10), async {
+        while std::fs::read_dir(&work_root).unwrap().next().is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    std::fs::remove_dir_all(&work_root).unwrap();
+    assert!(
+        emptied.is_ok(),
+        "the deleted session's server is still running"
+    );
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,6 +31,23 @@ pub trait ChildSink: Send + Sync + 'static {
     /// The server can no longer talk to us: its stdout closed or it exited. Called once for
     /// each; the first one ends the session.
     fn on_closed(&self, why: Closed);
+}
+
+/// What a session does with its server: write to its stdin, stop it, wait for its exit.
+/// [`Child`] is the real one; the session holds it through this trait, so that routing can be
+/// driven in-process with a stand-in that records what it was sent.
+pub trait ChildHandle: Send + Sync + std::fmt::Debug + 'static {
+    /// The process id (for logs and tests).
+    fn pid(&self) -> i32;
+    /// Queues one message (a complete JSON text without the trailing newline) for stdin,
+    /// waiting while the queue is full.
+    fn send(&self, message: Bytes) -> BoxFuture<'_, Result<(), StdinClosed>>;
+    /// Queues without waiting; for messages the bridge itself generates (cancellations).
+    fn try_send(&self, message: Bytes) -> Result<(), StdinClosed>;
+    /// Stops the server; idempotent, returns at once.
+    fn terminate(&self);
+    /// Resolves once the process (its whole tree) has exited.
+    fn wait(&self) -> BoxFuture<'_, ExitStatus>;
 }
 
 /// How a server's conversation ended.
@@ -227,6 +245,28 @@ impl Child {
     pub async fn shutdown(&self) -> ExitStatus {
         self.terminate();
         self.wait().await
+    }
+}
+
+impl ChildHandle for Child {
+    fn pid(&self) -> i32 {
+        Child::pid(self)
+    }
+
+    fn send(&self, message: Bytes) -> BoxFuture<'_, Result<(), StdinClosed>> {
+        Box::pin(Child::send(self, message))
+    }
+
+    fn try_send(&self, message: Bytes) -> Result<(), StdinClosed> {
+        Child::try_send(self, message)
+    }
+
+    fn terminate(&self) {
+        Child::terminate(self)
+    }
+
+    fn wait(&self) -> BoxFuture<'_, ExitStatus> {
+        Box::pin(Child::wait(self))
     }
 }
 

@@ -13,16 +13,21 @@
 //! any stream holds it. The [`SessionStore`] owns all sessions, enforces the cap, and reaps
 //! idle sessions and expired requests.
 
-mod admission;
 mod events;
+mod principal_limits;
+mod routing;
 mod store;
+
+#[cfg(test)]
+mod routing_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use admission::{PrincipalLimits, PrincipalRefusal, SessionRate};
 pub use events::{AttachError, Cursor, Event, EventId, EventStream, Next, StreamLimits};
-pub use store::{CreateError, Refused, Session, SessionError, SessionStore, Transport};
+pub use principal_limits::{PrincipalLimits, PrincipalRefusal, SessionRate};
+pub use routing::{Session, SessionError, Transport};
+pub use store::{CreateError, Refused, SessionStore};
 
 use crate::child::ChildSpec;
 use crate::credentials::EnvPlan;

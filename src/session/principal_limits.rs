@@ -68,7 +68,7 @@ struct Bucket {
 
 /// The sessions each principal holds and its rate bucket.
 #[derive(Debug, Default)]
-pub(super) struct Admission {
+pub(super) struct Principals {
     limits: Option<PrincipalLimits>,
     state: Mutex<State>,
 }
@@ -80,10 +80,10 @@ struct State {
     buckets: HashMap<Arc<str>, Bucket>,
 }
 
-impl Admission {
+impl Principals {
     /// `None`: no per-principal limits (authentication off: everyone is one principal).
-    pub(super) fn new(limits: Option<PrincipalLimits>) -> Admission {
-        Admission {
+    pub(super) fn new(limits: Option<PrincipalLimits>) -> Principals {
+        Principals {
             limits,
             state: Mutex::default(),
         }
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn each_principal_holds_at_most_its_cap() {
-        let a = Admission::new(Some(PrincipalLimits {
+        let a = Principals::new(Some(PrincipalLimits {
             max_sessions: 2,
             rate: None,
         }));
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn starts_refill_at_the_rate_and_say_when() {
-        let a = Admission::new(Some(PrincipalLimits {
+        let a = Principals::new(Some(PrincipalLimits {
             max_sessions: 100,
             rate: Some(SessionRate::parse("2/s").unwrap()),
         }));
@@ -217,7 +217,7 @@ mod tests {
         assert!(a.admit(&owner("bob"), t).is_ok());
         assert!(a.admit(&alice, t + Duration::from_millis(500)).is_ok());
         // A refusal at the cap costs no start.
-        let capped = Admission::new(Some(PrincipalLimits {
+        let capped = Principals::new(Some(PrincipalLimits {
             max_sessions: 1,
             rate: Some(SessionRate::parse("2/min").unwrap()),
         }));
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn without_limits_everything_is_admitted() {
-        let a = Admission::new(None);
+        let a = Principals::new(None);
         let t = Instant::now();
         for _ in 0..1000 {
             assert!(a.admit(&owner("anonymous"), t).is_ok());
