@@ -8,12 +8,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
-use super::rescue::Rejection;
+use super::rescue::Failure;
 use crate::auth::Principal;
 use crate::session::{PrincipalRefusal, Refused};
 
 /// Records a refused session and returns the answer for it.
-pub(crate) fn refused(st: &AppState, principal: &Principal, why: Refused) -> Rejection {
+pub(crate) fn refused(st: &AppState, principal: &Principal, why: Refused) -> Failure {
     st.metrics.session_refused(why.code());
     tracing::info!(
         session.refused = why.code(),
@@ -27,9 +27,9 @@ pub(crate) fn refused(st: &AppState, principal: &Principal, why: Refused) -> Rej
     st.governance
         .session_refused(principal, why.code(), retry_after);
     match why {
-        Refused::Full(_) => Rejection::TooManySessions,
-        Refused::Draining => Rejection::Draining,
-        Refused::Principal(p) => Rejection::PrincipalSessions(p),
+        Refused::Full(_) => Failure::TooManySessions,
+        Refused::Draining => Failure::Draining,
+        Refused::Principal(p) => Failure::PrincipalSessions(p),
     }
 }
 
@@ -43,7 +43,7 @@ pub(crate) async fn audit_room(
 ) -> Response {
     if !st.governance.audit().accepting() {
         tracing::debug!("request refused: the audit log cannot keep up");
-        return Rejection::AuditFull.into_response();
+        return Failure::AuditFull.into_response();
     }
     next.run(request).await
 }

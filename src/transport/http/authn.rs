@@ -145,7 +145,7 @@ pub(crate) fn insufficient_scope(
     st: &AppState,
     path: &str,
     needed: &[&str],
-) -> super::rescue::Rejection {
+) -> super::rescue::Failure {
     challenge(st, path, Rejection::InsufficientScope, needed)
 }
 
@@ -154,7 +154,7 @@ fn refuse(
     path: &str,
     r: Rejection,
     fingerprint: Option<&str>,
-) -> super::rescue::Rejection {
+) -> super::rescue::Failure {
     let fingerprint = fingerprint.unwrap_or("");
     st.metrics.auth_failed(r.code());
     st.governance.auth_failure(r.code(), None);
@@ -178,8 +178,8 @@ fn refuse(
 }
 
 /// A refusal with what its answer needs: the resource's metadata URL for the challenge.
-fn challenge(st: &AppState, path: &str, r: Rejection, scopes: &[&str]) -> super::rescue::Rejection {
-    super::rescue::Rejection::Unauthorized {
+fn challenge(st: &AppState, path: &str, r: Rejection, scopes: &[&str]) -> super::rescue::Failure {
+    super::rescue::Failure::Unauthorized {
         reason: r,
         resource_metadata: resource_for(st, path).map(|r| r.metadata_url.clone()),
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use super::AppState;
 use super::headers;
-use super::rescue::Rejection;
+use super::rescue::Failure;
 use super::sse::{self, Framing};
 use super::streamable::{deliver, lookup_id, parse_client_message, read_body};
 use crate::auth::Principal;
@@ -32,7 +32,7 @@ pub(crate) async fn connect(
     // <img>, a script or a link asks for (`*/*`, `image/*`, `text/html`, nothing) does not
     // open a session and start a server.
     if !asks_for_event_stream(&headers) {
-        return Rejection::NotAcceptable("text/event-stream").into_response();
+        return Failure::NotAcceptable("text/event-stream").into_response();
     }
     let Some(paths) = &st.config.legacy else {
         return StatusCode::NOT_FOUND.into_response();
@@ -45,19 +45,19 @@ pub(crate) async fn connect(
     {
         Ok(s) => s,
         Err(CreateError::Credentials(message)) => {
-            return Rejection::ServerStart(message.to_owned()).into_response();
+            return Failure::ServerStart(message.to_owned()).into_response();
         }
         Err(CreateError::Refused(why)) => {
             return super::admission::refused(&st, &principal, why).into_response();
         }
         Err(CreateError::Spawn(e)) => {
-            return Rejection::ServerStart(format!("cannot start the MCP server: {e}"))
+            return Failure::ServerStart(format!("cannot start the MCP server: {e}"))
                 .into_response();
         }
     };
     let stream = session.standalone();
     let Ok(cursor) = stream.attach(None) else {
-        return Rejection::UnknownSession.into_response();
+        return Failure::UnknownSession.into_response();
     };
     // Relative to the origin the client used (or the public URL's path prefix), so it resolves
     // behind proxies; the session id goes in the query, never a credential.
@@ -116,7 +116,7 @@ pub(crate) async fn message(
 ) -> Response {
     message_inner(&st, &principal, query, &headers, body)
         .await
-        .unwrap_or_else(Rejection::into_response)
+        .unwrap_or_else(Failure::into_response)
 }
 
 async fn message_inner(
@@ -125,19 +125,19 @@ async fn message_inner(
     query: MessageQuery,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Response, Rejection> {
-    let id = query.session_id.ok_or(Rejection::MissingSession)?;
+) -> Result<Response, Failure> {
+    let id = query.session_id.ok_or(Failure::MissingSession)?;
     let session = lookup_id(st, principal, &id, Transport::LegacySse)?;
     if !headers::is_json(headers) {
-        return Err(Rejection::UnsupportedMediaType);
+        return Err(Failure::UnsupportedMediaType);
     }
     let body = read_body(body).await?;
     if mcp::first_non_whitespace(&body) == Some(b'[') {
         // 2024-11-05 allowed batches; the server gets them one by one.
         let items: Vec<&RawValue> = serde_json::from_slice(&body)
-            .map_err(|e| Rejection::Parse(mcp::ParseError::Json(e.to_string())))?;
+            .map_err(|e| Failure::Parse(mcp::ParseError::Json(e.to_string())))?;
         if items.is_empty() {
-            return Err(Rejection::BatchNotAllowed);
+            return Err(Failure::BatchNotAllowed);
         }
         let parsed = items
             .iter()

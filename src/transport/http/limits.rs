@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use super::AppState;
-use super::rescue::Rejection;
+use super::rescue::Failure;
 
 pub(crate) async fn buffer_body(
     State(st): State<AppState>,
@@ -36,14 +36,14 @@ pub(crate) async fn buffer_body(
                 .await
         }
         Ok(Err(rejection)) => rejection.into_response(),
-        Err(_) => Rejection::BodyTimeout.into_response(),
+        Err(_) => Failure::BodyTimeout.into_response(),
     }
 }
 
-async fn read(body: Body, declared: Option<u64>, limit: usize) -> Result<Bytes, Rejection> {
+async fn read(body: Body, declared: Option<u64>, limit: usize) -> Result<Bytes, Failure> {
     let drain_cap = limit.saturating_mul(4).max(1 << 20);
     if declared.is_some_and(|n| n > drain_cap as u64) {
-        return Err(Rejection::PayloadTooLarge(limit));
+        return Err(Failure::PayloadTooLarge(limit));
     }
     let mut stream = body.into_data_stream();
     // The usual body is one chunk: kept as is, without copying.
@@ -51,10 +51,10 @@ async fn read(body: Body, declared: Option<u64>, limit: usize) -> Result<Bytes, 
     let mut rest: Option<BytesMut> = None;
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| Rejection::PayloadTooLarge(limit))?;
+        let chunk = chunk.map_err(|_| Failure::PayloadTooLarge(limit))?;
         seen += chunk.len();
         if seen > drain_cap {
-            return Err(Rejection::PayloadTooLarge(limit));
+            return Err(Failure::PayloadTooLarge(limit));
         }
         if seen > limit {
             continue;
@@ -73,7 +73,7 @@ async fn read(body: Body, declared: Option<u64>, limit: usize) -> Result<Bytes, 
         }
     }
     if seen > limit {
-        return Err(Rejection::PayloadTooLarge(limit));
+        return Err(Failure::PayloadTooLarge(limit));
     }
     Ok(match (first, rest) {
         (_, Some(buf)) => buf.freeze(),

@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
-use super::rescue::Rejection;
+use super::rescue::Failure;
 
 pub(crate) async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(hosts) = &state.config.allowed_hosts {
@@ -27,7 +27,7 @@ pub(crate) async fn check(State(state): State<AppState>, request: Request, next:
                 .iter()
                 .any(|a| a.eq_ignore_ascii_case(h.trim_matches(['[', ']'])))
         }) {
-            return Rejection::ForbiddenHost.into_response();
+            return Failure::ForbiddenHost.into_response();
         }
     }
     match request.headers().get(header::ORIGIN) {
@@ -40,13 +40,13 @@ pub(crate) async fn check(State(state): State<AppState>, request: Request, next:
                 )
             });
             if !allowed {
-                return Rejection::ForbiddenOrigin.into_response();
+                return Failure::ForbiddenOrigin.into_response();
             }
         }
         // A CORS request always names its origin; one from another origin that does not is a
         // no-cors request or a navigation, which no MCP client makes.
         None if is_from_another_origin(request.headers()) => {
-            return Rejection::ForbiddenOrigin.into_response();
+            return Failure::ForbiddenOrigin.into_response();
         }
         None => {}
     }

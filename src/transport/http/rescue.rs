@@ -20,7 +20,7 @@ use crate::session::PrincipalRefusal;
 
 /// Every way the HTTP transport refuses a request.
 #[derive(Debug)]
-pub(crate) enum Rejection {
+pub(crate) enum Failure {
     /// `Origin` present and not allowed (DNS rebinding protection).
     ForbiddenOrigin,
     /// `Host` names another server while we listen on loopback (DNS rebinding protection).
@@ -63,7 +63,7 @@ pub(crate) enum Rejection {
     /// The principal holds as many sessions as it may, or starts them too fast.
     PrincipalSessions(crate::session::PrincipalRefusal),
     /// The policy refused the request with an HTTP status (rate limit; a step-up challenge
-    /// comes as [`Rejection::Unauthorized`], with the resource's metadata).
+    /// comes as [`Failure::Unauthorized`], with the resource's metadata).
     Refused(Box<Refusal>),
     /// Authentication refused the request, or the token lacks a scope the call needs.
     Unauthorized {
@@ -89,76 +89,76 @@ pub(crate) enum Rejection {
 /// Seconds a client should wait before trying again after a 503 or a session cap.
 const RETRY_AFTER_SECS: u64 = 5;
 
-impl Rejection {
+impl Failure {
     pub(crate) fn into_response(self) -> Response {
         let (status, code, message): (StatusCode, i64, String) = match &self {
-            Rejection::ForbiddenHost => (StatusCode::FORBIDDEN, mcp::code::INVALID_REQUEST, "Forbidden: host not allowed".into()),
-            Rejection::ForbiddenOrigin => (StatusCode::FORBIDDEN, mcp::code::INVALID_REQUEST, "Forbidden: origin not allowed".into()),
-            Rejection::NotAcceptable(what) => (
+            Failure::ForbiddenHost => (StatusCode::FORBIDDEN, mcp::code::INVALID_REQUEST, "Forbidden: host not allowed".into()),
+            Failure::ForbiddenOrigin => (StatusCode::FORBIDDEN, mcp::code::INVALID_REQUEST, "Forbidden: origin not allowed".into()),
+            Failure::NotAcceptable(what) => (
                 StatusCode::NOT_ACCEPTABLE,
                 mcp::code::INVALID_REQUEST,
                 format!("Not Acceptable: the Accept header must list {what}"),
             ),
-            Rejection::UnsupportedMediaType => (
+            Failure::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 mcp::code::INVALID_REQUEST,
                 "Unsupported Media Type: Content-Type must be application/json".into(),
             ),
-            Rejection::PayloadTooLarge(limit) => (
+            Failure::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 mcp::code::INVALID_REQUEST,
                 format!("Payload Too Large: messages are limited to {limit} bytes"),
             ),
-            Rejection::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, mcp::code::INVALID_REQUEST, "Request Timeout: the body did not arrive in time".into()),
-            Rejection::Parse(e) => (StatusCode::BAD_REQUEST, e.code(), format!("Bad Request: {e}")),
-            Rejection::BatchNotAllowed => (
+            Failure::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, mcp::code::INVALID_REQUEST, "Request Timeout: the body did not arrive in time".into()),
+            Failure::Parse(e) => (StatusCode::BAD_REQUEST, e.code(), format!("Bad Request: {e}")),
+            Failure::BatchNotAllowed => (
                 StatusCode::BAD_REQUEST,
                 mcp::code::INVALID_REQUEST,
                 "Bad Request: JSON-RPC batches are only allowed in protocol version 2025-03-26 and must not be empty".into(),
             ),
-            Rejection::MissingSession => (
+            Failure::MissingSession => (
                 StatusCode::BAD_REQUEST,
                 mcp::code::INVALID_REQUEST,
                 "Bad Request: Mcp-Session-Id header is required".into(),
             ),
-            Rejection::UnknownSession => (StatusCode::NOT_FOUND, mcp::code::INVALID_REQUEST, "Session not found".into()),
-            Rejection::MalformedHeader(name) => (
+            Failure::UnknownSession => (StatusCode::NOT_FOUND, mcp::code::INVALID_REQUEST, "Session not found".into()),
+            Failure::MalformedHeader(name) => (
                 StatusCode::BAD_REQUEST,
                 mcp::code::INVALID_REQUEST,
                 format!("Bad Request: malformed {name} header"),
             ),
-            Rejection::UnsupportedVersion => (
+            Failure::UnsupportedVersion => (
                 StatusCode::BAD_REQUEST,
                 mcp::code::INVALID_REQUEST,
                 format!("Bad Request: Unsupported protocol version (supported versions: {})", supported_list()),
             ),
-            Rejection::ModernEra => return modern_era_response(),
-            Rejection::InitializeNotAlone => (
+            Failure::ModernEra => return modern_era_response(),
+            Failure::InitializeNotAlone => (
                 StatusCode::BAD_REQUEST,
                 mcp::code::INVALID_REQUEST,
                 "Bad Request: initialize must be sent alone, without a session".into(),
             ),
-            Rejection::DuplicateId(id) => (
+            Failure::DuplicateId(id) => (
                 StatusCode::BAD_REQUEST,
                 mcp::code::INVALID_REQUEST,
                 format!("Bad Request: request id {id} is already in flight in this session"),
             ),
-            Rejection::UnknownEventId => (
+            Failure::UnknownEventId => (
                 StatusCode::BAD_REQUEST,
                 mcp::code::INVALID_REQUEST,
                 "Bad Request: Last-Event-ID does not name a resumable stream of this session".into(),
             ),
-            Rejection::TooManySessions => (
+            Failure::TooManySessions => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 mcp::code::SERVER_UNAVAILABLE,
                 "Service Unavailable: session limit reached".into(),
             ),
-            Rejection::Draining => (
+            Failure::Draining => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 mcp::code::SERVER_UNAVAILABLE,
                 "Service Unavailable: shutting down".into(),
             ),
-            Rejection::AuditFull => (
+            Failure::AuditFull => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 mcp::code::SERVER_UNAVAILABLE,
                 "Service Unavailable: the audit log cannot keep up, and nothing is done here that it would not record; the request was not processed, retry later".into(),
@@ -166,7 +166,7 @@ impl Rejection {
             // 429, not the global cap's 503: the sidecar is fine and ready (a balancer must
             // not take it out, nor send this caller elsewhere to get around its limit); it
             // is this caller who must wait or end a session.
-            Rejection::PrincipalSessions(why) => {
+            Failure::PrincipalSessions(why) => {
                 let (message, retry) = match why {
                     PrincipalRefusal::Cap(n) => (
                         format!("Too Many Requests: this principal already holds {n} sessions; end one (DELETE) before starting another"),
@@ -180,12 +180,12 @@ impl Rejection {
                 let r = json_error(StatusCode::TOO_MANY_REQUESTS, mcp::code::RATE_LIMITED, &message);
                 return with_retry_after(r, retry);
             }
-            Rejection::Refused(refusal) => return refusal_response(refusal),
-            Rejection::Unauthorized { reason, resource_metadata, scopes } => {
+            Failure::Refused(refusal) => return refusal_response(refusal),
+            Failure::Unauthorized { reason, resource_metadata, scopes } => {
                 return unauthorized(*reason, resource_metadata.as_deref(), scopes);
             }
-            Rejection::ServerStart(message) => (StatusCode::BAD_GATEWAY, mcp::code::SERVER_UNAVAILABLE, message.clone()),
-            Rejection::MethodNotAllowed(allow) => {
+            Failure::ServerStart(message) => (StatusCode::BAD_GATEWAY, mcp::code::SERVER_UNAVAILABLE, message.clone()),
+            Failure::MethodNotAllowed(allow) => {
                 let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, mcp::code::INVALID_REQUEST, "Method Not Allowed");
                 r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
                 return r;
@@ -247,7 +247,7 @@ fn unauthorized(
 
 /// A policy refusal answered with a status: 429 with `Retry-After` for a rate limit, 403
 /// with an `insufficient_scope` challenge naming every scope the call needs (RFC 6750 §3.1;
-/// without the resource's metadata, which only [`Rejection::Unauthorized`] carries). The
+/// without the resource's metadata, which only [`Failure::Unauthorized`] carries). The
 /// body is the refused request's JSON-RPC error, as on a stream.
 fn refusal_response(refusal: &Refusal) -> Response {
     let mut response = Response::new(Body::from(refusal_jsonrpc(refusal)));
@@ -346,9 +346,9 @@ pub(crate) fn refusal_jsonrpc(refusal: &Refusal) -> Bytes {
     Bytes::from(reply.to_string())
 }
 
-impl IntoResponse for Rejection {
+impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        Rejection::into_response(self)
+        Failure::into_response(self)
     }
 }
 
@@ -412,7 +412,7 @@ mod tests {
     }
 
     fn response(r: Refusal) -> Response {
-        Rejection::Refused(Box::new(r)).into_response()
+        Failure::Refused(Box::new(r)).into_response()
     }
 
     #[test]
@@ -481,14 +481,14 @@ mod tests {
 
     #[test]
     fn a_server_that_cannot_start_is_a_bad_gateway_without_an_id() {
-        let resp = Rejection::ServerStart("cannot start the MCP server: x".into()).into_response();
+        let resp = Failure::ServerStart("cannot start the MCP server: x".into()).into_response();
         assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
         assert!(resp.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]
     fn an_unavailable_issuer_says_when_to_retry_and_challenges_nobody() {
-        let resp = Rejection::Unauthorized {
+        let resp = Failure::Unauthorized {
             reason: crate::auth::Rejection::IssuerUnavailable,
             resource_metadata: Some("https://r/.well-known/oauth-protected-resource".into()),
             scopes: Vec::new(),
@@ -497,7 +497,7 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "5");
         assert!(resp.headers().get(header::WWW_AUTHENTICATE).is_none());
-        let resp = Rejection::Unauthorized {
+        let resp = Failure::Unauthorized {
             reason: crate::auth::Rejection::Expired,
             resource_metadata: Some("https://r/.well-known/oauth-protected-resource".into()),
             scopes: vec!["a".into()],

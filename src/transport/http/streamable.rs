@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use super::AppState;
 use super::headers::{self, LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
-use super::rescue::Rejection;
+use super::rescue::Failure;
 use super::sse::{self, Framing};
 use crate::auth::Principal;
 use crate::governance::Verdict;
@@ -30,7 +30,7 @@ pub(crate) async fn post(
 ) -> Response {
     post_inner(&st, &principal, &headers, body)
         .await
-        .unwrap_or_else(Rejection::into_response)
+        .unwrap_or_else(Failure::into_response)
 }
 
 pub(crate) async fn get(
@@ -38,7 +38,7 @@ pub(crate) async fn get(
     Extension(principal): Extension<Arc<Principal>>,
     headers: HeaderMap,
 ) -> Response {
-    get_inner(&st, &principal, &headers).unwrap_or_else(Rejection::into_response)
+    get_inner(&st, &principal, &headers).unwrap_or_else(Failure::into_response)
 }
 
 pub(crate) async fn delete(
@@ -52,18 +52,18 @@ pub(crate) async fn delete(
         st.store.terminate(&session, false);
         Ok(StatusCode::OK.into_response())
     })();
-    result.unwrap_or_else(Rejection::into_response)
+    result.unwrap_or_else(Failure::into_response)
 }
 
 /// `MCP-Protocol-Version`, when present, must name a version we serve.
-fn check_version(headers: &HeaderMap) -> Result<(), Rejection> {
+fn check_version(headers: &HeaderMap) -> Result<(), Failure> {
     let value = headers::single(headers, &MCP_PROTOCOL_VERSION)
-        .map_err(|_| Rejection::MalformedHeader("MCP-Protocol-Version"))?;
+        .map_err(|_| Failure::MalformedHeader("MCP-Protocol-Version"))?;
     match value {
         None => Ok(()),
         Some(v) if ProtocolVersion::parse(v).is_some() => Ok(()),
-        Some(v) if ProtocolVersion::is_modern_era(v) => Err(Rejection::ModernEra),
-        Some(_) => Err(Rejection::UnsupportedVersion),
+        Some(v) if ProtocolVersion::is_modern_era(v) => Err(Failure::ModernEra),
+        Some(_) => Err(Failure::UnsupportedVersion),
     }
 }
 
@@ -74,10 +74,10 @@ pub(crate) fn lookup_id(
     principal: &Principal,
     id: &str,
     transport: Transport,
-) -> Result<Arc<Session>, Rejection> {
-    let session = st.store.get(id).ok_or(Rejection::UnknownSession)?;
+) -> Result<Arc<Session>, Failure> {
+    let session = st.store.get(id).ok_or(Failure::UnknownSession)?;
     if session.transport() != transport || session.owner() != principal.session_key() {
-        return Err(Rejection::UnknownSession);
+        return Err(Failure::UnknownSession);
     }
     session.touch();
     Ok(session)
@@ -88,21 +88,21 @@ fn lookup(
     principal: &Principal,
     headers: &HeaderMap,
     transport: Transport,
-) -> Result<Arc<Session>, Rejection> {
+) -> Result<Arc<Session>, Failure> {
     let id = headers::single(headers, &MCP_SESSION_ID)
-        .map_err(|_| Rejection::MalformedHeader("Mcp-Session-Id"))?
-        .ok_or(Rejection::MissingSession)?;
+        .map_err(|_| Failure::MalformedHeader("Mcp-Session-Id"))?
+        .ok_or(Failure::MissingSession)?;
     lookup_id(st, principal, id, transport)
 }
 
 /// Reads the whole body, refusing more than `limit` bytes (by `Content-Length` first).
-pub(crate) async fn read_body(body: Body) -> Result<Bytes, Rejection> {
+pub(crate) async fn read_body(body: Body) -> Result<Bytes, Failure> {
     // Already buffered and bounded by the body layer (limits.rs).
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
-        .map_err(|_| Rejection::PayloadTooLarge(0))?;
+        .map_err(|_| Failure::PayloadTooLarge(0))?;
     if mcp::too_deep(&body, mcp::MAX_DEPTH) {
-        return Err(Rejection::Parse(mcp::ParseError::Invalid(
+        return Err(Failure::Parse(mcp::ParseError::Invalid(
             "nesting deeper than 128 levels",
         )));
     }
@@ -114,19 +114,19 @@ async fn post_inner(
     principal: &Arc<Principal>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Response, Rejection> {
+) -> Result<Response, Failure> {
     let accepts = headers::accepts(headers);
     if !(accepts.json && accepts.sse) {
-        return Err(Rejection::NotAcceptable(
+        return Err(Failure::NotAcceptable(
             "both application/json and text/event-stream",
         ));
     }
     if !headers::is_json(headers) {
-        return Err(Rejection::UnsupportedMediaType);
+        return Err(Failure::UnsupportedMediaType);
     }
     check_version(headers)?;
     let session_id = headers::single(headers, &MCP_SESSION_ID)
-        .map_err(|_| Rejection::MalformedHeader("Mcp-Session-Id"))?;
+        .map_err(|_| Failure::MalformedHeader("Mcp-Session-Id"))?;
     let body = read_body(body).await?;
     let batch = mcp::first_non_whitespace(&body) == Some(b'[');
     let Some(session_id) = session_id else {
@@ -148,7 +148,7 @@ async fn post_inner(
             .unwrap_or(ProtocolVersion::ASSUMED)
             .allows_batches()
         {
-            return Err(Rejection::BatchNotAllowed);
+            return Err(Failure::BatchNotAllowed);
         }
         return post_batch(st, principal, &session, &body, headers::trace(headers)).await;
     }
@@ -164,7 +164,7 @@ async fn post_inner(
     .await;
     // A step-up refusal carries this resource's challenge, in the same form as
     // authentication's own (RFC 6750 §3.1, RFC 9728 §5.1), so MCP clients step up.
-    if let Err(Rejection::Refused(refusal)) = &delivered
+    if let Err(Failure::Refused(refusal)) = &delivered
         && let DenyReason::InsufficientScope { scopes } = &refusal.deny.reason
         && st.auth.is_enabled()
     {
@@ -190,10 +190,10 @@ async fn post_inner(
 /// undecided that way), and a string holding a lone UTF-16 surrogate escape (it denotes no
 /// text: the sidecar could not read what a server might, so nothing of the message could
 /// be inspected). Every transport reads client messages through here.
-pub(crate) fn parse_client_message(bytes: &[u8]) -> Result<Envelope<'_>, Rejection> {
-    let env = Envelope::parse(bytes).map_err(Rejection::Parse)?;
+pub(crate) fn parse_client_message(bytes: &[u8]) -> Result<Envelope<'_>, Failure> {
+    let env = Envelope::parse(bytes).map_err(Failure::Parse)?;
     if mcp::has_lone_surrogate(bytes) {
-        return Err(Rejection::Parse(mcp::ParseError::Json(
+        return Err(Failure::Parse(mcp::ParseError::Json(
             "a string holds a lone UTF-16 surrogate escape".into(),
         )));
     }
@@ -203,17 +203,17 @@ pub(crate) fn parse_client_message(bytes: &[u8]) -> Result<Envelope<'_>, Rejecti
             .as_deref()
             .is_some_and(mcp::method::is_notification)
     {
-        return Err(Rejection::Parse(mcp::ParseError::Invalid(
+        return Err(Failure::Parse(mcp::ParseError::Invalid(
             "only notifications/* methods may be sent without an id",
         )));
     }
     if env.kind == Kind::Request && matches!(env.id, Some(mcp::Id::BigInt(_))) {
-        return Err(Rejection::Parse(mcp::ParseError::Invalid(
+        return Err(Failure::Parse(mcp::ParseError::Invalid(
             "integer ids must fit in 64 bits",
         )));
     }
     if let Some(why) = mcp::ambiguous_key(bytes) {
-        return Err(Rejection::Parse(mcp::ParseError::Invalid(why)));
+        return Err(Failure::Parse(mcp::ParseError::Invalid(why)));
     }
     Ok(env)
 }
@@ -230,7 +230,7 @@ pub(crate) async fn deliver(
     message: Bytes,
     trace: Option<TraceContext>,
     alone: bool,
-) -> Result<Option<Arc<EventStream>>, Rejection> {
+) -> Result<Option<Arc<EventStream>>, Failure> {
     let original = message.clone();
     let message = continue_trace(message, env, trace);
     match env.kind {
@@ -238,7 +238,7 @@ pub(crate) async fn deliver(
             let id = env
                 .id
                 .clone()
-                .ok_or(Rejection::Parse(mcp::ParseError::Invalid(
+                .ok_or(Failure::Parse(mcp::ParseError::Invalid(
                     "request without id",
                 )))?;
             let method = env.method.as_deref().unwrap_or_default();
@@ -256,7 +256,7 @@ pub(crate) async fn deliver(
                         && session.transport() == Transport::Streamable
                         && refusal.wants_status()
                     {
-                        return Err(Rejection::Refused(refusal));
+                        return Err(Failure::Refused(refusal));
                     }
                     return Ok(Some(
                         session.answer_locally(super::rescue::refusal_jsonrpc(&refusal)),
@@ -272,9 +272,9 @@ pub(crate) async fn deliver(
                 .await
             {
                 Ok(stream) => Ok(Some(stream)),
-                Err(SessionError::DuplicateId) => Err(Rejection::DuplicateId(id)),
-                Err(SessionError::Gone) => Err(Rejection::UnknownSession),
-                Err(SessionError::NoId) => Err(Rejection::Parse(mcp::ParseError::Invalid(
+                Err(SessionError::DuplicateId) => Err(Failure::DuplicateId(id)),
+                Err(SessionError::Gone) => Err(Failure::UnknownSession),
+                Err(SessionError::NoId) => Err(Failure::Parse(mcp::ParseError::Invalid(
                     "request without id",
                 ))),
             }
@@ -289,7 +289,7 @@ pub(crate) async fn deliver(
             } else {
                 session.send(message).await
             };
-            sent.map_err(|_| Rejection::UnknownSession)?;
+            sent.map_err(|_| Failure::UnknownSession)?;
             Ok(None)
         }
     }
@@ -325,18 +325,18 @@ async fn post_batch(
     session: &Arc<Session>,
     body: &Bytes,
     trace: Option<TraceContext>,
-) -> Result<Response, Rejection> {
+) -> Result<Response, Failure> {
     let items: Vec<&RawValue> = serde_json::from_slice(body)
-        .map_err(|e| Rejection::Parse(mcp::ParseError::Json(e.to_string())))?;
+        .map_err(|e| Failure::Parse(mcp::ParseError::Json(e.to_string())))?;
     if items.is_empty() {
-        return Err(Rejection::BatchNotAllowed);
+        return Err(Failure::BatchNotAllowed);
     }
     // Validate everything before delivering anything.
     let mut parsed = Vec::with_capacity(items.len());
     for item in &items {
         let env = parse_client_message(item.get().as_bytes())?;
         if env.method.as_deref() == Some(mcp::method::INITIALIZE) {
-            return Err(Rejection::InitializeNotAlone);
+            return Err(Failure::InitializeNotAlone);
         }
         parsed.push(env);
     }
@@ -403,26 +403,26 @@ async fn initialize(
     body: Bytes,
     batch: bool,
     trace: Option<TraceContext>,
-) -> Result<Response, Rejection> {
+) -> Result<Response, Failure> {
     if batch {
         let items: Vec<&RawValue> = serde_json::from_slice(&body)
-            .map_err(|e| Rejection::Parse(mcp::ParseError::Json(e.to_string())))?;
+            .map_err(|e| Failure::Parse(mcp::ParseError::Json(e.to_string())))?;
         let has_init = items.iter().any(|i| {
             Envelope::parse(i.get().as_bytes())
                 .is_ok_and(|e| e.method.as_deref() == Some(mcp::method::INITIALIZE))
         });
         return Err(if has_init {
-            Rejection::InitializeNotAlone
+            Failure::InitializeNotAlone
         } else {
-            Rejection::MissingSession
+            Failure::MissingSession
         });
     }
     let env = parse_client_message(&body)?;
     if env.kind != Kind::Request || env.method.as_deref() != Some(mcp::method::INITIALIZE) {
         if env.method.as_deref() == Some(mcp::method::SERVER_DISCOVER) {
-            return Err(Rejection::ModernEra);
+            return Err(Failure::ModernEra);
         }
-        return Err(Rejection::MissingSession);
+        return Err(Failure::MissingSession);
     }
     let id = env.id.clone();
     let session = match st
@@ -432,13 +432,13 @@ async fn initialize(
     {
         Ok(s) => s,
         Err(CreateError::Credentials(message)) => {
-            return Err(Rejection::ServerStart(message.to_owned()));
+            return Err(Failure::ServerStart(message.to_owned()));
         }
         Err(CreateError::Refused(why)) => {
             return Err(super::admission::refused(st, principal, why));
         }
         Err(CreateError::Spawn(e)) => {
-            return Err(Rejection::ServerStart(format!(
+            return Err(Failure::ServerStart(format!(
                 "cannot start the MCP server: {e}"
             )));
         }
@@ -558,18 +558,18 @@ fn get_inner(
     st: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
-) -> Result<Response, Rejection> {
+) -> Result<Response, Failure> {
     if !headers::accepts(headers).sse {
-        return Err(Rejection::NotAcceptable("text/event-stream"));
+        return Err(Failure::NotAcceptable("text/event-stream"));
     }
     check_version(headers)?;
     let session = lookup(st, principal, headers, Transport::Streamable)?;
     let last = headers::single(headers, &LAST_EVENT_ID)
-        .map_err(|_| Rejection::MalformedHeader("Last-Event-ID"))?;
+        .map_err(|_| Failure::MalformedHeader("Last-Event-ID"))?;
     let mut first = Vec::new();
     let cursor = match last {
         Some(last) => {
-            let event = EventId::parse(last).ok_or(Rejection::UnknownEventId)?;
+            let event = EventId::parse(last).ok_or(Failure::UnknownEventId)?;
             match session.stream(event.stream) {
                 Some(stream)
                     if !(stream.id() != 0
@@ -578,7 +578,7 @@ fn get_inner(
                 {
                     stream
                         .attach(Some(event.seq))
-                        .map_err(|_| Rejection::UnknownEventId)?
+                        .map_err(|_| Failure::UnknownEventId)?
                 }
                 // Nothing left to replay (the client has it all, or it is no longer retained).
                 // Clients resume after an error response too; closing at once would make them
@@ -593,17 +593,17 @@ fn get_inner(
                     }
                     let standalone = session.standalone();
                     if standalone.is_attached() {
-                        return Err(Rejection::MethodNotAllowed("GET, POST, DELETE"));
+                        return Err(Failure::MethodNotAllowed("GET, POST, DELETE"));
                     }
                     standalone
                         .attach(None)
-                        .map_err(|_| Rejection::UnknownEventId)?
+                        .map_err(|_| Failure::UnknownEventId)?
                 }
             }
         }
         None => {
             let stream = session.standalone();
-            let cursor = stream.attach(None).map_err(|_| Rejection::UnknownEventId)?;
+            let cursor = stream.attach(None).map_err(|_| Failure::UnknownEventId)?;
             if session
                 .version()
                 .is_some_and(ProtocolVersion::wants_priming_event)
