@@ -23,7 +23,10 @@
 //!   limits, list filtering, output redaction.
 //! - [`audit`]: hash-chained audit records, written off the request path.
 //! - [`sandbox`]: the per-session supervisor helper (`__sandbox-exec`), the only `unsafe`.
-//! - [`config`], [`app`], [`cli`], [`signal`], [`telemetry`]: wiring.
+//! - [`config`]: the options of each command (clap derives them) validated once into a
+//!   frozen configuration whose parts each component takes.
+//! - [`secret`]: the one type of every secret value.
+//! - [`app`], [`cli`], [`signal`], [`telemetry`]: wiring.
 //!
 //! # Request flow
 //! ```text
