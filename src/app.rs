@@ -116,6 +116,7 @@ impl App {
             _ => None,
         };
         let state = AppState::new(http::Shared {
+            pool: Arc::new(crate::session::Pool::new(store.clone())),
             store,
             config: Arc::new(config.http.clone()),
             shutdown,

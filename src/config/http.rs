@@ -50,6 +50,7 @@ pub(super) fn http_config(
             message: o.message_path.clone(),
         }),
         public_prefix: public_prefix.to_owned(),
+        sessionless: !o.no_sessionless,
         allowed_origins,
         allow_loopback_origins: loopback,
         allowed_hosts: loopback.then(|| {

@@ -140,6 +140,11 @@ pub struct WrapOptions {
     #[arg(long, env = "MCP_WARDEN_NO_LEGACY_SSE")]
     pub no_legacy_sse: bool,
 
+    /// Do not serve sessionless (2026-07-28) callers: their requests get the answer that
+    /// makes dual-era clients fall back to `initialize`.
+    #[arg(long, env = "MCP_WARDEN_NO_SESSIONLESS")]
+    pub no_sessionless: bool,
+
     /// Path of the legacy SSE endpoint.
     #[arg(long, env = "MCP_WARDEN_SSE_PATH", default_value = "/sse")]
     pub sse_path: String,

@@ -62,6 +62,16 @@ impl Id {
     }
 
     /// The id as JSON text, ready to splice into a message.
+    /// The id as a JSON value.
+    pub fn to_value(&self) -> serde_json::Value {
+        match self {
+            Id::Int(n) => (*n).into(),
+            // Digits beyond i64 are a JSON number all the same.
+            Id::BigInt(s) => serde_json::from_str(s).unwrap_or_else(|_| (&**s).into()),
+            Id::Str(s) => (&**s).into(),
+        }
+    }
+
     pub fn to_json(&self) -> String {
         match self {
             Id::Int(n) => n.to_string(),

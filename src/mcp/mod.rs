@@ -7,6 +7,7 @@
 mod id;
 mod keys;
 mod message;
+pub mod modern;
 mod version;
 
 pub use id::Id;

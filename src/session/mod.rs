@@ -11,9 +11,11 @@
 //! [`SessionGovernance`](crate::governance::SessionGovernance): every client request is
 //! admitted by it before it can reach the server, and every server message passes it before
 //! any stream holds it. The [`SessionStore`] owns all sessions, enforces the cap, and reaps
-//! idle sessions and expired requests.
+//! idle sessions and expired requests. Sessionless (2026-07-28) callers get the sessions of
+//! the [`Pool`]: one per principal, initialized by the sidecar, that no client names.
 
 mod events;
+mod pool;
 mod principal_limits;
 mod routing;
 mod store;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use events::{AttachError, Cursor, Event, EventId, EventStream, Next, StreamLimits};
+pub use pool::{Pool, PoolError, Pooled};
 pub use principal_limits::{PrincipalLimits, PrincipalRefusal, SessionRate};
 pub use routing::{Session, SessionError, Transport};
 pub use store::{CreateError, Refused, SessionStore};

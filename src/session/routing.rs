@@ -31,6 +31,17 @@ pub enum Transport {
     Streamable,
     /// HTTP+SSE (2024-11-05): everything on the one SSE connection.
     LegacySse,
+    /// Sessionless (2026-07-28) callers of one principal, sharing a server the sidecar
+    /// initialized: a stream per request, and no stream for anything else.
+    Sessionless,
+}
+
+impl Transport {
+    /// Whether a client may read what the server sends outside any request (a GET stream,
+    /// the HTTP+SSE connection). Sessionless callers cannot.
+    fn has_listener(self) -> bool {
+        !matches!(self, Transport::Sessionless)
+    }
 }
 
 /// Where the answers of a session's requests go: all that routing needs to know of its
@@ -47,7 +58,7 @@ enum Answers {
 impl From<Transport> for Answers {
     fn from(transport: Transport) -> Answers {
         match transport {
-            Transport::Streamable => Answers::OwnStream,
+            Transport::Streamable | Transport::Sessionless => Answers::OwnStream,
             Transport::LegacySse => Answers::Standalone,
         }
     }
@@ -627,6 +638,14 @@ impl Session {
         let Some(line) = self.inspected(None, kind, line) else {
             return;
         };
+        if !self.transport.has_listener() {
+            // Nobody could ever read it: a request is refused at once (the server must not
+            // wait for an answer), a notification dropped.
+            if kind == Kind::Request {
+                self.refuse_server_request(&line, "this client takes no requests outside its own");
+            }
+            return;
+        }
         // The GET stream while a client reads it, else the stream of the oldest request in
         // flight (on HTTP+SSE, the standalone stream again), else the standalone stream,
         // where it waits for a GET stream.
@@ -666,18 +685,21 @@ impl Session {
             );
         }
         for event in lost {
-            if event.kind != Kind::Request {
-                continue;
-            }
-            if let Ok(env) = Envelope::parse(&event.data) {
-                let reply = mcp::error_response(
-                    env.id.as_ref(),
-                    mcp::code::INTERNAL_ERROR,
+            if event.kind == Kind::Request {
+                self.refuse_server_request(
+                    &event.data,
                     "the client did not read this request in time",
                 );
-                if let Some(child) = self.child.get() {
-                    let _ = child.try_send(Bytes::from(reply));
-                }
+            }
+        }
+    }
+
+    /// Answers a request of the server with an error, for a client that cannot.
+    fn refuse_server_request(&self, request: &[u8], why: &str) {
+        if let Ok(env) = Envelope::parse(request) {
+            let reply = mcp::error_response(env.id.as_ref(), mcp::code::INTERNAL_ERROR, why);
+            if let Some(child) = self.child.get() {
+                let _ = child.try_send(Bytes::from(reply));
             }
         }
     }

@@ -142,7 +142,8 @@ async fn protocol_version_header_is_validated() {
 
 #[tokio::test]
 async fn sessionless_era_requests_get_the_fallback_answer() {
-    let w = Warden::start(fixture());
+    // With the sessionless era turned off, as a server of the session era alone.
+    let w = Warden::builder(fixture()).arg("--no-sessionless").start();
     let c = reqwest::Client::new();
     // What a 2026-07-28 client sends first: server/discover with the modern version header.
     let discover = json!({"jsonrpc":"2.0","id":"d","method":"server/discover","params":{"_meta":{

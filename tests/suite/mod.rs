@@ -25,4 +25,5 @@ mod sandbox_commands;
 mod sandbox_env;
 mod sandbox_paths;
 mod sandbox_servers;
+mod sessionless;
 mod tls;

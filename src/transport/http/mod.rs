@@ -16,6 +16,7 @@ mod origin;
 mod rescue;
 mod router;
 mod server;
+mod sessionless;
 mod sse;
 mod streamable;
 mod tls;
@@ -43,6 +44,8 @@ pub struct HttpConfig {
     pub path: String,
     /// Paths of the legacy HTTP+SSE endpoints, when enabled.
     pub legacy: Option<LegacyPaths>,
+    /// Whether sessionless (2026-07-28) callers are served on the endpoint.
+    pub sessionless: bool,
     /// Path prefix under which clients reach us (from `--public-url`), for the legacy
     /// `endpoint` event, which must be resolvable by the client.
     pub public_prefix: String,
@@ -78,6 +81,8 @@ pub struct AppState(Arc<Shared>);
 #[derive(Debug)]
 pub struct Shared {
     pub store: SessionStore,
+    /// The servers of sessionless (2026-07-28) callers.
+    pub pool: Arc<crate::session::Pool>,
     pub config: Arc<HttpConfig>,
     /// Cancelled when the sidecar shuts down: open SSE streams end.
     pub shutdown: CancellationToken,

@@ -84,6 +84,12 @@ pub(crate) enum Failure {
     ServerStart(String),
     /// GET on the legacy message endpoint and the like.
     MethodNotAllowed(&'static str),
+    /// A sessionless request refused by the era's ladder (envelope, routing headers,
+    /// version): 400 with the era's JSON-RPC error for it, already written.
+    SessionlessRefused { body: Bytes },
+    /// A method the sessionless era does not have, or that is not served to it: 404 with
+    /// "method not found" under the request's id.
+    SessionlessMethodNotFound(Option<mcp::Id>),
 }
 
 /// Seconds a client should wait before trying again after a 503 or a session cap.
@@ -185,6 +191,11 @@ impl Failure {
                 return unauthorized(*reason, resource_metadata.as_deref(), scopes);
             }
             Failure::ServerStart(message) => (StatusCode::BAD_GATEWAY, mcp::code::SERVER_UNAVAILABLE, message.clone()),
+            Failure::SessionlessRefused { body } => return json_body(StatusCode::BAD_REQUEST, body.clone()),
+            Failure::SessionlessMethodNotFound(id) => {
+                let body = mcp::error_response(id.as_ref(), mcp::code::METHOD_NOT_FOUND, "Method not found");
+                return json_body(StatusCode::NOT_FOUND, Bytes::from(body));
+            }
             Failure::MethodNotAllowed(allow) => {
                 let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, mcp::code::INVALID_REQUEST, "Method Not Allowed");
                 r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -362,7 +373,14 @@ fn supported_list() -> String {
 
 /// A JSON-RPC error response without an id, as the transport spec allows for HTTP errors.
 pub(crate) fn json_error(status: StatusCode, code: i64, message: &str) -> Response {
-    let mut response = Response::new(Body::from(mcp::error_response(None, code, message)));
+    json_body(
+        status,
+        Bytes::from(mcp::error_response(None, code, message)),
+    )
+}
+
+fn json_body(status: StatusCode, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

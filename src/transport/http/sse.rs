@@ -87,9 +87,13 @@ pub(crate) fn response(
     on_end: Option<Box<dyn FnOnce() + Send>>,
     expires: Option<SystemTime>,
 ) -> Response {
-    let body = Body::from_stream(events(
+    stream_response(Body::from_stream(events(
         first, cursor, framing, keepalive, shutdown, on_end, expires,
-    ));
+    )))
+}
+
+/// A `text/event-stream` response of `body`, unbuffered by proxies.
+pub(crate) fn stream_response(body: Body) -> Response {
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();

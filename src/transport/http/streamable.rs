@@ -47,12 +47,24 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> Response {
     let result = (|| {
+        refuse_sessionless(&st, &headers)?;
         check_version(&headers)?;
         let session = lookup(&st, &principal, &headers, Transport::Streamable)?;
         st.store.terminate(&session, false);
         Ok(StatusCode::OK.into_response())
     })();
     result.unwrap_or_else(Failure::into_response)
+}
+
+/// GET and DELETE of a sessionless caller: the era has neither (no session, no stream
+/// outside a request).
+fn refuse_sessionless(st: &AppState, headers: &HeaderMap) -> Result<(), Failure> {
+    match headers::single(headers, &MCP_PROTOCOL_VERSION) {
+        Ok(Some(v)) if st.config.sessionless && ProtocolVersion::is_modern_era(v) => {
+            Err(Failure::MethodNotAllowed("POST"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `MCP-Protocol-Version`, when present, must name a version we serve.
@@ -124,10 +136,20 @@ async fn post_inner(
     if !headers::is_json(headers) {
         return Err(Failure::UnsupportedMediaType);
     }
-    check_version(headers)?;
+    let modern_header = st.config.sessionless
+        && headers::single(headers, &MCP_PROTOCOL_VERSION)
+            .ok()
+            .flatten()
+            .is_some_and(ProtocolVersion::is_modern_era);
+    if !modern_header {
+        check_version(headers)?;
+    }
     let session_id = headers::single(headers, &MCP_SESSION_ID)
         .map_err(|_| Failure::MalformedHeader("Mcp-Session-Id"))?;
     let body = read_body(body).await?;
+    if st.config.sessionless && super::sessionless::is_sessionless(headers, &body) {
+        return super::sessionless::post(st, principal, headers, body).await;
+    }
     let batch = mcp::first_non_whitespace(&body) == Some(b'[');
     let Some(session_id) = session_id else {
         let caller_token = super::authn::bearer_token(headers);
@@ -485,7 +507,7 @@ impl Drop for Unclaimed<'_> {
     }
 }
 
-fn json_message(data: Bytes) -> Response {
+pub(crate) fn json_message(data: Bytes) -> Response {
     let mut response = Response::new(Body::from(data));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -559,6 +581,7 @@ fn get_inner(
     principal: &Principal,
     headers: &HeaderMap,
 ) -> Result<Response, Failure> {
+    refuse_sessionless(st, headers)?;
     if !headers::accepts(headers).sse {
         return Err(Failure::NotAcceptable("text/event-stream"));
     }

@@ -1,0 +1,125 @@
+"""Drives a server through mcp-warden with the official Python MCP client SDK in its
+2026-07-28 (sessionless) era: `mode="2026-07-28"` (a modern-only client) or `mode="auto"`
+(which probes with `server/discover` and adopts the era when the server speaks it).
+
+Usage: python sessionless_client.py <url> <2026-07-28|auto> <everything|time|concurrent>
+       [--token T] [--count N]
+Prints one JSON object with what it observed; the Rust test asserts on it.
+"""
+
+import argparse
+import json
+import time
+
+import anyio
+import httpx2
+import mcp_types as types
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+
+async def run(args) -> dict:
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    http = httpx2.AsyncClient(
+        headers=headers,
+        timeout=httpx2.Timeout(30, read=60),
+        # The default pool holds 100 connections: a wider burst would queue in the client.
+        limits=httpx2.Limits(max_connections=args.count + 10),
+    )
+    out: dict = {}
+    async with http:
+        transport = streamable_http_client(args.url, http_client=http)
+        async with Client(
+            transport,
+            mode=args.mode,
+            cache=None,
+            client_info=types.Implementation(name="warden-sessionless-test", version="1"),
+        ) as client:
+            out["protocolVersion"] = client.protocol_version
+            raw = await client.session.send_discover("2026-07-28")
+            discovered = types.DiscoverResult.model_validate(raw)
+            out["discover"] = {
+                "supportedVersions": discovered.supported_versions,
+                "capabilities": sorted(
+                    k for k, v in discovered.capabilities.model_dump().items() if v is not None
+                ),
+                "serverInfo": (raw.get("_meta") or {})
+                .get("io.modelcontextprotocol/serverInfo", {})
+                .get("name"),
+            }
+            tools = await client.list_tools()
+            out["tools"] = sorted(t.name for t in tools.tools)
+            if args.scenario == "time":
+                r = await client.call_tool("get_current_time", {"timezone": "UTC"})
+                out["time"] = json.loads(r.content[0].text)
+            elif args.scenario == "everything":
+                r = await client.call_tool("echo", {"message": "hello sessionless"})
+                out["echo"] = r.content[0].text
+                steps = []
+
+                async def progress(p, total, message):
+                    steps.append(p)
+
+                r = await client.call_tool(
+                    "trigger-long-running-operation",
+                    {"duration": 1, "steps": 3},
+                    progress_callback=progress,
+                )
+                out["progress"] = steps
+                out["longRunning"] = r.content[0].text
+                prompts = await client.list_prompts()
+                out["prompts"] = sorted(p.name for p in prompts.prompts)
+                p = await client.get_prompt("simple-prompt")
+                out["prompt"] = p.messages[0].content.text
+                resources = await client.list_resources()
+                first = resources.resources[0]
+                out["resource"] = str(first.uri)
+                read = await client.read_resource(first.uri)
+                out["read"] = str(read.contents[0].uri)
+                templates = await client.list_resource_templates()
+                out["templates"] = len(templates.resource_templates)
+                # Cancellation is the client closing its response: the call is abandoned
+                # after half a second, and the server is told to stop.
+                started = time.monotonic()
+                try:
+                    await client.call_tool(
+                        "trigger-long-running-operation",
+                        {"duration": 30, "steps": 30},
+                        read_timeout_seconds=0.5,
+                    )
+                    out["cancelled"] = False
+                except Exception as e:  # noqa: BLE001 - the SDK raises MCPError on timeout
+                    out["cancelled"] = type(e).__name__
+                out["cancelledAfter"] = time.monotonic() - started
+                # The server still answers afterwards.
+                r = await client.call_tool("echo", {"message": "after cancel"})
+                out["afterCancel"] = r.content[0].text
+            elif args.scenario == "concurrent":
+                results: list = [None] * args.count
+
+                async def one(i: int):
+                    r = await client.call_tool("echo", {"message": f"call-{i}"})
+                    results[i] = r.content[0].text
+
+                async with anyio.create_task_group() as tg:
+                    for i in range(args.count):
+                        tg.start_soon(one, i)
+                out["answered"] = sum(
+                    1 for i, r in enumerate(results) if r is not None and r.endswith(f"call-{i}")
+                )
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("mode")
+    parser.add_argument("scenario")
+    parser.add_argument("--token")
+    parser.add_argument("--count", type=int, default=1)
+    args = parser.parse_args()
+    print(json.dumps(anyio.run(run, args)))
+
+
+if __name__ == "__main__":
+    main()

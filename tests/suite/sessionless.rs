@@ -1,0 +1,342 @@
+//! 2026-07-28 (sessionless) callers on the same endpoint as session-era clients: the official
+//! Python SDK in its modern-only and auto modes against real servers, the era's refusals,
+//! cancellation by a closed response, principals kept apart, and a wide burst of one
+//! principal's calls with none lost.
+
+use std::time::Duration;
+
+use reqwest::header::AUTHORIZATION;
+use serde_json::{Value, json};
+
+use super::auth::{DevWarden, mcp_with};
+use crate::support::http::text;
+use crate::support::{Warden, everything, fixture, py, time_server};
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+fn json_out(out: &str) -> Value {
+    serde_json::from_str(out.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("client output is not JSON ({e}): {out}"))
+}
+
+fn envelope() -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+           "io.modelcontextprotocol/clientCapabilities": {}})
+}
+
+/// A modern POST: the era's headers (each overridable, `None` to leave one out) and body.
+async fn modern(
+    url: &str,
+    bearer: Option<&str>,
+    headers: &[(&str, Option<&str>)],
+    body: &Value,
+) -> (u16, Value) {
+    let method = body["method"].as_str().unwrap_or("").to_owned();
+    let mut defaults: Vec<(&str, Option<String>)> = vec![
+        ("mcp-protocol-version", Some("2026-07-28".into())),
+        ("mcp-method", Some(method)),
+    ];
+    if let Some(name) = body["params"]["name"].as_str() {
+        defaults.push(("mcp-name", Some(name.to_owned())));
+    }
+    for (k, v) in headers {
+        defaults.retain(|(d, _)| d != k);
+        defaults.push((k, v.map(str::to_owned)));
+    }
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "application/json");
+    for (k, v) in defaults {
+        if let Some(v) = v {
+            req = req.header(k, v);
+        }
+    }
+    if let Some(t) = bearer {
+        req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let r = req.body(body.to_string()).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// What is sent (headers overridden, body) and what must come back (status, error code).
+type Case = (
+    &'static str,
+    Vec<(&'static str, Option<&'static str>)>,
+    Value,
+    u16,
+    i64,
+);
+
+fn call(id: Value, tool: &str, args: Value) -> Value {
+    let mut params = json!({"name": tool, "arguments": args});
+    params["_meta"] = envelope();
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params})
+}
+
+#[test]
+fn a_modern_only_python_client_uses_server_everything() {
+    let w = Warden::start(everything());
+    let out = json_out(&py(
+        "sessionless_client.py",
+        &[&w.mcp_url(), "2026-07-28", "everything"],
+        CLIENT_TIMEOUT,
+    ));
+    assert_eq!(out["protocolVersion"], "2026-07-28", "{out}");
+    assert_eq!(out["discover"]["supportedVersions"], json!(["2026-07-28"]));
+    assert_eq!(out["discover"]["serverInfo"], "mcp-servers/everything");
+    for cap in ["prompts", "resources", "tools"] {
+        assert!(
+            out["discover"]["capabilities"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(cap)),
+            "{out}"
+        );
+    }
+    assert!(
+        out["tools"].as_array().unwrap().contains(&json!("echo")),
+        "{out}"
+    );
+    assert_eq!(out["echo"], "Echo: hello sessionless");
+    assert_eq!(out["progress"], json!([1.0, 2.0, 3.0]), "{out}");
+    assert!(out["longRunning"].as_str().unwrap().contains("completed"));
+    assert!(
+        out["prompts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("simple-prompt"))
+    );
+    assert!(out["prompt"].as_str().unwrap().contains("simple prompt"));
+    assert_eq!(out["resource"], out["read"]);
+    assert!(out["templates"].as_u64().unwrap() >= 1);
+    assert_eq!(out["cancelled"], "MCPError", "{out}");
+    assert_eq!(out["afterCancel"], "Echo: after cancel");
+    // The sidecar, not the session-era server, answered discover.
+    assert!(!w.logs().contains("server/discover"), "{}", w.logs());
+}
+
+#[test]
+fn an_auto_mode_python_client_adopts_the_sessionless_era_with_mcp_server_time() {
+    let w = Warden::start(time_server());
+    let out = json_out(&py(
+        "sessionless_client.py",
+        &[&w.mcp_url(), "auto", "time"],
+        CLIENT_TIMEOUT,
+    ));
+    assert_eq!(out["protocolVersion"], "2026-07-28", "{out}");
+    assert_eq!(out["discover"]["serverInfo"], "mcp-time");
+    assert_eq!(out["tools"], json!(["convert_time", "get_current_time"]));
+    assert_eq!(out["time"]["timezone"], "UTC");
+}
+
+#[test]
+fn two_hundred_concurrent_modern_calls_of_one_principal_are_all_answered() {
+    let w = Warden::start(everything());
+    let out = json_out(&py(
+        "sessionless_client.py",
+        &[&w.mcp_url(), "2026-07-28", "concurrent", "--count", "200"],
+        CLIENT_TIMEOUT,
+    ));
+    assert_eq!(out["answered"], 200, "{out}");
+}
+
+#[tokio::test]
+async fn each_refusal_of_the_era_has_its_code_and_status() {
+    let w = Warden::start(fixture());
+    let url = w.mcp_url();
+    let echo = call(json!(1), "echo", json!({"text": "x"}));
+    let (status, body) = modern(&url, None, &[], &echo).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["resultType"], "complete", "{body}");
+    assert_eq!(body["id"], 1);
+
+    let cases: Vec<Case> = vec![
+        (
+            "no envelope",
+            vec![],
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}),
+            400,
+            -32602,
+        ),
+        (
+            "no MCP-Protocol-Version header",
+            vec![("mcp-protocol-version", None)],
+            echo.clone(),
+            400,
+            -32020,
+        ),
+        (
+            "Mcp-Method names another method",
+            vec![("mcp-method", Some("tools/list"))],
+            echo.clone(),
+            400,
+            -32020,
+        ),
+        (
+            "Mcp-Name names another tool",
+            vec![("mcp-name", Some("env"))],
+            echo.clone(),
+            400,
+            -32020,
+        ),
+        (
+            "no Mcp-Name on tools/call",
+            vec![("mcp-name", None)],
+            echo.clone(),
+            400,
+            -32020,
+        ),
+        (
+            "a version the sidecar does not speak",
+            vec![("mcp-protocol-version", Some("2030-01-01"))],
+            json!({"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{
+                "io.modelcontextprotocol/protocolVersion":"2030-01-01",
+                "io.modelcontextprotocol/clientCapabilities":{}}}}),
+            400,
+            -32022,
+        ),
+        (
+            "a method the era removed",
+            vec![],
+            json!({"jsonrpc":"2.0","id":4,"method":"ping","params":{"_meta":envelope()}}),
+            404,
+            -32601,
+        ),
+    ];
+    for (what, headers, body, want_status, want_code) in cases {
+        let (status, answer) = modern(&url, None, &headers, &body).await;
+        assert_eq!(status, want_status, "{what}: {answer}");
+        assert_eq!(answer["error"]["code"], want_code, "{what}: {answer}");
+        assert_eq!(answer["id"], body["id"], "{what}: {answer}");
+    }
+    let (_, unsupported) = modern(
+        &url,
+        None,
+        &[("mcp-protocol-version", Some("2030-01-01"))],
+        &json!({"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{
+            "io.modelcontextprotocol/protocolVersion":"2030-01-01",
+            "io.modelcontextprotocol/clientCapabilities":{}}}}),
+    )
+    .await;
+    assert_eq!(
+        unsupported["error"]["data"],
+        json!({"supported":["2026-07-28"],"requested":"2030-01-01"})
+    );
+    // A client that can be asked things (here: sampling) is sent to the session era, where
+    // its server may ask them: the answer is not one of the era's codes, so it falls back.
+    let discover = json!({"jsonrpc":"2.0","id":5,"method":"server/discover","params":{"_meta":{
+        "io.modelcontextprotocol/protocolVersion":"2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}}});
+    let (status, answer) = modern(&url, None, &[], &discover).await;
+    assert_eq!(status, 400, "{answer}");
+    let code = answer["error"]["code"].as_i64().unwrap();
+    assert!(!(-32022..=-32020).contains(&code), "{answer}");
+    let mut plain = discover.clone();
+    plain["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    let (status, answer) = modern(&url, None, &[], &plain).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["supportedVersions"], json!(["2026-07-28"]));
+    // The era has no GET stream and no session to delete.
+    let c = reqwest::Client::new();
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let r = c
+            .request(method.clone(), &url)
+            .header("accept", ACCEPT_BOTH)
+            .header("mcp-protocol-version", "2026-07-28")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method}");
+        assert_eq!(r.headers()["allow"], "POST");
+    }
+    // Batches do not exist in the era.
+    let (status, _) = modern(
+        &url,
+        None,
+        &[("mcp-method", Some("tools/call"))],
+        &json!([echo]),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn closing_the_response_cancels_the_call_at_the_server() {
+    let w = Warden::start(fixture());
+    let url = w.mcp_url();
+    // Ids repeat across sessionless callers: the server must see ids of the sidecar's own.
+    let hang = call(json!(1), "hang", json!({}));
+    let gone =
+        tokio::time::timeout(Duration::from_millis(500), modern(&url, None, &[], &hang)).await;
+    assert!(gone.is_err(), "a hanging call cannot have been answered");
+    let again = call(json!(1), "slow", json!({"ms": 10}));
+    let (status, body) = modern(&url, None, &[], &again).await;
+    assert_eq!(
+        (status, text(&body)),
+        (200, "slept 10 ms".to_owned()),
+        "{body}"
+    );
+    // What reached the server: both calls under distinct ids, and the cancellation of the
+    // first under the id the server knew it by.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, seen) = modern(&url, None, &[], &call(json!(9), "received", json!({}))).await;
+        let seen: Vec<Value> = serde_json::from_str(&text(&seen)).unwrap();
+        let calls: Vec<&Value> = seen
+            .iter()
+            .filter(|s| s["method"] == "tools/call")
+            .collect();
+        let cancels: Vec<&Value> = seen
+            .iter()
+            .filter(|s| s["method"] == "notifications/cancelled")
+            .collect();
+        if let Some(cancel) = cancels.first() {
+            assert_eq!(cancel["requestId"], calls[0]["id"], "{seen:?}");
+            assert_ne!(calls[0]["id"], calls[1]["id"], "{seen:?}");
+            assert_ne!(
+                calls[0]["id"],
+                json!(1),
+                "the caller's id reached the server"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no cancellation reached the server: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn principals_never_share_a_server_and_session_era_clients_keep_their_sessions() {
+    let dev = DevWarden::start(&[]);
+    let url = dev.warden.mcp_url();
+    let alice = dev.token("alice", "", "1h");
+    let bob = dev.token("bob", "", "1h");
+    let pid = call(json!(1), "pid", json!({}));
+    let (_, a1) = modern(&url, Some(&alice), &[], &pid).await;
+    let (_, a2) = modern(&url, Some(&alice), &[], &pid).await;
+    let (_, b1) = modern(&url, Some(&bob), &[], &pid).await;
+    assert_eq!(
+        text(&a1),
+        text(&a2),
+        "one principal's calls share its server"
+    );
+    assert_ne!(text(&a1), text(&b1), "two principals got one server");
+    // A session-era client on the same endpoint at the same time.
+    let mut m = mcp_with(url.clone(), &alice);
+    m.initialize().await;
+    let r = m
+        .call_tool(json!(2), "echo", json!({"text": "session era"}))
+        .await;
+    assert_eq!(text(&r), "session era", "{r}");
+    assert!(r["result"].get("resultType").is_none(), "{r}");
+}
