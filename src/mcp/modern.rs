@@ -186,6 +186,73 @@ fn decode_header_value(value: &str) -> Option<String> {
     }
 }
 
+/// The client capabilities a server uses by asking the client, each with the request it
+/// asks with: the multi-round-trip requests of the era.
+pub const ASKS: [(&str, &str); 3] = [
+    ("sampling", "sampling/createMessage"),
+    ("elicitation", "elicitation/create"),
+    ("roots", "roots/list"),
+];
+
+/// Methods whose result may ask the client for input (`InputRequiredResult`).
+pub fn may_ask(method: &str) -> bool {
+    matches!(method, "tools/call" | "prompts/get" | "resources/read")
+}
+
+/// Which of [`ASKS`] the client declares, as a bit set (bit i: `ASKS[i]`).
+pub fn asked_capabilities(params: Option<&Value>) -> u8 {
+    let Some(caps) = client_capabilities(params) else {
+        return 0;
+    };
+    ASKS.iter()
+        .enumerate()
+        .filter(|(_, (cap, _))| caps.contains_key(*cap))
+        .fold(0, |bits, (i, _)| bits | 1 << i)
+}
+
+/// The session-era client capabilities of a bit set of [`ASKS`], for `initialize`.
+pub fn capabilities_object(bits: u8) -> Value {
+    let mut caps = Map::new();
+    for (i, (cap, _)) in ASKS.iter().enumerate() {
+        if bits & (1 << i) != 0 {
+            caps.insert((*cap).into(), Value::Object(Map::new()));
+        }
+    }
+    Value::Object(caps)
+}
+
+/// Whether a server request's `method` asks for a capability in `bits`.
+pub fn asks_within(method: &str, bits: u8) -> bool {
+    ASKS.iter()
+        .enumerate()
+        .any(|(i, (_, m))| *m == method && bits & (1 << i) != 0)
+}
+
+/// The `InputRequiredResult` answering request `id`: the server's request, under `key`, and
+/// the state the client must send back with its answer.
+pub fn input_required(id: &Id, key: &str, server_request: &Value, state: &str) -> Vec<u8> {
+    let mut ask = Map::new();
+    if let Some(m) = server_request.get("method") {
+        ask.insert("method".into(), m.clone());
+    }
+    if let Some(p) = server_request.get("params") {
+        ask.insert("params".into(), p.clone());
+    }
+    let mut requests = Map::new();
+    requests.insert(key.into(), Value::Object(ask));
+    let mut result = Map::new();
+    result.insert("resultType".into(), "input_required".into());
+    result.insert("inputRequests".into(), Value::Object(requests));
+    result.insert("requestState".into(), state.into());
+    response(Some(id), "result", Value::Object(result))
+}
+
+/// The progress token of a request's `_meta`, if it has one.
+pub fn progress_token(params: Option<&Value>) -> Option<Id> {
+    let token = params?.get("_meta")?.get("progressToken")?;
+    Id::from_json_text(&token.to_string())
+}
+
 /// The client capabilities the envelope declares.
 pub fn client_capabilities(params: Option<&Value>) -> Option<&Map<String, Value>> {
     params?
@@ -497,6 +564,30 @@ mod tests {
         assert!(to_client(progress, "tools/call", None, None).is_none());
         let log = br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;
         assert!(to_client(log, "tools/call", None, None).is_none());
+    }
+
+    #[test]
+    fn asked_capabilities_are_a_bit_set() {
+        let p = json!({"_meta": {meta::CLIENT_CAPABILITIES: {"sampling": {}, "roots": {"listChanged": true}}}});
+        let bits = asked_capabilities(Some(&p));
+        assert_eq!(bits, 0b101);
+        assert_eq!(
+            capabilities_object(bits),
+            json!({"sampling": {}, "roots": {}})
+        );
+        assert!(asks_within("sampling/createMessage", bits));
+        assert!(!asks_within("elicitation/create", bits));
+        assert_eq!(asked_capabilities(Some(&json!({"_meta": envelope()}))), 0);
+        let ask = json!({"jsonrpc": "2.0", "id": 4, "method": "roots/list"});
+        let v: Value =
+            serde_json::from_slice(&input_required(&Id::Int(9), "r1", &ask, "st")).unwrap();
+        assert_eq!(v["id"], 9);
+        assert_eq!(v["result"]["resultType"], "input_required");
+        assert_eq!(
+            v["result"]["inputRequests"]["r1"],
+            json!({"method": "roots/list"})
+        );
+        assert_eq!(v["result"]["requestState"], "st");
     }
 
     #[test]

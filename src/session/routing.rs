@@ -639,10 +639,29 @@ impl Session {
             return;
         };
         if !self.transport.has_listener() {
-            // Nobody could ever read it: a request is refused at once (the server must not
-            // wait for an answer), a notification dropped.
+            // No client reads anything outside its own request: a notification is dropped; a
+            // request goes to the oldest request in flight (its caller may answer it in its
+            // next round trip), or is refused at once (the server must not wait for an
+            // answer nobody can give).
             if kind == Kind::Request {
-                self.refuse_server_request(&line, "this client takes no requests outside its own");
+                let target = self
+                    .routes
+                    .lock()
+                    .pending
+                    .values()
+                    .filter(|p| !p.stream.is_finished())
+                    .min_by_key(|p| p.order)
+                    .map(|p| p.stream.clone());
+                match target {
+                    Some(stream) => {
+                        let lost = stream.push(kind, line);
+                        self.report_lost(lost);
+                    }
+                    None => self.refuse_server_request(
+                        &line,
+                        "this client takes no requests outside its own",
+                    ),
+                }
             }
             return;
         }
@@ -695,7 +714,7 @@ impl Session {
     }
 
     /// Answers a request of the server with an error, for a client that cannot.
-    fn refuse_server_request(&self, request: &[u8], why: &str) {
+    pub fn refuse_server_request(&self, request: &[u8], why: &str) {
         if let Ok(env) = Envelope::parse(request) {
             let reply = mcp::error_response(env.id.as_ref(), mcp::code::INTERNAL_ERROR, why);
             if let Some(child) = self.child.get() {

@@ -2,7 +2,7 @@
 2026-07-28 (sessionless) era: `mode="2026-07-28"` (a modern-only client) or `mode="auto"`
 (which probes with `server/discover` and adopts the era when the server speaks it).
 
-Usage: python sessionless_client.py <url> <2026-07-28|auto> <everything|time|concurrent>
+Usage: python sessionless_client.py <url> <2026-07-28|auto> <everything|time|mrtr|concurrent>
        [--token T] [--count N]
 Prints one JSON object with what it observed; the Rust test asserts on it.
 """
@@ -27,6 +27,30 @@ async def run(args) -> dict:
         limits=httpx2.Limits(max_connections=args.count + 10),
     )
     out: dict = {}
+    asked = {"sampling": 0, "elicitation": 0, "roots": 0}
+
+    async def sampling(context, params):
+        asked["sampling"] += 1
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text="sampled-by-py-client"),
+            model="test-model",
+            stop_reason="endTurn",
+        )
+
+    async def elicitation(context, params):
+        asked["elicitation"] += 1
+        return types.ElicitResult(action="accept", content={"name": "octocat"})
+
+    async def roots(context):
+        asked["roots"] += 1
+        return types.ListRootsResult(roots=[types.Root(uri="file:///srv/project", name="project")])
+
+    callbacks = (
+        dict(sampling_callback=sampling, elicitation_callback=elicitation, list_roots_callback=roots)
+        if args.scenario == "mrtr"
+        else {}
+    )
     async with http:
         transport = streamable_http_client(args.url, http_client=http)
         async with Client(
@@ -34,9 +58,18 @@ async def run(args) -> dict:
             mode=args.mode,
             cache=None,
             client_info=types.Implementation(name="warden-sessionless-test", version="1"),
+            **callbacks,
         ) as client:
             out["protocolVersion"] = client.protocol_version
-            raw = await client.session.send_discover("2026-07-28")
+            if args.scenario == "mrtr":
+                # A client that can be asked things is sent to the session era by discover
+                # (a dual-era client would fall back); a modern-only one never calls it.
+                try:
+                    await client.session.send_discover("2026-07-28")
+                    out["discoverFallback"] = False
+                except Exception:  # noqa: BLE001 - the fallback answer is an MCPError
+                    out["discoverFallback"] = True
+            raw = await client.session.send_discover("2026-07-28") if args.scenario != "mrtr" else {"supportedVersions": ["2026-07-28"], "capabilities": {}, "ttlMs": 0, "cacheScope": "private", "resultType": "complete"}
             discovered = types.DiscoverResult.model_validate(raw)
             out["discover"] = {
                 "supportedVersions": discovered.supported_versions,
@@ -94,6 +127,17 @@ async def run(args) -> dict:
                 # The server still answers afterwards.
                 r = await client.call_tool("echo", {"message": "after cancel"})
                 out["afterCancel"] = r.content[0].text
+            elif args.scenario == "mrtr":
+                # The server asks during the call; the SDK answers each round trip.
+                r = await client.call_tool(
+                    "trigger-sampling-request", {"prompt": "hi", "maxTokens": 5}
+                )
+                out["sampling"] = " ".join(c.text for c in r.content if c.type == "text")
+                r = await client.call_tool("trigger-elicitation-request", {})
+                out["elicitation"] = " ".join(c.text for c in r.content if c.type == "text")
+                r = await client.call_tool("get-roots-list", {})
+                out["roots"] = " ".join(c.text for c in r.content if c.type == "text")
+                out["asked"] = asked
             elif args.scenario == "concurrent":
                 results: list = [None] * args.count
 

@@ -340,3 +340,152 @@ async fn principals_never_share_a_server_and_session_era_clients_keep_their_sess
     assert_eq!(text(&r), "session era", "{r}");
     assert!(r["result"].get("resultType").is_none(), "{r}");
 }
+
+fn call_with_caps(id: Value, tool: &str, args: Value, caps: Value) -> Value {
+    let mut c = call(id, tool, args);
+    c["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = caps;
+    c
+}
+
+#[test]
+fn a_modern_only_python_client_answers_sampling_elicitation_and_roots_in_round_trips() {
+    let w = Warden::start(everything());
+    let out = json_out(&py(
+        "sessionless_client.py",
+        &[&w.mcp_url(), "2026-07-28", "mrtr"],
+        CLIENT_TIMEOUT,
+    ));
+    assert_eq!(out["protocolVersion"], "2026-07-28", "{out}");
+    // Asked through discover, such a client is sent to the session era.
+    assert_eq!(out["discoverFallback"], true, "{out}");
+    assert!(
+        out["sampling"]
+            .as_str()
+            .unwrap()
+            .contains("sampled-by-py-client"),
+        "{out}"
+    );
+    assert!(
+        out["elicitation"].as_str().unwrap().contains("octocat"),
+        "{out}"
+    );
+    assert!(
+        out["roots"]
+            .as_str()
+            .unwrap()
+            .contains("file:///srv/project"),
+        "{out}"
+    );
+    assert_eq!(
+        out["asked"],
+        json!({"sampling": 1, "elicitation": 1, "roots": 1})
+    );
+}
+
+#[tokio::test]
+async fn a_request_state_opens_once_for_its_own_caller_only() {
+    let dev = DevWarden::start(&[]);
+    let url = dev.warden.mcp_url();
+    let alice = dev.token("alice", "", "1h");
+    let bob = dev.token("bob", "", "1h");
+    let sampling = json!({"sampling": {}});
+    let ask = call_with_caps(
+        json!(1),
+        "sample",
+        json!({"prompt": "hello"}),
+        sampling.clone(),
+    );
+    let (status, first) = modern(&url, Some(&alice), &[], &ask).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let requests = first["result"]["inputRequests"].as_object().unwrap();
+    assert_eq!(requests.len(), 1, "{first}");
+    let (key, question) = requests.iter().next().unwrap();
+    assert_eq!(question["method"], "sampling/createMessage");
+    assert!(question.get("id").is_none(), "{question}");
+    let state = first["result"]["requestState"].as_str().unwrap().to_owned();
+    let retry = |state: &str, id: i64| {
+        let mut r = call_with_caps(
+            json!(id),
+            "sample",
+            json!({"prompt": "hello"}),
+            sampling.clone(),
+        );
+        r["params"]["requestState"] = json!(state);
+        r["params"]["inputResponses"] = json!({ key.clone(): {
+            "role": "assistant", "model": "m", "content": {"type": "text", "text": "answered"}}});
+        r
+    };
+    // Another principal's retry, and forgeries, open nothing.
+    let (status, foreign) = modern(&url, Some(&bob), &[], &retry(&state, 2)).await;
+    assert_eq!(
+        (status, foreign["error"]["code"].clone()),
+        (400, json!(-32602)),
+        "{foreign}"
+    );
+    let mut forged = state.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let (body, _) = state.split_once('.').unwrap();
+    for bad in [forged, format!("{body}."), "garbage".into()] {
+        let (status, answer) = modern(&url, Some(&alice), &[], &retry(&bad, 3)).await;
+        assert_eq!(
+            (status, answer["error"]["code"].clone()),
+            (400, json!(-32602)),
+            "{bad}: {answer}"
+        );
+    }
+    // The caller's own retry is answered by the server, under the retry's id.
+    let (status, done) = modern(&url, Some(&alice), &[], &retry(&state, 4)).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["id"], 4);
+    assert_eq!(done["result"]["resultType"], "complete");
+    assert_eq!(text(&done), "sampled: answered", "{done}");
+    // And never again.
+    let (status, replayed) = modern(&url, Some(&alice), &[], &retry(&state, 5)).await;
+    assert_eq!(
+        (status, replayed["error"]["code"].clone()),
+        (400, json!(-32602)),
+        "{replayed}"
+    );
+    // A caller that cannot be asked is not: the server's question is refused at the server.
+    let plain = call(json!(6), "sample", json!({"prompt": "hello"}));
+    let (status, refused) = modern(&url, Some(&alice), &[], &plain).await;
+    assert_eq!(status, 200, "{refused}");
+    assert_eq!(text(&refused), "sampled: <no reply>", "{refused}");
+}
+
+#[tokio::test]
+async fn a_request_state_expires_with_its_request() {
+    let w = Warden::builder(fixture())
+        .args(["--request-timeout", "2s"])
+        .start();
+    let url = w.mcp_url();
+    let caps = json!({"sampling": {}});
+    let (_, first) = modern(
+        &url,
+        None,
+        &[],
+        &call_with_caps(json!(1), "sample", json!({}), caps.clone()),
+    )
+    .await;
+    let state = first["result"]["requestState"].as_str().unwrap().to_owned();
+    let key = first["result"]["inputRequests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut retry = call_with_caps(json!(2), "sample", json!({}), caps);
+    retry["params"]["requestState"] = json!(state);
+    retry["params"]["inputResponses"] = json!({ key: {"role": "assistant", "model": "m",
+        "content": {"type": "text", "text": "late"}}});
+    let (status, answer) = modern(&url, None, &[], &retry).await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (400, json!(-32602)),
+        "{answer}"
+    );
+}

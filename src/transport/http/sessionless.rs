@@ -7,8 +7,11 @@
 //! ([`crate::session::Pool`]) under an id and progress token of the sidecar's own, through the
 //! same governance as a session's requests. `server/discover` is answered from the server's
 //! cached `initialize` result, except to a client that declares capabilities a server would
-//! use by asking it (sampling, elicitation, roots): the bridge does not carry those requests
-//! yet, so such a dual-era client gets the answer that makes it fall back to a session. Answers are translated to the era ([`mcp::modern`]); related
+//! use by asking it (sampling, elicitation, roots): such a dual-era client gets the answer
+//! that makes it fall back to a session, where its server may ask it anything at any time.
+//! A modern-only client gets the server's questions during its request as round trips: an
+//! `InputRequiredResult` whose `requestState` ([`crate::session::Pool::seal`]) its retry
+//! brings back with the answer. Answers are translated to the era ([`mcp::modern`]); related
 //! messages before the answer make the response an SSE stream without event ids (the era has
 //! no resumption). A client that closes the response before the answer cancels the request
 //! at the server (`notifications/cancelled`).
@@ -100,29 +103,33 @@ pub(crate) async fn post(
     if modern::REMOVED_METHODS.contains(&&*method) || method == "subscriptions/listen" {
         return Err(Failure::SessionlessMethodNotFound(id));
     }
-    if method == mcp::method::SERVER_DISCOVER && wants_server_requests(params) {
-        // A dual-era client that can be asked things (sampling, elicitation, roots) gets
-        // them in the session era: sent there by the answer that makes it fall back.
+    if method == mcp::method::SERVER_DISCOVER && modern::asked_capabilities(params) != 0 {
+        // A dual-era client that can be asked things (sampling, elicitation, roots) is
+        // served in the session era, where its server may also ask outside a request:
+        // sent there by the answer that makes it fall back. Modern-only clients get the
+        // questions as round trips.
         return Err(Failure::ModernEra);
+    }
+    let asks = modern::asked_capabilities(params);
+    if let Some(state) = params
+        .and_then(|p| p.get("requestState"))
+        .and_then(Value::as_str)
+    {
+        return resume(st, principal, id, method, params, asks, state).await;
     }
     let caller_token = super::authn::bearer_token(headers);
     let pooled = st
         .pool
-        .get(principal, caller_token)
+        .get(principal, caller_token, asks)
         .await
         .map_err(|e| pool_failure(st, principal, e))?;
     if method == mcp::method::SERVER_DISCOVER {
         let answer = modern::discover(id.as_ref(), &pooled.initialize);
         return Ok(json_message(Bytes::from(answer)));
     }
-    let client = ClientRequest {
-        id: id.clone().unwrap_or(Id::Int(0)),
-        progress: mcp::progress_token(env.params),
-        method,
-        server_info: pooled.initialize.get("serverInfo").cloned(),
-    };
+    let progress = mcp::progress_token(env.params);
     let ours = st.pool.request_id();
-    let our_token = client.progress.as_ref().map(|_| st.pool.request_id());
+    let our_token = progress.as_ref().map(|_| st.pool.request_id());
     let mut forwarded = modern::to_server_request(&message, our_token.as_ref());
     forwarded["id"] = ours.to_value();
     let forwarded = Bytes::from(
@@ -141,22 +148,90 @@ pub(crate) async fn post(
     )
     .await?
     .ok_or(Failure::UnknownSession)?;
+    let client = ClientRequest {
+        st: st.clone(),
+        principal: principal.clone(),
+        session: session.clone(),
+        ours: ours.clone(),
+        stream: stream.id(),
+        id: id.unwrap_or(Id::Int(0)),
+        progress,
+        method,
+        server_info: pooled.initialize.get("serverInfo").cloned(),
+        asks,
+    };
     let guard = CancelOnDrop {
-        session: Some(session.clone()),
+        session: Some(session),
         ours,
     };
-    Ok(respond(st, stream, client, guard).await)
+    Ok(respond(st, stream, None, client, guard).await)
 }
 
-/// Whether the client declares capabilities a server uses by asking it (sampling,
-/// elicitation, roots), which the sessionless bridge does not carry: a pooled server is
-/// initialized without them.
-fn wants_server_requests(params: Option<&Value>) -> bool {
-    modern::client_capabilities(params).is_some_and(|caps| {
-        ["sampling", "elicitation", "roots"]
-            .iter()
-            .any(|c| caps.contains_key(*c))
-    })
+/// A retry that answers the server's question of an earlier round trip: the answer goes to
+/// the server under the id it asked with, and the caller reads on from where the question
+/// left its request's stream.
+async fn resume(
+    st: &AppState,
+    principal: &Arc<Principal>,
+    id: Option<Id>,
+    method: String,
+    params: Option<&Value>,
+    asks: u8,
+    state: &str,
+) -> Result<Response, Failure> {
+    let invalid = |why: &str| Failure::SessionlessRefused {
+        body: Bytes::from(mcp::error_response(
+            id.as_ref(),
+            mcp::code::INVALID_PARAMS,
+            &format!("Invalid params: {why}"),
+        )),
+    };
+    let input = st.pool.open(principal, state).map_err(|e| {
+        tracing::info!(reason = %e, "refused a requestState");
+        invalid(&e.to_string())
+    })?;
+    if input.method != method {
+        return Err(invalid("the requestState belongs to another request"));
+    }
+    let answer = params
+        .and_then(|p| p.get("inputResponses"))
+        .and_then(|r| r.get(&input.key))
+        .ok_or_else(|| invalid("inputResponses lacks the answer the requestState asks for"))?;
+    let gone = || invalid("the request this requestState continues has ended");
+    let session = st
+        .pool
+        .session(principal, &input.session)
+        .ok_or_else(gone)?;
+    let stream = session.stream(input.stream).ok_or_else(gone)?;
+    let ours = Id::from_json_text(&input.request.to_string()).ok_or_else(gone)?;
+    let reply = serde_json::json!({"jsonrpc": "2.0", "id": input.server_request, "result": answer});
+    session
+        .send(Bytes::from(reply.to_string()))
+        .await
+        .map_err(|_| gone())?;
+    let progress = modern::progress_token(params).or_else(|| {
+        input
+            .progress
+            .as_ref()
+            .and_then(|p| Id::from_json_text(&p.to_string()))
+    });
+    let client = ClientRequest {
+        st: st.clone(),
+        principal: principal.clone(),
+        session: session.clone(),
+        ours: ours.clone(),
+        stream: input.stream,
+        id: id.unwrap_or(Id::Int(0)),
+        progress,
+        method,
+        server_info: None,
+        asks,
+    };
+    let guard = CancelOnDrop {
+        session: Some(session),
+        ours,
+    };
+    Ok(respond(st, stream, Some(input.seq), client, guard).await)
 }
 
 fn refused(id: &Option<Id>, refusal: modern::Refusal) -> Failure {
@@ -181,30 +256,86 @@ fn pool_failure(st: &AppState, principal: &Principal, e: PoolError) -> Failure {
     }
 }
 
-/// What the client's request was, to give it back its own names.
+/// The caller's request and where it stands in its server's session, to give the caller
+/// back its own names and turn the server's questions into round trips.
 struct ClientRequest {
+    st: AppState,
+    principal: Arc<Principal>,
+    session: Arc<Session>,
+    /// The request's id in the session, and its stream.
+    ours: Id,
+    stream: u32,
+    /// The caller's id for this round trip, and its progress token.
     id: Id,
     progress: Option<Id>,
     method: String,
     server_info: Option<Value>,
+    /// What the caller may be asked (see [`modern::ASKS`]).
+    asks: u8,
+}
+
+/// What one event of the request's stream becomes for the caller.
+enum Step {
+    /// Nothing (not for this caller).
+    Skip,
+    /// A message before the answer (progress).
+    Related(Bytes),
+    /// The last message: the answer, or a question for the caller (`InputRequiredResult`).
+    Last(Bytes),
 }
 
 impl ClientRequest {
-    /// An event of the request's stream as the client gets it (`None`: not for it).
-    fn translate(&self, event: &Event) -> Option<Bytes> {
-        let mut out = modern::to_client(
+    fn step(&self, event: &Event) -> Step {
+        if event.kind == Kind::Request {
+            return self.question(event);
+        }
+        let Some(mut out) = modern::to_client(
             &event.data,
             &self.method,
             self.progress.as_ref(),
             self.server_info.as_ref(),
-        )?;
-        if event.kind == Kind::Response {
-            // Under the client's own id (the server knew it by one of the sidecar's).
-            let mut v: Value = serde_json::from_slice(&out).ok()?;
-            v["id"] = self.id.to_value();
-            out = serde_json::to_vec(&v).ok()?;
+        ) else {
+            return Step::Skip;
+        };
+        if event.kind != Kind::Response {
+            return Step::Related(Bytes::from(out));
         }
-        Some(Bytes::from(out))
+        // Under the caller's own id (the server knew it by one of the sidecar's).
+        if let Ok(mut v) = serde_json::from_slice::<Value>(&out) {
+            v["id"] = self.id.to_value();
+            out = serde_json::to_vec(&v).unwrap_or(out);
+        }
+        Step::Last(Bytes::from(out))
+    }
+
+    /// A request of the server while the caller's request runs: a question for the caller
+    /// when it may be asked it here, else refused at the server.
+    fn question(&self, event: &Event) -> Step {
+        let request: Option<Value> = serde_json::from_slice(&event.data).ok();
+        let asked = request.as_ref().and_then(|r| {
+            let method = r.get("method")?.as_str()?;
+            (modern::may_ask(&self.method) && modern::asks_within(method, self.asks)).then_some(r)
+        });
+        let Some(request) = asked else {
+            self.session
+                .refuse_server_request(&event.data, "the client cannot be asked this here");
+            return Step::Skip;
+        };
+        let key = format!("ask-{}", event.seq);
+        let state = self.st.pool.seal(
+            &self.principal,
+            &self.session,
+            request.get("id").cloned().unwrap_or(Value::Null),
+            &key,
+            &self.ours,
+            self.stream,
+            event.seq,
+            &self.method,
+            self.progress.as_ref(),
+        );
+        Step::Last(Bytes::from(modern::input_required(
+            &self.id, &key, request, &state,
+        )))
     }
 }
 
@@ -236,36 +367,48 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The answer as JSON when it is the first thing for the client; otherwise an SSE stream of
-/// the related messages and then the answer.
+/// The answer (or a question for the caller) as JSON when it is the first thing for the
+/// caller; otherwise an SSE stream of the related messages and then the answer. `after`:
+/// where an earlier round trip left the stream.
 async fn respond(
     st: &AppState,
     stream: Arc<EventStream>,
+    after: Option<u64>,
     client: ClientRequest,
     mut guard: CancelOnDrop,
 ) -> Response {
-    let Ok(mut cursor) = stream.attach(Some(0)) else {
+    let Ok(mut cursor) = stream.attach(Some(after.unwrap_or(0))) else {
         guard.answered();
         return Failure::UnknownSession.into_response();
     };
-    let events = tokio::select! {
-        next = cursor.next() => match next {
-            Next::Events { events, .. } => events,
-            Next::End | Next::Replaced => Vec::new(),
-        },
-        _ = st.shutdown.cancelled() => Vec::new(),
-    };
+    // Read until there is something for the caller: messages it does not get (a question
+    // refused at the server, a log line) do not turn the answer into a stream.
     let mut first = Vec::new();
-    let mut done = events.is_empty();
-    for e in &events {
-        if let Some(data) = client.translate(e) {
-            if e.kind == Kind::Response && first.is_empty() {
-                guard.answered();
-                return json_message(data);
+    let mut done = false;
+    while first.is_empty() && !done {
+        let events = tokio::select! {
+            next = cursor.next() => match next {
+                Next::Events { events, .. } => events,
+                Next::End | Next::Replaced => Vec::new(),
+            },
+            _ = st.shutdown.cancelled() => Vec::new(),
+        };
+        done = events.is_empty();
+        for e in &events {
+            match client.step(e) {
+                Step::Skip => {}
+                Step::Related(data) => push_frame(&mut first, e, data),
+                Step::Last(data) => {
+                    guard.answered();
+                    if first.is_empty() {
+                        return json_message(data);
+                    }
+                    push_frame(&mut first, e, data);
+                    done = true;
+                    break;
+                }
             }
-            push_frame(&mut first, e, data);
         }
-        done |= e.kind == Kind::Response;
     }
     if done {
         guard.answered();
@@ -312,16 +455,23 @@ fn follow(
                     Next::Events { events, .. } => {
                         let mut done = false;
                         for e in &events {
-                            if let Some(data) = client.translate(e) {
-                                push_frame(&mut out, e, data);
+                            match client.step(e) {
+                                Step::Skip => {}
+                                Step::Related(data) => push_frame(&mut out, e, data),
+                                Step::Last(data) => {
+                                    push_frame(&mut out, e, data);
+                                    done = true;
+                                    break;
+                                }
                             }
-                            done |= e.kind == Kind::Response;
+                        }
+                        if done {
+                            guard.answered();
                         }
                         for chunk in out.drain(..) {
                             yield Ok(chunk);
                         }
                         if done {
-                            guard.answered();
                             break;
                         }
                         ticker.reset();
