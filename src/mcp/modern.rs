@@ -18,6 +18,7 @@ pub mod meta {
     pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
     pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
     pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+    pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
     /// The prefix of every key the envelope defines: none of them is for the server.
     pub const PREFIX: &str = "io.modelcontextprotocol/";
 }
@@ -245,6 +246,102 @@ pub fn input_required(id: &Id, key: &str, server_request: &Value, state: &str) -
     result.insert("inputRequests".into(), Value::Object(requests));
     result.insert("requestState".into(), state.into());
     response(Some(id), "result", Value::Object(result))
+}
+
+/// What a `subscriptions/listen` asks for, as far as the server can give it: each list
+/// whose changes the server announces (`listChanged` in its capabilities), and the resource
+/// subscriptions when it takes them (`resources.subscribe`). Types it cannot give are left
+/// out, as the era requires.
+pub fn honored(filter: &Map<String, Value>, server: &Value) -> Map<String, Value> {
+    let caps = server.get("capabilities");
+    let has = |cap: &str, flag: &str| {
+        caps.and_then(|c| c.get(cap))
+            .and_then(|c| c.get(flag))
+            .and_then(Value::as_bool)
+            == Some(true)
+    };
+    let mut out = Map::new();
+    for (key, cap) in [
+        ("toolsListChanged", "tools"),
+        ("promptsListChanged", "prompts"),
+        ("resourcesListChanged", "resources"),
+    ] {
+        if filter.get(key).and_then(Value::as_bool) == Some(true) && has(cap, "listChanged") {
+            out.insert(key.into(), true.into());
+        }
+    }
+    if let Some(uris) = filter
+        .get("resourceSubscriptions")
+        .and_then(Value::as_array)
+        && has("resources", "subscribe")
+    {
+        let uris: Vec<Value> = uris.iter().filter(|u| u.is_string()).cloned().collect();
+        out.insert("resourceSubscriptions".into(), Value::Array(uris));
+    }
+    out
+}
+
+fn subscription_meta(id: &Id) -> Value {
+    let mut meta = Map::new();
+    meta.insert(meta::SUBSCRIPTION_ID.into(), id.to_value());
+    Value::Object(meta)
+}
+
+/// The first message of a listen stream: what is honored, under the subscription's id (the
+/// listen request's).
+pub fn listen_acknowledged(id: &Id, honored: &Map<String, Value>) -> Vec<u8> {
+    let message = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/subscriptions/acknowledged",
+        "params": { "_meta": subscription_meta(id), "notifications": honored },
+    });
+    serde_json::to_vec(&message).unwrap_or_default()
+}
+
+/// The last message of a listen stream the server ends.
+pub fn listen_ended(id: &Id) -> Vec<u8> {
+    let mut result = Map::new();
+    result.insert("resultType".into(), "complete".into());
+    result.insert("_meta".into(), subscription_meta(id));
+    response(Some(id), "result", Value::Object(result))
+}
+
+/// A notification of the server as a listener gets it (its subscription's id in `_meta`), or
+/// `None` when the listener did not ask for it.
+pub fn for_listener(notification: &[u8], id: &Id, honored: &Map<String, Value>) -> Option<Vec<u8>> {
+    let mut message: Value = serde_json::from_slice(notification).ok()?;
+    let method = message.get("method")?.as_str()?;
+    let wanted = match method {
+        "notifications/tools/list_changed" => honored.contains_key("toolsListChanged"),
+        "notifications/prompts/list_changed" => honored.contains_key("promptsListChanged"),
+        "notifications/resources/list_changed" => honored.contains_key("resourcesListChanged"),
+        "notifications/resources/updated" => {
+            let uri = message.get("params")?.get("uri")?.as_str()?;
+            honored
+                .get("resourceSubscriptions")
+                .and_then(Value::as_array)
+                .is_some_and(|subs| {
+                    subs.iter().filter_map(Value::as_str).any(|s| {
+                        uri == s || uri.starts_with(&format!("{}/", s.trim_end_matches('/')))
+                    })
+                })
+        }
+        _ => false,
+    };
+    if !wanted {
+        return None;
+    }
+    let object = message.as_object_mut()?;
+    let params = object
+        .entry("params")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()?;
+    let meta = params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()?;
+    meta.insert(meta::SUBSCRIPTION_ID.into(), id.to_value());
+    serde_json::to_vec(&message).ok()
 }
 
 /// The progress token of a request's `_meta`, if it has one.
@@ -588,6 +685,38 @@ mod tests {
             json!({"method": "roots/list"})
         );
         assert_eq!(v["result"]["requestState"], "st");
+    }
+
+    #[test]
+    fn listeners_get_what_they_asked_and_the_server_gives() {
+        let server = json!({"capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true}}});
+        let filter = json!({"toolsListChanged": true, "promptsListChanged": true,
+            "resourceSubscriptions": ["demo://r/1"]});
+        let honored = honored(filter.as_object().unwrap(), &server);
+        assert_eq!(
+            Value::Object(honored.clone()),
+            json!({"toolsListChanged": true, "resourceSubscriptions": ["demo://r/1"]})
+        );
+        let id = Id::Str("listen-1".into());
+        let ack: Value = serde_json::from_slice(&listen_acknowledged(&id, &honored)).unwrap();
+        assert_eq!(ack["params"]["_meta"][meta::SUBSCRIPTION_ID], "listen-1");
+        let tools = br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+        let out: Value =
+            serde_json::from_slice(&for_listener(tools, &id, &honored).unwrap()).unwrap();
+        assert_eq!(out["params"]["_meta"][meta::SUBSCRIPTION_ID], "listen-1");
+        let prompts = br#"{"jsonrpc":"2.0","method":"notifications/prompts/list_changed"}"#;
+        assert!(for_listener(prompts, &id, &honored).is_none());
+        let updated = |uri: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{{"uri":"{uri}"}}}}"#
+            )
+        };
+        assert!(for_listener(updated("demo://r/1").as_bytes(), &id, &honored).is_some());
+        assert!(for_listener(updated("demo://r/1/part").as_bytes(), &id, &honored).is_some());
+        assert!(for_listener(updated("demo://r/10").as_bytes(), &id, &honored).is_none());
+        let log =
+            br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}}"#;
+        assert!(for_listener(log, &id, &honored).is_none());
     }
 
     #[test]

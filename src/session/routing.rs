@@ -64,6 +64,9 @@ impl From<Transport> for Answers {
     }
 }
 
+/// Notifications a slow sessionless listener may fall behind by before it misses some.
+const NOTICES: usize = 256;
+
 /// The id of the standalone stream; request streams are numbered from 1.
 const STANDALONE: u32 = 0;
 
@@ -187,6 +190,9 @@ pub struct Session {
     dropped: AtomicU64,
     last_loss_log_ms: AtomicU64,
     ended: CancellationToken,
+    /// What the server says outside any request, for sessionless listeners
+    /// (`subscriptions/listen`); unused by other transports.
+    notices: tokio::sync::broadcast::Sender<Bytes>,
     table: Weak<dyn SessionTable>,
     limits: SessionLimits,
     metrics: Arc<Metrics>,
@@ -268,6 +274,7 @@ impl Session {
             dropped: AtomicU64::new(0),
             last_loss_log_ms: AtomicU64::new(0),
             ended: CancellationToken::new(),
+            notices: tokio::sync::broadcast::channel(NOTICES).0,
             table: o.table,
             limits: o.limits,
             metrics: o.metrics,
@@ -321,6 +328,11 @@ impl Session {
     }
 
     /// Resolves when the session has ended.
+    /// The server's notifications outside any request, from now on (sessionless sessions).
+    pub fn notices(&self) -> tokio::sync::broadcast::Receiver<Bytes> {
+        self.notices.subscribe()
+    }
+
     pub fn ended(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
         self.ended.cancelled()
     }
@@ -639,11 +651,14 @@ impl Session {
             return;
         };
         if !self.transport.has_listener() {
-            // No client reads anything outside its own request: a notification is dropped; a
-            // request goes to the oldest request in flight (its caller may answer it in its
-            // next round trip), or is refused at once (the server must not wait for an
-            // answer nobody can give).
-            if kind == Kind::Request {
+            // No client reads a stream of the session: a notification goes to whoever
+            // listens (`subscriptions/listen`; dropped when nobody does); a request goes to
+            // the oldest request in flight (its caller may answer it in its next round
+            // trip), or is refused at once (the server must not wait for an answer nobody
+            // can give).
+            if kind == Kind::Notification {
+                let _ = self.notices.send(line);
+            } else if kind == Kind::Request {
                 let target = self
                     .routes
                     .lock()

@@ -2,7 +2,7 @@
 2026-07-28 (sessionless) era: `mode="2026-07-28"` (a modern-only client) or `mode="auto"`
 (which probes with `server/discover` and adopts the era when the server speaks it).
 
-Usage: python sessionless_client.py <url> <2026-07-28|auto> <everything|time|mrtr|concurrent>
+Usage: python sessionless_client.py <url> <2026-07-28|auto> <everything|time|mrtr|listen|concurrent>
        [--token T] [--count N]
 Prints one JSON object with what it observed; the Rust test asserts on it.
 """
@@ -138,6 +138,22 @@ async def run(args) -> dict:
                 r = await client.call_tool("get-roots-list", {})
                 out["roots"] = " ".join(c.text for c in r.content if c.type == "text")
                 out["asked"] = asked
+            elif args.scenario == "listen":
+                uri = "demo://resource/static/document/architecture.md"
+                async with client.listen(
+                    tools_list_changed=True, resource_subscriptions=[uri]
+                ) as sub:
+                    out["honored"] = sorted(
+                        k for k, v in sub.honored.model_dump().items() if v
+                    )
+                    out["subscriptionId"] = str(sub.subscription_id)
+                    r = await client.call_tool("toggle-subscriber-updates", {})
+                    out["toggled"] = r.content[0].text
+                    with anyio.fail_after(30):
+                        async for event in sub:
+                            out["event"] = type(event).__name__
+                            out["eventUri"] = str(getattr(event, "uri", ""))
+                            break
             elif args.scenario == "concurrent":
                 results: list = [None] * args.count
 

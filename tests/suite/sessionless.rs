@@ -489,3 +489,24 @@ async fn a_request_state_expires_with_its_request() {
         "{answer}"
     );
 }
+
+#[test]
+fn a_modern_only_python_client_listens_for_resource_updates() {
+    let w = Warden::start(everything());
+    let out = json_out(&py(
+        "sessionless_client.py",
+        &[&w.mcp_url(), "2026-07-28", "listen"],
+        CLIENT_TIMEOUT,
+    ));
+    assert_eq!(
+        out["honored"],
+        json!(["resource_subscriptions", "tools_list_changed"]),
+        "{out}"
+    );
+    assert_eq!(out["subscriptionId"], "listen-1");
+    assert_eq!(out["event"], "ResourceUpdated", "{out}");
+    assert_eq!(
+        out["eventUri"],
+        "demo://resource/static/document/architecture.md"
+    );
+}

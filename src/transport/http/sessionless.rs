@@ -100,7 +100,7 @@ pub(crate) async fn post(
         })?,
     };
     modern::check(&method, params, routing).map_err(|r| refused(&id, r))?;
-    if modern::REMOVED_METHODS.contains(&&*method) || method == "subscriptions/listen" {
+    if modern::REMOVED_METHODS.contains(&&*method) {
         return Err(Failure::SessionlessMethodNotFound(id));
     }
     if method == mcp::method::SERVER_DISCOVER && modern::asked_capabilities(params) != 0 {
@@ -126,6 +126,9 @@ pub(crate) async fn post(
     if method == mcp::method::SERVER_DISCOVER {
         let answer = modern::discover(id.as_ref(), &pooled.initialize);
         return Ok(json_message(Bytes::from(answer)));
+    }
+    if method == "subscriptions/listen" {
+        return listen(st, principal, headers, id, params, pooled).await;
     }
     let progress = mcp::progress_token(env.params);
     let ours = st.pool.request_id();
@@ -165,6 +168,128 @@ pub(crate) async fn post(
         ours,
     };
     Ok(respond(st, stream, None, client, guard).await)
+}
+
+/// `subscriptions/listen`: an SSE stream that acknowledges what it honors, then carries the
+/// server's list changes and resource updates the listener asked for, under its
+/// subscription's id, until the listener closes it (or the server's session ends: then a
+/// final result). Resource subscriptions are made at the server through the session, so the
+/// policy decides them like a session's `resources/subscribe`.
+async fn listen(
+    st: &AppState,
+    principal: &Arc<Principal>,
+    headers: &HeaderMap,
+    id: Option<Id>,
+    params: Option<&Value>,
+    pooled: crate::session::Pooled,
+) -> Result<Response, Failure> {
+    let id = id.unwrap_or(Id::Int(0));
+    let filter = params
+        .and_then(|p| p.get("notifications"))
+        .and_then(Value::as_object)
+        .ok_or_else(|| Failure::SessionlessRefused {
+            body: Bytes::from(mcp::error_response(
+                Some(&id),
+                mcp::code::INVALID_PARAMS,
+                "Invalid params: notifications is required",
+            )),
+        })?;
+    let mut honored = modern::honored(filter, &pooled.initialize);
+    let session = pooled.session;
+    // Listening first: no update after the subscription is missed.
+    let mut notices = session.notices();
+    if let Some(uris) = honored
+        .get("resourceSubscriptions")
+        .and_then(Value::as_array)
+        .cloned()
+    {
+        let mut granted = Vec::new();
+        for uri in uris {
+            let ours = st.pool.request_id();
+            let subscribe = Bytes::from(
+                serde_json::json!({"jsonrpc": "2.0", "id": ours.to_value(),
+                    "method": "resources/subscribe", "params": {"uri": uri}})
+                .to_string(),
+            );
+            let env = parse_client_message(&subscribe)?;
+            // Honored when the server took it; the policy's refusal, or the server's, is an
+            // error answer like any other.
+            let Ok(Some(stream)) = deliver(
+                principal,
+                &session,
+                &env,
+                subscribe.clone(),
+                headers::trace(headers),
+                false,
+            )
+            .await
+            else {
+                continue;
+            };
+            if subscribed(&stream).await {
+                granted.push(uri);
+            }
+        }
+        honored.insert("resourceSubscriptions".into(), Value::Array(granted));
+    }
+    let first = Bytes::from(modern::listen_acknowledged(&id, &honored));
+    let keepalive = st.config.sse_keepalive;
+    let shutdown = st.shutdown.clone();
+    let body = async_stream::stream! {
+        let mut out = Vec::new();
+        push_frame(&mut out, &Event { seq: 0, kind: Kind::Notification, data: Bytes::new() }, first);
+        for chunk in out.drain(..) {
+            yield Ok::<Bytes, Infallible>(chunk);
+        }
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        loop {
+            tokio::select! {
+                notice = notices.recv() => match notice {
+                    Ok(line) => {
+                        if let Some(data) = modern::for_listener(&line, &id, &honored) {
+                            let e = Event { seq: 0, kind: Kind::Notification, data: Bytes::from(data) };
+                            push_frame(&mut out, &e, e.data.clone());
+                            for chunk in out.drain(..) {
+                                yield Ok(chunk);
+                            }
+                            ticker.reset();
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "a sessionless listener fell behind; notifications were dropped");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                _ = session.ended() => break,
+                _ = ticker.tick() => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        let e = Event { seq: 0, kind: Kind::Response, data: Bytes::from(modern::listen_ended(&id)) };
+        push_frame(&mut out, &e, e.data.clone());
+        for chunk in out.drain(..) {
+            yield Ok(chunk);
+        }
+    };
+    Ok(sse::stream_response(Body::from_stream(body)))
+}
+
+/// Whether the answer on `stream` (of a `resources/subscribe`) is a success.
+async fn subscribed(stream: &Arc<EventStream>) -> bool {
+    let Ok(mut cursor) = stream.attach(Some(0)) else {
+        return false;
+    };
+    loop {
+        match cursor.next().await {
+            Next::Events { events, .. } => {
+                if let Some(e) = events.iter().find(|e| e.kind == Kind::Response) {
+                    return mcp::Envelope::parse(&e.data).is_ok_and(|env| !env.is_error);
+                }
+            }
+            Next::End | Next::Replaced => return false,
+        }
+    }
 }
 
 /// A retry that answers the server's question of an earlier round trip: the answer goes to
