@@ -371,3 +371,101 @@ async fn session_ids_of_both_transports_carry_the_default_replica_id() {
     m.initialize().await;
     assert!(!m.session.as_deref().unwrap().contains('.'));
 }
+
+/// A sessionless-era call of `bearer` through the balancer: its answer.
+async fn sessionless_call(lb: &Lb, bearer: &str, id: i64, tool: &str, extra: Value) -> Value {
+    let mut params = json!({"name": tool, "arguments": {}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}});
+    if let (Some(p), Some(e)) = (params.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+    reqwest::Client::new()
+        .post(lb.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .header("authorization", format!("Bearer {bearer}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Sessionless callers stay on one replica each (their calls share its server), spread over
+/// the replicas, and a multi-round-trip retry comes back to the replica whose state it holds.
+async fn sessionless_callers_keep_to_one_replica(replicas: Vec<Option<Warden>>, lb: &Lb) {
+    let mut used = std::collections::HashSet::new();
+    for caller in 0..8 {
+        // The replicas run without authentication: the header only steers the balancer.
+        let bearer = format!("caller-{caller}");
+        let mut pids = std::collections::HashSet::new();
+        for id in 0..4 {
+            pids.insert(text(
+                &sessionless_call(lb, &bearer, id, "pid", json!({})).await,
+            ));
+        }
+        assert_eq!(
+            pids.len(),
+            1,
+            "{bearer}'s calls reached several servers: {pids:?}"
+        );
+        let pid: i32 = pids.into_iter().next().unwrap().parse().unwrap();
+        used.insert(replica_of_pid(&replicas, pid).expect("a replica's server"));
+        let ask = sessionless_call(
+            lb,
+            &bearer,
+            10,
+            "sample",
+            json!({"arguments": {"prompt": "q"}}),
+        )
+        .await;
+        let state = ask["result"]["requestState"]
+            .as_str()
+            .expect("a question")
+            .to_owned();
+        let key = ask["result"]["inputRequests"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .next()
+            .unwrap()
+            .clone();
+        let retry = json!({"requestState": state, "arguments": {"prompt": "q"}, "inputResponses": { key: {
+            "role": "assistant", "model": "m", "content": {"type": "text", "text": "via the balancer"}}}});
+        let done = sessionless_call(lb, &bearer, 11, "sample", retry).await;
+        assert_eq!(text(&done), "sampled: via the balancer", "{done}");
+    }
+    assert!(
+        used.len() > 1,
+        "every caller hashed to one replica: {used:?}"
+    );
+}
+
+#[tokio::test]
+async fn nginx_keeps_each_sessionless_caller_on_one_replica() {
+    let replicas = start_replicas();
+    let lb = Lb::nginx(&addrs(&replicas));
+    with_timeout(
+        Duration::from_secs(60),
+        sessionless_callers_keep_to_one_replica(replicas, &lb),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn haproxy_keeps_each_sessionless_caller_on_one_replica() {
+    let replicas = start_replicas();
+    let lb = Lb::haproxy(&addrs(&replicas));
+    with_timeout(
+        Duration::from_secs(60),
+        sessionless_callers_keep_to_one_replica(replicas, &lb),
+    )
+    .await;
+}
