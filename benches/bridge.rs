@@ -156,6 +156,17 @@ fn init_body(id: u64) -> String {
 
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
+/// The "session" of sessionless (2026-07-28) calls: no session id, the era's headers and
+/// envelope instead.
+const SESSIONLESS: &str = "(sessionless)";
+
+/// An echo call of the sessionless era.
+fn sessionless_call_body(id: u64, text: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+    )
+}
+
 fn call_body(id: u64, text: &str, progress: bool) -> String {
     let meta = if progress {
         format!(r#","_meta":{{"progressToken":{id}}}"#)
@@ -309,10 +320,19 @@ impl Http {
             .header("host", self.addr.to_string())
             .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json");
-        if let Some(s) = session {
-            b = b
-                .header("mcp-session-id", s)
-                .header("mcp-protocol-version", "2025-11-25");
+        match session {
+            Some(SESSIONLESS) => {
+                b = b
+                    .header("mcp-protocol-version", "2026-07-28")
+                    .header("mcp-method", "tools/call")
+                    .header("mcp-name", "echo");
+            }
+            Some(s) => {
+                b = b
+                    .header("mcp-session-id", s)
+                    .header("mcp-protocol-version", "2025-11-25");
+            }
+            None => {}
         }
         if let Some(t) = &self.token {
             b = b.header("authorization", format!("Bearer {t}"));
@@ -498,13 +518,18 @@ enum Target {
     },
     /// The legacy HTTP+SSE transport of mcp-warden.
     Legacy { addr: SocketAddr, pid: u32 },
+    /// mcp-warden's Streamable HTTP endpoint, called by sessionless (2026-07-28) clients:
+    /// one principal, so every call shares its one pooled server.
+    Sessionless { addr: SocketAddr, pid: u32 },
 }
 
 impl Target {
     fn pid(&self) -> Option<u32> {
         match self {
             Target::Floor { .. } => None,
-            Target::Http { pid, .. } | Target::Legacy { pid, .. } => Some(*pid),
+            Target::Http { pid, .. }
+            | Target::Legacy { pid, .. }
+            | Target::Sessionless { pid, .. } => Some(*pid),
         }
     }
 }
@@ -558,6 +583,18 @@ async fn open(target: &Target, lanes: usize) -> Session {
                 sse: *sse,
             }
         }
+        Target::Sessionless { addr, .. } => {
+            let mut all = Vec::new();
+            for _ in 0..lanes {
+                all.push(Http::connect(*addr).await);
+            }
+            Session::Http {
+                lanes: all,
+                path: "/mcp",
+                sid: SESSIONLESS.to_owned(),
+                sse: false,
+            }
+        }
         Target::Legacy { addr, .. } => {
             let mut c = LegacyClient::connect(*addr).await;
             c.request(init_body(0)).await;
@@ -575,7 +612,9 @@ async fn close(session: Session) {
         ..
     } = session
     {
-        lanes[0].delete(path, &sid).await;
+        if sid != SESSIONLESS {
+            lanes[0].delete(path, &sid).await;
+        }
     }
 }
 
@@ -592,10 +631,12 @@ async fn call(session: &mut Session, lane: usize, bytes: usize) -> Duration {
             sid,
             sse,
         } => {
-            lanes[lane]
-                .post(path, Some(sid), call_body(id, &text, *sse))
-                .await
-                .1
+            let body = if sid == SESSIONLESS {
+                sessionless_call_body(id, &text)
+            } else {
+                call_body(id, &text, *sse)
+            };
+            lanes[lane].post(path, Some(sid), body).await.1
         }
         Session::Legacy(c) => c.request(call_body(id, &text, false)).await,
     };
@@ -1113,6 +1154,16 @@ async fn run(quick: bool) {
         name: "mcp-warden, legacy HTTP+SSE".into(),
         f,
     });
+    let f = measure(
+        &Target::Sessionless { addr, pid },
+        &plan,
+        &["latency", "throughput", "big"],
+    )
+    .await;
+    rows.push(Row {
+        name: "mcp-warden, sessionless (2026-07-28)".into(),
+        f,
+    });
     drop(w);
 
     // Auth on (a JWT of the development issuer), then auth + a typical policy: scoped rules,
@@ -1140,10 +1191,16 @@ async fn run(quick: bool) {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
+    // One principal opens every session of a run: its per-principal limits would measure
+    // refusals, not the bridge.
     let dev = [
         "--dev".to_owned(),
         "--dev-key-file".to_owned(),
         dev_key.display().to_string(),
+        "--max-sessions-per-principal".to_owned(),
+        "1000".to_owned(),
+        "--session-rate-per-principal".to_owned(),
+        "off".to_owned(),
     ];
     for (name, policy) in [
         ("mcp-warden, JSON answers, auth", false),
