@@ -611,10 +611,9 @@ async fn close(session: Session) {
         sid,
         ..
     } = session
+        && sid != SESSIONLESS
     {
-        if sid != SESSIONLESS {
-            lanes[0].delete(path, &sid).await;
-        }
+        lanes[0].delete(path, &sid).await;
     }
 }
 
