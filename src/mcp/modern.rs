@@ -298,6 +298,20 @@ pub fn listen_acknowledged(id: &Id, honored: &Map<String, Value>) -> Vec<u8> {
     serde_json::to_vec(&message).unwrap_or_default()
 }
 
+/// Whether a server notification is of a kind a listener may ask for (list changes,
+/// resource updates).
+pub fn is_listenable(notification: &[u8]) -> bool {
+    const KINDS: [&str; 4] = [
+        "notifications/tools/list_changed",
+        "notifications/prompts/list_changed",
+        "notifications/resources/list_changed",
+        "notifications/resources/updated",
+    ];
+    KINDS
+        .iter()
+        .any(|k| memchr::memmem::find(notification, k.as_bytes()).is_some())
+}
+
 /// The last message of a listen stream the server ends.
 pub fn listen_ended(id: &Id) -> Vec<u8> {
     let mut result = Map::new();
@@ -320,11 +334,7 @@ pub fn for_listener(notification: &[u8], id: &Id, honored: &Map<String, Value>) 
             honored
                 .get("resourceSubscriptions")
                 .and_then(Value::as_array)
-                .is_some_and(|subs| {
-                    subs.iter().filter_map(Value::as_str).any(|s| {
-                        uri == s || uri.starts_with(&format!("{}/", s.trim_end_matches('/')))
-                    })
-                })
+                .is_some_and(|subs| subs.iter().filter_map(Value::as_str).any(|s| uri == s))
         }
         _ => false,
     };
@@ -413,16 +423,20 @@ pub fn to_client(
 
 /// A session-era result made a complete modern one.
 fn complete(result: &mut Map<String, Value>, method: &str, server_info: Option<&Value>) {
-    result
-        .entry("resultType")
-        .or_insert_with(|| Value::from("complete"));
+    // The sidecar decides these, never the (untrusted) server: a server-chosen `public`
+    // scope or long TTL would let shared caches serve a policy-filtered list across users,
+    // and a server-made `input_required` would ask the client things no policy saw.
+    result.insert("resultType".into(), Value::from("complete"));
+    result.remove("inputRequests");
+    result.remove("requestState");
     if CACHEABLE.contains(&method) {
         // Not cached: the server's answers may change with each call, and each principal
         // has its own server.
-        result.entry("ttlMs").or_insert_with(|| Value::from(0));
-        result
-            .entry("cacheScope")
-            .or_insert_with(|| Value::from("private"));
+        result.insert("ttlMs".into(), Value::from(0));
+        result.insert("cacheScope".into(), Value::from("private"));
+    } else {
+        result.remove("ttlMs");
+        result.remove("cacheScope");
     }
     if let Some(info) = server_info {
         let meta = result
@@ -614,6 +628,14 @@ mod tests {
 
     #[test]
     fn answers_become_modern_results() {
+        let forged = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"cacheScope":"public","ttlMs":99999999,"resultType":"input_required","requestState":"x","inputRequests":{}}}"#;
+        let v: Value =
+            serde_json::from_slice(&to_client(forged, "tools/list", None, None).unwrap()).unwrap();
+        assert_eq!(v["result"]["cacheScope"], "private");
+        assert_eq!(v["result"]["ttlMs"], 0);
+        assert_eq!(v["result"]["resultType"], "complete");
+        assert!(v["result"].get("requestState").is_none());
+        assert!(v["result"].get("inputRequests").is_none());
         let info = json!({"name": "srv", "version": "1"});
         let out = to_client(
             br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#,
@@ -712,7 +734,8 @@ mod tests {
             )
         };
         assert!(for_listener(updated("demo://r/1").as_bytes(), &id, &honored).is_some());
-        assert!(for_listener(updated("demo://r/1/part").as_bytes(), &id, &honored).is_some());
+        // Exact URIs only: a subscription to `file://` is not one to every file.
+        assert!(for_listener(updated("demo://r/1/part").as_bytes(), &id, &honored).is_none());
         assert!(for_listener(updated("demo://r/10").as_bytes(), &id, &honored).is_none());
         let log =
             br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}}"#;

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use events::{AttachError, Cursor, Event, EventId, EventStream, Next, StreamLimits};
-pub use pool::{Pool, PoolError, Pooled};
+pub use pool::{Pool, PoolError, Pooled, StateError};
 pub use principal_limits::{PrincipalLimits, PrincipalRefusal, SessionRate};
 pub use routing::{Session, SessionError, Transport};
 pub use store::{CreateError, Refused, SessionStore};

@@ -52,11 +52,30 @@ pub enum PoolError {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Pooled>>>;
 
+/// Whose server: the principal (issuer and subject), the OAuth client it called through
+/// (credentials injected for one client are not another's), and what it may be asked.
+type SlotKey = (Arc<str>, Option<String>, u8);
+
+/// Ends a server whose start was abandoned (the caller left before it was pooled): nothing
+/// could ever use it, and it would hold a place under the caps until the idle timeout.
+struct Starting<'a> {
+    store: &'a SessionStore,
+    session: Option<Arc<Session>>,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.store.terminate(&session, false);
+        }
+    }
+}
+
 /// The servers of sessionless callers, by principal and the client capabilities they were
 /// initialized with.
 pub struct Pool {
     store: SessionStore,
-    slots: Mutex<HashMap<(Arc<str>, u8), Slot>>,
+    slots: Mutex<HashMap<SlotKey, Slot>>,
     next_id: AtomicU64,
     /// Signs request states; never leaves the process.
     state_key: Zeroizing<[u8; 32]>,
@@ -149,7 +168,11 @@ impl Pool {
     ) -> String {
         use base64::Engine as _;
         let mut nonce = [0u8; 16];
-        let _ = getrandom::fill(&mut nonce);
+        if getrandom::fill(&mut nonce).is_err() {
+            // Every such state shares the all-zero nonce: after the first is used, the others
+            // are refused as replays. Failing closed beats a guessable nonce.
+            nonce = [0u8; 16];
+        }
         let expires = SystemTime::now() + self.store.config().request_timeout;
         let input = PendingInput {
             principal: principal.session_key().to_owned(),
@@ -173,7 +196,8 @@ impl Pool {
         format!("{body}.{mac}")
     }
 
-    /// Opens a state a caller sent back: ours, unexpired, unused, and the caller's.
+    /// Opens a state a caller sent back: ours, unexpired, unused, and the caller's. It stays
+    /// usable until [`Pool::consume`].
     pub fn open(&self, principal: &Principal, state: &str) -> Result<PendingInput, StateError> {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -190,17 +214,31 @@ impl Pool {
         if input.principal != principal.session_key() {
             return Err(StateError::Foreign);
         }
-        let now = SystemTime::now();
         let expires = UNIX_EPOCH + Duration::from_secs(input.expires);
-        if now >= expires {
-            return Err(StateError::Expired);
-        }
-        let mut opened = self.opened.lock();
-        opened.retain(|_, until| *until > now);
-        if opened.insert(input.nonce, expires).is_some() {
-            return Err(StateError::Replayed);
+        if SystemTime::now() >= expires || self.opened.lock().contains_key(&input.nonce) {
+            return Err(if SystemTime::now() >= expires {
+                StateError::Expired
+            } else {
+                StateError::Replayed
+            });
         }
         Ok(input)
+    }
+
+    /// Uses a state up: from now on it opens no more. Done once the retry is known to carry
+    /// what the state asks for, so a malformed retry does not burn it.
+    pub fn consume(&self, input: &PendingInput) -> Result<(), StateError> {
+        let now = SystemTime::now();
+        let mut opened = self.opened.lock();
+        // Expired nonces go in batches, not on every use.
+        if opened.len() >= PRUNE_ABOVE {
+            opened.retain(|_, until| *until > now);
+        }
+        let until = UNIX_EPOCH + Duration::from_secs(input.expires);
+        if opened.insert(input.nonce, until).is_some() {
+            return Err(StateError::Replayed);
+        }
+        Ok(())
     }
 
     fn mac(&self, data: &[u8]) -> Vec<u8> {
@@ -228,7 +266,11 @@ impl Pool {
         caller_token: Option<&str>,
         asks: u8,
     ) -> Result<Pooled, PoolError> {
-        let key = (Arc::<str>::from(principal.session_key()), asks);
+        let key = (
+            Arc::<str>::from(principal.session_key()),
+            principal.client_id.clone(),
+            asks,
+        );
         let slot = {
             let mut slots = self.slots.lock();
             if slots.len() > PRUNE_ABOVE {
@@ -251,20 +293,20 @@ impl Pool {
             .store
             .create(Transport::Sessionless, principal, caller_token)
             .await?;
-        match initialize(&session, principal, &self.request_id(), asks).await {
-            Ok(result) => {
-                let pooled = Pooled {
-                    session,
-                    initialize: Arc::new(result),
-                };
-                *slot = Some(pooled.clone());
-                Ok(pooled)
-            }
-            Err(why) => {
-                self.store.terminate(&session, false);
-                Err(PoolError::Initialize(why))
-            }
-        }
+        let mut starting = Starting {
+            store: &self.store,
+            session: Some(session.clone()),
+        };
+        let result = initialize(&session, principal, &self.request_id(), asks)
+            .await
+            .map_err(PoolError::Initialize)?;
+        starting.session = None;
+        let pooled = Pooled {
+            session,
+            initialize: Arc::new(result),
+        };
+        *slot = Some(pooled.clone());
+        Ok(pooled)
     }
 }
 

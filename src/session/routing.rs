@@ -657,16 +657,23 @@ impl Session {
             // trip), or is refused at once (the server must not wait for an answer nobody
             // can give).
             if kind == Kind::Notification {
-                let _ = self.notices.send(line);
+                // Only what a listener can ask for, and only while one listens: anything else
+                // (log lines) would just hold memory.
+                if self.notices.receiver_count() > 0 && mcp::modern::is_listenable(&line) {
+                    let _ = self.notices.send(line);
+                }
             } else if kind == Kind::Request {
-                let target = self
-                    .routes
-                    .lock()
-                    .pending
-                    .values()
-                    .filter(|p| !p.stream.is_finished())
-                    .min_by_key(|p| p.order)
-                    .map(|p| p.stream.clone());
+                // The question belongs to a request only when exactly one is in flight: with
+                // several, stdio does not say whose it is, and one caller must never see or
+                // answer another's question. It is refused then.
+                let target = {
+                    let r = self.routes.lock();
+                    let mut live = r.pending.values().filter(|p| !p.stream.is_finished());
+                    match (live.next(), live.next()) {
+                        (Some(only), None) => Some(only.stream.clone()),
+                        _ => None,
+                    }
+                };
                 match target {
                     Some(stream) => {
                         let lost = stream.push(kind, line);
@@ -674,7 +681,7 @@ impl Session {
                     }
                     None => self.refuse_server_request(
                         &line,
-                        "this client takes no requests outside its own",
+                        "no single request of a client is in flight to ask this in",
                     ),
                 }
             }

@@ -510,3 +510,109 @@ fn a_modern_only_python_client_listens_for_resource_updates() {
         "demo://resource/static/document/architecture.md"
     );
 }
+
+#[tokio::test]
+async fn a_question_never_reaches_another_caller_of_the_same_server() {
+    let w = Warden::start(fixture());
+    let url = w.mcp_url();
+    let caps = json!({"sampling": {}});
+    // Caller A's call asks, and A does not answer yet: its request stays parked.
+    let (_, a) = modern(
+        &url,
+        None,
+        &[],
+        &call_with_caps(json!(1), "sample", json!({"prompt": "alpha"}), caps.clone()),
+    )
+    .await;
+    assert_eq!(a["result"]["resultType"], "input_required", "{a}");
+    // Caller B (same principal, same server) asks while A's request is in flight: stdio does
+    // not say whose question it is, so it is refused at the server, never shown to A or B.
+    let (status, b) = modern(
+        &url,
+        None,
+        &[],
+        &call_with_caps(json!(1), "sample", json!({"prompt": "bravo"}), caps.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(text(&b), "sampled: <no reply>", "{b}");
+    assert!(!b.to_string().contains("alpha"), "{b}");
+    // A's round trip still completes with A's own answer.
+    let key = a["result"]["inputRequests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    assert!(
+        a.to_string().contains("alpha") && !a.to_string().contains("bravo"),
+        "{a}"
+    );
+    let mut retry = call_with_caps(json!(2), "sample", json!({"prompt": "alpha"}), caps);
+    retry["params"]["requestState"] = a["result"]["requestState"].clone();
+    retry["params"]["inputResponses"] = json!({ key: {"role": "assistant", "model": "m",
+        "content": {"type": "text", "text": "for alpha"}}});
+    let (status, done) = modern(&url, None, &[], &retry).await;
+    assert_eq!(
+        (status, text(&done)),
+        (200, "sampled: for alpha".to_owned()),
+        "{done}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_methods_and_notifications_with_ids_are_refused() {
+    let w = Warden::start(fixture());
+    let url = w.mcp_url();
+    // The server's "method not found" is a 404 in this era.
+    let unknown =
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/unknown","params":{"_meta":envelope()}});
+    let (status, body) = modern(&url, None, &[], &unknown).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, json!(-32601)),
+        "{body}"
+    );
+    // A notification sent as a request could cancel another caller's request on a shared
+    // server: refused before it gets there.
+    let cancel = json!({"jsonrpc":"2.0","id":2,"method":"notifications/cancelled",
+        "params":{"requestId":1,"_meta":envelope()}});
+    let (status, body) = modern(&url, None, &[], &cancel).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, seen) = modern(&url, None, &[], &call(json!(3), "received", json!({}))).await;
+    assert!(!text(&seen).contains("notifications/cancelled"), "{seen}");
+}
+
+#[tokio::test]
+async fn a_listen_stream_ends_when_its_token_expires() {
+    let dev = DevWarden::start(&["--clock-skew", "0s"]);
+    let token = dev.token("alice", "", "2s");
+    let listen = json!({"jsonrpc":"2.0","id":"listen-1","method":"subscriptions/listen","params":{
+        "notifications":{"toolsListChanged":true},"_meta":envelope()}});
+    let r = reqwest::Client::new()
+        .post(dev.warden.mcp_url())
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .body(listen.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The whole body arrives: the stream ends by itself once the token has expired.
+    let body = tokio::time::timeout(Duration::from_secs(20), r.text())
+        .await
+        .expect("the listen stream outlived its token")
+        .unwrap();
+    assert!(
+        body.contains("notifications/subscriptions/acknowledged"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\"subscriptionId\"") || body.contains("subscriptionId"),
+        "{body}"
+    );
+}

@@ -18,6 +18,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
@@ -30,10 +31,13 @@ use super::AppState;
 use super::headers::{self, MCP_PROTOCOL_VERSION};
 use super::rescue::Failure;
 use super::sse::{self, Framing};
-use super::streamable::{deliver, json_message, parse_client_message};
+use super::streamable::{deliver, json_message, parse_client_message, step_up};
 use crate::auth::Principal;
 use crate::mcp::{self, Id, Kind, modern};
 use crate::session::{Event, EventStream, Next, PoolError, Session};
+
+/// Resource subscriptions one listener may ask for.
+const MAX_SUBSCRIPTIONS: usize = 64;
 
 static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
@@ -78,6 +82,14 @@ pub(crate) async fn post(
     }
     let id = env.id.clone();
     let method = env.method.as_deref().unwrap_or_default().to_owned();
+    if mcp::method::is_notification(&method) {
+        // A notification sent as a request would reach a server shared by the principal's
+        // callers as a request: a `notifications/cancelled` there could name another
+        // caller's request.
+        return Err(Failure::Parse(mcp::ParseError::Invalid(
+            "notifications/* methods take no id",
+        )));
+    }
     let params = message.get("params");
     let routing = modern::Headers {
         protocol_version: headers::single(headers, &MCP_PROTOCOL_VERSION).map_err(|_| {
@@ -141,7 +153,7 @@ pub(crate) async fn post(
     );
     let forwarded_env = parse_client_message(&forwarded)?;
     let session = pooled.session;
-    let stream = deliver(
+    let delivered = deliver(
         principal,
         &session,
         &forwarded_env,
@@ -149,8 +161,8 @@ pub(crate) async fn post(
         headers::trace(headers),
         true,
     )
-    .await?
-    .ok_or(Failure::UnknownSession)?;
+    .await;
+    let stream = step_up(st, delivered)?.ok_or(Failure::UnknownSession)?;
     let client = ClientRequest {
         st: st.clone(),
         principal: principal.clone(),
@@ -203,8 +215,24 @@ async fn listen(
         .and_then(Value::as_array)
         .cloned()
     {
-        let mut granted = Vec::new();
+        let mut granted: Vec<Value> = Vec::new();
+        if uris.len() > MAX_SUBSCRIPTIONS {
+            return Err(Failure::SessionlessRefused {
+                body: Bytes::from(mcp::error_response(
+                    Some(&id),
+                    mcp::code::INVALID_PARAMS,
+                    &format!(
+                        "Invalid params: at most {MAX_SUBSCRIPTIONS} resource subscriptions per listener"
+                    ),
+                )),
+            });
+        }
+        let mut seen: Vec<Value> = Vec::new();
         for uri in uris {
+            if seen.contains(&uri) {
+                continue;
+            }
+            seen.push(uri.clone());
             let ours = st.pool.request_id();
             let subscribe = Bytes::from(
                 serde_json::json!({"jsonrpc": "2.0", "id": ours.to_value(),
@@ -235,6 +263,7 @@ async fn listen(
     let first = Bytes::from(modern::listen_acknowledged(&id, &honored));
     let keepalive = st.config.sse_keepalive;
     let shutdown = st.shutdown.clone();
+    let expires = token_deadline(principal);
     let body = async_stream::stream! {
         let mut out = Vec::new();
         push_frame(&mut out, &Event { seq: 0, kind: Kind::Notification, data: Bytes::new() }, first);
@@ -262,8 +291,13 @@ async fn listen(
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
                 _ = session.ended() => break,
-                _ = ticker.tick() => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
+                _ = ticker.tick() => {
+                    // A listener keeps its server from being reaped as idle.
+                    session.touch();
+                    yield Ok(Bytes::from_static(b": keep-alive\n\n"));
+                }
                 _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(expires) => break,
             }
         }
         let e = Event { seq: 0, kind: Kind::Response, data: Bytes::from(modern::listen_ended(&id)) };
@@ -311,10 +345,11 @@ async fn resume(
             &format!("Invalid params: {why}"),
         )),
     };
-    let input = st.pool.open(principal, state).map_err(|e| {
+    let refuse = |e: crate::session::StateError| {
         tracing::info!(reason = %e, "refused a requestState");
         invalid(&e.to_string())
-    })?;
+    };
+    let input = st.pool.open(principal, state).map_err(refuse)?;
     if input.method != method {
         return Err(invalid("the requestState belongs to another request"));
     }
@@ -329,6 +364,13 @@ async fn resume(
         .ok_or_else(gone)?;
     let stream = session.stream(input.stream).ok_or_else(gone)?;
     let ours = Id::from_json_text(&input.request.to_string()).ok_or_else(gone)?;
+    // Used up only now that the retry carries what it must; from here the parked request is
+    // this retry's: if the caller leaves, it is cancelled.
+    st.pool.consume(&input).map_err(refuse)?;
+    let guard = CancelOnDrop {
+        session: Some(session.clone()),
+        ours: ours.clone(),
+    };
     let reply = serde_json::json!({"jsonrpc": "2.0", "id": input.server_request, "result": answer});
     session
         .send(Bytes::from(reply.to_string()))
@@ -351,10 +393,6 @@ async fn resume(
         method,
         server_info: None,
         asks,
-    };
-    let guard = CancelOnDrop {
-        session: Some(session),
-        ours,
     };
     Ok(respond(st, stream, Some(input.seq), client, guard).await)
 }
@@ -526,7 +564,7 @@ async fn respond(
                 Step::Last(data) => {
                     guard.answered();
                     if first.is_empty() {
-                        return json_message(data);
+                        return answer(data);
                     }
                     push_frame(&mut first, e, data);
                     done = true;
@@ -549,6 +587,20 @@ async fn respond(
     )))
 }
 
+/// A JSON answer; "method not found" (from the server too) is 404, as the era requires.
+fn answer(data: Bytes) -> Response {
+    let not_found = mcp::Envelope::parse(&data).is_ok_and(|e| e.is_error)
+        && serde_json::from_slice::<Value>(&data)
+            .ok()
+            .and_then(|v| v.pointer("/error/code").and_then(Value::as_i64))
+            == Some(mcp::code::METHOD_NOT_FOUND);
+    let mut response = json_message(data);
+    if not_found {
+        *response.status_mut() = StatusCode::NOT_FOUND;
+    }
+    response
+}
+
 fn push_frame(out: &mut Vec<Bytes>, e: &Event, data: Bytes) {
     let translated = Event {
         seq: e.seq,
@@ -566,6 +618,7 @@ fn follow(
     keepalive: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let expires = token_deadline(&client.principal);
     async_stream::stream! {
         for chunk in first {
             yield Ok(chunk);
@@ -605,7 +658,20 @@ fn follow(
                 },
                 _ = ticker.tick() => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
                 _ = shutdown.cancelled() => break,
+                // A stream must not outlive the token that opened it.
+                _ = tokio::time::sleep_until(expires) => break,
             }
         }
     }
+}
+
+/// When the caller's token expires (a century away for one that does not).
+fn token_deadline(principal: &Principal) -> tokio::time::Instant {
+    let left = principal
+        .expires_at
+        .map_or(Duration::from_secs(100 * 365 * 86400), |at| {
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        });
+    tokio::time::Instant::now() + left
 }

@@ -184,8 +184,15 @@ async fn post_inner(
         true,
     )
     .await;
-    // A step-up refusal carries this resource's challenge, in the same form as
-    // authentication's own (RFC 6750 §3.1, RFC 9728 §5.1), so MCP clients step up.
+    match step_up(st, delivered)? {
+        Some(stream) => Ok(respond(st, &session, stream, false, principal.expires_at).await),
+        None => Ok(StatusCode::ACCEPTED.into_response()),
+    }
+}
+
+/// A step-up refusal carries this resource's challenge, in the same form as
+/// authentication's own (RFC 6750 §3.1, RFC 9728 §5.1), so MCP clients step up.
+pub(crate) fn step_up<T>(st: &AppState, delivered: Result<T, Failure>) -> Result<T, Failure> {
     if let Err(Failure::Refused(refusal)) = &delivered
         && let DenyReason::InsufficientScope { scopes } = &refusal.deny.reason
         && st.auth.is_enabled()
@@ -197,10 +204,7 @@ async fn post_inner(
             &needed,
         ));
     }
-    match delivered? {
-        Some(stream) => Ok(respond(st, &session, stream, false, principal.expires_at).await),
-        None => Ok(StatusCode::ACCEPTED.into_response()),
-    }
+    delivered
 }
 
 /// Parses one message of a client, refusing what a server could read differently from the
@@ -275,7 +279,10 @@ pub(crate) async fn deliver(
                 Verdict::Forward(call) => call,
                 Verdict::Refuse(refusal) => {
                     if alone
-                        && session.transport() == Transport::Streamable
+                        && matches!(
+                            session.transport(),
+                            Transport::Streamable | Transport::Sessionless
+                        )
                         && refusal.wants_status()
                     {
                         return Err(Failure::Refused(refusal));
