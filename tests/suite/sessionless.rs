@@ -612,7 +612,7 @@ async fn a_listen_stream_ends_when_its_token_expires() {
         "{body}"
     );
     assert!(
-        body.contains("\"subscriptionId\"") || body.contains("subscriptionId"),
-        "{body}"
+        body.contains("\"listen-1\""),
+        "the subscription's id: {body}"
     );
 }
