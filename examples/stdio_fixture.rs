@@ -3,8 +3,9 @@
 //! ignored EOF or SIGTERM, floods, daemons).
 //!
 //! Run: `stdio_fixture [--ignore-eof] [--ignore-sigterm] [--exit-on-initialize]
-//! [--die-mid-line-on-initialize]`. Tools are selected by name in `tools/call`; `received`
-//! tells what reached the server, `late` ignores cancellation, `raw` writes any bytes.
+//! [--die-mid-line-on-initialize] [--slow-initialize]`. Tools are selected by name in
+//! `tools/call`; `received` tells what reached the server, `late` ignores cancellation, `raw`
+//! writes any bytes.
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
@@ -19,6 +20,8 @@ struct Flags {
     ignore_sigterm: bool,
     exit_on_initialize: bool,
     die_mid_line_on_initialize: bool,
+    /// Answers initialize only after a second: a server slow to start.
+    slow_initialize: bool,
 }
 
 type Out = Arc<Mutex<std::io::Stdout>>;
@@ -44,6 +47,7 @@ fn main() {
             "--ignore-sigterm" => flags.ignore_sigterm = true,
             "--exit-on-initialize" => flags.exit_on_initialize = true,
             "--die-mid-line-on-initialize" => flags.die_mid_line_on_initialize = true,
+            "--slow-initialize" => flags.slow_initialize = true,
             other => {
                 eprintln!("stdio_fixture: unknown flag {other}");
                 std::process::exit(2);
@@ -97,6 +101,9 @@ fn main() {
             "initialize" => {
                 if flags.exit_on_initialize {
                     std::process::exit(4);
+                }
+                if flags.slow_initialize {
+                    std::thread::sleep(Duration::from_secs(1));
                 }
                 if flags.die_mid_line_on_initialize {
                     if let Ok(mut o) = out.lock() {

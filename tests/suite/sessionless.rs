@@ -616,3 +616,50 @@ async fn a_listen_stream_ends_when_its_token_expires() {
         "the subscription's id: {body}"
     );
 }
+
+#[tokio::test]
+async fn callers_that_leave_while_their_server_starts_leave_no_server_behind() {
+    let mut server = fixture();
+    server.push("--slow-initialize".into());
+    let w = Warden::start(server);
+    let url = w.mcp_url();
+    // Each caller gives up while the server is still initializing.
+    let calls = (0..5).map(|i| {
+        let url = url.clone();
+        async move {
+            let body = call(json!(i), "echo", json!({"text": "x"}));
+            tokio::time::timeout(Duration::from_millis(300), modern(&url, None, &[], &body)).await
+        }
+    });
+    for gave_up in futures_util::future::join_all(calls).await {
+        assert!(gave_up.is_err(), "answered before the server started");
+    }
+    // Nothing could ever use those servers: none is left running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let servers = crate::support::proc::descendants(w.pid())
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.contains("stdio_fixture"))
+            })
+            .count();
+        if servers == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{servers} abandoned servers still run"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The next caller gets a server of its own.
+    let (status, body) = modern(
+        &url,
+        None,
+        &[],
+        &call(json!(9), "echo", json!({"text": "here"})),
+    )
+    .await;
+    assert_eq!((status, text(&body)), (200, "here".to_owned()), "{body}");
+}
