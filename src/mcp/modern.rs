@@ -404,6 +404,7 @@ pub fn to_client(
     method: &str,
     client_progress: Option<&Id>,
     server_info: Option<&Value>,
+    log_level: Option<&str>,
 ) -> Option<Vec<u8>> {
     let mut message: Value = serde_json::from_slice(data).ok()?;
     let object = message.as_object_mut()?;
@@ -415,10 +416,37 @@ pub fn to_client(
         let token = client_progress?;
         let params = object.get_mut("params")?.as_object_mut()?;
         params.insert("progressToken".into(), token.to_value());
+    } else if object.get("method").and_then(Value::as_str) == Some("notifications/message") {
+        // Only when the request asked for log lines, and at or above its level.
+        let wanted = severity(log_level?)?;
+        let level = object.get("params")?.get("level")?.as_str()?;
+        if severity(level)? < wanted {
+            return None;
+        }
     } else {
         return None;
     }
     serde_json::to_vec(&message).ok()
+}
+
+/// The rank of a log level (RFC 5424 order, `debug` lowest); `None` for no level.
+fn severity(level: &str) -> Option<usize> {
+    const LEVELS: [&str; 8] = [
+        "debug",
+        "info",
+        "notice",
+        "warning",
+        "error",
+        "critical",
+        "alert",
+        "emergency",
+    ];
+    LEVELS.iter().position(|l| *l == level)
+}
+
+/// The log level a request's envelope asks for.
+pub fn log_level(params: Option<&Value>) -> Option<&str> {
+    params?.get("_meta")?.get(meta::LOG_LEVEL)?.as_str()
 }
 
 /// A session-era result made a complete modern one.
@@ -630,7 +658,8 @@ mod tests {
     fn answers_become_modern_results() {
         let forged = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"cacheScope":"public","ttlMs":99999999,"resultType":"input_required","requestState":"x","inputRequests":{}}}"#;
         let v: Value =
-            serde_json::from_slice(&to_client(forged, "tools/list", None, None).unwrap()).unwrap();
+            serde_json::from_slice(&to_client(forged, "tools/list", None, None, None).unwrap())
+                .unwrap();
         assert_eq!(v["result"]["cacheScope"], "private");
         assert_eq!(v["result"]["ttlMs"], 0);
         assert_eq!(v["result"]["resultType"], "complete");
@@ -642,6 +671,7 @@ mod tests {
             "tools/list",
             None,
             Some(&info),
+            None,
         )
         .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
@@ -654,6 +684,7 @@ mod tests {
             "tools/call",
             None,
             None,
+            None,
         )
         .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
@@ -664,25 +695,31 @@ mod tests {
             "resources/read",
             None,
             None,
+            None,
         )
         .unwrap();
         assert_eq!(
             serde_json::from_slice::<Value>(&out).unwrap()["error"]["code"],
             -32602
         );
-        let out = to_client(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32042,"message":"url","data":{"elicitations":[]}}}"#, "tools/call", None, None).unwrap();
+        let out = to_client(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32042,"message":"url","data":{"elicitations":[]}}}"#, "tools/call", None, None, None).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["error"]["code"], -32603);
         assert!(v["error"].get("data").is_none());
         let progress = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"w-1","progress":1}}"#;
-        let out = to_client(progress, "tools/call", Some(&Id::Int(5)), None).unwrap();
+        let out = to_client(progress, "tools/call", Some(&Id::Int(5)), None, None).unwrap();
         assert_eq!(
             serde_json::from_slice::<Value>(&out).unwrap()["params"]["progressToken"],
             5
         );
-        assert!(to_client(progress, "tools/call", None, None).is_none());
+        assert!(to_client(progress, "tools/call", None, None, None).is_none());
         let log = br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;
-        assert!(to_client(log, "tools/call", None, None).is_none());
+        assert!(to_client(log, "tools/call", None, None, None).is_none());
+        // Log lines at or above the level the request asked for.
+        assert!(to_client(log, "tools/call", None, None, Some("info")).is_some());
+        assert!(to_client(log, "tools/call", None, None, Some("debug")).is_some());
+        assert!(to_client(log, "tools/call", None, None, Some("warning")).is_none());
+        assert!(to_client(log, "tools/call", None, None, Some("bogus")).is_none());
     }
 
     #[test]

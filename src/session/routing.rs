@@ -657,23 +657,22 @@ impl Session {
             // trip), or is refused at once (the server must not wait for an answer nobody
             // can give).
             if kind == Kind::Notification {
-                // Only what a listener can ask for, and only while one listens: anything else
-                // (log lines) would just hold memory.
-                if self.notices.receiver_count() > 0 && mcp::modern::is_listenable(&line) {
-                    let _ = self.notices.send(line);
+                if mcp::modern::is_listenable(&line) {
+                    // Only while someone listens: otherwise it would just hold memory.
+                    if self.notices.receiver_count() > 0 {
+                        let _ = self.notices.send(line);
+                    }
+                } else if let Some(only) = self.only_request_in_flight() {
+                    // A log line is the request's when it is the only one in flight (its
+                    // caller gets it if it asked for a log level); else nobody's.
+                    let lost = only.push(kind, line);
+                    self.report_lost(lost);
                 }
             } else if kind == Kind::Request {
                 // The question belongs to a request only when exactly one is in flight: with
                 // several, stdio does not say whose it is, and one caller must never see or
                 // answer another's question. It is refused then.
-                let target = {
-                    let r = self.routes.lock();
-                    let mut live = r.pending.values().filter(|p| !p.stream.is_finished());
-                    match (live.next(), live.next()) {
-                        (Some(only), None) => Some(only.stream.clone()),
-                        _ => None,
-                    }
-                };
+                let target = self.only_request_in_flight();
                 match target {
                     Some(stream) => {
                         let lost = stream.push(kind, line);
@@ -732,6 +731,16 @@ impl Session {
                     "the client did not read this request in time",
                 );
             }
+        }
+    }
+
+    /// The stream of the one request in flight, when exactly one is.
+    fn only_request_in_flight(&self) -> Option<Arc<EventStream>> {
+        let r = self.routes.lock();
+        let mut live = r.pending.values().filter(|p| !p.stream.is_finished());
+        match (live.next(), live.next()) {
+            (Some(only), None) => Some(only.stream.clone()),
+            _ => None,
         }
     }
 

@@ -663,3 +663,37 @@ async fn callers_that_leave_while_their_server_starts_leave_no_server_behind() {
     .await;
     assert_eq!((status, text(&body)), (200, "here".to_owned()), "{body}");
 }
+
+#[tokio::test]
+async fn log_lines_reach_a_caller_that_asked_for_its_level() {
+    let w = Warden::start(fixture());
+    let url = w.mcp_url();
+    // Without a log level in the envelope: the answer alone, as JSON.
+    let plain = call(json!(1), "notify", json!({"count": 2}));
+    let (status, body) = modern(&url, None, &[], &plain).await;
+    assert_eq!(
+        (status, text(&body)),
+        (200, "notified".to_owned()),
+        "{body}"
+    );
+    // With `info`: the server's info lines come first, on the request's own stream.
+    let mut asked = call(json!(2), "notify", json!({"count": 2}));
+    asked["params"]["_meta"]["io.modelcontextprotocol/logLevel"] = json!("info");
+    let (status, body) = modern(&url, None, &[], &asked).await;
+    assert_eq!(status, 200);
+    let stream = body.as_str().expect("an SSE stream").to_owned();
+    assert!(
+        stream.contains("note 0") && stream.contains("note 1"),
+        "{stream}"
+    );
+    assert!(stream.contains("\"notified\""), "{stream}");
+    assert!(
+        !stream.contains("id:"),
+        "no event ids in this era: {stream}"
+    );
+    // With `error`: info lines are below it.
+    let mut strict = call(json!(3), "notify", json!({"count": 2}));
+    strict["params"]["_meta"]["io.modelcontextprotocol/logLevel"] = json!("error");
+    let (_, body) = modern(&url, None, &[], &strict).await;
+    assert_eq!(text(&body), "notified", "{body}");
+}

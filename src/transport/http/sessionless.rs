@@ -174,6 +174,7 @@ pub(crate) async fn post(
         method,
         server_info: pooled.initialize.get("serverInfo").cloned(),
         asks,
+        log_level: modern::log_level(params).map(str::to_owned),
     };
     let guard = CancelOnDrop {
         session: Some(session),
@@ -393,6 +394,7 @@ async fn resume(
         method,
         server_info: None,
         asks,
+        log_level: modern::log_level(params).map(str::to_owned),
     };
     Ok(respond(st, stream, Some(input.seq), client, guard).await)
 }
@@ -435,6 +437,8 @@ struct ClientRequest {
     server_info: Option<Value>,
     /// What the caller may be asked (see [`modern::ASKS`]).
     asks: u8,
+    /// The lowest level of log lines the caller asked for, if any.
+    log_level: Option<String>,
 }
 
 /// What one event of the request's stream becomes for the caller.
@@ -457,6 +461,7 @@ impl ClientRequest {
             &self.method,
             self.progress.as_ref(),
             self.server_info.as_ref(),
+            self.log_level.as_deref(),
         ) else {
             return Step::Skip;
         };
