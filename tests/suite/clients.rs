@@ -8,7 +8,7 @@ use crate::support::{Warden, everything, node, py, time_server};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
 
-fn json(out: &str) -> Value {
+pub(super) fn json(out: &str) -> Value {
     serde_json::from_str(out.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("client output is not JSON ({e}): {out}"))
 }

@@ -17,7 +17,7 @@ use crate::support::{Warden, everything, node, warden_bin};
 const SECRET: &str = "wsk_live_9f8e7d6c5b4a3210";
 
 /// A fresh directory for one test's files.
-fn dir(name: &str) -> PathBuf {
+pub(super) fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("warden-policy-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -594,7 +594,7 @@ async fn raw_refusals_keep_the_request_id_and_batches_answer_per_item() {
 }
 
 /// A sidecar with the development issuer around server-everything, with `config`.
-fn dev_warden(d: &Path, config: &str) -> Warden {
+pub(super) fn dev_warden(d: &Path, config: &str) -> Warden {
     let path = d.join("warden.toml");
     std::fs::write(&path, config).unwrap();
     Warden::builder(everything())
@@ -608,7 +608,7 @@ fn dev_warden(d: &Path, config: &str) -> Warden {
         .start()
 }
 
-fn dev_token(d: &Path, w: &Warden, sub: &str, scope: &str) -> String {
+pub(super) fn dev_token(d: &Path, w: &Warden, sub: &str, scope: &str) -> String {
     let out = Command::new(warden_bin())
         .args([
             "token",

@@ -9,16 +9,12 @@ use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
 
 use super::auth::{DevWarden, mcp_with};
+use super::clients::json;
 use crate::support::http::text;
 use crate::support::{Warden, everything, fixture, py, time_server};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
-
-fn json_out(out: &str) -> Value {
-    serde_json::from_str(out.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("client output is not JSON ({e}): {out}"))
-}
 
 fn envelope() -> Value {
     json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -83,7 +79,7 @@ fn call(id: Value, tool: &str, args: Value) -> Value {
 #[test]
 fn a_modern_only_python_client_uses_server_everything() {
     let w = Warden::start(everything());
-    let out = json_out(&py(
+    let out = json(&py(
         "sessionless_client.py",
         &[&w.mcp_url(), "2026-07-28", "everything"],
         CLIENT_TIMEOUT,
@@ -125,7 +121,7 @@ fn a_modern_only_python_client_uses_server_everything() {
 #[test]
 fn an_auto_mode_python_client_adopts_the_sessionless_era_with_mcp_server_time() {
     let w = Warden::start(time_server());
-    let out = json_out(&py(
+    let out = json(&py(
         "sessionless_client.py",
         &[&w.mcp_url(), "auto", "time"],
         CLIENT_TIMEOUT,
@@ -139,7 +135,7 @@ fn an_auto_mode_python_client_adopts_the_sessionless_era_with_mcp_server_time() 
 #[test]
 fn two_hundred_concurrent_modern_calls_of_one_principal_are_all_answered() {
     let w = Warden::start(everything());
-    let out = json_out(&py(
+    let out = json(&py(
         "sessionless_client.py",
         &[&w.mcp_url(), "2026-07-28", "concurrent", "--count", "200"],
         CLIENT_TIMEOUT,
@@ -350,7 +346,7 @@ fn call_with_caps(id: Value, tool: &str, args: Value, caps: Value) -> Value {
 #[test]
 fn a_modern_only_python_client_answers_sampling_elicitation_and_roots_in_round_trips() {
     let w = Warden::start(everything());
-    let out = json_out(&py(
+    let out = json(&py(
         "sessionless_client.py",
         &[&w.mcp_url(), "2026-07-28", "mrtr"],
         CLIENT_TIMEOUT,
@@ -493,7 +489,7 @@ async fn a_request_state_expires_with_its_request() {
 #[test]
 fn a_modern_only_python_client_listens_for_resource_updates() {
     let w = Warden::start(everything());
-    let out = json_out(&py(
+    let out = json(&py(
         "sessionless_client.py",
         &[&w.mcp_url(), "2026-07-28", "listen"],
         CLIENT_TIMEOUT,
@@ -696,4 +692,75 @@ async fn log_lines_reach_a_caller_that_asked_for_its_level() {
     strict["params"]["_meta"]["io.modelcontextprotocol/logLevel"] = json!("error");
     let (_, body) = modern(&url, None, &[], &strict).await;
     assert_eq!(text(&body), "notified", "{body}");
+}
+
+#[tokio::test]
+async fn a_sessionless_call_without_its_scope_gets_the_step_up_challenge() {
+    let d = super::policy::dir("sessionless-step-up");
+    let config = r#"
+[[rule]]
+name = "everyday"
+tools = ["echo"]
+scopes = ["mcp:tools"]
+
+[[rule]]
+name = "environment"
+tools = ["get-env"]
+scopes = ["mcp:tools", "mcp:admin"]
+"#;
+    let w = super::policy::dev_warden(&d, config);
+    let token = super::policy::dev_token(&d, &w, "alice", "mcp:tools");
+    let url = w.mcp_url();
+    let (status, echo) = modern(
+        &url,
+        Some(&token),
+        &[],
+        &call(json!(1), "echo", json!({"message": "hi"})),
+    )
+    .await;
+    assert_eq!(
+        (status, text(&echo)),
+        (200, "Echo: hi".to_owned()),
+        "{echo}"
+    );
+    let body = call(json!(2), "get-env", json!({}));
+    let r = reqwest::Client::new()
+        .post(&url)
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "get-env")
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.starts_with("Bearer error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("mcp:admin"), "{challenge}");
+}
+
+#[tokio::test]
+async fn a_listener_asks_for_a_bounded_number_of_resource_subscriptions() {
+    let w = Warden::start(everything());
+    let uris: Vec<String> = (0..65)
+        .map(|i| format!("demo://resource/dynamic/text/{i}"))
+        .collect();
+    let listen = json!({"jsonrpc":"2.0","id":"listen-1","method":"subscriptions/listen","params":{
+        "notifications":{"resourceSubscriptions": uris},"_meta":envelope()}});
+    let (status, body) = modern(&w.mcp_url(), None, &[], &listen).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!(-32602)),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("64"),
+        "{body}"
+    );
 }
