@@ -16,6 +16,18 @@ use crate::support::{Warden, everything, fixture, py, time_server};
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
+/// `sessionless_client.py ARGS` against `server` wrapped by a fresh sidecar: the sidecar and
+/// what the client printed.
+fn python_client(server: Vec<String>, args: &[&str]) -> (Warden, Value) {
+    let w = Warden::start(server);
+    let url = w.mcp_url();
+    let argv: Vec<&str> = std::iter::once(url.as_str())
+        .chain(args.iter().copied())
+        .collect();
+    let out = json(&py("sessionless_client.py", &argv, CLIENT_TIMEOUT));
+    (w, out)
+}
+
 fn envelope() -> Value {
     json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
            "io.modelcontextprotocol/clientCapabilities": {}})
@@ -78,12 +90,7 @@ fn call(id: Value, tool: &str, args: Value) -> Value {
 
 #[test]
 fn a_modern_only_python_client_uses_server_everything() {
-    let w = Warden::start(everything());
-    let out = json(&py(
-        "sessionless_client.py",
-        &[&w.mcp_url(), "2026-07-28", "everything"],
-        CLIENT_TIMEOUT,
-    ));
+    let (w, out) = python_client(everything(), &["2026-07-28", "everything"]);
     assert_eq!(out["protocolVersion"], "2026-07-28", "{out}");
     assert_eq!(out["discover"]["supportedVersions"], json!(["2026-07-28"]));
     assert_eq!(out["discover"]["serverInfo"], "mcp-servers/everything");
@@ -120,12 +127,7 @@ fn a_modern_only_python_client_uses_server_everything() {
 
 #[test]
 fn an_auto_mode_python_client_adopts_the_sessionless_era_with_mcp_server_time() {
-    let w = Warden::start(time_server());
-    let out = json(&py(
-        "sessionless_client.py",
-        &[&w.mcp_url(), "auto", "time"],
-        CLIENT_TIMEOUT,
-    ));
+    let (_w, out) = python_client(time_server(), &["auto", "time"]);
     assert_eq!(out["protocolVersion"], "2026-07-28", "{out}");
     assert_eq!(out["discover"]["serverInfo"], "mcp-time");
     assert_eq!(out["tools"], json!(["convert_time", "get_current_time"]));
@@ -134,12 +136,10 @@ fn an_auto_mode_python_client_adopts_the_sessionless_era_with_mcp_server_time() 
 
 #[test]
 fn two_hundred_concurrent_modern_calls_of_one_principal_are_all_answered() {
-    let w = Warden::start(everything());
-    let out = json(&py(
-        "sessionless_client.py",
-        &[&w.mcp_url(), "2026-07-28", "concurrent", "--count", "200"],
-        CLIENT_TIMEOUT,
-    ));
+    let (_w, out) = python_client(
+        everything(),
+        &["2026-07-28", "concurrent", "--count", "200"],
+    );
     assert_eq!(out["answered"], 200, "{out}");
 }
 
@@ -345,12 +345,7 @@ fn call_with_caps(id: Value, tool: &str, args: Value, caps: Value) -> Value {
 
 #[test]
 fn a_modern_only_python_client_answers_sampling_elicitation_and_roots_in_round_trips() {
-    let w = Warden::start(everything());
-    let out = json(&py(
-        "sessionless_client.py",
-        &[&w.mcp_url(), "2026-07-28", "mrtr"],
-        CLIENT_TIMEOUT,
-    ));
+    let (_w, out) = python_client(everything(), &["2026-07-28", "mrtr"]);
     assert_eq!(out["protocolVersion"], "2026-07-28", "{out}");
     // Asked through discover, such a client is sent to the session era.
     assert_eq!(out["discoverFallback"], true, "{out}");
@@ -488,12 +483,7 @@ async fn a_request_state_expires_with_its_request() {
 
 #[test]
 fn a_modern_only_python_client_listens_for_resource_updates() {
-    let w = Warden::start(everything());
-    let out = json(&py(
-        "sessionless_client.py",
-        &[&w.mcp_url(), "2026-07-28", "listen"],
-        CLIENT_TIMEOUT,
-    ));
+    let (_w, out) = python_client(everything(), &["2026-07-28", "listen"]);
     assert_eq!(
         out["honored"],
         json!(["resource_subscriptions", "tools_list_changed"]),
