@@ -3,9 +3,13 @@
 //! ignored EOF or SIGTERM, floods, daemons).
 //!
 //! Run: `stdio_fixture [--ignore-eof] [--ignore-sigterm] [--exit-on-initialize]
-//! [--die-mid-line-on-initialize] [--slow-initialize]`. Tools are selected by name in
-//! `tools/call`; `received` tells what reached the server, `late` ignores cancellation, `raw`
-//! writes any bytes.
+//! [--die-mid-line-on-initialize] [--slow-initialize] [--modern] [--exit-on-discover]`. Tools are selected by name
+//! in `tools/call`; `received` tells what reached the server, `late` ignores cancellation,
+//! `raw` writes any bytes.
+//!
+//! `--modern` makes it a native 2026-07-28 server: it answers `server/discover`, refuses
+//! `initialize` and any request without the era's envelope, asks in round trips (`ask`), and
+//! serves `subscriptions/listen` (`change` notifies every listener).
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
@@ -22,12 +26,30 @@ struct Flags {
     die_mid_line_on_initialize: bool,
     /// Answers initialize only after a second: a server slow to start.
     slow_initialize: bool,
+    /// Speaks the 2026-07-28 era only.
+    modern: bool,
+    /// Exits when asked `server/discover`: a session-era server that dies of the probe.
+    exit_on_discover: bool,
 }
+
+/// Set by `--modern`: every result says it is complete, as the era requires.
+static MODERN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+const ERA: &str = "2026-07-28";
+const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 
 type Out = Arc<Mutex<std::io::Stdout>>;
 
 fn send(out: &Out, v: &Value) {
-    let mut line = serde_json::to_vec(v).unwrap_or_default();
+    let mut v = v.clone();
+    if MODERN.load(std::sync::atomic::Ordering::Relaxed)
+        && let Some(result) = v.get_mut("result").and_then(Value::as_object_mut)
+    {
+        result
+            .entry("resultType")
+            .or_insert_with(|| Value::from("complete"));
+    }
+    let mut line = serde_json::to_vec(&v).unwrap_or_default();
     line.push(b'\n');
     if let Ok(mut o) = out.lock() {
         let _ = o.write_all(&line);
@@ -48,6 +70,8 @@ fn main() {
             "--exit-on-initialize" => flags.exit_on_initialize = true,
             "--die-mid-line-on-initialize" => flags.die_mid_line_on_initialize = true,
             "--slow-initialize" => flags.slow_initialize = true,
+            "--modern" => flags.modern = true,
+            "--exit-on-discover" => flags.exit_on_discover = true,
             other => {
                 eprintln!("stdio_fixture: unknown flag {other}");
                 std::process::exit(2);
@@ -65,6 +89,9 @@ fn main() {
     let replies: Arc<Mutex<std::collections::HashMap<String, std::sync::mpsc::Sender<Value>>>> =
         Arc::default();
     let mut next_request = 0u64;
+    MODERN.store(flags.modern, std::sync::atomic::Ordering::Relaxed);
+    // Open `subscriptions/listen` requests (their ids), with `--modern`.
+    let mut listeners: Vec<Value> = Vec::new();
     // Every request and notification read so far, for tests to ask what reached the server.
     let mut received: Vec<Value> = Vec::new();
     let stdin = std::io::stdin();
@@ -97,6 +124,12 @@ fn main() {
             "name": msg.pointer("/params/name"),
             "requestId": msg.pointer("/params/requestId"),
         }));
+        if flags.exit_on_discover && method == "server/discover" {
+            std::process::exit(6);
+        }
+        if flags.modern && modern(&out, &msg, &method, &id, &mut listeners) {
+            continue;
+        }
         match method.as_str() {
             "initialize" => {
                 if flags.exit_on_initialize {
@@ -365,6 +398,99 @@ fn main() {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
+}
+
+/// What a native 2026-07-28 server does differently; `true` when the message was handled.
+fn modern(out: &Out, msg: &Value, method: &str, id: &Value, listeners: &mut Vec<Value>) -> bool {
+    let stamp = |listener: &Value| json!({ SUBSCRIPTION_ID: listener });
+    if method == "notifications/cancelled" {
+        let cancelled = msg.pointer("/params/requestId");
+        listeners.retain(|l| Some(l) != cancelled);
+        // The rest of the fixture takes it too (`received`, `slow`).
+        return false;
+    }
+    if id.is_null() {
+        return false;
+    }
+    if method == "initialize" {
+        send(
+            out,
+            &json!({"jsonrpc":"2.0","id":id,"error":{"code":-32022,
+            "message":"this server speaks only the 2026-07-28 protocol",
+            "data":{"supported":[ERA]}}}),
+        );
+        return true;
+    }
+    let version = msg
+        .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
+        .and_then(Value::as_str);
+    if version != Some(ERA) {
+        send(
+            out,
+            &json!({"jsonrpc":"2.0","id":id,"error":{"code":-32602,
+            "message":"the request lacks the 2026-07-28 envelope"}}),
+        );
+        return true;
+    }
+    let tool = msg.pointer("/params/name").and_then(Value::as_str);
+    match (method, tool) {
+        ("server/discover", _) => send(
+            out,
+            &json!({"jsonrpc":"2.0","id":id,"result":{
+            "supportedVersions":[ERA],
+            "capabilities":{"tools":{"listChanged":true}},
+            "instructions":"a native fixture",
+            "ttlMs":5000,"cacheScope":"public",
+            "_meta":{"io.modelcontextprotocol/serverInfo":{"name":"stdio-fixture-modern","version":"1.0.0"}}}}),
+        ),
+        ("subscriptions/listen", _) => {
+            let filter = msg
+                .pointer("/params/notifications")
+                .cloned()
+                .unwrap_or(json!({}));
+            send(
+                out,
+                &json!({"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged",
+                "params":{"_meta":stamp(id),"notifications":filter}}),
+            );
+            listeners.push(id.clone());
+        }
+        ("tools/call", Some("change")) => {
+            for l in listeners.iter() {
+                send(
+                    out,
+                    &json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed",
+                    "params":{"_meta":stamp(l)}}),
+                );
+            }
+            send(out, &text_result(id, &format!("told {}", listeners.len())));
+        }
+        ("tools/call", Some("ask")) => {
+            // The question in the result, its state the server's own; the retry answers it.
+            let answer = msg.pointer("/params/inputResponses/colour");
+            let state = msg.pointer("/params/requestState").and_then(Value::as_str);
+            match (answer, state) {
+                (Some(a), Some("fixture-state")) => {
+                    let colour = a
+                        .pointer("/content/colour")
+                        .and_then(Value::as_str)
+                        .unwrap_or("none");
+                    send(out, &text_result(id, &format!("you chose {colour}")));
+                }
+                _ => send(
+                    out,
+                    &json!({"jsonrpc":"2.0","id":id,"result":{
+                    "resultType":"input_required",
+                    "inputRequests":{"colour":{"method":"elicitation/create","params":{
+                        "mode":"form","message":"Pick a colour",
+                        "requestedSchema":{"type":"object","properties":{"colour":{"type":"string"}}}}}},
+                    "requestState":"fixture-state"}}),
+                ),
+            }
+        }
+        _ => return false,
+    }
+    true
 }
 
 fn num_or(args: &Value, k: &str, d: u64) -> u64 {

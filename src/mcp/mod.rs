@@ -52,6 +52,7 @@ pub mod method {
     pub const PING: &str = "ping";
     pub const TOOLS_CALL: &str = "tools/call";
     pub const SERVER_DISCOVER: &str = "server/discover";
+    pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
 
     /// Whether `method` names a notification. MCP names every notification
     /// `notifications/…`; any other method expects an answer and so needs an id.

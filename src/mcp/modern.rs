@@ -1,7 +1,8 @@
 //! The 2026-07-28 (sessionless) protocol era, as far as a gateway to a session-era server
 //! needs it: recognizing a modern request, the validation ladder its envelope and routing
 //! headers go through, `server/discover` answered from the server's `initialize` result, and
-//! the translation of the server's answers (`resultType`, caching hints, error codes). Pure:
+//! the translation of the server's answers (`resultType`, caching hints, error codes); and for
+//! a server that speaks the era itself, only the renaming of ids and progress tokens. Pure:
 //! bytes and values in, bytes and values out.
 
 use serde_json::{Map, Value};
@@ -518,6 +519,83 @@ pub fn discover(id: Option<&Id>, initialize: &Value) -> Vec<u8> {
     response(id, "result", Value::Object(result))
 }
 
+/// Whether a `server/discover` result comes from a server that speaks this era itself (a
+/// "native" server): it names this version among those it supports.
+pub fn speaks_this_era(result: &Value) -> bool {
+    result
+        .get("supportedVersions")
+        .and_then(Value::as_array)
+        .is_some_and(|v| v.iter().any(|v| v.as_str() == Some(VERSION)))
+}
+
+/// A modern request as a native server gets it: unchanged but for the progress token, which
+/// becomes `progress_token` (the caller's tokens repeat across callers of one server).
+pub fn to_native_server(message: &Value, progress_token: Option<&Id>) -> Value {
+    let mut message = message.clone();
+    if let (Some(token), Some(slot)) = (
+        progress_token,
+        message.pointer_mut("/params/_meta/progressToken"),
+    ) {
+        *slot = token.to_value();
+    }
+    message
+}
+
+/// A native server's message on a caller's request stream, under the caller's names: its
+/// progress token, and its request's id as the subscription a listen stream's notifications
+/// name. Nothing else is translated: the server speaks the era. `None` for a message that
+/// is not JSON, and for a log line the caller did not ask for (stdio does not say which
+/// request a log line belongs to: it reaches a caller only under the same rule as a
+/// session-era server's, see [`to_client`]).
+pub fn from_native_server(
+    data: &[u8],
+    caller: &Id,
+    client_progress: Option<&Id>,
+    log_level: Option<&str>,
+) -> Option<Vec<u8>> {
+    let mut message: Value = serde_json::from_slice(data).ok()?;
+    let object = message.as_object_mut()?;
+    if object.get("method").and_then(Value::as_str) == Some("notifications/message") {
+        let wanted = severity(log_level?)?;
+        let level = object.get("params")?.get("level")?.as_str()?;
+        if severity(level)? < wanted {
+            return None;
+        }
+    }
+    if object.contains_key("result") || object.contains_key("error") {
+        object.insert("id".into(), caller.to_value());
+    }
+    if let Some(meta) = object
+        .get_mut("params")
+        .and_then(|p| p.get_mut("_meta"))
+        .and_then(Value::as_object_mut)
+        && meta.contains_key(meta::SUBSCRIPTION_ID)
+    {
+        meta.insert(meta::SUBSCRIPTION_ID.into(), caller.to_value());
+    }
+    if let Some(meta) = object
+        .get_mut("result")
+        .and_then(|r| r.get_mut("_meta"))
+        .and_then(Value::as_object_mut)
+        && meta.contains_key(meta::SUBSCRIPTION_ID)
+    {
+        meta.insert(meta::SUBSCRIPTION_ID.into(), caller.to_value());
+    }
+    if object.get("method").and_then(Value::as_str) == Some(super::method::PROGRESS) {
+        let token = client_progress?;
+        let params = object.get_mut("params")?.as_object_mut()?;
+        params.insert("progressToken".into(), token.to_value());
+    }
+    serde_json::to_vec(&message).ok()
+}
+
+/// The subscription a notification of a native server belongs to: the id of the
+/// `subscriptions/listen` request that opened it.
+pub fn subscription_of(params: Option<&Value>) -> Option<Id> {
+    let id = params?.get("_meta")?.get(meta::SUBSCRIPTION_ID)?;
+    Id::from_json_text(&id.to_string())
+}
+
 fn response(id: Option<&Id>, key: &str, value: Value) -> Vec<u8> {
     let mut m = Map::new();
     m.insert("jsonrpc".into(), "2.0".into());
@@ -796,5 +874,64 @@ mod tests {
             (r["ttlMs"].clone(), r["cacheScope"].clone()),
             (json!(0), json!("private"))
         );
+    }
+
+    #[test]
+    fn a_native_server_is_one_that_names_this_era_in_its_discover_result() {
+        assert!(speaks_this_era(
+            &json!({"supportedVersions": ["2025-11-25", VERSION]})
+        ));
+        assert!(!speaks_this_era(
+            &json!({"supportedVersions": ["2025-11-25"]})
+        ));
+        assert!(!speaks_this_era(&json!({"protocolVersion": VERSION})));
+    }
+
+    #[test]
+    fn a_native_server_gets_the_envelope_and_only_the_progress_token_changes() {
+        let mut m = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
+            "name":"x","_meta": envelope()}});
+        m["params"]["_meta"]["progressToken"] = json!("theirs");
+        let out = to_native_server(&m, Some(&Id::Str("ours".into())));
+        assert_eq!(out["params"]["_meta"]["progressToken"], "ours");
+        assert_eq!(out["params"]["_meta"][meta::PROTOCOL_VERSION], VERSION);
+        let untouched = to_native_server(&m, None);
+        assert_eq!(untouched, m);
+    }
+
+    #[test]
+    fn a_native_servers_messages_get_the_callers_names_back() {
+        let caller = Id::Str("listen-9".into());
+        let ack = br#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":17},"notifications":{}}}"#;
+        let out: Value =
+            serde_json::from_slice(&from_native_server(ack, &caller, None, None).unwrap()).unwrap();
+        assert_eq!(out["params"]["_meta"][meta::SUBSCRIPTION_ID], "listen-9");
+        assert!(out.get("id").is_none());
+        let answer = br#"{"jsonrpc":"2.0","id":17,"result":{"resultType":"complete","ttlMs":5}}"#;
+        let out: Value =
+            serde_json::from_slice(&from_native_server(answer, &caller, None, None).unwrap())
+                .unwrap();
+        assert_eq!(
+            out,
+            json!({"jsonrpc":"2.0","id":"listen-9","result":{"resultType":"complete","ttlMs":5}})
+        );
+        let progress = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"ours","progress":1}}"#;
+        assert!(from_native_server(progress, &caller, None, None).is_none());
+        let mine = Id::Str("mine".into());
+        let out: Value = serde_json::from_slice(
+            &from_native_server(progress, &caller, Some(&mine), None).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["params"]["progressToken"], "mine");
+        let log = br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;
+        assert!(
+            from_native_server(log, &caller, None, None).is_none(),
+            "not asked for"
+        );
+        assert!(
+            from_native_server(log, &caller, None, Some("error")).is_none(),
+            "below the level"
+        );
+        assert!(from_native_server(log, &caller, None, Some("debug")).is_some());
     }
 }

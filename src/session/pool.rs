@@ -1,5 +1,6 @@
 //! Servers for sessionless (2026-07-28) callers. A principal's first request starts a server
-//! and initializes it as a session-era client would (the sidecar is that client); the
+//! and, unless it speaks the era itself (it answers the `server/discover` probe: see
+//! [`Pool::start`]), initializes it as a session-era client would (the sidecar is that client); the
 //! principal's later requests, concurrent ones included, share it, each under an id of the
 //! session's own, so answers never cross. A server never serves two principals: the pool is
 //! keyed by the principal, and its credentials were injected for that principal. A pooled
@@ -16,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -36,9 +37,20 @@ const PRUNE_ABOVE: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct Pooled {
     pub session: Arc<Session>,
-    /// The server's `initialize` result (capabilities, serverInfo, instructions).
+    /// The server's `initialize` result (capabilities, serverInfo, instructions); for a
+    /// native server, its `server/discover` result.
     pub initialize: Arc<Value>,
+    /// Whether the server speaks the sessionless era itself: it answered `server/discover`
+    /// naming it, and was not initialized. Its callers' requests reach it untranslated.
+    pub native: bool,
 }
+
+/// What the pool knows of the era its servers speak (all run the same command): unknown
+/// until a server answers the probe, then kept for the life of the process (the
+/// specification's advice for stdio). A probe that times out decides nothing.
+const ERA_UNKNOWN: u8 = 0;
+const ERA_SESSION: u8 = 1;
+const ERA_NATIVE: u8 = 2;
 
 /// Why no server could be had.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +93,8 @@ pub struct Pool {
     state_key: Zeroizing<[u8; 32]>,
     /// Nonces of request states already opened, until they expire.
     opened: Mutex<HashMap<[u8; 16], SystemTime>>,
+    /// `ERA_*`: whether the servers answer `server/discover` themselves.
+    era: AtomicU8,
 }
 
 impl std::fmt::Debug for Pool {
@@ -141,6 +155,17 @@ impl Pool {
             next_id: AtomicU64::new(1),
             state_key: key,
             opened: Mutex::new(HashMap::new()),
+            era: AtomicU8::new(ERA_UNKNOWN),
+        }
+    }
+
+    /// Whether the servers are known to speak the sessionless era themselves (`None`: no
+    /// server has told yet).
+    pub fn native(&self) -> Option<bool> {
+        match self.era.load(Ordering::Relaxed) {
+            ERA_SESSION => Some(false),
+            ERA_NATIVE => Some(true),
+            _ => None,
         }
     }
 
@@ -266,6 +291,9 @@ impl Pool {
         caller_token: Option<&str>,
         asks: u8,
     ) -> Result<Pooled, PoolError> {
+        // A native server is told the caller's capabilities in each request: one server
+        // serves the principal whatever they are.
+        let asks = if self.native() == Some(true) { 0 } else { asks };
         let key = (
             Arc::<str>::from(principal.session_key()),
             principal.client_id.clone(),
@@ -289,6 +317,40 @@ impl Pool {
             return Ok(pooled.clone());
         }
         *slot = None;
+        let pooled = loop {
+            match self.start(principal, caller_token, asks).await? {
+                Started::Ready(pooled) => break pooled,
+                // A server that died of the probe is a session-era one, now known as such:
+                // the next start asks nothing before `initialize`.
+                Started::DiedOfProbe => continue,
+            }
+        };
+        *slot = Some(pooled.clone());
+        Ok(pooled)
+    }
+}
+
+/// How a server start went.
+enum Started {
+    Ready(Pooled),
+    /// The server ended while asked `server/discover` before anything else.
+    DiedOfProbe,
+}
+
+impl Pool {
+    /// Starts a server for the principal and makes it ready: a native server once it has
+    /// answered `server/discover`, a session-era one once initialized.
+    ///
+    /// Until the era is known, the server is first asked `server/discover` (the
+    /// specification's probe): a result naming this era makes it native; any other answer,
+    /// or none within the request timeout, and it is initialized as a session-era client
+    /// would.
+    async fn start(
+        &self,
+        principal: &Arc<Principal>,
+        caller_token: Option<&str>,
+        asks: u8,
+    ) -> Result<Started, PoolError> {
         let session = self
             .store
             .create(Transport::Sessionless, principal, caller_token)
@@ -297,17 +359,71 @@ impl Pool {
             store: &self.store,
             session: Some(session.clone()),
         };
-        let result = initialize(&session, principal, &self.request_id(), asks)
-            .await
-            .map_err(PoolError::Initialize)?;
+        let probed = self.era.load(Ordering::Relaxed) != ERA_SESSION;
+        if probed {
+            let probe = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": self.request_id().to_value(),
+                "method": mcp::method::SERVER_DISCOVER,
+                "params": { "_meta": {
+                    modern::meta::PROTOCOL_VERSION: modern::VERSION,
+                    modern::meta::CLIENT_CAPABILITIES: modern::capabilities_object(asks),
+                    modern::meta::CLIENT_INFO: client_info(),
+                }},
+            });
+            let wait = self.store.config().request_timeout;
+            match tokio::time::timeout(wait, ask(&session, principal, &probe)).await {
+                Ok(Ok(mut reply)) => match reply.get_mut("result") {
+                    Some(result) if modern::speaks_this_era(result) => {
+                        if self.era.swap(ERA_NATIVE, Ordering::Relaxed) != ERA_NATIVE {
+                            tracing::info!(
+                                "the MCP server speaks 2026-07-28 itself: sessionless requests reach it untranslated"
+                            );
+                        }
+                        starting.session = None;
+                        return Ok(Started::Ready(Pooled {
+                            session,
+                            initialize: Arc::new(result.take()),
+                            native: true,
+                        }));
+                    }
+                    _ => self.era.store(ERA_SESSION, Ordering::Relaxed),
+                },
+                Ok(Err(Unanswered::Ended(_))) => {
+                    tracing::info!(
+                        "the MCP server ended when asked server/discover: it is served as a session-era server"
+                    );
+                    self.era.store(ERA_SESSION, Ordering::Relaxed);
+                    return Ok(Started::DiedOfProbe);
+                }
+                // The policy's refusal says nothing of the server.
+                Ok(Err(Unanswered::Refused(_) | Unanswered::Failed(_))) => {}
+                Err(_) => tracing::info!(
+                    "the MCP server did not answer server/discover in time: it is initialized as a session-era server"
+                ),
+            }
+        }
+        let result = match initialize(&session, principal, &self.request_id(), asks).await {
+            Ok(result) => result,
+            // The probe's answer was the gateway's, for a server that exited on it.
+            Err(Unanswered::Ended(_)) if probed => {
+                self.era.store(ERA_SESSION, Ordering::Relaxed);
+                return Ok(Started::DiedOfProbe);
+            }
+            Err(e) => return Err(PoolError::Initialize(e.to_string())),
+        };
+        self.era.store(ERA_SESSION, Ordering::Relaxed);
         starting.session = None;
-        let pooled = Pooled {
+        Ok(Started::Ready(Pooled {
             session,
             initialize: Arc::new(result),
-        };
-        *slot = Some(pooled.clone());
-        Ok(pooled)
+            native: false,
+        }))
     }
+}
+
+fn client_info() -> Value {
+    serde_json::json!({ "name": "mcp-warden", "version": env!("CARGO_PKG_VERSION") })
 }
 
 /// Initializes a new server as a session-era client offering the capabilities of `asks`
@@ -317,7 +433,7 @@ async fn initialize(
     principal: &Arc<Principal>,
     id: &Id,
     asks: u8,
-) -> Result<Value, String> {
+) -> Result<Value, Unanswered> {
     let request = serde_json::json!({
         "jsonrpc": "2.0",
         "id": id.to_value(),
@@ -325,29 +441,59 @@ async fn initialize(
         "params": {
             "protocolVersion": ProtocolVersion::LATEST.as_str(),
             "capabilities": modern::capabilities_object(asks),
-            "clientInfo": { "name": "mcp-warden", "version": env!("CARGO_PKG_VERSION") },
+            "clientInfo": client_info(),
         },
     });
-    let bytes = Bytes::from(serde_json::to_vec(&request).map_err(|e| e.to_string())?);
-    let env = Envelope::parse(&bytes).map_err(|e| e.to_string())?;
+    let mut reply = ask(session, principal, &request).await?;
+    let result = match reply.get_mut("result") {
+        Some(r) if r.is_object() => r.take(),
+        _ if session.is_ended() => return Err(Unanswered::Ended("it ended".into())),
+        _ => return Err(Unanswered::Failed("it answered initialize with an error")),
+    };
+    let initialized = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    session
+        .send(Bytes::from_static(initialized))
+        .await
+        .map_err(|e| Unanswered::Ended(e.to_string()))?;
+    Ok(result)
+}
+
+/// Why a request of the sidecar's own got no answer.
+#[derive(Debug, thiserror::Error)]
+enum Unanswered {
+    #[error("the policy refuses {0}")]
+    Refused(String),
+    /// The server (or its session) ended first.
+    #[error("{0}")]
+    Ended(String),
+    /// The server answered, but not as it should have.
+    #[error("{0}")]
+    Failed(&'static str),
+}
+
+/// Sends a request of the sidecar's own to the server, through the session's governance,
+/// and waits for the answer (the whole JSON-RPC response).
+async fn ask(
+    session: &Session,
+    principal: &Arc<Principal>,
+    request: &Value,
+) -> Result<Value, Unanswered> {
+    let bytes = Bytes::from(request.to_string());
+    let env = Envelope::parse(&bytes).map_err(|e| Unanswered::Refused(e.to_string()))?;
+    let method = env.method.as_deref().unwrap_or_default().to_owned();
+    let id = env.id.clone().unwrap_or(Id::Int(0));
     let call = match session.admit(principal, &env, &bytes) {
         Verdict::Forward(call) => call,
-        Verdict::Refuse(_) => return Err("the policy refuses initialize".into()),
+        Verdict::Refuse(_) => return Err(Unanswered::Refused(method)),
     };
+    let ended = |why: &str| Unanswered::Ended(why.to_owned());
     let stream = session
-        .request(
-            id.clone(),
-            mcp::method::INITIALIZE,
-            None,
-            None,
-            bytes.clone(),
-            call,
-        )
+        .request(id, &method, None, None, bytes.clone(), call)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Unanswered::Ended(e.to_string()))?;
     let mut cursor = stream
         .attach(Some(0))
-        .map_err(|_| "its answer was lost".to_owned())?;
+        .map_err(|_| ended("its answer was lost"))?;
     let answer = loop {
         match cursor.next().await {
             Next::Events { events, .. } => {
@@ -355,18 +501,8 @@ async fn initialize(
                     break e.data;
                 }
             }
-            Next::End | Next::Replaced => return Err("it ended before answering".into()),
+            Next::End | Next::Replaced => return Err(ended("it ended before answering")),
         }
     };
-    let mut reply: Value = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
-    let result = match reply.get_mut("result") {
-        Some(r) if r.is_object() => r.take(),
-        _ => return Err("it answered initialize with an error".into()),
-    };
-    let initialized = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-    session
-        .send(Bytes::from_static(initialized))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(result)
+    serde_json::from_slice(&answer).map_err(|e| Unanswered::Ended(e.to_string()))
 }

@@ -70,6 +70,10 @@ const NOTICES: usize = 256;
 /// The id of the standalone stream; request streams are numbered from 1.
 const STANDALONE: u32 = 0;
 
+/// How long a `subscriptions/listen` request may stay pending: as long as its caller keeps
+/// the stream (a year stands for that).
+const LISTEN_DEADLINE: Duration = Duration::from_secs(365 * 86_400);
+
 /// Whether `stream` is one request's own: finished by its answer, unlike the standalone
 /// stream.
 fn is_own(stream: &EventStream) -> bool {
@@ -404,7 +408,13 @@ impl Session {
                     stream: stream.clone(),
                     progress,
                     started: now,
-                    deadline: now + timeout,
+                    // A listen stream lasts as long as its caller keeps it (only a native
+                    // server is sent one).
+                    deadline: if method == mcp::method::SUBSCRIPTIONS_LISTEN {
+                        now + LISTEN_DEADLINE
+                    } else {
+                        now + timeout
+                    },
                     order,
                     initialize: method == mcp::method::INITIALIZE,
                     method: method_label,
@@ -880,6 +890,37 @@ impl ChildSink for Session {
                         let _g = self.span.enter();
                         tracing::debug!("dropped a progress notification for no pending request");
                     }
+                }
+            }
+            Kind::Notification
+                if self.transport == Transport::Sessionless
+                    && memchr::memmem::find(
+                        &line,
+                        mcp::modern::meta::SUBSCRIPTION_ID.as_bytes(),
+                    )
+                    .is_some() =>
+            {
+                // A native (2026-07-28) server's notification on a listen stream names the
+                // stream by the id its `subscriptions/listen` had: one of the session's.
+                let params: Option<serde_json::Value> =
+                    env.params.and_then(|p| serde_json::from_str(p.get()).ok());
+                let stream = match mcp::modern::subscription_of(params.as_ref()) {
+                    Some(Id::Int(ours)) => self
+                        .routes
+                        .lock()
+                        .pending
+                        .get(&ours)
+                        .map(|p| p.stream.clone()),
+                    _ => None,
+                };
+                match stream {
+                    Some(s) => {
+                        if let Some(line) = self.inspected(None, Kind::Notification, line) {
+                            let lost = s.push(Kind::Notification, line);
+                            self.report_lost(lost);
+                        }
+                    }
+                    None => self.route_unsolicited(Kind::Notification, line),
                 }
             }
             kind => self.route_unsolicited(kind, line),

@@ -754,3 +754,212 @@ async fn a_listener_asks_for_a_bounded_number_of_resource_subscriptions() {
         "{body}"
     );
 }
+
+/// A POST of the era whose response is read as it arrives (for streams that stay open).
+async fn open_stream(url: &str, body: &Value) -> reqwest::Response {
+    let r = reqwest::Client::new()
+        .post(url)
+        .header("accept", ACCEPT_BOTH)
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", body["method"].as_str().unwrap())
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r
+}
+
+/// Reads `r` until its text so far contains `wanted`; the text read.
+async fn read_until(r: &mut reqwest::Response, seen: &mut String, wanted: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains(wanted) {
+        let chunk = tokio::time::timeout_at(deadline, r.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {wanted} on the stream: {seen}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the stream ended before {wanted}: {seen}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// What the fixture says reached it (its `received` tool).
+async fn received(url: &str) -> Vec<Value> {
+    let (_, seen) = modern(url, None, &[], &call(json!("seen"), "received", json!({}))).await;
+    serde_json::from_str(&text(&seen)).unwrap()
+}
+
+fn native_fixture() -> Vec<String> {
+    let mut server = fixture();
+    server.push("--modern".into());
+    server
+}
+
+#[tokio::test]
+async fn a_native_server_gets_modern_requests_untranslated_and_is_never_initialized() {
+    let w = Warden::start(native_fixture());
+    let url = w.mcp_url();
+    // discover: the server's own answer (its caching hints, instructions and name), under
+    // the caller's id.
+    let discover = json!({"jsonrpc":"2.0","id":"d-1","method":"server/discover",
+        "params":{"_meta":envelope()}});
+    let (status, body) = modern(&url, None, &[], &discover).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], "d-1");
+    assert_eq!(body["result"]["ttlMs"], 5000, "{body}");
+    assert_eq!(body["result"]["cacheScope"], "public", "{body}");
+    assert_eq!(body["result"]["instructions"], "a native fixture");
+    assert_eq!(
+        body["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "stdio-fixture-modern"
+    );
+    // The envelope reaches the server as the caller sent it: a session-era server would get
+    // it stripped (the server refuses any request without it).
+    let mut meta = call(json!("c-1"), "meta", json!({}));
+    meta["params"]["_meta"]["io.modelcontextprotocol/clientInfo"] =
+        json!({"name": "native-test", "version": "1"});
+    let (status, body) = modern(&url, None, &[], &meta).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], "c-1");
+    assert_eq!(body["result"]["resultType"], "complete");
+    let seen_meta: Value = serde_json::from_str(&text(&body)).unwrap();
+    assert_eq!(
+        seen_meta["io.modelcontextprotocol/clientInfo"]["name"],
+        "native-test"
+    );
+    assert_eq!(
+        seen_meta["io.modelcontextprotocol/protocolVersion"],
+        "2026-07-28"
+    );
+    // Progress under the caller's token, though the server got one of the sidecar's.
+    let mut progress = call(json!("c-2"), "progress", json!({"steps": 2}));
+    progress["params"]["_meta"]["progressToken"] = json!("mine");
+    let (_, body) = modern(&url, None, &[], &progress).await;
+    let stream = body
+        .as_str()
+        .expect("an SSE stream of progress, then the answer");
+    assert_eq!(
+        stream.matches("\"progressToken\":\"mine\"").count(),
+        2,
+        "{stream}"
+    );
+    assert!(stream.contains("done in 2 steps"), "{stream}");
+    // What reached the server: the probe, then requests, never `initialize`, and ids of the
+    // sidecar's own.
+    let seen = received(&url).await;
+    let methods: Vec<&str> = seen.iter().filter_map(|s| s["method"].as_str()).collect();
+    assert_eq!(methods[0], "server/discover", "{seen:?}");
+    assert!(
+        !methods.contains(&"initialize") && !methods.contains(&"notifications/initialized"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|s| s["id"]
+            .as_str()
+            .is_none_or(|id| !["d-1", "c-1", "c-2"].contains(&id))),
+        "a caller's id reached the server: {seen:?}"
+    );
+    assert!(
+        w.logs().contains("speaks 2026-07-28 itself"),
+        "{}",
+        w.logs()
+    );
+}
+
+#[tokio::test]
+async fn a_native_servers_round_trip_and_listen_stream_reach_the_caller() {
+    let w = Warden::start(native_fixture());
+    let url = w.mcp_url();
+    // The server's own round trip: its question and state pass through, and the retry
+    // reaches it with the answer.
+    let ask = call(json!(1), "ask", json!({}));
+    let (status, body) = modern(&url, None, &[], &ask).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["resultType"], "input_required", "{body}");
+    assert_eq!(body["result"]["requestState"], "fixture-state");
+    assert_eq!(
+        body["result"]["inputRequests"]["colour"]["method"],
+        "elicitation/create"
+    );
+    let mut retry = call(json!(2), "ask", json!({}));
+    retry["params"]["requestState"] = json!("fixture-state");
+    retry["params"]["inputResponses"] =
+        json!({"colour": {"action": "accept", "content": {"colour": "blue"}}});
+    let (_, body) = modern(&url, None, &[], &retry).await;
+    assert_eq!(text(&body), "you chose blue", "{body}");
+    // A listen stream: the server's acknowledgement and notifications, under the caller's
+    // subscription id (the server knew it by one of the sidecar's).
+    let listen = json!({"jsonrpc":"2.0","id":"my-listen","method":"subscriptions/listen",
+        "params":{"notifications":{"toolsListChanged":true},"_meta":envelope()}});
+    let mut stream = open_stream(&url, &listen).await;
+    let mut seen = String::new();
+    read_until(
+        &mut stream,
+        &mut seen,
+        "notifications/subscriptions/acknowledged",
+    )
+    .await;
+    let (_, told) = modern(&url, None, &[], &call(json!(3), "change", json!({}))).await;
+    assert_eq!(text(&told), "told 1", "{told}");
+    read_until(&mut stream, &mut seen, "notifications/tools/list_changed").await;
+    assert_eq!(
+        seen.matches("\"io.modelcontextprotocol/subscriptionId\":\"my-listen\"")
+            .count(),
+        2,
+        "{seen}"
+    );
+    // Closing the stream cancels the subscription at the server.
+    drop(stream);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, told) = modern(&url, None, &[], &call(json!(4), "change", json!({}))).await;
+        if text(&told) == "told 0" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscription outlived its stream"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_dies_of_the_probe_is_served_as_a_session_era_server() {
+    let mut server = fixture();
+    server.push("--exit-on-discover".into());
+    let w = Warden::start(server);
+    let url = w.mcp_url();
+    // The first caller does not see the probe's casualty: a server started again, without
+    // the probe, answers it.
+    let (status, body) = modern(
+        &url,
+        None,
+        &[],
+        &call(json!(1), "echo", json!({"text": "still here"})),
+    )
+    .await;
+    assert_eq!(
+        (status, text(&body)),
+        (200, "still here".to_owned()),
+        "{body}"
+    );
+    let seen = received(&url).await;
+    assert_eq!(seen[0]["method"], "initialize", "{seen:?}");
+    assert!(!w.logs().contains("speaks 2026-07-28 itself"));
+}
+
+#[test]
+fn mcp_server_time_speaks_the_era_itself_and_is_bridged_natively() {
+    let (w, out) = python_client(time_server(), &["2026-07-28", "time"]);
+    assert_eq!(out["protocolVersion"], "2026-07-28", "{out}");
+    assert_eq!(out["discover"]["serverInfo"], "mcp-time");
+    assert_eq!(out["tools"], json!(["convert_time", "get_current_time"]));
+    assert_eq!(out["time"]["timezone"], "UTC");
+    assert!(
+        w.logs().contains("speaks 2026-07-28 itself"),
+        "{}",
+        w.logs()
+    );
+}

@@ -15,6 +15,11 @@
 //! messages before the answer make the response an SSE stream without event ids (the era has
 //! no resumption). A client that closes the response before the answer cancels the request
 //! at the server (`notifications/cancelled`).
+//!
+//! A server that speaks the era itself (the pool found it native) gets every request as the
+//! caller sent it, `server/discover`, `subscriptions/listen` and round-trip retries included,
+//! under the sidecar's id and progress token; its messages reach the caller under the
+//! caller's names ([`modern::from_native_server`]) and are not otherwise translated.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -115,19 +120,22 @@ pub(crate) async fn post(
     if modern::REMOVED_METHODS.contains(&&*method) {
         return Err(Failure::SessionlessMethodNotFound(id));
     }
-    if method == mcp::method::SERVER_DISCOVER && modern::asked_capabilities(params) != 0 {
-        // A dual-era client that can be asked things (sampling, elicitation, roots) is
-        // served in the session era, where its server may also ask outside a request:
-        // sent there by the answer that makes it fall back. Modern-only clients get the
-        // questions as round trips.
-        return Err(Failure::ModernEra);
-    }
     let asks = modern::asked_capabilities(params);
-    if let Some(state) = params
-        .and_then(|p| p.get("requestState"))
-        .and_then(Value::as_str)
-    {
-        return resume(st, principal, id, method, params, asks, state).await;
+    // A dual-era client that can be asked things (sampling, elicitation, roots) is served by
+    // a session-era server in the session era, where the server may also ask outside a
+    // request: sent there by the answer that makes it fall back. Modern-only clients get
+    // the questions as round trips. A native server asks only in round trips of its own.
+    let falls_back = method == mcp::method::SERVER_DISCOVER && asks != 0;
+    if st.pool.native() == Some(false) {
+        if falls_back {
+            return Err(Failure::ModernEra);
+        }
+        if let Some(state) = params
+            .and_then(|p| p.get("requestState"))
+            .and_then(Value::as_str)
+        {
+            return resume(st, principal, id, method, params, asks, state).await;
+        }
     }
     let caller_token = super::authn::bearer_token(headers);
     let pooled = st
@@ -135,17 +143,34 @@ pub(crate) async fn post(
         .get(principal, caller_token, asks)
         .await
         .map_err(|e| pool_failure(st, principal, e))?;
-    if method == mcp::method::SERVER_DISCOVER {
-        let answer = modern::discover(id.as_ref(), &pooled.initialize);
-        return Ok(json_message(Bytes::from(answer)));
+    if !pooled.native {
+        if falls_back {
+            return Err(Failure::ModernEra);
+        }
+        if let Some(state) = params
+            .and_then(|p| p.get("requestState"))
+            .and_then(Value::as_str)
+        {
+            return resume(st, principal, id, method, params, asks, state).await;
+        }
+        if method == mcp::method::SERVER_DISCOVER {
+            let answer = modern::discover(id.as_ref(), &pooled.initialize);
+            return Ok(json_message(Bytes::from(answer)));
+        }
+        if method == mcp::method::SUBSCRIPTIONS_LISTEN {
+            return listen(st, principal, headers, id, params, pooled).await;
+        }
     }
-    if method == "subscriptions/listen" {
-        return listen(st, principal, headers, id, params, pooled).await;
-    }
+    // To the server under an id and progress token of the sidecar's own (callers' repeat):
+    // translated for a session-era server, as it is for a native one.
     let progress = mcp::progress_token(env.params);
     let ours = st.pool.request_id();
     let our_token = progress.as_ref().map(|_| st.pool.request_id());
-    let mut forwarded = modern::to_server_request(&message, our_token.as_ref());
+    let mut forwarded = if pooled.native {
+        modern::to_native_server(&message, our_token.as_ref())
+    } else {
+        modern::to_server_request(&message, our_token.as_ref())
+    };
     forwarded["id"] = ours.to_value();
     let forwarded = Bytes::from(
         serde_json::to_vec(&forwarded)
@@ -175,6 +200,7 @@ pub(crate) async fn post(
         server_info: pooled.initialize.get("serverInfo").cloned(),
         asks,
         log_level: modern::log_level(params).map(str::to_owned),
+        native: pooled.native,
     };
     let guard = CancelOnDrop {
         session: Some(session),
@@ -395,6 +421,7 @@ async fn resume(
         server_info: None,
         asks,
         log_level: modern::log_level(params).map(str::to_owned),
+        native: false,
     };
     Ok(respond(st, stream, Some(input.seq), client, guard).await)
 }
@@ -439,6 +466,8 @@ struct ClientRequest {
     asks: u8,
     /// The lowest level of log lines the caller asked for, if any.
     log_level: Option<String>,
+    /// Whether the server speaks the era itself: its messages need only the caller's names.
+    native: bool,
 }
 
 /// What one event of the request's stream becomes for the caller.
@@ -453,6 +482,9 @@ enum Step {
 
 impl ClientRequest {
     fn step(&self, event: &Event) -> Step {
+        if self.native {
+            return self.native_step(event);
+        }
         if event.kind == Kind::Request {
             return self.question(event);
         }
@@ -474,6 +506,27 @@ impl ClientRequest {
             out = serde_json::to_vec(&v).unwrap_or(out);
         }
         Step::Last(Bytes::from(out))
+    }
+
+    /// A native server's message: the caller's id and progress token put back, nothing else
+    /// changed. It asks its questions in its own results; a request of its own (which the era
+    /// does not have) is refused at the server.
+    fn native_step(&self, event: &Event) -> Step {
+        if event.kind == Kind::Request {
+            self.session
+                .refuse_server_request(&event.data, "a sessionless client answers no requests");
+            return Step::Skip;
+        }
+        match modern::from_native_server(
+            &event.data,
+            &self.id,
+            self.progress.as_ref(),
+            self.log_level.as_deref(),
+        ) {
+            None => Step::Skip,
+            Some(out) if event.kind == Kind::Response => Step::Last(Bytes::from(out)),
+            Some(out) => Step::Related(Bytes::from(out)),
+        }
     }
 
     /// A request of the server while the caller's request runs: a question for the caller
@@ -661,7 +714,12 @@ fn follow(
                     }
                     Next::End | Next::Replaced => break,
                 },
-                _ = ticker.tick() => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
+                _ = ticker.tick() => {
+                    // A caller still reading (a native server's listen stream, a long call)
+                    // keeps its server from being reaped as idle.
+                    client.session.touch();
+                    yield Ok(Bytes::from_static(b": keep-alive\n\n"));
+                }
                 _ = shutdown.cancelled() => break,
                 // A stream must not outlive the token that opened it.
                 _ = tokio::time::sleep_until(expires) => break,

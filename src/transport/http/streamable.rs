@@ -268,9 +268,13 @@ pub(crate) async fn deliver(
                     "request without id",
                 )))?;
             let method = env.method.as_deref().unwrap_or_default();
-            if method == mcp::method::SERVER_DISCOVER {
-                // A sessionless-era probe. Never forwarded: servers of the session era may
-                // execute or crash on it. "Method not found" tells the client to fall back.
+            if method == mcp::method::SERVER_DISCOVER
+                && session.transport() != Transport::Sessionless
+            {
+                // A sessionless-era probe in a session. Never forwarded: servers of the
+                // session era may execute or crash on it. "Method not found" tells the client
+                // to fall back. (A pooled server gets it only once it answered the pool's
+                // probe: it speaks the era.)
                 let reply =
                     mcp::error_response(Some(&id), mcp::code::METHOD_NOT_FOUND, "Method not found");
                 return Ok(Some(session.answer_locally(Bytes::from(reply))));
