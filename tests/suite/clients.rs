@@ -131,18 +131,16 @@ fn python_sdk_over_streamable_http_with_mcp_server_time() {
         CLIENT_TIMEOUT,
     ));
     assert_eq!(out["server"], "mcp-time");
-    // The SDK probed the 2026-07-28 era first and fell back to a session.
-    assert_eq!(out["protocolVersion"], "2025-11-25");
+    // mcp-server-time speaks 2026-07-28 itself: the SDK's probe reaches it (through a pooled
+    // server, untranslated) and the SDK adopts the era, though it declares sampling.
+    assert_eq!(out["protocolVersion"], "2026-07-28");
     assert_eq!(
         out["tools"],
         serde_json::json!(["convert_time", "get_current_time"])
     );
     assert_eq!(out["time"]["timezone"], "UTC");
     assert_eq!(out["convert"]["target"]["timezone"], "Asia/Tokyo");
-    assert!(
-        !w.logs().contains("server/discover"),
-        "the probe must not reach the server"
-    );
+    assert!(w.logs().contains("speaks 2026-07-28 itself"), "{}", w.logs());
 }
 
 #[test]
