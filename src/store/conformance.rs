@@ -400,4 +400,75 @@ pub async fn run(store: &Store) {
     store.set_meta("upstream", "a").await.unwrap();
     store.set_meta("upstream", "b").await.unwrap();
     assert_eq!(store.meta("upstream").await.unwrap().as_deref(), Some("b"));
+
+    // Connections: one per user and name, replaced by a new consent; a refresh replaces the
+    // tokens only when they are still the ones it read; users never see each other's.
+    let conn = ConnectionRecord {
+        user_id: "u1".into(),
+        name: "github".into(),
+        sealed: "sealed-1".into(),
+        scopes: vec!["repo".into()],
+        state: ConnectionState::Active,
+        granted_at: now,
+        expires_at: Some(now + 3600),
+        last_used_at: None,
+    };
+    store.put_connection(&conn).await.unwrap();
+    store
+        .put_connection(&ConnectionRecord {
+            user_id: "u2".into(),
+            ..conn.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.connection("u1", "github").await.unwrap(),
+        Some(conn.clone())
+    );
+    assert_eq!(store.connection("u1", "slack").await.unwrap(), None);
+    let refreshed = ConnectionRecord {
+        sealed: "sealed-2".into(),
+        expires_at: Some(now + 7200),
+        ..conn.clone()
+    };
+    assert!(
+        store
+            .refresh_connection(&refreshed, "sealed-1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .refresh_connection(&refreshed, "sealed-1")
+            .await
+            .unwrap(),
+        "a refresh of tokens already replaced"
+    );
+    store
+        .touch_connection("u1", "github", now + 5)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_connection_state("u1", "github", ConnectionState::NeedsConsent)
+            .await
+            .unwrap()
+    );
+    let got = store.connection("u1", "github").await.unwrap().unwrap();
+    assert_eq!(
+        (got.sealed.as_str(), got.last_used_at, got.state),
+        ("sealed-2", Some(now + 5), ConnectionState::NeedsConsent)
+    );
+    assert_eq!(store.connections(Some("u2")).await.unwrap().len(), 1);
+    assert_eq!(store.connections(None).await.unwrap().len(), 2);
+    let gone = store.delete_connection("u1", "github").await.unwrap();
+    assert_eq!(gone.map(|c| c.sealed), Some("sealed-2".into()));
+    assert_eq!(store.delete_connection("u1", "github").await.unwrap(), None);
+    assert_eq!(
+        store.connection("u2", "github").await.unwrap(),
+        Some(ConnectionRecord {
+            user_id: "u2".into(),
+            ..conn
+        })
+    );
 }

@@ -18,8 +18,13 @@ use serde::{Deserialize, Serialize};
 
 pub use postgres::check_url as check_postgres_url;
 
-/// The schema version this binary writes. A store with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this binary writes: one per step of [`MIGRATIONS`]. A store with a
+/// newer one is refused; an older one is brought up to it, step by step, at open.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The schema, as steps both backends run in order (TEXT and BIGINT only): step `n` takes a
+/// store from version `n` to `n + 1`. Steps are never edited once released, only appended.
+const MIGRATIONS: &[&[&str]] = &[SCHEMA, CONNECTIONS];
 
 /// Where state lives.
 #[derive(Debug, Clone)]
@@ -123,7 +128,7 @@ fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
 }
 
-/// The schema, as statements both backends run (TEXT and BIGINT only).
+/// Version 1: the authorization server.
 const SCHEMA: &[&str] = &[
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE clients (client_id TEXT PRIMARY KEY, metadata TEXT NOT NULL,
@@ -150,6 +155,15 @@ const SCHEMA: &[&str] = &[
         resource TEXT NOT NULL, scopes TEXT NOT NULL, client_fingerprint TEXT NOT NULL,
         granted_at BIGINT NOT NULL, expires_at BIGINT NOT NULL,
         PRIMARY KEY (user_id, client_id, resource))",
+];
+
+/// Version 2: users' upstream connections (their provider tokens, sealed by the caller of
+/// the store: the store never sees them in the clear).
+const CONNECTIONS: &[&str] = &[
+    "CREATE TABLE connections (user_id TEXT NOT NULL, name TEXT NOT NULL,
+        sealed TEXT NOT NULL, scopes TEXT NOT NULL, state TEXT NOT NULL,
+        granted_at BIGINT NOT NULL, expires_at BIGINT, last_used_at BIGINT,
+        PRIMARY KEY (user_id, name))",
 ];
 
 /// A dynamically registered client (RFC 7591).
@@ -360,8 +374,8 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.migrate(SCHEMA, SCHEMA_VERSION).await,
-            Backend::Postgres(p) => p.migrate(SCHEMA, SCHEMA_VERSION).await,
+            Backend::Sqlite(s) => s.migrate(MIGRATIONS).await,
+            Backend::Postgres(p) => p.migrate(MIGRATIONS).await,
         }
     }
 
@@ -998,6 +1012,217 @@ impl Store {
             families,
         })
     }
+}
+
+/// Whether a user's connection can be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    Active,
+    /// Its refresh failed (or the provider revoked it): the user must connect again.
+    NeedsConsent,
+}
+
+impl ConnectionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Active => "active",
+            ConnectionState::NeedsConsent => "needs_consent",
+        }
+    }
+    fn parse(s: &str) -> Result<ConnectionState, StoreError> {
+        match s {
+            "active" => Ok(ConnectionState::Active),
+            "needs_consent" => Ok(ConnectionState::NeedsConsent),
+            other => Err(StoreError::Corrupt(format!("connection state {other:?}"))),
+        }
+    }
+}
+
+/// A user's connection to an upstream provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionRecord {
+    pub user_id: String,
+    /// The `[[connection]]` it was made for.
+    pub name: String,
+    /// The provider's tokens, sealed by `connections::Vault`: opaque here.
+    pub sealed: String,
+    pub scopes: Vec<String>,
+    pub state: ConnectionState,
+    pub granted_at: i64,
+    /// When the access token expires, if the provider said.
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+fn connection_row(r: &Row) -> Result<ConnectionRecord, StoreError> {
+    Ok(ConnectionRecord {
+        user_id: r.text(0)?,
+        name: r.text(1)?,
+        sealed: r.text(2)?,
+        scopes: r.json(3)?,
+        state: ConnectionState::parse(&r.text(4)?)?,
+        granted_at: r.int(5)?,
+        expires_at: r.opt_int(6),
+        last_used_at: r.opt_int(7),
+    })
+}
+
+impl Store {
+    // ------------------------------------------------------------------ connections
+
+    /// Stores a connection, replacing the user's earlier one of that name.
+    pub async fn put_connection(&self, c: &ConnectionRecord) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO connections (user_id, name, sealed, scopes, state, granted_at,
+                expires_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (user_id, name) DO UPDATE SET sealed = excluded.sealed,
+                scopes = excluded.scopes, state = excluded.state,
+                granted_at = excluded.granted_at, expires_at = excluded.expires_at,
+                last_used_at = excluded.last_used_at",
+            vec![
+                c.user_id.as_str().into(),
+                c.name.as_str().into(),
+                c.sealed.as_str().into(),
+                to_json(&c.scopes).into(),
+                c.state.as_str().into(),
+                c.granted_at.into(),
+                c.expires_at.into(),
+                c.last_used_at.into(),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Replaces the tokens of a connection only if they are still `expected` (the refresh
+    /// of one replica does not undo another's). Whether it was replaced.
+    pub async fn refresh_connection(
+        &self,
+        c: &ConnectionRecord,
+        expected: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "UPDATE connections SET sealed = $3, expires_at = $4, state = $5
+                 WHERE user_id = $1 AND name = $2 AND sealed = $6",
+                vec![
+                    c.user_id.as_str().into(),
+                    c.name.as_str().into(),
+                    c.sealed.as_str().into(),
+                    c.expires_at.into(),
+                    c.state.as_str().into(),
+                    expected.into(),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn connection(
+        &self,
+        user_id: &str,
+        name: &str,
+    ) -> Result<Option<ConnectionRecord>, StoreError> {
+        self.one(
+            "SELECT user_id, name, sealed, scopes, state, granted_at, expires_at, last_used_at
+             FROM connections WHERE user_id = $1 AND name = $2",
+            vec![user_id.into(), name.into()],
+        )
+        .await?
+        .map(|r| connection_row(&r))
+        .transpose()
+    }
+
+    /// A user's connections (every user's with `None`), by user and name.
+    pub async fn connections(
+        &self,
+        user_id: Option<&str>,
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let rows = match user_id {
+            Some(u) => {
+                self.query(
+                    "SELECT user_id, name, sealed, scopes, state, granted_at, expires_at,
+                        last_used_at FROM connections WHERE user_id = $1 ORDER BY name",
+                    vec![u.into()],
+                )
+                .await?
+            }
+            None => {
+                self.query(
+                    "SELECT user_id, name, sealed, scopes, state, granted_at, expires_at,
+                        last_used_at FROM connections ORDER BY user_id, name",
+                    vec![],
+                )
+                .await?
+            }
+        };
+        rows.iter().map(connection_row).collect()
+    }
+
+    pub async fn set_connection_state(
+        &self,
+        user_id: &str,
+        name: &str,
+        state: ConnectionState,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "UPDATE connections SET state = $3 WHERE user_id = $1 AND name = $2",
+                vec![user_id.into(), name.into(), state.as_str().into()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn touch_connection(
+        &self,
+        user_id: &str,
+        name: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE connections SET last_used_at = $3 WHERE user_id = $1 AND name = $2",
+            vec![user_id.into(), name.into(), now.into()],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Deletes a connection; the record deleted, if there was one.
+    pub async fn delete_connection(
+        &self,
+        user_id: &str,
+        name: &str,
+    ) -> Result<Option<ConnectionRecord>, StoreError> {
+        let row = self
+            .one(
+                "DELETE FROM connections WHERE user_id = $1 AND name = $2
+                 RETURNING user_id, name, sealed, scopes, state, granted_at, expires_at,
+                    last_used_at",
+                vec![user_id.into(), name.into()],
+            )
+            .await?;
+        row.map(|r| connection_row(&r)).transpose()
+    }
+}
+
+/// The migration steps a store at version `found` (`None`: a new store) still needs, each
+/// with the version it reaches.
+fn steps_after(
+    found: Option<i64>,
+    steps: &'static [&'static [&'static str]],
+) -> Result<Vec<(i64, &'static [&'static str])>, StoreError> {
+    let found = found.unwrap_or(0);
+    let supported = steps.len() as i64;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    Ok(steps
+        .iter()
+        .enumerate()
+        .skip(found.max(0) as usize)
+        .map(|(i, step)| (i as i64 + 1, *step))
+        .collect())
 }
 
 /// 128 random bits, base64url: ids that are not secrets (users, families).

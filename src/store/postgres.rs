@@ -87,8 +87,7 @@ impl PgStore {
 
     pub(super) async fn migrate(
         &self,
-        schema: &'static [&'static str],
-        version: i64,
+        steps: &'static [&'static [&'static str]],
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(unavailable)?;
@@ -106,25 +105,16 @@ impl PgStore {
             .await
             .map_err(unavailable)?
             .get(0);
-        match found {
-            Some(found) if found > version => {
-                return Err(StoreError::SchemaTooNew {
-                    found,
-                    supported: version,
-                });
+        for (version, step) in super::steps_after(found, steps)? {
+            for statement in step {
+                tx.execute(*statement, &[]).await.map_err(unavailable)?;
             }
-            Some(_) => {}
-            None => {
-                for statement in schema {
-                    tx.execute(*statement, &[]).await.map_err(unavailable)?;
-                }
-                tx.execute(
-                    "INSERT INTO schema_version (version) VALUES ($1)",
-                    &[&version],
-                )
-                .await
-                .map_err(unavailable)?;
-            }
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&version],
+            )
+            .await
+            .map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)
     }

@@ -106,8 +106,7 @@ impl SqliteStore {
 
     pub(super) async fn migrate(
         &self,
-        schema: &'static [&'static str],
-        version: i64,
+        steps: &'static [&'static [&'static str]],
     ) -> Result<(), StoreError> {
         self.with(move |conn| {
             let tx = conn
@@ -121,24 +120,16 @@ impl SqliteStore {
             let found: Option<i64> = tx
                 .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
                 .map_err(unavailable)?;
-            match found {
-                Some(found) if found > version => {
-                    return Err(StoreError::SchemaTooNew {
-                        found,
-                        supported: version,
-                    });
+            let todo = super::steps_after(found, steps)?;
+            for (version, step) in todo {
+                for statement in step {
+                    tx.execute(statement, []).map_err(unavailable)?;
                 }
-                Some(_) => {}
-                None => {
-                    for statement in schema {
-                        tx.execute(statement, []).map_err(unavailable)?;
-                    }
-                    tx.execute(
-                        "INSERT INTO schema_version (version) VALUES (?1)",
-                        [version],
-                    )
-                    .map_err(unavailable)?;
-                }
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [version],
+                )
+                .map_err(unavailable)?;
             }
             tx.commit().map_err(unavailable)
         })
@@ -246,6 +237,43 @@ mod tests {
         // Closed: the directory is free again, and nothing was lost.
         let store = Store::open(&config).await.unwrap();
         assert_eq!(store.meta("kept").await.unwrap().as_deref(), Some("yes"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_of_an_older_version_is_brought_up_to_date_and_keeps_its_data() {
+        let dir = std::env::temp_dir().join(format!(
+            "mcp-warden-store-{}-{}",
+            std::process::id(),
+            line!()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            // A store as version 1 left it.
+            let old = super::SqliteStore::open(&dir).unwrap();
+            old.migrate(&super::super::MIGRATIONS[..1]).await.unwrap();
+            old.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)",
+                vec!["kept".into(), "yes".into()],
+            )
+            .await
+            .unwrap();
+        }
+        let store = Store::open(&StoreConfig::Sqlite { dir: dir.clone() })
+            .await
+            .unwrap();
+        assert_eq!(store.meta("kept").await.unwrap().as_deref(), Some("yes"));
+        assert_eq!(store.connections(None).await.unwrap(), vec![]);
+        drop(store);
+        let conn = rusqlite::Connection::open(dir.join("state.db")).unwrap();
+        let versions: Vec<i64> = conn
+            .prepare("SELECT version FROM schema_version ORDER BY version")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(versions, vec![1, super::super::SCHEMA_VERSION]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

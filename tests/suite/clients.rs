@@ -140,7 +140,11 @@ fn python_sdk_over_streamable_http_with_mcp_server_time() {
     );
     assert_eq!(out["time"]["timezone"], "UTC");
     assert_eq!(out["convert"]["target"]["timezone"], "Asia/Tokyo");
-    assert!(w.logs().contains("speaks 2026-07-28 itself"), "{}", w.logs());
+    assert!(
+        w.logs().contains("speaks 2026-07-28 itself"),
+        "{}",
+        w.logs()
+    );
 }
 
 #[test]
