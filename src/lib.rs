@@ -47,6 +47,7 @@ pub mod authz;
 pub mod child;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod credentials;
 pub mod governance;
 pub mod mcp;

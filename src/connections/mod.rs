@@ -1,0 +1,187 @@
+//! Users' upstream connections: each user's own OAuth tokens at a third-party provider
+//! (GitHub, Google, Slack, any OAuth 2.0 / OpenID provider), held by the sidecar and
+//! injected into that user's server only. A `[[connection]]` of the config file says which
+//! provider, which scopes and which variable; a user connects once, in a browser, and the
+//! tokens are sealed ([`vault`]) in the authorization server's store.
+
+pub mod vault;
+
+use std::sync::Arc;
+
+use crate::secret::Secret;
+use crate::store::{ConnectionState, Store, StoreError};
+
+pub use vault::{Tokens, Vault, VaultError};
+
+/// Where a provider's endpoints are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provider {
+    /// github.com: its OAuth app endpoints (no discovery, no refresh unless the app expires
+    /// tokens).
+    GitHub,
+    /// An OpenID provider or OAuth 2.0 server found by RFC 8414 / OpenID discovery.
+    Issuer(String),
+    /// Endpoints given outright.
+    Endpoints {
+        authorization: String,
+        token: String,
+        revocation: Option<String>,
+    },
+}
+
+/// One `[[connection]]`, validated.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// What users and operators call it (`[a-z0-9_-]`, at most 32).
+    pub name: String,
+    pub provider: Provider,
+    pub client_id: String,
+    /// The client secret at the provider (absent for a public client, which uses PKCE only).
+    pub client_secret: Option<Secret>,
+    pub scopes: Vec<String>,
+    /// The variable the access token is injected as.
+    pub env: String,
+    /// A file in the session's work dir that holds the access token too, for servers that
+    /// read credentials from a file.
+    pub file: Option<String>,
+    /// Whether a session may not start without it.
+    pub required: bool,
+}
+
+/// Whether `name` may name a connection: it appears in URLs and commands.
+pub fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'))
+}
+
+/// Why a user's connection cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// The connections of every user: the configured ones, their sealed tokens in the store.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    configs: Arc<[ConnectionConfig]>,
+    store: Store,
+    vault: Arc<Vault>,
+}
+
+impl Connections {
+    pub fn new(configs: Vec<ConnectionConfig>, store: Store, vault: Vault) -> Connections {
+        Connections {
+            configs: configs.into(),
+            store,
+            vault: Arc::new(vault),
+        }
+    }
+
+    pub fn configs(&self) -> &[ConnectionConfig] {
+        &self.configs
+    }
+
+    pub fn config(&self, name: &str) -> Option<&ConnectionConfig> {
+        self.configs.iter().find(|c| c.name == name)
+    }
+
+    /// The access token of `user`'s connection `name`, when the user has a usable one.
+    pub async fn access_token(
+        &self,
+        user: &str,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<Secret>, ConnectionError> {
+        let Some(record) = self.store.connection(user, name).await? else {
+            return Ok(None);
+        };
+        if record.state != ConnectionState::Active {
+            return Ok(None);
+        }
+        let tokens = self.vault.open(user, name, &record.sealed)?;
+        self.store.touch_connection(user, name, now).await?;
+        Ok(Some(Secret::new(tokens.access_token.as_bytes())))
+    }
+
+    /// Stores what a provider gave `user` for connection `name`, replacing any earlier
+    /// connection of that name.
+    pub async fn store_tokens(
+        &self,
+        user: &str,
+        name: &str,
+        tokens: &Tokens,
+        scopes: Vec<String>,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<(), ConnectionError> {
+        let sealed = self.vault.seal(user, name, tokens)?;
+        self.store
+            .put_connection(&crate::store::ConnectionRecord {
+                user_id: user.to_owned(),
+                name: name.to_owned(),
+                sealed,
+                scopes,
+                state: ConnectionState::Active,
+                granted_at: now,
+                expires_at,
+                last_used_at: None,
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_names_are_short_lowercase_words() {
+        for good in ["github", "google-workspace", "slack_2"] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", "GitHub", "a/b", "a b", "..", &"x".repeat(33), "é"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_users_token_is_theirs_alone_and_sealed_in_the_store() {
+        let store = Store::open(&crate::store::StoreConfig::Memory)
+            .await
+            .unwrap();
+        let c = Connections::new(Vec::new(), store.clone(), Vault::ephemeral().unwrap());
+        let tokens = Tokens {
+            access_token: "alice-access".into(),
+            refresh_token: None,
+        };
+        c.store_tokens("alice", "github", &tokens, vec!["repo".into()], None, 10)
+            .await
+            .unwrap();
+        let got = c
+            .access_token("alice", "github", 20)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.expose(), b"alice-access");
+        assert!(c.access_token("bob", "github", 20).await.unwrap().is_none());
+        let row = store.connection("alice", "github").await.unwrap().unwrap();
+        assert!(!row.sealed.contains("alice-access"));
+        assert_eq!(row.last_used_at, Some(20));
+        store
+            .set_connection_state("alice", "github", ConnectionState::NeedsConsent)
+            .await
+            .unwrap();
+        assert!(
+            c.access_token("alice", "github", 30)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
