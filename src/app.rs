@@ -40,6 +40,8 @@ pub enum BuildError {
     Exchange(String),
     #[error("sign-in state: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("connections: {0}")]
+    Connections(String),
 }
 
 /// The assembled application.
@@ -73,6 +75,24 @@ impl App {
                 .map_err(BuildError::Exchange)?;
             config.sessions.env.attach_exchanger(Arc::new(client));
         }
+        let connections = match (&config.connections, &sign_in_state, &config.authz) {
+            (Some(setup), Some(state), Some(authz)) => {
+                let vault = match &setup.key {
+                    Some(key) => crate::connections::Vault::from_key_text(key),
+                    None => crate::connections::Vault::ephemeral(),
+                }
+                .map_err(|e| BuildError::Connections(e.to_string()))?;
+                let connections = Arc::new(crate::connections::Connections::new(
+                    setup.configs.clone(),
+                    state.clone(),
+                    vault,
+                    authz.config.issuer.clone(),
+                ));
+                config.sessions.env.attach_connections(connections.clone());
+                Some(connections)
+            }
+            _ => None,
+        };
         let table = ProcessTable::start()?;
         let tls = match &config.tls {
             Some(cfg) => {
@@ -124,6 +144,7 @@ impl App {
             auth,
             governance,
             authz,
+            connections,
         });
         Ok(App { config, state, tls })
     }

@@ -2,8 +2,9 @@
 //! when it loads, errors as `FILE:LINE:COLUMN: what is wrong`.
 //!
 //! Sections: `[policy]`, `[[rule]]`, `[[argument]]`, `[[redact]]`, `[[mark]]`,
-//! `[[rate_limit]]` (see [`crate::policy::config`]) and `[audit]`. The annotated reference
-//! is `examples/warden.toml`.
+//! `[[rate_limit]]` (see [`crate::policy::config`]), `[audit]` and `[[connection]]` (users'
+//! upstream connections, see [`crate::connections`]). The annotated reference is
+//! `examples/warden.toml`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,10 +13,12 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::audit::{AuditConfig, OnFull, Output};
+use crate::connections::{ConnectionConfig, Provider};
 use crate::policy::config::{
     ArgumentSpec, MarkSpec, PolicyOptions, RateLimitSpec, RedactSpec, RuleSpec, line_col,
 };
 use crate::policy::{self, Policy, PolicySpec};
+use crate::secret::Secret;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -34,6 +37,29 @@ struct WardenFile {
     #[serde(default)]
     rate_limit: Vec<RateLimitSpec>,
     audit: Option<AuditSpec>,
+    #[serde(default)]
+    connection: Vec<ConnectionSpec>,
+}
+
+/// `[[connection]]`: one upstream provider users connect their own accounts at.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionSpec {
+    name: Spanned<String>,
+    /// `github`; or leave it out and give `issuer`, or the endpoints.
+    provider: Option<Spanned<String>>,
+    issuer: Option<Spanned<String>>,
+    authorization_endpoint: Option<Spanned<String>>,
+    token_endpoint: Option<Spanned<String>>,
+    revocation_endpoint: Option<Spanned<String>>,
+    client_id: Spanned<String>,
+    client_secret_file: Option<Spanned<String>>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    env: Spanned<String>,
+    file: Option<Spanned<String>>,
+    #[serde(default)]
+    required: bool,
 }
 
 /// `[audit]`.
@@ -65,8 +91,9 @@ fn buffer() -> Spanned<usize> {
 pub struct FileConfig {
     pub policy: Arc<Policy>,
     pub audit: Option<AuditConfig>,
-    /// The files it names that no server may read (the audit log and its key), each with
-    /// the setting that names it.
+    pub connections: Vec<ConnectionConfig>,
+    /// The files it names that no server may read (the audit log and its key, connections'
+    /// client secrets), each with the setting that names it.
     pub files: Vec<(String, PathBuf)>,
 }
 
@@ -140,10 +167,178 @@ pub fn parse(
         .audit
         .map(|a| audit_config(a, text, path, base, read))
         .transpose()?;
+    let mut connections: Vec<ConnectionConfig> = Vec::new();
+    for c in file.connection {
+        if let Some(secret) = &c.client_secret_file {
+            files.push((
+                format!("[[connection]] {} client_secret_file", c.name.get_ref()),
+                resolve_in(base, secret.get_ref()),
+            ));
+        }
+        let compiled = connection_config(c, text, path, base, read)?;
+        if connections.iter().any(|o| o.name == compiled.name) {
+            return Err(FileError(format!(
+                "{}: [[connection]] {:?} is given twice",
+                path.display(),
+                compiled.name
+            )));
+        }
+        connections.push(compiled);
+    }
     Ok(FileConfig {
         policy: Arc::new(policy),
         audit,
+        connections,
         files,
+    })
+}
+
+fn resolve_in(base: &Path, p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+/// Whether a provider endpoint may be used: https, or http to a loopback address (a
+/// provider on the same machine).
+fn endpoint_ok(url: &str) -> bool {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" => u.host().is_some(),
+        Ok(u) if u.scheme() == "http" => match u.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+fn connection_config(
+    c: ConnectionSpec,
+    text: &str,
+    path: &Path,
+    base: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<ConnectionConfig, FileError> {
+    let name = c.name.get_ref().clone();
+    let at = |span: std::ops::Range<usize>, message: &str| {
+        FileError::at(
+            path,
+            text,
+            Some(span),
+            &format!("[[connection]] {name}: {message}"),
+        )
+    };
+    if !crate::connections::valid_name(&name) {
+        return Err(at(
+            c.name.span(),
+            "name: 1 to 32 of a-z, 0-9, - and _ (it appears in URLs and commands)",
+        ));
+    }
+    let endpoint = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<String>, FileError> {
+        match v {
+            None => Ok(None),
+            Some(u) if endpoint_ok(u.get_ref()) => {
+                Ok(Some(u.get_ref().trim_end_matches('/').to_owned()))
+            }
+            Some(u) => Err(at(
+                u.span(),
+                &format!("{key}: an https URL (http only to this machine)"),
+            )),
+        }
+    };
+    let issuer = endpoint(&c.issuer, "issuer")?;
+    let authorization = endpoint(&c.authorization_endpoint, "authorization_endpoint")?;
+    let token = endpoint(&c.token_endpoint, "token_endpoint")?;
+    let revocation = endpoint(&c.revocation_endpoint, "revocation_endpoint")?;
+    let provider = match (&c.provider, issuer, authorization, token) {
+        (Some(p), None, None, None) if p.get_ref() == "github" => Provider::GitHub,
+        (Some(p), ..) if p.get_ref() != "github" => {
+            return Err(at(
+                p.span(),
+                "provider: `github`, or leave it out and give issuer or the endpoints",
+            ));
+        }
+        (None, Some(issuer), None, None) => Provider::Issuer(issuer),
+        (None, None, Some(authorization), Some(token)) => Provider::Endpoints {
+            authorization,
+            token,
+            revocation: revocation.clone(),
+        },
+        _ => {
+            return Err(at(
+                c.name.span(),
+                "give exactly one of provider = \"github\", issuer, or authorization_endpoint with token_endpoint",
+            ));
+        }
+    };
+    if revocation.is_some() && !matches!(provider, Provider::Endpoints { .. }) {
+        return Err(at(
+            c.name.span(),
+            "revocation_endpoint goes with the endpoints (an issuer's is discovered)",
+        ));
+    }
+    if c.client_id.get_ref().trim().is_empty() {
+        return Err(at(c.client_id.span(), "client_id is empty"));
+    }
+    let client_secret = match &c.client_secret_file {
+        None => None,
+        Some(f) => {
+            let bytes = read(&resolve_in(base, f.get_ref()))
+                .map_err(|e| at(f.span(), &format!("client_secret_file: cannot read: {e}")))?;
+            let trimmed = bytes.trim_ascii();
+            if trimmed.is_empty() {
+                return Err(at(f.span(), "client_secret_file is empty"));
+            }
+            Some(Secret::new(trimmed))
+        }
+    };
+    if let Some(s) = c.scopes.iter().find(|s| {
+        s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+    }) {
+        return Err(at(
+            c.name.span(),
+            &format!("scope {s:?} is not a valid OAuth scope"),
+        ));
+    }
+    let env = c.env.get_ref().clone();
+    if env.is_empty()
+        || env.as_bytes()[0].is_ascii_digit()
+        || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(at(c.env.span(), "env: a variable name (A-Z, a-z, 0-9, _)"));
+    }
+    let file = match &c.file {
+        None => None,
+        Some(f) => {
+            let name = f.get_ref();
+            if name.is_empty()
+                || name.len() > 128
+                || name.starts_with('.')
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+            {
+                return Err(at(
+                    f.span(),
+                    "file: a plain file name in the session's work dir (no directories, not hidden)",
+                ));
+            }
+            Some(name.clone())
+        }
+    };
+    Ok(ConnectionConfig {
+        name,
+        provider,
+        client_id: c.client_id.get_ref().trim().to_owned(),
+        client_secret,
+        scopes: c.scopes,
+        env,
+        file,
+        required: c.required,
     })
 }
 
@@ -445,5 +640,120 @@ hmac_key_file = "key"
             "{summary}"
         );
         assert!(cfg.audit.is_some());
+    }
+
+    #[test]
+    fn connections_load_with_their_secret_and_name_the_secret_file() {
+        let cfg = parse_text(
+            r#"
+[[connection]]
+name = "github"
+provider = "github"
+client_id = "Iv1.abc"
+client_secret_file = "github/key"
+scopes = ["repo", "read:org"]
+env = "GITHUB_PERSONAL_ACCESS_TOKEN"
+required = true
+
+[[connection]]
+name = "corp"
+issuer = "https://login.corp.example/"
+client_id = "warden"
+env = "CORP_TOKEN"
+file = "corp-token.json"
+
+[[connection]]
+name = "local"
+authorization_endpoint = "http://127.0.0.1:9000/auth"
+token_endpoint = "http://127.0.0.1:9000/token"
+revocation_endpoint = "http://127.0.0.1:9000/revoke"
+client_id = "x"
+env = "LOCAL_TOKEN"
+"#,
+        )
+        .unwrap();
+        let c = &cfg.connections;
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[0].provider, Provider::GitHub);
+        assert_eq!(
+            c[0].client_secret.as_ref().unwrap().expose(),
+            b"0123456789abcdef0123"
+        );
+        assert!(c[0].required && !c[1].required);
+        assert_eq!(
+            c[1].provider,
+            Provider::Issuer("https://login.corp.example".into())
+        );
+        assert_eq!(c[1].file.as_deref(), Some("corp-token.json"));
+        assert!(matches!(
+            &c[2].provider,
+            Provider::Endpoints {
+                revocation: Some(_),
+                ..
+            }
+        ));
+        assert!(
+            cfg.files.iter().any(
+                |(what, p)| what.contains("github") && p == Path::new("/etc/warden/github/key")
+            ),
+            "{:?}",
+            cfg.files
+        );
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+    }
+
+    #[test]
+    fn each_connection_mistake_is_named_where_it_is() {
+        let base = "client_id = \"x\"\nenv = \"T\"\n";
+        for (entry, wanted) in [
+            (
+                "name = \"GitHub\"\nprovider = \"github\"",
+                "w.toml:3:8: [[connection]] GitHub: name",
+            ),
+            ("name = \"a\"\nprovider = \"gitlab\"", "provider: `github`"),
+            ("name = \"a\"", "give exactly one of"),
+            (
+                "name = \"a\"\nprovider = \"github\"\nissuer = \"https://i.example\"",
+                "give exactly one of",
+            ),
+            (
+                "name = \"a\"\nissuer = \"http://i.example\"",
+                "issuer: an https URL",
+            ),
+            (
+                "name = \"a\"\nauthorization_endpoint = \"https://a.example/a\"",
+                "give exactly one of",
+            ),
+            (
+                "name = \"a\"\nprovider = \"github\"\nclient_secret_file = \"nope\"",
+                "client_secret_file: cannot read",
+            ),
+            (
+                "name = \"a\"\nprovider = \"github\"\nfile = \"../x\"",
+                "file: a plain file name",
+            ),
+            (
+                "name = \"a\"\nprovider = \"github\"\nscopes = [\"a b\"]",
+                "not a valid OAuth scope",
+            ),
+        ] {
+            let text = format!("\n[[connection]]\n{entry}\n{base}");
+            let e = parse_text(&text).err().unwrap_or_default();
+            assert!(e.contains(wanted), "{entry}: {e}");
+        }
+        let bad_env = "\n[[connection]]\nname = \"a\"\nprovider = \"github\"\nclient_id = \"x\"\nenv = \"1X\"\n";
+        assert!(
+            parse_text(bad_env)
+                .unwrap_err()
+                .contains("env: a variable name")
+        );
+        let twice =
+            "[[connection]]\nname = \"a\"\nprovider = \"github\"\nclient_id = \"x\"\nenv = \"T\"\n";
+        assert!(
+            parse_text(&format!("{twice}{twice}"))
+                .unwrap_err()
+                .contains("given twice")
+        );
     }
 }

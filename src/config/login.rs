@@ -133,6 +133,13 @@ pub struct LoginOptions {
     #[arg(long, env = "MCP_WARDEN_SIGNING_KEY_FILE", value_name = "PATH")]
     pub signing_key_file: Option<PathBuf>,
 
+    /// Key that seals users' upstream connection tokens in the state store (AES-256-GCM):
+    /// 32 bytes as hex or base64 (`openssl rand -base64 32`), shared by replicas. Needed by
+    /// `[[connection]]` entries, except with --dev and no state store (nothing outlives the
+    /// process then).
+    #[arg(long, env = "MCP_WARDEN_STATE_KEY_FILE", value_name = "PATH")]
+    pub state_key_file: Option<PathBuf>,
+
     /// A key whose tokens are still accepted and which is published, but never signs
     /// (rotation: the next key before it signs, the previous one after). Repeatable.
     #[arg(

@@ -262,9 +262,19 @@ pub struct WrapConfig {
     pub file: Option<file::FileConfig>,
     /// How `--env-exchange` tokens are obtained (the app builds the client).
     pub exchange: Option<ExchangeSettings>,
+    /// Users' upstream connections, when `--config` has `[[connection]]` entries.
+    pub connections: Option<ConnectionsSetup>,
     /// The sidecar's own secret files, each with the setting that names it: no server may
     /// read them (checked against the sandbox profile before serving).
     pub own_files: Vec<(String, PathBuf)>,
+}
+
+/// What users' upstream connections run with.
+#[derive(Debug, Clone)]
+pub struct ConnectionsSetup {
+    pub configs: Vec<crate::connections::ConnectionConfig>,
+    /// The state key's text (`None`: an in-memory store, sealed with a key of the process).
+    pub key: Option<crate::secret::Secret>,
 }
 
 /// A configuration that cannot work, with what to do about it.
@@ -407,7 +417,14 @@ impl WrapConfig {
         let (public_url, public_prefix) =
             endpoint_url(o.listen, &o.path, o.public_url.as_deref(), tls.is_some())?;
         let http = http::http_config(&o, &public_url, &public_prefix)?;
-        let server = sandbox::server_setup(&o, &imported_env, env, helper_exe)?;
+        let file = o
+            .config
+            .as_deref()
+            .map(file::load)
+            .transpose()
+            .map_err(|e| ConfigError::Read(e.to_string()))?;
+        let connection_configs = file.as_ref().map_or(&[][..], |f| &f.connections[..]);
+        let server = sandbox::server_setup(&o, &imported_env, connection_configs, env, helper_exe)?;
         // Without authentication every caller is one principal: only the global cap applies.
         let per_principal = (!o.no_auth).then(|| PrincipalLimits {
             max_sessions: o
@@ -456,12 +473,7 @@ impl WrapConfig {
             )?,
             None => None,
         };
-        let file = o
-            .config
-            .as_deref()
-            .map(file::load)
-            .transpose()
-            .map_err(|e| ConfigError::Read(e.to_string()))?;
+        let connections = connections_setup(&o, file.as_ref(), authz.as_ref())?;
         let own_files = own_files(&o, file.as_ref());
         Ok(WrapConfig {
             listen: o.listen,
@@ -475,9 +487,50 @@ impl WrapConfig {
             authz,
             file,
             exchange: server.exchange,
+            connections,
             own_files,
         })
     }
+}
+
+/// Users' upstream connections (`[[connection]]`), when the file has any: they belong to
+/// the users of the built-in authorization server, and their tokens are sealed with the
+/// state key.
+fn connections_setup(
+    o: &WrapOptions,
+    file: Option<&file::FileConfig>,
+    authz: Option<&login::AuthzSetup>,
+) -> Result<Option<ConnectionsSetup>, ConfigError> {
+    let configs = file.map(|f| f.connections.clone()).unwrap_or_default();
+    if configs.is_empty() {
+        if o.login.state_key_file.is_some() {
+            return Err(ConfigError::Login(
+                "--state-key-file seals connection tokens: it needs [[connection]] entries in --config".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(authz) = authz else {
+        return Err(ConfigError::Login(
+            "[[connection]] entries belong to users of the built-in sign-in server: give --login-issuer (or --dev)".into(),
+        ));
+    };
+    let key = match &o.login.state_key_file {
+        Some(path) => Some(crate::secret::Secret::new(
+            read_text("--state-key-file", path)?.into_bytes(),
+        )),
+        None if matches!(authz.store, crate::store::StoreConfig::Memory) => None,
+        None => {
+            return Err(ConfigError::Login(
+                "[[connection]] tokens are sealed with --state-key-file (32 random bytes, e.g. `openssl rand -base64 32 > key`), the same on every replica".into(),
+            ));
+        }
+    };
+    if let Some(k) = &key {
+        crate::connections::Vault::from_key_text(k)
+            .map_err(|e| ConfigError::Login(format!("--state-key-file: {e}")))?;
+    }
+    Ok(Some(ConnectionsSetup { configs, key }))
 }
 
 /// `--replica-id`, or by default `$POD_NAME` or the host name; an empty id turns the prefix
@@ -517,6 +570,8 @@ fn own_files(o: &WrapOptions, file: Option<&file::FileConfig>) -> Vec<(String, P
             &o.login.login_client_secret_file,
         ),
         ("--signing-key-file", &o.login.signing_key_file),
+        ("--state-key-file", &o.login.state_key_file),
+        ("--state-key-file", &o.login.state_key_file),
         ("--state-url-file", &o.login.state_url_file),
         ("--from-mcp-json", &o.from_mcp_json),
         (

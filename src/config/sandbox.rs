@@ -213,6 +213,7 @@ fn exchange_settings(
 pub(super) fn server_setup(
     o: &WrapOptions,
     imported: &[(String, String)],
+    connections: &[crate::connections::ConnectionConfig],
     env: &dyn VarLookup,
     helper_exe: PathBuf,
 ) -> Result<ServerSetup, ConfigError> {
@@ -228,11 +229,19 @@ pub(super) fn server_setup(
         },
     )
     .map_err(|e| ConfigError::Sandbox(e.to_string()))?;
-    let sources = env_sources(sb, imported)?;
+    let mut sources = env_sources(sb, imported)?;
+    sources.extend(connections.iter().map(|c| EnvSource::Connection {
+        name: c.env.clone(),
+        connection: c.name.clone(),
+        required: c.required,
+    }));
     if o.no_auth
-        && let Some(s) = sources
-            .iter()
-            .find(|s| matches!(s, EnvSource::Claim { .. } | EnvSource::Exchange { .. }))
+        && let Some(s) = sources.iter().find(|s| {
+            matches!(
+                s,
+                EnvSource::Claim { .. } | EnvSource::Exchange { .. } | EnvSource::Connection { .. }
+            )
+        })
     {
         return Err(ConfigError::Env(format!(
             "{} comes from the caller's token, which --no-auth does not have",

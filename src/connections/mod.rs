@@ -48,6 +48,9 @@ pub struct ConnectionConfig {
     pub required: bool,
 }
 
+/// How long a connect link can be used.
+const LINK_TTL_SECS: i64 = 3600;
+
 /// Whether `name` may name a connection: it appears in URLs and commands.
 pub fn valid_name(name: &str) -> bool {
     (1..=32).contains(&name.len())
@@ -71,14 +74,22 @@ pub struct Connections {
     configs: Arc<[ConnectionConfig]>,
     store: Store,
     vault: Arc<Vault>,
+    /// Our sign-in server's issuer: its users are the ones with connections.
+    issuer: String,
 }
 
 impl Connections {
-    pub fn new(configs: Vec<ConnectionConfig>, store: Store, vault: Vault) -> Connections {
+    pub fn new(
+        configs: Vec<ConnectionConfig>,
+        store: Store,
+        vault: Vault,
+        issuer: String,
+    ) -> Connections {
         Connections {
             configs: configs.into(),
             store,
             vault: Arc::new(vault),
+            issuer,
         }
     }
 
@@ -106,6 +117,41 @@ impl Connections {
         let tokens = self.vault.open(user, name, &record.sealed)?;
         self.store.touch_connection(user, name, now).await?;
         Ok(Some(Secret::new(tokens.access_token.as_bytes())))
+    }
+
+    /// Where `user` connects `name`: a page of the sign-in server, with a link signed for
+    /// that user and connection that expires after an hour. The page completes it only in a
+    /// browser signed in as that user.
+    pub fn connect_url(&self, user: &str, name: &str, now: i64) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let body = b64.encode(
+            serde_json::json!({"u": user, "c": name, "e": now + LINK_TTL_SECS}).to_string(),
+        );
+        let mac = b64.encode(self.vault.sign_link(body.as_bytes()));
+        format!(
+            "{}/connections/{name}/connect?link={body}.{mac}",
+            self.issuer
+        )
+    }
+
+    /// The user a connect link was signed for, if it is one of ours, for connection `name`,
+    /// and unexpired.
+    pub fn link_user(&self, link: &str, name: &str, now: i64) -> Option<String> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (body, mac) = link.split_once('.')?;
+        let mac = b64.decode(mac).ok()?;
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            &self.vault.sign_link(body.as_bytes()),
+            &mac,
+        )
+        .ok()?;
+        let claims: serde_json::Value = serde_json::from_slice(&b64.decode(body).ok()?).ok()?;
+        let expires = claims.get("e")?.as_i64()?;
+        (claims.get("c")?.as_str()? == name && now < expires)
+            .then(|| claims.get("u")?.as_str().map(str::to_owned))
+            .flatten()
     }
 
     /// Stores what a provider gave `user` for connection `name`, replacing any earlier
@@ -136,6 +182,25 @@ impl Connections {
     }
 }
 
+/// The tokens sessions' environments are given.
+impl crate::credentials::ConnectionTokens for Connections {
+    fn serves(&self, issuer: &str) -> bool {
+        issuer == self.issuer
+    }
+
+    fn access_token<'a>(
+        &'a self,
+        user: &'a str,
+        name: &'a str,
+    ) -> crate::credentials::ConnectionFuture<'a> {
+        Box::pin(async move {
+            Connections::access_token(self, user, name, crate::authz::unix_now())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,7 +220,12 @@ mod tests {
         let store = Store::open(&crate::store::StoreConfig::Memory)
             .await
             .unwrap();
-        let c = Connections::new(Vec::new(), store.clone(), Vault::ephemeral().unwrap());
+        let c = Connections::new(
+            Vec::new(),
+            store.clone(),
+            Vault::ephemeral().unwrap(),
+            "https://as.example".into(),
+        );
         let tokens = Tokens {
             access_token: "alice-access".into(),
             refresh_token: None,
@@ -183,5 +253,44 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn a_connect_link_names_its_user_and_connection_and_expires() {
+        let store = Store::open(&crate::store::StoreConfig::Memory)
+            .await
+            .unwrap();
+        let c = Connections::new(
+            Vec::new(),
+            store,
+            Vault::ephemeral().unwrap(),
+            "https://as.example/p".into(),
+        );
+        let url = c.connect_url("alice", "github", 100);
+        let link = url
+            .strip_prefix("https://as.example/p/connections/github/connect?link=")
+            .unwrap();
+        assert_eq!(c.link_user(link, "github", 101).as_deref(), Some("alice"));
+        assert_eq!(c.link_user(link, "slack", 101), None, "another connection");
+        assert_eq!(
+            c.link_user(link, "github", 100 + LINK_TTL_SECS),
+            None,
+            "expired"
+        );
+        // Another user's name in the body breaks the signature.
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (_, mac) = link.split_once('.').unwrap();
+        let forged = b64.encode(r#"{"u":"mallory","c":"github","e":9999999999}"#);
+        assert_eq!(c.link_user(&format!("{forged}.{mac}"), "github", 101), None);
+        let other = Connections::new(
+            Vec::new(),
+            Store::open(&crate::store::StoreConfig::Memory)
+                .await
+                .unwrap(),
+            Vault::ephemeral().unwrap(),
+            "https://as.example/p".into(),
+        );
+        assert_eq!(other.link_user(link, "github", 101), None, "another key");
     }
 }

@@ -49,9 +49,11 @@ pub enum VaultError {
     Unopenable,
 }
 
-/// Seals and opens connection tokens.
+/// Seals and opens connection tokens, and signs connect links.
 pub struct Vault {
     key: RandomizedNonceKey,
+    /// For connect links: derived from the state key, so every replica signs alike.
+    link_key: zeroize::Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -75,8 +77,18 @@ impl Vault {
         if key.len() != 32 {
             return Err(VaultError::BadKey);
         }
-        let key = RandomizedNonceKey::new(&AES_256_GCM, &key).map_err(|_| VaultError::BadKey)?;
-        Ok(Vault { key })
+        Vault::with_key(&key)
+    }
+
+    fn with_key(key: &[u8]) -> Result<Vault, VaultError> {
+        let link_key = zeroize::Zeroizing::new(hmac(key, b"mcp-warden connect link v1"));
+        let key = RandomizedNonceKey::new(&AES_256_GCM, key).map_err(|_| VaultError::BadKey)?;
+        Ok(Vault { key, link_key })
+    }
+
+    /// HMAC-SHA256 of `data` under the link key.
+    pub fn sign_link(&self, data: &[u8]) -> [u8; 32] {
+        hmac(&self.link_key[..], data)
     }
 
     /// A vault with a random key that lives as long as the process: for state that does too
@@ -84,9 +96,7 @@ impl Vault {
     pub fn ephemeral() -> Result<Vault, VaultError> {
         let mut key = zeroize::Zeroizing::new([0u8; 32]);
         getrandom::fill(&mut key[..]).map_err(|_| VaultError::BadKey)?;
-        let key =
-            RandomizedNonceKey::new(&AES_256_GCM, &key[..]).map_err(|_| VaultError::BadKey)?;
-        Ok(Vault { key })
+        Vault::with_key(&key[..])
     }
 
     /// `tokens`, sealed for `user`'s connection `name`: text for the store.
@@ -135,6 +145,14 @@ fn aad(user: &str, name: &str) -> Vec<u8> {
     out.extend_from_slice(&(name.len() as u64).to_be_bytes());
     out.extend_from_slice(name.as_bytes());
     out
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+    use hmac::Mac as _;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
 fn decode_hex(text: &[u8]) -> Option<Vec<u8>> {

@@ -56,3 +56,16 @@ impl TokenExchanger for crate::auth::exchange::TokenExchangeClient {
         })
     }
 }
+
+/// Future returned by [`ConnectionTokens::access_token`].
+pub type ConnectionFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Secret>, String>> + Send + 'a>>;
+
+/// The access tokens of users' upstream connections (implemented by `connections`): the
+/// token of `user`'s connection `name`, `None` when the user has no usable one. Errors are
+/// short reasons without any token.
+pub trait ConnectionTokens: Send + Sync + fmt::Debug {
+    /// Whether principals of `issuer` are users with connections (our own sign-in).
+    fn serves(&self, issuer: &str) -> bool;
+    fn access_token<'a>(&'a self, user: &'a str, name: &'a str) -> ConnectionFuture<'a>;
+}

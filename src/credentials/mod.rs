@@ -1,7 +1,7 @@
 //! Credentials of each session's server: its environment, built from nothing for each
 //! session from an allow-list of the sidecar's variables and the credentials injected for
 //! that session's principal (static values and files, token claims, RFC 8693 exchanges of
-//! the caller's token). This module stands between `auth` and `child`: the caller's token
+//! the caller's token, the principal's own upstream connections). This module stands between `auth` and `child`: the caller's token
 //! comes in here ([`SessionContext`]) and only the finished [`SessionEnv`] goes on to the
 //! server's spawn; the token itself is never injected.
 //!
@@ -18,7 +18,10 @@ mod source;
 mod tests;
 
 pub use self::env::{EnvValue, SecretSet, SessionEnv};
-pub use self::exchange::{ExchangeFuture, ExchangeRequest, ExchangedToken, TokenExchanger};
+pub use self::exchange::{
+    ConnectionFuture, ConnectionTokens, ExchangeFuture, ExchangeRequest, ExchangedToken,
+    TokenExchanger,
+};
 pub use self::plan::{EnvPlan, SessionContext};
 pub use self::source::{BASE_ENV_PASS, EnvError, EnvSource, claim_text, is_loader_variable};
 pub use crate::secret::Secret;

@@ -10,7 +10,7 @@ use crate::auth::Principal;
 
 use super::Secret;
 use super::env::{EnvValue, SessionEnv};
-use super::exchange::{ExchangeRequest, TokenExchanger};
+use super::exchange::{ConnectionTokens, ExchangeRequest, TokenExchanger};
 use super::source::*;
 
 /// The session a server environment is built for.
@@ -28,6 +28,7 @@ pub struct EnvPlan {
     pass: Vec<(String, OsString)>,
     sources: Vec<EnvSource>,
     exchanger: Option<Arc<dyn TokenExchanger>>,
+    connections: Option<Arc<dyn ConnectionTokens>>,
 }
 
 impl EnvPlan {
@@ -97,12 +98,18 @@ impl EnvPlan {
             pass: captured,
             sources,
             exchanger: None,
+            connections: None,
         })
     }
 
     /// The client `--env-exchange` variables are obtained with (built by the app).
     pub fn attach_exchanger(&mut self, exchanger: Arc<dyn TokenExchanger>) {
         self.exchanger = Some(exchanger);
+    }
+
+    /// Where `[[connection]]` variables' tokens come from (built by the app).
+    pub fn attach_connections(&mut self, connections: Arc<dyn ConnectionTokens>) {
+        self.connections = Some(connections);
     }
 
     pub fn sources(&self) -> &[EnvSource] {
@@ -114,7 +121,10 @@ impl EnvPlan {
         self.sources.iter().any(|s| {
             matches!(
                 s,
-                EnvSource::File { .. } | EnvSource::Exchange { .. } | EnvSource::Imported { .. }
+                EnvSource::File { .. }
+                    | EnvSource::Exchange { .. }
+                    | EnvSource::Imported { .. }
+                    | EnvSource::Connection { .. }
             )
         })
     }
@@ -199,9 +209,44 @@ impl EnvPlan {
                     }
                     EnvValue::Secret(token.access_token)
                 }
+                EnvSource::Connection {
+                    connection,
+                    required,
+                    ..
+                } => match self.connection_token(ctx.principal, connection).await? {
+                    Some(token) => EnvValue::Secret(token),
+                    None if *required => {
+                        return Err(EnvError::ConnectionNeeded {
+                            connection: connection.clone(),
+                        });
+                    }
+                    None => continue,
+                },
             };
             vars.push((source.name().to_owned(), value));
         }
         Ok(SessionEnv { vars, expires_at })
+    }
+
+    /// The token of the principal's connection, if it is a user of our own sign-in with a
+    /// usable one.
+    async fn connection_token(
+        &self,
+        principal: &Principal,
+        connection: &str,
+    ) -> Result<Option<Secret>, EnvError> {
+        let Some(connections) = &self.connections else {
+            return Ok(None);
+        };
+        if !connections.serves(&principal.issuer) {
+            return Ok(None);
+        }
+        connections
+            .access_token(&principal.subject, connection)
+            .await
+            .map_err(|reason| EnvError::Connection {
+                connection: connection.to_owned(),
+                reason,
+            })
     }
 }

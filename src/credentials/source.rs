@@ -62,6 +62,14 @@ pub enum EnvSource {
         audience: String,
         scopes: Vec<String>,
     },
+    /// A `[[connection]]`: the access token of the principal's own connection to an
+    /// upstream provider (secret). Without one, a required connection refuses the session
+    /// ([`EnvError::ConnectionNeeded`]); an optional one leaves the variable out.
+    Connection {
+        name: String,
+        connection: String,
+        required: bool,
+    },
 }
 
 impl EnvSource {
@@ -71,7 +79,8 @@ impl EnvSource {
             | EnvSource::Imported { name, .. }
             | EnvSource::File { name, .. }
             | EnvSource::Claim { name, .. }
-            | EnvSource::Exchange { name, .. } => name,
+            | EnvSource::Exchange { name, .. }
+            | EnvSource::Connection { name, .. } => name,
         }
     }
 
@@ -137,6 +146,10 @@ pub enum EnvError {
     BadFile { name: String, path: PathBuf },
     #[error("the caller's token has no claim {claim:?} for {name}")]
     MissingClaim { name: String, claim: String },
+    #[error("the user has not connected {connection} yet")]
+    ConnectionNeeded { connection: String },
+    #[error("the connection {connection} cannot be used: {reason}")]
+    Connection { connection: String, reason: String },
     #[error("token exchange for {name} failed: {reason}")]
     Exchange { name: String, reason: String },
 }

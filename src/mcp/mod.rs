@@ -33,6 +33,8 @@ pub mod code {
     pub const INTERNAL_ERROR: i64 = -32603;
     /// Implementation-defined server error: the request timed out.
     pub const REQUEST_TIMEOUT: i64 = -32001;
+    /// The user must complete a URL-mode elicitation first (2025-11-25).
+    pub const URL_ELICITATION_REQUIRED: i64 = -32042;
     /// Implementation-defined server error: the wrapped server is gone.
     pub const SERVER_UNAVAILABLE: i64 = -32000;
     /// Implementation-defined: the request was cancelled.

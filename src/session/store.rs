@@ -31,6 +31,9 @@ pub enum CreateError {
     /// The server's environment could not be built (a message for the client).
     #[error("{0}")]
     Credentials(&'static str),
+    /// The principal has not connected a required upstream connection (its name).
+    #[error("the connection {0} is needed")]
+    ConnectionNeeded(String),
 }
 
 /// Why a new session was not admitted.
@@ -137,10 +140,10 @@ impl SessionStore {
         }
         let env = match self.session_env(principal, caller_token).await {
             Ok(env) => env,
-            Err(message) => {
+            Err(e) => {
                 inner.count.fetch_sub(1, Ordering::AcqRel);
                 inner.principals.release(&owner);
-                return Err(CreateError::Credentials(message));
+                return Err(e);
             }
         };
         let id: Arc<str> = new_session_id(inner.config.replica_id.as_deref()).into();
@@ -198,16 +201,29 @@ impl SessionStore {
         &self,
         principal: &Principal,
         caller_token: Option<&str>,
-    ) -> Result<SessionEnv, &'static str> {
+    ) -> Result<SessionEnv, CreateError> {
         let subject = caller_token.map(Secret::new);
         let ctx = SessionContext {
             principal,
             subject_token: subject.as_ref(),
         };
-        self.inner.config.env.resolve(ctx).await.map_err(|e| {
-            tracing::error!(error = %e, "cannot build the MCP server's environment");
-            "cannot start the MCP server: its credentials are unavailable"
-        })
+        self.inner
+            .config
+            .env
+            .resolve(ctx)
+            .await
+            .map_err(|e| match e {
+                crate::credentials::EnvError::ConnectionNeeded { connection } => {
+                    tracing::info!(connection, "a session waits for the user to connect");
+                    CreateError::ConnectionNeeded(connection)
+                }
+                e => {
+                    tracing::error!(error = %e, "cannot build the MCP server's environment");
+                    CreateError::Credentials(
+                        "cannot start the MCP server: its credentials are unavailable",
+                    )
+                }
+            })
     }
 
     /// A live session by id.

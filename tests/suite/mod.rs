@@ -10,6 +10,7 @@ mod bridge;
 mod churn;
 mod clients;
 mod conformance;
+mod connections;
 mod faults;
 mod hostile;
 mod install;

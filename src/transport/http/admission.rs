@@ -47,3 +47,22 @@ pub(crate) async fn audit_room(
     }
     next.run(request).await
 }
+
+/// The answer to a session the principal cannot have before connecting `connection`: its
+/// connect page, signed for this principal.
+pub(crate) fn connection_needed(
+    st: &AppState,
+    principal: &Principal,
+    id: Option<crate::mcp::Id>,
+    connection: String,
+) -> Failure {
+    let url = match &st.connections {
+        Some(c) => c.connect_url(&principal.subject, &connection, crate::authz::unix_now()),
+        None => String::new(),
+    };
+    Failure::ConnectionNeeded {
+        id,
+        connection,
+        url,
+    }
+}

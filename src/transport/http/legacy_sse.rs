@@ -47,6 +47,10 @@ pub(crate) async fn connect(
         Err(CreateError::Credentials(message)) => {
             return Failure::ServerStart(message.to_owned()).into_response();
         }
+        Err(CreateError::ConnectionNeeded(connection)) => {
+            return super::admission::connection_needed(&st, &principal, None, connection)
+                .into_response();
+        }
         Err(CreateError::Refused(why)) => {
             return super::admission::refused(&st, &principal, why).into_response();
         }

@@ -94,6 +94,8 @@ pub struct Shared {
     pub governance: Arc<crate::governance::Governance>,
     /// The built-in authorization server, when one signs users in.
     pub authz: Option<Arc<crate::authz::AuthorizationServer>>,
+    /// Users' upstream connections, when `[[connection]]` entries configure them.
+    pub connections: Option<Arc<crate::connections::Connections>>,
 }
 
 impl AppState {

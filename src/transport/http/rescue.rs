@@ -82,6 +82,14 @@ pub(crate) enum Failure {
     /// ("an HTTP error status … MAY comprise a JSON-RPC error response that has no id"), and
     /// the only answer the legacy `GET /sse` can have, which carries no request.
     ServerStart(String),
+    /// The principal must first connect an upstream account the server needs: the MCP
+    /// URL-elicitation-required error (-32042) naming the connect page, under the request's
+    /// id (none on the legacy `GET /sse`, which carries no request: 403 there).
+    ConnectionNeeded {
+        id: Option<mcp::Id>,
+        connection: String,
+        url: String,
+    },
     /// GET on the legacy message endpoint and the like.
     MethodNotAllowed(&'static str),
     /// A sessionless request refused by the era's ladder (envelope, routing headers,
@@ -195,6 +203,28 @@ impl Failure {
             Failure::SessionlessMethodNotFound(id) => {
                 let body = mcp::error_response(id.as_ref(), mcp::code::METHOD_NOT_FOUND, "Method not found");
                 return json_body(StatusCode::NOT_FOUND, Bytes::from(body));
+            }
+            Failure::ConnectionNeeded { id, connection, url } => {
+                let message = format!(
+                    "Connect your {connection} account before using this server: open {url}"
+                );
+                let elicitation_id = format!("connect-{connection}");
+                let body = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": id.as_ref().map_or(serde_json::Value::Null, mcp::Id::to_value),
+                    "error": {
+                        "code": mcp::code::URL_ELICITATION_REQUIRED,
+                        "message": message,
+                        "data": { "elicitations": [{
+                            "mode": "url",
+                            "elicitationId": elicitation_id,
+                            "url": url,
+                            "message": message,
+                        }]},
+                    },
+                });
+                let status = if id.is_some() { StatusCode::OK } else { StatusCode::FORBIDDEN };
+                return json_body(status, Bytes::from(body.to_string()));
             }
             Failure::MethodNotAllowed(allow) => {
                 let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, mcp::code::INVALID_REQUEST, "Method Not Allowed");

@@ -142,7 +142,7 @@ pub(crate) async fn post(
         .pool
         .get(principal, caller_token, asks)
         .await
-        .map_err(|e| pool_failure(st, principal, e))?;
+        .map_err(|e| pool_failure(st, principal, id.clone(), e))?;
     if !pooled.native {
         if falls_back {
             return Err(Failure::ModernEra);
@@ -432,11 +432,14 @@ fn refused(id: &Option<Id>, refusal: modern::Refusal) -> Failure {
     }
 }
 
-fn pool_failure(st: &AppState, principal: &Principal, e: PoolError) -> Failure {
+fn pool_failure(st: &AppState, principal: &Principal, id: Option<Id>, e: PoolError) -> Failure {
     use crate::session::CreateError;
     match e {
         PoolError::Create(CreateError::Refused(why)) => {
             super::admission::refused(st, principal, why)
+        }
+        PoolError::Create(CreateError::ConnectionNeeded(connection)) => {
+            super::admission::connection_needed(st, principal, id, connection)
         }
         PoolError::Create(CreateError::Credentials(message)) => {
             Failure::ServerStart(message.to_owned())

@@ -467,6 +467,11 @@ async fn initialize(
         Err(CreateError::Credentials(message)) => {
             return Err(Failure::ServerStart(message.to_owned()));
         }
+        Err(CreateError::ConnectionNeeded(connection)) => {
+            return Err(super::admission::connection_needed(
+                st, principal, id, connection,
+            ));
+        }
         Err(CreateError::Refused(why)) => {
             return Err(super::admission::refused(st, principal, why));
         }
