@@ -300,3 +300,64 @@ async fn exchanged_tokens_are_secret_and_expire() {
     .unwrap();
     assert!(echo.resolve(ctx).await.is_err());
 }
+
+/// Connection tokens of two users at one issuer.
+#[derive(Debug)]
+struct TwoUsers;
+
+impl ConnectionTokens for TwoUsers {
+    fn serves(&self, issuer: &str) -> bool {
+        issuer == "https://as.example"
+    }
+    fn access_token<'a>(&'a self, user: &'a str, name: &'a str) -> ConnectionFuture<'a> {
+        Box::pin(async move {
+            Ok(match (user, name) {
+                ("alice", "github") => Some(Secret::new("gho_alice")),
+                ("bob", "github") => Some(Secret::new("gho_bob")),
+                _ => None,
+            })
+        })
+    }
+}
+
+fn connection(name: &str, required: bool) -> EnvSource {
+    EnvSource::Connection {
+        name: name.into(),
+        connection: "github".into(),
+        required,
+    }
+}
+
+#[tokio::test]
+async fn each_user_gets_their_own_connection_token_as_a_secret() {
+    let mut plan = EnvPlan::new(&[], &sidecar_env, vec![connection("GH", true)], None).unwrap();
+    assert!(plan.injects_secrets());
+    // Without the connections attached nothing is known: a required one refuses.
+    assert!(matches!(
+        resolve(&plan, &principal("alice")).await,
+        Err(EnvError::ConnectionNeeded { connection }) if connection == "github"
+    ));
+    plan.attach_connections(Arc::new(TwoUsers));
+    for (user, token) in [("alice", "gho_alice"), ("bob", "gho_bob")] {
+        let env = resolve(&plan, &principal(user)).await.unwrap();
+        assert_eq!(env.get("GH").unwrap().as_bytes(), token.as_bytes());
+        assert!(env.secrets().found_in(format!("x{token}x").as_bytes()));
+    }
+    assert!(matches!(
+        resolve(&plan, &principal("carol")).await,
+        Err(EnvError::ConnectionNeeded { .. })
+    ));
+    // Principals of another issuer are not our users, whatever their subject.
+    let mut foreign = principal("alice");
+    foreign.issuer = "https://other.example".into();
+    assert!(matches!(
+        resolve(&plan, &foreign).await,
+        Err(EnvError::ConnectionNeeded { .. })
+    ));
+    // Optional: the variable is left out.
+    let mut optional =
+        EnvPlan::new(&[], &sidecar_env, vec![connection("GH", false)], None).unwrap();
+    optional.attach_connections(Arc::new(TwoUsers));
+    let env = resolve(&optional, &principal("carol")).await.unwrap();
+    assert!(env.get("GH").is_none());
+}
