@@ -234,6 +234,18 @@ fn main() {
                             send(&out, &text_result(&id, "done"));
                         }
                     }
+                    "http_get" => {
+                        // GET `url` (plain http) with `Authorization: Bearer $<var>`: a
+                        // server acting on an API with the credential it was given.
+                        let url = args.get("url").and_then(Value::as_str).unwrap_or("");
+                        let token = args
+                            .get("var")
+                            .and_then(Value::as_str)
+                            .and_then(|v| std::env::var(v).ok());
+                        let body = http_get(url, token.as_deref())
+                            .unwrap_or_else(|e| format!("request failed: {e}"));
+                        send(&out, &text_result(&id, &body));
+                    }
                     "meta" => {
                         let meta = msg.pointer("/params/_meta").cloned().unwrap_or(Value::Null);
                         send(&out, &text_result(&id, &meta.to_string()));
@@ -491,6 +503,29 @@ fn modern(out: &Out, msg: &Value, method: &str, id: &Value, listeners: &mut Vec<
         _ => return false,
     }
     true
+}
+
+/// A minimal HTTP/1.1 GET of an `http://host:port/path` URL: the status line and body.
+fn http_get(url: &str, bearer: Option<&str>) -> std::io::Result<String> {
+    use std::io::Read;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other("only http:// URLs"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut tcp = std::net::TcpStream::connect(authority)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = bearer
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        tcp,
+        "GET /{path} HTTP/1.1\r\nhost: {authority}\r\n{auth}accept: application/json\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or("");
+    Ok(format!("{status}\n{body}"))
 }
 
 fn num_or(args: &Value, k: &str, d: u64) -> u64 {

@@ -82,11 +82,17 @@ impl App {
                     None => crate::connections::Vault::ephemeral(),
                 }
                 .map_err(|e| BuildError::Connections(e.to_string()))?;
+                let http = crate::auth::fetch::HttpClient::new(
+                    authz.ca_pem.as_deref(),
+                    std::time::Duration::from_secs(10),
+                )
+                .map_err(BuildError::Connections)?;
                 let connections = Arc::new(crate::connections::Connections::new(
                     setup.configs.clone(),
                     state.clone(),
                     vault,
                     authz.config.issuer.clone(),
+                    http,
                 ));
                 config.sessions.env.attach_connections(connections.clone());
                 Some(connections)

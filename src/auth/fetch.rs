@@ -126,6 +126,31 @@ impl HttpClient {
     }
 }
 
+impl HttpClient {
+    /// POSTs a form without HTTP authentication (the form authenticates, where it must) and
+    /// reads a JSON object of at most `limit` bytes.
+    pub async fn post_form_public(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        limit: usize,
+    ) -> Result<serde_json::Map<String, Value>, FetchError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let response = self
+            .client
+            .post(url.clone())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(ACCEPT, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| network(url, &e))?;
+        read_json(url, response, limit).await
+    }
+}
+
 /// The TLS setup of [`HttpClient`], for other outbound clients with their own rules
 /// (client metadata documents).
 pub fn client_tls_config(extra_roots: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {

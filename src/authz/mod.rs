@@ -99,7 +99,9 @@ pub enum UpstreamConfig {
 }
 
 /// How long a sign-in may take, from the client's request to the code.
-const FLOW_TTL_SECS: i64 = 600;
+pub(crate) const FLOW_TTL_SECS: i64 = 600;
+/// How long a browser stays signed in after a sign-in (within its binding cookie's day).
+const WEB_SESSION_SECS: i64 = 8 * 3600;
 /// Upper bound on the groups carried in a token (keeps it under the resource's size limit).
 const MAX_GROUPS: usize = 64;
 
@@ -123,6 +125,14 @@ pub enum Reason {
     NotAllowed,
     BadUserName,
     AlreadyUsed,
+    /// A connect link that is not ours, for another connection, or expired.
+    ConnectLinkInvalid,
+    /// A connect link opened in a browser not signed in here.
+    NotSignedIn,
+    /// A connect link opened in a browser signed in as someone else.
+    OtherUser,
+    /// The provider refused, or its answer could not be used.
+    ConnectionFailed,
 }
 
 impl Reason {
@@ -146,6 +156,10 @@ impl Reason {
             Reason::NotAllowed => "not_allowed",
             Reason::BadUserName => "bad_user_name",
             Reason::AlreadyUsed => "already_used",
+            Reason::ConnectLinkInvalid => "connect_link_invalid",
+            Reason::NotSignedIn => "not_signed_in",
+            Reason::OtherUser => "other_user",
+            Reason::ConnectionFailed => "connection_failed",
         }
     }
 
@@ -179,6 +193,18 @@ impl Reason {
                 "A user name is 1 to 64 letters, digits, dots, dashes, underscores or @."
             }
             Reason::AlreadyUsed => "This sign-in was already completed in another window.",
+            Reason::ConnectLinkInvalid => {
+                "This connect link is not valid or has expired. Ask your MCP client for a new one by starting a new conversation."
+            }
+            Reason::NotSignedIn => {
+                "Open this link in the browser you signed in to this server with, or sign in again from your MCP client first."
+            }
+            Reason::OtherUser => {
+                "This connect link was made for another user. Nothing was connected."
+            }
+            Reason::ConnectionFailed => {
+                "The provider did not complete the connection. Try again from your MCP client."
+            }
         }
     }
 }
@@ -395,8 +421,36 @@ impl AuthorizationServer {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.config.issuer)
+    }
+
+    /// The user (subject) a browser is signed in as here, if it is.
+    pub async fn browser_user(&self, browser: Browser<'_>) -> Result<Option<String>, StoreError> {
+        match browser.cookie {
+            Some(c) => self.store.web_session(&rules::hash(c), unix_now()).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The error page for `reason`.
+    pub(crate) fn refuse(status: u16, reason: Reason) -> AuthzError {
+        page(status, reason)
+    }
+
+    /// A page of this server (its stylesheet, its resource's name).
+    pub(crate) fn connected_page(&self, connection: &str, scopes: &[String]) -> Page {
+        Page {
+            status: 200,
+            html: web::render(&web::ConnectedPage {
+                title: "Connected",
+                resource_name: &self.config.resource_name,
+                css_url: &self.url(web::CSS_PATH),
+                connection,
+                scopes,
+            }),
+            form_target: None,
+        }
     }
 
     /// RFC 8414 metadata (also served as the OpenID discovery document).
@@ -922,6 +976,10 @@ impl AuthorizationServer {
             .claim_flow_by_upstream_state(&rules::hash(state), now)
             .await?
             .ok_or(page(400, Reason::StateMismatch))?;
+        if flow.kind != "authorize" {
+            // Another flow's state (a connection's), brought here: used up, not followed.
+            return Err(page(400, Reason::StateMismatch));
+        }
         let bound = browser
             .cookie
             .is_some_and(|c| rules::same_hash(&rules::hash(c), &flow.browser_hash));
@@ -1109,6 +1167,13 @@ impl AuthorizationServer {
                 ),
                 form_target: None,
             });
+        }
+        // This browser is now signed in as the user: it may complete the user's
+        // connections (and only theirs).
+        if let Some(user) = self.store.user(user_id).await? {
+            self.store
+                .put_web_session(&flow.browser_hash, &user.sub, now, now + WEB_SESSION_SECS)
+                .await?;
         }
         let request_json = serde_json::to_value(&request).unwrap_or(Value::Null);
         if !self
@@ -1433,7 +1498,7 @@ fn origin_of(uri: &str) -> String {
 
 /// Appends parameters to a URI that may have a query of its own.
 /// The PKCE S256 challenge of our verifier for the upstream leg.
-fn s256(verifier: &str) -> String {
+pub(crate) fn s256(verifier: &str) -> String {
     use base64::Engine;
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
@@ -1449,7 +1514,7 @@ fn append_query(uri: &str, pairs: &[(&str, &str)]) -> String {
     }
 }
 
-fn new_secret(prefix: &str) -> Result<String, AuthzError> {
+pub(crate) fn new_secret(prefix: &str) -> Result<String, AuthzError> {
     rules::secret(prefix)
         .ok_or_else(|| AuthzError::Store(StoreError::Unavailable("no randomness".into())))
 }

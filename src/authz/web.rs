@@ -92,6 +92,16 @@ pub struct ErrorPage<'a> {
     pub return_url: Option<&'a str>,
 }
 
+#[derive(Debug, Template)]
+#[template(path = "connected.html")]
+pub struct ConnectedPage<'a> {
+    pub title: &'a str,
+    pub resource_name: &'a str,
+    pub css_url: &'a str,
+    pub connection: &'a str,
+    pub scopes: &'a [String],
+}
+
 /// Renders a template; a template that cannot render is a bug, shown as a bare page.
 pub fn render(t: &impl Template) -> String {
     t.render().unwrap_or_else(|e| {

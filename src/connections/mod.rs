@@ -4,6 +4,7 @@
 //! provider, which scopes and which variable; a user connects once, in a browser, and the
 //! tokens are sealed ([`vault`]) in the authorization server's store.
 
+pub mod flow;
 pub mod vault;
 
 use std::sync::Arc;
@@ -76,6 +77,8 @@ pub struct Connections {
     vault: Arc<Vault>,
     /// Our sign-in server's issuer: its users are the ones with connections.
     issuer: String,
+    /// To the providers.
+    http: crate::auth::fetch::HttpClient,
 }
 
 impl Connections {
@@ -84,12 +87,14 @@ impl Connections {
         store: Store,
         vault: Vault,
         issuer: String,
+        http: crate::auth::fetch::HttpClient,
     ) -> Connections {
         Connections {
             configs: configs.into(),
             store,
             vault: Arc::new(vault),
             issuer,
+            http,
         }
     }
 
@@ -205,6 +210,10 @@ impl crate::credentials::ConnectionTokens for Connections {
 mod tests {
     use super::*;
 
+    fn http() -> crate::auth::fetch::HttpClient {
+        crate::auth::fetch::HttpClient::new(None, std::time::Duration::from_secs(5)).unwrap()
+    }
+
     #[test]
     fn connection_names_are_short_lowercase_words() {
         for good in ["github", "google-workspace", "slack_2"] {
@@ -225,6 +234,7 @@ mod tests {
             store.clone(),
             Vault::ephemeral().unwrap(),
             "https://as.example".into(),
+            http(),
         );
         let tokens = Tokens {
             access_token: "alice-access".into(),
@@ -265,6 +275,7 @@ mod tests {
             store,
             Vault::ephemeral().unwrap(),
             "https://as.example/p".into(),
+            http(),
         );
         let url = c.connect_url("alice", "github", 100);
         let link = url
@@ -290,6 +301,7 @@ mod tests {
                 .unwrap(),
             Vault::ephemeral().unwrap(),
             "https://as.example/p".into(),
+            http(),
         );
         assert_eq!(other.link_user(link, "github", 101), None, "another key");
     }

@@ -471,4 +471,20 @@ pub async fn run(store: &Store) {
             ..conn
         })
     );
+
+    // Web sessions: the last sign-in of a browser wins, until it expires.
+    store
+        .put_web_session("b1", "alice", now, now + 60)
+        .await
+        .unwrap();
+    store
+        .put_web_session("b1", "bob", now, now + 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.web_session("b1", now).await.unwrap().as_deref(),
+        Some("bob")
+    );
+    assert_eq!(store.web_session("b2", now).await.unwrap(), None);
+    assert_eq!(store.web_session("b1", now + 60).await.unwrap(), None);
 }

@@ -164,6 +164,10 @@ const CONNECTIONS: &[&str] = &[
         sealed TEXT NOT NULL, scopes TEXT NOT NULL, state TEXT NOT NULL,
         granted_at BIGINT NOT NULL, expires_at BIGINT, last_used_at BIGINT,
         PRIMARY KEY (user_id, name))",
+    // Browsers signed in at the sign-in server (by the hash of their binding cookie): who
+    // may complete a connection there.
+    "CREATE TABLE web_sessions (browser_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)",
 ];
 
 /// A dynamically registered client (RFC 7591).
@@ -1006,6 +1010,11 @@ impl Store {
             vec![now.into()],
         )
         .await?;
+        self.execute(
+            "DELETE FROM web_sessions WHERE expires_at <= $1",
+            vec![now.into()],
+        )
+        .await?;
         Ok(Purged {
             flows,
             codes,
@@ -1186,6 +1195,45 @@ impl Store {
         )
         .await
         .map(drop)
+    }
+
+    /// Records that a browser signed in as `user_id`, until `expires_at`.
+    pub async fn put_web_session(
+        &self,
+        browser_hash: &str,
+        user_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO web_sessions (browser_hash, user_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (browser_hash) DO UPDATE SET user_id = excluded.user_id,
+                created_at = excluded.created_at, expires_at = excluded.expires_at",
+            vec![
+                browser_hash.into(),
+                user_id.into(),
+                now.into(),
+                expires_at.into(),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Whom a browser is signed in as, if it is.
+    pub async fn web_session(
+        &self,
+        browser_hash: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.one(
+            "SELECT user_id FROM web_sessions WHERE browser_hash = $1 AND expires_at > $2",
+            vec![browser_hash.into(), now.into()],
+        )
+        .await?
+        .map(|r| r.text(0))
+        .transpose()
     }
 
     /// Deletes a connection; the record deleted, if there was one.

@@ -18,6 +18,10 @@
 //   "name": …, "groups": […]}, …}' whose claims (scopes openid email profile groups) come
 //   from UserInfo. The next headless login is --user, or the one set by
 //   POST /__test/next-user?user=NAME.
+// --connection-client ID:SECRET: a confidential native client with the loopback redirect of
+//   mcp-warden's connect flow (/connections/callback, any port): the provider users connect
+//   their accounts at; its access tokens (scope openid) open UserInfo (/me), the API a
+//   server calls as the user.
 // --login-page: instead of that headless login, the provider shows a sign-in page (a form
 //   asking for the user name, posted back to the interaction) for a real browser to fill.
 //
@@ -46,11 +50,13 @@ const { values: a } = parseArgs({
     'upstream-client': { type: 'string' },
     accounts: { type: 'string', default: '{}' },
     'login-page': { type: 'boolean', default: false },
+    'connection-client': { type: 'string' },
   },
 });
 const ACCOUNTS = JSON.parse(a.accounts);
 let nextUser;
 const UPSTREAM = a['upstream-client'] ? a['upstream-client'].split(':') : undefined;
+const CONNECTION = a['connection-client'] ? a['connection-client'].split(':') : undefined;
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const AT_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const EXTRA = Symbol('extraClaims');
@@ -144,6 +150,14 @@ function buildProvider() {
       grant_types: ['authorization_code'],
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1/oauth/callback'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    }] : []), ...(CONNECTION ? [{
+      client_id: CONNECTION[0],
+      client_secret: CONNECTION[1],
+      application_type: 'native',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/connections/callback'],
       token_endpoint_auth_method: 'client_secret_basic',
     }] : [])],
     extraTokenClaims: (ctx, token) => token[EXTRA],

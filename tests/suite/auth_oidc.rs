@@ -96,6 +96,17 @@ impl AuthServer {
             .to_owned()
     }
 
+    /// The user the next headless sign-in at this server is (`POST /__test/next-user`).
+    pub(super) async fn next_user(&self, user: &str) {
+        let r = self
+            .http
+            .post(format!("{}/__test/next-user?user={user}", self.issuer))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+
     async fn rotate(&self, keep_old: bool) {
         let q = if keep_old { "?keep_old=1" } else { "" };
         let r = self

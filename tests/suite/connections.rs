@@ -8,8 +8,11 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use super::auth::{DevWarden, mcp_with};
+use super::auth_oidc::AuthServer;
+use super::authz::Signin;
 use super::policy::dir;
 use crate::support::http::text;
+use crate::support::oauth::{Browser, pkce, register};
 use crate::support::warden_bin;
 
 fn config(required: bool) -> std::path::PathBuf {
@@ -144,4 +147,135 @@ fn connections_need_the_sign_in_server_and_a_state_key() {
         state.join("key").to_str().unwrap(),
     ]);
     assert!(!ok && err.contains("32 bytes"), "{err}");
+}
+
+const CB: &str = "http://127.0.0.1:4000/cb";
+
+/// A sidecar whose users connect their accounts at `provider` (the test authorization
+/// server's connection client): the connection `corp`, required, injected as `CORP_TOKEN`.
+fn connecting_sidecar(provider: &AuthServer) -> Signin {
+    let d = dir("connections-e2e");
+    std::fs::write(d.join("secret"), "conn-secret\n").unwrap();
+    let file = d.join("warden.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[policy]
+default = "allow"
+
+[[connection]]
+name = "corp"
+issuer = "{}"
+client_id = "conn"
+client_secret_file = "secret"
+scopes = ["openid"]
+env = "CORP_TOKEN"
+required = true
+"#,
+            provider.issuer
+        ),
+    )
+    .unwrap();
+    Signin::dev(&["--config", file.to_str().unwrap()])
+}
+
+/// Signs `user` in through the sidecar's pages in `b` (as an MCP client would send them),
+/// and returns the user's access token.
+async fn signed_in(s: &Signin, b: &mut Browser, user: &str) -> String {
+    let client = register(&s.base, &[CB]).await;
+    let p = pkce();
+    let got = s.sign_in(b, &s.request(&client, CB, &p), user).await;
+    let (status, t) = s.redeem(&client, CB, &got["code"], &p.verifier).await;
+    assert_eq!(status, 200, "{t}");
+    t["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The connect link an `initialize` of `token`'s user is answered with.
+async fn connect_link(url: &str, token: &str) -> String {
+    let body: Value = mcp_with(url.to_owned(), token)
+        .post(
+            &json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{},
+            "clientInfo":{"name":"t","version":"1"}}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["error"]["code"], -32042, "{body}");
+    body["error"]["data"]["elicitations"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// What the user's server gets from the provider's UserInfo with the token it was given.
+async fn server_sees(s: &Signin, provider: &AuthServer, token: &str) -> String {
+    let mut m = mcp_with(s.warden.mcp_url(), token);
+    m.initialize().await;
+    let me = format!("{}/me", provider.issuer);
+    let answer = m
+        .call_tool(
+            json!(2),
+            "http_get",
+            json!({"url": me, "var": "CORP_TOKEN"}),
+        )
+        .await;
+    text(&answer)
+}
+
+#[tokio::test]
+async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user() {
+    let provider = AuthServer::start(&["--connection-client", "conn:conn-secret"]);
+    let s = connecting_sidecar(&provider);
+    let url = s.warden.mcp_url();
+    let (mut alice_browser, mut bob_browser) = (Browser::new(), Browser::new());
+    let alice = signed_in(&s, &mut alice_browser, "alice").await;
+    let bob = signed_in(&s, &mut bob_browser, "bob").await;
+    let alice_link = connect_link(&url, &alice).await;
+    let bob_link = connect_link(&url, &bob).await;
+
+    // Another signed-in user's browser cannot complete alice's link, nor can a browser
+    // signed in nowhere: nothing is connected, and the provider is never involved.
+    let hop = bob_browser.get(&alice_link).await;
+    assert_eq!(hop.status, 403, "{}", hop.body);
+    assert!(hop.body.contains("other_user"), "{}", hop.body);
+    let hop = Browser::new().get(&alice_link).await;
+    assert_eq!(hop.status, 403, "{}", hop.body);
+    assert!(hop.body.contains("not_signed_in"), "{}", hop.body);
+    // A link altered to name another connection does not open.
+    let hop = alice_browser
+        .get(&alice_link.replace("/corp/connect", "/other/connect"))
+        .await;
+    assert_eq!(hop.status, 404, "{}", hop.body);
+    let _ = connect_link(&url, &alice).await;
+
+    // Each connects at the provider as themselves.
+    for (browser, link, provider_user) in [
+        (&mut alice_browser, &alice_link, "alice-at-corp"),
+        (&mut bob_browser, &bob_link, "bob-at-corp"),
+    ] {
+        provider.next_user(provider_user).await;
+        let to_provider = browser.get(link).await;
+        assert_eq!(to_provider.status, 303, "{}", to_provider.body);
+        let at = to_provider.location.clone().unwrap();
+        assert!(at.starts_with(&provider.issuer), "{at}");
+        assert!(at.contains("code_challenge_method=S256") && at.contains("state="));
+        let done = browser.follow(&at, "never").await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        assert!(done.body.contains("Connected"), "{}", done.body);
+        assert!(done.body.contains("corp"), "{}", done.body);
+    }
+
+    // Each server acts at the provider as its own user, with a token nobody else saw.
+    let seen = server_sees(&s, &provider, &alice).await;
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(seen.contains("\"sub\":\"alice-at-corp\""), "{seen}");
+    let seen = server_sees(&s, &provider, &bob).await;
+    assert!(seen.contains("\"sub\":\"bob-at-corp\""), "{seen}");
+    // The state of a finished connection does not complete another.
+    let logs = s.warden.logs();
+    assert!(logs.contains("a user connected an account"), "{logs}");
+    assert!(!logs.contains("conn-secret"), "{logs}");
 }

@@ -29,14 +29,22 @@ pub(crate) fn routes(st: &AppState) -> Router<AppState> {
     if st.authz.is_none() {
         return Router::new();
     }
-    let pages = Router::new()
+    let mut pages = Router::new()
         .route("/oauth/authorize", get(authorize).post(authorize))
         .route("/oauth/callback", get(callback))
         .route("/oauth/consent", get(consent_page).post(consent))
         .route("/oauth/dev-login", post(dev_login))
-        .route(web::CSS_PATH, get(css))
-        // DNS-rebinding protection (Host) for pages that set cookies.
-        .layer(middleware::from_fn_with_state(st.clone(), host_check));
+        .route(web::CSS_PATH, get(css));
+    if st.connections.is_some() {
+        pages = pages
+            .route("/connections/{name}/connect", get(connect))
+            .route(
+                crate::connections::flow::CALLBACK_PATH,
+                get(connection_callback),
+            );
+    }
+    // DNS-rebinding protection (Host) for pages that set cookies.
+    let pages = pages.layer(middleware::from_fn_with_state(st.clone(), host_check));
     let api = Router::new()
         .route("/oauth/token", post(token).options(preflight))
         .route("/oauth/revoke", post(revoke).options(preflight))
@@ -113,6 +121,32 @@ async fn callback(State(st): State<AppState>, request: Request) -> Response {
     };
     let query = request.uri().query().unwrap_or("").as_bytes().to_vec();
     let result = srv.callback(&query, browser(srv, request.headers())).await;
+    reply(srv, &st, result)
+}
+
+async fn connect(
+    State(st): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    let (Some(srv), Some(connections)) = (server(&st), &st.connections) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    };
+    let query = request.uri().query().unwrap_or("").as_bytes().to_vec();
+    let result = connections
+        .connect(srv, &name, &query, browser(srv, request.headers()))
+        .await;
+    reply(srv, &st, result)
+}
+
+async fn connection_callback(State(st): State<AppState>, request: Request) -> Response {
+    let (Some(srv), Some(connections)) = (server(&st), &st.connections) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    };
+    let query = request.uri().query().unwrap_or("").as_bytes().to_vec();
+    let result = connections
+        .callback(srv, &query, browser(srv, request.headers()))
+        .await;
     reply(srv, &st, result)
 }
 

@@ -1,0 +1,327 @@
+//! Connecting an account, in the browser: the link a session's -32042 named leads to the
+//! provider's authorization code flow (PKCE S256, a `state` of ours), and its answer to
+//! sealed tokens in the store.
+//!
+//! Who completes it: the link is signed for one user and one connection
+//! ([`Connections::connect_url`]); the browser must be signed in at our sign-in server as
+//! that user; the flow is bound to that browser (its cookie) and its state opens once. A
+//! link that leaked is useless to anyone else, and nobody can attach their provider account
+//! to another user's server.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use url::Url;
+
+use super::{ConnectionConfig, Connections, Provider, Tokens};
+use crate::authz::rules::{self, Params};
+use crate::authz::{
+    Answer, AuthorizationServer, AuthzError, Browser, FLOW_TTL_SECS, Reason, Reply, new_secret,
+    s256, unix_now,
+};
+use crate::store::{FlowRecord, FlowStep};
+
+/// The flow kind in the flows table.
+const KIND: &str = "connect";
+/// The path of the provider's redirect back to us, under the issuer.
+pub const CALLBACK_PATH: &str = "/connections/callback";
+/// Largest provider answer read.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// What a connect flow remembers until the callback.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pending {
+    connection: String,
+    user: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Secrets {
+    verifier: String,
+}
+
+/// A provider's endpoints.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub authorization: Url,
+    pub token: Url,
+    pub revocation: Option<Url>,
+}
+
+fn refuse(status: u16, reason: Reason) -> AuthzError {
+    AuthorizationServer::refuse(status, reason)
+}
+
+impl Connections {
+    /// `GET /connections/{name}/connect?link=…`: checks the link and the browser, then
+    /// sends the browser to the provider.
+    pub async fn connect(
+        &self,
+        srv: &AuthorizationServer,
+        name: &str,
+        query: &[u8],
+        browser: Browser<'_>,
+    ) -> Result<Reply, AuthzError> {
+        let now = unix_now();
+        let config = self
+            .config(name)
+            .ok_or(refuse(404, Reason::ConnectLinkInvalid))?;
+        let p = Params::parse(query);
+        let user = p
+            .get("link")
+            .and_then(|l| self.link_user(l, name, now))
+            .ok_or(refuse(400, Reason::ConnectLinkInvalid))?;
+        let (Some(cookie), Some(signed_in)) = (browser.cookie, srv.browser_user(browser).await?)
+        else {
+            return Err(refuse(403, Reason::NotSignedIn));
+        };
+        if signed_in != user {
+            tracing::warn!(
+                connection = name,
+                reason = "other_user",
+                "a connect link was opened in a browser signed in as another user"
+            );
+            return Err(refuse(403, Reason::OtherUser));
+        }
+        let endpoints = self.endpoints(config).await.map_err(|e| {
+            tracing::warn!(connection = name, error = %e, "the provider's endpoints are unavailable");
+            refuse(502, Reason::ConnectionFailed)
+        })?;
+        let state = new_secret("")?;
+        let verifier = new_secret("")?;
+        let challenge = s256(&verifier);
+        self.store
+            .put_flow(&FlowRecord {
+                flow_hash: rules::hash(&new_secret("")?),
+                kind: KIND.into(),
+                step: FlowStep::Upstream,
+                browser_hash: rules::hash(cookie),
+                csrf_hash: None,
+                upstream_state_hash: Some(rules::hash(&state)),
+                upstream_secrets: serde_json::to_string(&Secrets { verifier }).ok(),
+                request: serde_json::to_value(Pending {
+                    connection: name.to_owned(),
+                    user: user.clone(),
+                })
+                .unwrap_or(Value::Null),
+                user_id: Some(user),
+                created_at: now,
+                expires_at: now + FLOW_TTL_SECS,
+            })
+            .await?;
+        let mut url = endpoints.authorization;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &config.client_id)
+            .append_pair("redirect_uri", &srv.url(CALLBACK_PATH))
+            .append_pair("state", &state)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        if !config.scopes.is_empty() {
+            url.query_pairs_mut()
+                .append_pair("scope", &config.scopes.join(" "));
+        }
+        Ok(Reply {
+            answer: Answer::Redirect(url.to_string()),
+            set_cookie: None,
+        })
+    }
+
+    /// `GET /connections/callback`: the provider's answer, in the browser that started the
+    /// flow and is still signed in as its user.
+    pub async fn callback(
+        &self,
+        srv: &AuthorizationServer,
+        query: &[u8],
+        browser: Browser<'_>,
+    ) -> Result<Reply, AuthzError> {
+        let now = unix_now();
+        let p = Params::parse(query);
+        if p.duplicated().is_some() {
+            return Err(refuse(400, Reason::DuplicateParameter));
+        }
+        let state = p.get("state").ok_or(refuse(400, Reason::StateMismatch))?;
+        // Claimed once, whoever presents it: a replayed or foreign state burns the flow.
+        let flow = self
+            .store
+            .claim_flow_by_upstream_state(&rules::hash(state), now)
+            .await?
+            .ok_or(refuse(400, Reason::StateMismatch))?;
+        let _ = self
+            .store
+            .finish_flow(&flow.flow_hash, FlowStep::Callback)
+            .await;
+        if flow.kind != KIND {
+            return Err(refuse(400, Reason::StateMismatch));
+        }
+        let bound = browser
+            .cookie
+            .is_some_and(|c| rules::same_hash(&rules::hash(c), &flow.browser_hash));
+        if !bound {
+            tracing::warn!(
+                "a provider's answer arrived in a browser that did not start its connection"
+            );
+            return Err(refuse(400, Reason::ForeignBrowser));
+        }
+        let pending: Pending = serde_json::from_value(flow.request.clone())
+            .map_err(|_| refuse(400, Reason::StateMismatch))?;
+        if srv.browser_user(browser).await?.as_deref() != Some(pending.user.as_str()) {
+            return Err(refuse(403, Reason::OtherUser));
+        }
+        let config = self
+            .config(&pending.connection)
+            .ok_or(refuse(400, Reason::ConnectLinkInvalid))?;
+        if p.get("error").is_some() {
+            // The provider's own text stays out of the page.
+            tracing::info!(connection = %pending.connection, "the provider did not grant the connection");
+            return Err(refuse(400, Reason::ConnectionFailed));
+        }
+        let code = p.get("code").ok_or(refuse(400, Reason::ConnectionFailed))?;
+        let secrets: Secrets = flow
+            .upstream_secrets
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or(refuse(400, Reason::StateMismatch))?;
+        let endpoints = self.endpoints(config).await.map_err(|e| {
+            tracing::warn!(connection = %pending.connection, error = %e, "the provider's endpoints are unavailable");
+            refuse(502, Reason::ConnectionFailed)
+        })?;
+        let answer = self
+            .redeem(config, &endpoints.token, code, &srv.url(CALLBACK_PATH), &secrets.verifier)
+            .await
+            .map_err(|e| {
+                tracing::warn!(connection = %pending.connection, error = %e, "the provider refused its code");
+                refuse(502, Reason::ConnectionFailed)
+            })?;
+        let Some(access_token) = answer.get("access_token").and_then(Value::as_str) else {
+            tracing::warn!(connection = %pending.connection, "the provider's answer has no access token");
+            return Err(refuse(502, Reason::ConnectionFailed));
+        };
+        let tokens = Tokens {
+            access_token: access_token.to_owned(),
+            refresh_token: answer
+                .get("refresh_token")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        // The scopes granted, when the provider says (RFC 6749 §5.1), else those asked for.
+        let scopes: Vec<String> = match answer.get("scope").and_then(Value::as_str) {
+            Some(s) => s
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => config.scopes.clone(),
+        };
+        let expires_at = answer
+            .get("expires_in")
+            .and_then(Value::as_i64)
+            .filter(|s| *s > 0)
+            .map(|s| now + s);
+        self.store_tokens(
+            &pending.user,
+            &pending.connection,
+            &tokens,
+            scopes.clone(),
+            expires_at,
+            now,
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(connection = %pending.connection, error = %e, "cannot store a connection");
+            refuse(500, Reason::ConnectionFailed)
+        })?;
+        tracing::info!(connection = %pending.connection, "a user connected an account");
+        Ok(Reply {
+            answer: Answer::Page(srv.connected_page(&pending.connection, &scopes)),
+            set_cookie: None,
+        })
+    }
+
+    /// Where the provider of `config` authorizes and issues tokens.
+    pub async fn endpoints(&self, config: &ConnectionConfig) -> Result<Endpoints, String> {
+        let parse = |u: &str| Url::parse(u).map_err(|e| format!("{u}: {e}"));
+        match &config.provider {
+            Provider::GitHub => Ok(Endpoints {
+                authorization: parse("https://github.com/login/oauth/authorize")?,
+                token: parse("https://github.com/login/oauth/access_token")?,
+                revocation: None,
+            }),
+            Provider::Endpoints {
+                authorization,
+                token,
+                revocation,
+            } => Ok(Endpoints {
+                authorization: parse(authorization)?,
+                token: parse(token)?,
+                revocation: revocation.as_deref().map(parse).transpose()?,
+            }),
+            Provider::Issuer(issuer) => {
+                // RFC 8414 first, then OpenID discovery; the document must name its issuer.
+                let mut last = String::new();
+                for well_known in [
+                    "/.well-known/oauth-authorization-server",
+                    "/.well-known/openid-configuration",
+                ] {
+                    let url = parse(&format!("{issuer}{well_known}"))?;
+                    match self.http.get_json(&url, MAX_ANSWER_BYTES).await {
+                        Ok(doc) => {
+                            let body = doc.body;
+                            if body.get("issuer").and_then(Value::as_str) != Some(issuer) {
+                                return Err(format!("{url} names another issuer"));
+                            }
+                            let field = |k: &str| {
+                                body.get(k)
+                                    .and_then(Value::as_str)
+                                    .ok_or_else(|| format!("{url} has no {k}"))
+                                    .and_then(parse)
+                            };
+                            return Ok(Endpoints {
+                                authorization: field("authorization_endpoint")?,
+                                token: field("token_endpoint")?,
+                                revocation: field("revocation_endpoint").ok(),
+                            });
+                        }
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+                Err(last)
+            }
+        }
+    }
+
+    /// Redeems the provider's code: client authentication by HTTP Basic (RFC 6749 §2.3.1),
+    /// or, at GitHub, in the form as it documents.
+    async fn redeem(
+        &self,
+        config: &ConnectionConfig,
+        token: &Url,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Result<serde_json::Map<String, Value>, String> {
+        let secret = config
+            .client_secret
+            .as_ref()
+            .ok_or("the connection has no client secret")?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ];
+        let in_form = secret.expose_str();
+        if config.provider == Provider::GitHub {
+            form.push(("client_id", &config.client_id));
+            form.push(("client_secret", &in_form));
+            return self
+                .http
+                .post_form_public(token, &form, MAX_ANSWER_BYTES)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        self.http
+            .post_form(token, &config.client_id, secret, &form, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
