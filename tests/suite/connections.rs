@@ -279,3 +279,63 @@ async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user()
     assert!(logs.contains("a user connected an account"), "{logs}");
     assert!(!logs.contains("conn-secret"), "{logs}");
 }
+
+#[tokio::test]
+async fn a_user_connects_in_a_real_browser_on_the_providers_own_page() {
+    use crate::support::chromium::{Chromium, Site};
+    let provider = AuthServer::start(&["--connection-client", "conn:conn-secret", "--login-page"]);
+    let s = connecting_sidecar(&provider);
+    let app = Site::start().await;
+    app.page("/cb", "<!doctype html><p>Back in the application.</p>");
+    let cb = app.url("/cb");
+    let client = register(&s.base, &[&cb]).await;
+    let p = pkce();
+    // Signed in at the sidecar, in the browser, as an MCP client sends its user.
+    let chrome = Chromium::start().await;
+    chrome
+        .goto(&s.url(&[
+            ("response_type", "code"),
+            ("client_id", &client),
+            ("redirect_uri", &cb),
+            ("code_challenge", &p.challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "browser-state"),
+            ("scope", "mcp:tools"),
+        ]))
+        .await;
+    chrome.fill("#user", "dana").await;
+    chrome.click("button.primary").await;
+    chrome.wait_url(&format!("{}/oauth/consent", s.base)).await;
+    chrome.click("button[value=allow]").await;
+    let back = chrome.wait_url(&cb).await;
+    let code = url::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let (status, t) = s.redeem(&client, &cb, &code, &p.verifier).await;
+    assert_eq!(status, 200, "{t}");
+    let dana = t["access_token"].as_str().unwrap().to_owned();
+    // The link the client shows, opened in that browser: the provider's own sign-in page,
+    // then back to the sidecar's page saying what was connected.
+    let link = connect_link(&s.warden.mcp_url(), &dana).await;
+    chrome.goto(&link).await;
+    chrome
+        .wait_url(&format!("{}/interaction/", provider.issuer))
+        .await;
+    assert!(chrome.text().await.contains("Sign in to the provider"));
+    chrome.fill("#provider-user", "dana-at-corp").await;
+    chrome.click("#provider-continue").await;
+    chrome
+        .wait_url(&format!("{}/connections/callback", s.base))
+        .await;
+    let page = chrome.text().await;
+    assert!(
+        page.contains("Connected") && page.contains("corp"),
+        "{page}"
+    );
+    chrome.close().await;
+    let seen = server_sees(&s, &provider, &dana).await;
+    assert!(seen.contains("\"sub\":\"dana-at-corp\""), "{seen}");
+}
