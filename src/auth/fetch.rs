@@ -108,12 +108,42 @@ impl HttpClient {
         form: &[(&str, &str)],
         limit: usize,
     ) -> Result<serde_json::Map<String, Value>, FetchError> {
+        let response = self.send_form(url, client_id, client_secret, form).await?;
+        read_json(url, response, limit).await
+    }
+
+    /// POSTs a form as [`HttpClient::post_form`] does, to an endpoint that answers success
+    /// with no content (RFC 7009 revocation).
+    pub async fn post_form_empty(
+        &self,
+        url: &Url,
+        client_id: &str,
+        client_secret: &super::Secret,
+        form: &[(&str, &str)],
+    ) -> Result<(), FetchError> {
+        let response = self.send_form(url, client_id, client_secret, form).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(FetchError::Status {
+                url: url.to_string(),
+                status: status.as_u16(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn send_form(
+        &self,
+        url: &Url,
+        client_id: &str,
+        client_secret: &super::Secret,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::Response, FetchError> {
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
-        let response = self
-            .client
+        self.client
             .post(url.clone())
             .basic_auth(enc(client_id), Some(enc(&client_secret.expose_str())))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -121,8 +151,7 @@ impl HttpClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| network(url, &e))?;
-        read_json(url, response, limit).await
+            .map_err(|e| network(url, &e))
     }
 }
 

@@ -438,6 +438,30 @@ impl AuthorizationServer {
         page(status, reason)
     }
 
+    /// The signed-in user's connections, with a form (`flow`, `csrf`) to revoke each.
+    pub(crate) fn connections_page(
+        &self,
+        user: &str,
+        flow: &str,
+        csrf: &str,
+        rows: Vec<web::ConnectionRow>,
+    ) -> Page {
+        Page {
+            status: 200,
+            html: web::render(&web::ConnectionsPage {
+                title: "Your connected accounts",
+                resource_name: &self.config.resource_name,
+                css_url: &self.url(web::CSS_PATH),
+                user,
+                action: &self.url("/connections/revoke"),
+                flow,
+                csrf,
+                rows,
+            }),
+            form_target: None,
+        }
+    }
+
     /// A page of this server (its stylesheet, its resource's name).
     pub(crate) fn connected_page(&self, connection: &str, scopes: &[String]) -> Page {
         Page {
@@ -842,10 +866,11 @@ impl AuthorizationServer {
     /// The flow a form was posted for, after the checks every POST gets: from our own
     /// pages (Fetch Metadata, Origin), by the browser that started it (cookie), with the
     /// token of the page it was shown (CSRF).
-    async fn posted_flow(
+    pub(crate) async fn posted_flow(
         &self,
         form: &[(String, String)],
         browser: Browser<'_>,
+        kind: &str,
         step: FlowStep,
         now: i64,
     ) -> Result<(String, FlowRecord), AuthzError> {
@@ -869,6 +894,9 @@ impl AuthorizationServer {
         };
         let flow_id = field("flow").ok_or(page(400, Reason::FlowExpired))?;
         let flow = self.bound_flow(flow_id, browser, step, now).await?;
+        if flow.kind != kind {
+            return Err(page(400, Reason::FlowExpired));
+        }
         let csrf_ok = match (field("csrf"), &flow.csrf_hash) {
             (Some(token), Some(expected)) => rules::same_hash(&rules::hash(token), expected),
             _ => false,
@@ -910,7 +938,7 @@ impl AuthorizationServer {
         }
         let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
         let (flow_id, flow) = self
-            .posted_flow(&form, browser, FlowStep::Login, now)
+            .posted_flow(&form, browser, "authorize", FlowStep::Login, now)
             .await?;
         let name = form
             .iter()
@@ -1229,6 +1257,9 @@ impl AuthorizationServer {
         let flow = self
             .bound_flow(flow_id, browser, FlowStep::Consent, now)
             .await?;
+        if flow.kind != "authorize" {
+            return Err(page(400, Reason::FlowExpired));
+        }
         let request: Request = serde_json::from_value(flow.request.clone())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let user_id = flow.user_id.clone().unwrap_or_default();
@@ -1299,7 +1330,7 @@ impl AuthorizationServer {
         let now = unix_now();
         let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
         let (_, flow) = self
-            .posted_flow(&form, browser, FlowStep::Consent, now)
+            .posted_flow(&form, browser, "authorize", FlowStep::Consent, now)
             .await?;
         let request: Request = serde_json::from_value(flow.request.clone())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;

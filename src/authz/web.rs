@@ -102,6 +102,31 @@ pub struct ConnectedPage<'a> {
     pub scopes: &'a [String],
 }
 
+/// One row of the connections page.
+#[derive(Debug, Clone)]
+pub struct ConnectionRow {
+    pub name: String,
+    pub provider: String,
+    pub scopes: Vec<String>,
+    pub granted: String,
+    pub last_used: String,
+    pub state: &'static str,
+    pub revocable: bool,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "connections.html")]
+pub struct ConnectionsPage<'a> {
+    pub title: &'a str,
+    pub resource_name: &'a str,
+    pub css_url: &'a str,
+    pub user: &'a str,
+    pub action: &'a str,
+    pub flow: &'a str,
+    pub csrf: &'a str,
+    pub rows: Vec<ConnectionRow>,
+}
+
 /// Renders a template; a template that cannot render is a bug, shown as a bare page.
 pub fn render(t: &impl Template) -> String {
     t.render().unwrap_or_else(|e| {

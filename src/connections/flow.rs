@@ -325,3 +325,183 @@ impl Connections {
             .map_err(|e| e.to_string())
     }
 }
+
+/// A connection revoked: whose, which, and the token its user's sessions were given (to end
+/// them).
+pub struct Revoked {
+    pub user: String,
+    pub connection: String,
+    pub access_token: crate::secret::Secret,
+}
+
+impl std::fmt::Debug for Revoked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revoked")
+            .field("connection", &self.connection)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The flow kind of a connections page (its revoke forms).
+const PAGE_KIND: &str = "connections";
+
+impl Connections {
+    /// `GET /connections`: the signed-in user's connections, each with a revoke form.
+    pub async fn page(
+        &self,
+        srv: &AuthorizationServer,
+        browser: Browser<'_>,
+    ) -> Result<Reply, AuthzError> {
+        let now = unix_now();
+        let (Some(cookie), Some(user)) = (browser.cookie, srv.browser_user(browser).await?) else {
+            return Err(refuse(403, Reason::NotSignedIn));
+        };
+        let flow = new_secret("")?;
+        let csrf = new_secret("")?;
+        self.store
+            .put_flow(&FlowRecord {
+                flow_hash: rules::hash(&flow),
+                kind: PAGE_KIND.into(),
+                step: FlowStep::Consent,
+                browser_hash: rules::hash(cookie),
+                csrf_hash: Some(rules::hash(&csrf)),
+                upstream_state_hash: None,
+                upstream_secrets: None,
+                request: Value::Null,
+                user_id: Some(user.clone()),
+                created_at: now,
+                expires_at: now + FLOW_TTL_SECS,
+            })
+            .await?;
+        let stored = self.store.connections(Some(&user)).await?;
+        let rows = self
+            .configs
+            .iter()
+            .map(|c| {
+                let record = stored.iter().find(|r| r.name == c.name);
+                let provider = match &c.provider {
+                    Provider::GitHub => "GitHub".to_owned(),
+                    Provider::Issuer(i) => host_of(i),
+                    Provider::Endpoints { authorization, .. } => host_of(authorization),
+                };
+                let ago = |t: Option<i64>| t.map_or("never".to_owned(), |t| web_age(now - t));
+                crate::authz::web::ConnectionRow {
+                    name: c.name.clone(),
+                    provider,
+                    scopes: record.map_or_else(Vec::new, |r| r.scopes.clone()),
+                    granted: record.map_or("—".to_owned(), |r| web_age(now - r.granted_at)),
+                    last_used: record.map_or("—".to_owned(), |r| ago(r.last_used_at)),
+                    state: match record.map(|r| r.state) {
+                        Some(crate::store::ConnectionState::Active) => "connected",
+                        Some(crate::store::ConnectionState::NeedsConsent) => {
+                            "needs connecting again"
+                        }
+                        None => "not connected",
+                    },
+                    revocable: record.is_some(),
+                }
+            })
+            .collect();
+        Ok(Reply {
+            answer: Answer::Page(srv.connections_page(&user, &flow, &csrf, rows)),
+            set_cookie: None,
+        })
+    }
+
+    /// `POST /connections/revoke`: from the user's own connections page (same origin, its
+    /// CSRF token, the browser that was shown it, still signed in as that user).
+    pub async fn revoke_posted(
+        &self,
+        srv: &AuthorizationServer,
+        body: &[u8],
+        browser: Browser<'_>,
+    ) -> Result<(Reply, Option<Revoked>), AuthzError> {
+        let now = unix_now();
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+        let (_, flow) = srv
+            .posted_flow(&form, browser, PAGE_KIND, FlowStep::Consent, now)
+            .await?;
+        let user = flow.user_id.clone().unwrap_or_default();
+        if srv.browser_user(browser).await?.as_deref() != Some(user.as_str()) {
+            return Err(refuse(403, Reason::NotSignedIn));
+        }
+        let name = form
+            .iter()
+            .find(|(k, _)| k == "connection")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let revoked = self.revoke(&user, name).await.map_err(|e| {
+            tracing::error!(connection = name, error = %e, "cannot revoke a connection");
+            refuse(500, Reason::ConnectionFailed)
+        })?;
+        Ok((
+            Reply {
+                answer: Answer::Redirect(srv.url("/connections")),
+                set_cookie: None,
+            },
+            revoked,
+        ))
+    }
+
+    /// Forgets `user`'s connection `name` here and, where the provider has a revocation
+    /// endpoint (RFC 7009), there. `None` when there was none.
+    pub async fn revoke(
+        &self,
+        user: &str,
+        name: &str,
+    ) -> Result<Option<Revoked>, super::ConnectionError> {
+        let Some(record) = self.store.delete_connection(user, name).await? else {
+            return Ok(None);
+        };
+        let tokens = match self.vault.open(user, name, &record.sealed) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(connection = name, error = %e, "a revoked connection could not be opened: the provider was not told");
+                return Ok(None);
+            }
+        };
+        if let Some(config) = self.config(name) {
+            self.revoke_at_provider(config, &tokens).await;
+        }
+        tracing::info!(connection = name, "a connection was revoked");
+        Ok(Some(Revoked {
+            user: user.to_owned(),
+            connection: name.to_owned(),
+            access_token: crate::secret::Secret::new(tokens.access_token.as_bytes()),
+        }))
+    }
+
+    /// Best effort: the provider forgets the grant (its refresh token, else the access
+    /// token). A provider without a revocation endpoint keeps it until it expires.
+    async fn revoke_at_provider(&self, config: &ConnectionConfig, tokens: &Tokens) {
+        let Ok(endpoints) = self.endpoints(config).await else {
+            return;
+        };
+        let (Some(url), Some(secret)) = (endpoints.revocation, &config.client_secret) else {
+            return;
+        };
+        let (token, hint) = match &tokens.refresh_token {
+            Some(r) => (r.as_str(), "refresh_token"),
+            None => (tokens.access_token.as_str(), "access_token"),
+        };
+        let form = [("token", token), ("token_type_hint", hint)];
+        if let Err(e) = self
+            .http
+            .post_form_empty(&url, &config.client_id, secret, &form)
+            .await
+        {
+            tracing::warn!(connection = %config.name, error = %e, "the provider's revocation failed");
+        }
+    }
+}
+
+fn host_of(url: &str) -> String {
+    Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn web_age(seconds: i64) -> String {
+    crate::authz::web::age(seconds)
+}

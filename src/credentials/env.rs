@@ -28,6 +28,14 @@ impl SecretSet {
         self.0.is_empty()
     }
 
+    /// Whether `value` is one of the secrets (compared in constant time).
+    pub fn contains(&self, value: &[u8]) -> bool {
+        self.values().any(|s| {
+            s.len() == value.len()
+                && aws_lc_rs::constant_time::verify_slices_are_equal(s, value).is_ok()
+        })
+    }
+
     /// Whether `text` contains any of the secrets.
     pub fn found_in(&self, text: &[u8]) -> bool {
         self.values()

@@ -99,6 +99,8 @@ pub(super) enum EndReason {
     Idle,
     /// An exchanged credential of the server expired: a server never keeps using one.
     CredentialExpired,
+    /// A credential of the server was revoked (a user's connection).
+    CredentialRevoked,
     Shutdown,
     StreamClosed,
 }
@@ -114,6 +116,7 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::StreamClosed => "stream_closed",
             EndReason::CredentialExpired => "credential_expired",
+            EndReason::CredentialRevoked => "credential_revoked",
         }
     }
 
@@ -127,6 +130,9 @@ impl EndReason {
             EndReason::Idle => "the session expired".into(),
             EndReason::CredentialExpired => {
                 "the session's credentials expired: start a new session".into()
+            }
+            EndReason::CredentialRevoked => {
+                "a credential of the session was revoked: start a new session".into()
             }
             EndReason::Shutdown => "the server is shutting down".into(),
         }

@@ -240,6 +240,23 @@ impl SessionStore {
         });
     }
 
+    /// Ends the sessions of `owner` (a principal's session key) whose server was given
+    /// `secret`, because it was revoked. How many ended.
+    pub fn end_carrying(&self, owner: &str, secret: &[u8]) -> usize {
+        let carrying: Vec<Arc<Session>> = self
+            .inner
+            .sessions
+            .read()
+            .values()
+            .filter(|s| s.owner() == owner && s.secrets().contains(secret))
+            .cloned()
+            .collect();
+        for s in &carrying {
+            s.end(EndReason::CredentialRevoked);
+        }
+        carrying.len()
+    }
+
     pub fn len(&self) -> usize {
         self.inner.sessions.read().len()
     }

@@ -274,7 +274,76 @@ async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user()
     assert!(seen.contains("\"sub\":\"alice-at-corp\""), "{seen}");
     let seen = server_sees(&s, &provider, &bob).await;
     assert!(seen.contains("\"sub\":\"bob-at-corp\""), "{seen}");
-    // The state of a finished connection does not complete another.
+    // Whatever the server sends, the token itself never reaches the client.
+    let m = {
+        let mut m = mcp_with(url.clone(), &alice);
+        m.initialize().await;
+        m
+    };
+    let echoed = m
+        .call_tool(
+            json!(3),
+            "raw",
+            json!({
+                "line": "{\"jsonrpc\":\"2.0\",\"id\":$ID,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"token=$VAR\"}]}}",
+                "var": "CORP_TOKEN",
+                "answer": false,
+            }),
+        )
+        .await;
+    assert_eq!(
+        text(&echoed),
+        "token=[REDACTED:injected_secret]",
+        "{echoed}"
+    );
+
+    // Alice's page lists her connection; revoking it there ends her session at once and
+    // leaves bob's alone.
+    let mut bobs_session = mcp_with(url.clone(), &bob);
+    bobs_session.initialize().await;
+    let page = alice_browser.get(&format!("{}/connections", s.base)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("corp") && page.body.contains("connected"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("openid"),
+        "the scopes granted: {}",
+        page.body
+    );
+    assert_eq!(
+        Browser::new()
+            .get(&format!("{}/connections", s.base))
+            .await
+            .status,
+        403
+    );
+    let revoke = page.form().add("connection", "corp");
+    // Not from the page's origin: refused, nothing revoked.
+    let mut forged = revoke.clone();
+    forged.fields.retain(|(k, _)| k != "csrf");
+    let refused = alice_browser.submit(&forged, &s.base).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let done = alice_browser.submit(&revoke, &s.base).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let after = m
+        .post(&json!({"jsonrpc":"2.0","id":4,"method":"tools/call",
+            "params":{"name":"echo","arguments":{"text":"still?"}}}))
+        .await;
+    assert_eq!(after.status(), 404, "the session outlived the revocation");
+    let _ = connect_link(&url, &alice).await;
+    assert_eq!(
+        text(
+            &bobs_session
+                .call_tool(json!(5), "echo", json!({"text": "bob"}))
+                .await
+        ),
+        "bob"
+    );
+    let page = alice_browser.get(&format!("{}/connections", s.base)).await;
+    assert!(page.body.contains("not connected"), "{}", page.body);
     let logs = s.warden.logs();
     assert!(logs.contains("a user connected an account"), "{logs}");
     assert!(!logs.contains("conn-secret"), "{logs}");

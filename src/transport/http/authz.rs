@@ -37,6 +37,8 @@ pub(crate) fn routes(st: &AppState) -> Router<AppState> {
         .route(web::CSS_PATH, get(css));
     if st.connections.is_some() {
         pages = pages
+            .route("/connections", get(connections_page))
+            .route("/connections/revoke", post(revoke_connection))
             .route("/connections/{name}/connect", get(connect))
             .route(
                 crate::connections::flow::CALLBACK_PATH,
@@ -136,6 +138,39 @@ async fn connect(
     let result = connections
         .connect(srv, &name, &query, browser(srv, request.headers()))
         .await;
+    reply(srv, &st, result)
+}
+
+async fn connections_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let (Some(srv), Some(connections)) = (server(&st), &st.connections) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    };
+    let result = connections.page(srv, browser(srv, &headers)).await;
+    reply(srv, &st, result)
+}
+
+/// A revocation from the user's page: the user's sessions whose server was given the token
+/// end at once.
+async fn revoke_connection(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (Some(srv), Some(connections)) = (server(&st), &st.connections) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    };
+    let result = connections
+        .revoke_posted(srv, &body, browser(srv, &headers))
+        .await
+        .map(|(reply, revoked)| {
+            if let Some(r) = revoked {
+                let owner =
+                    crate::auth::Principal::new(&srv.config().issuer, &r.user).session_key();
+                let ended = st.store.end_carrying(&owner, r.access_token.expose());
+                tracing::info!(connection = %r.connection, sessions_ended = ended, "a user revoked a connection");
+            }
+            reply
+        });
     reply(srv, &st, result)
 }
 
