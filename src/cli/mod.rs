@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod connections;
 mod install;
 mod token;
 mod wrap;
@@ -52,6 +53,9 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Users' upstream connections (`[[connection]]`): list them, revoke one.
+    #[command(subcommand)]
+    Connections(connections::ConnectionsCommand),
     /// Create an ES256 signing key for the sign-in server (--signing-key-file), mode 0600.
     Keygen {
         /// The key file to create (never overwritten).
@@ -87,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Token(args) => report(token::token(&args)),
         Command::Install { dir } => report(install::install(&dir)),
         Command::Keygen { file } => report(install::keygen(&file)),
+        Command::Connections(command) => report(connections::run(command)),
         Command::CheckConfig { file } => audit::check_config(&file),
         Command::Audit(AuditCommand::Verify {
             file,

@@ -282,7 +282,12 @@ fn connection_config(
         return Err(at(c.client_id.span(), "client_id is empty"));
     }
     let client_secret = match &c.client_secret_file {
-        None => None,
+        None => {
+            return Err(at(
+                c.name.span(),
+                "client_secret_file is required (the client secret the provider issued)",
+            ));
+        }
         Some(f) => {
             let bytes = read(&resolve_in(base, f.get_ref()))
                 .map_err(|e| at(f.span(), &format!("client_secret_file: cannot read: {e}")))?;
@@ -290,7 +295,7 @@ fn connection_config(
             if trimmed.is_empty() {
                 return Err(at(f.span(), "client_secret_file is empty"));
             }
-            Some(Secret::new(trimmed))
+            Secret::new(trimmed)
         }
     };
     if let Some(s) = c.scopes.iter().find(|s| {
@@ -659,6 +664,7 @@ required = true
 name = "corp"
 issuer = "https://login.corp.example/"
 client_id = "warden"
+client_secret_file = "corp/key"
 env = "CORP_TOKEN"
 file = "corp-token.json"
 
@@ -668,6 +674,7 @@ authorization_endpoint = "http://127.0.0.1:9000/auth"
 token_endpoint = "http://127.0.0.1:9000/token"
 revocation_endpoint = "http://127.0.0.1:9000/revoke"
 client_id = "x"
+client_secret_file = "local/key"
 env = "LOCAL_TOKEN"
 "#,
         )
@@ -675,10 +682,7 @@ env = "LOCAL_TOKEN"
         let c = &cfg.connections;
         assert_eq!(c.len(), 3);
         assert_eq!(c[0].provider, Provider::GitHub);
-        assert_eq!(
-            c[0].client_secret.as_ref().unwrap().expose(),
-            b"0123456789abcdef0123"
-        );
+        assert_eq!(c[0].client_secret.expose(), b"0123456789abcdef0123");
         assert!(c[0].required && !c[1].required);
         assert_eq!(
             c[1].provider,
@@ -706,6 +710,7 @@ env = "LOCAL_TOKEN"
     #[test]
     fn each_connection_mistake_is_named_where_it_is() {
         let base = "client_id = \"x\"\nenv = \"T\"\n";
+        let secret = "\nclient_secret_file = \"s/key\"";
         for (entry, wanted) in [
             (
                 "name = \"GitHub\"\nprovider = \"github\"",
@@ -738,18 +743,28 @@ env = "LOCAL_TOKEN"
                 "not a valid OAuth scope",
             ),
         ] {
-            let text = format!("\n[[connection]]\n{entry}\n{base}");
+            let secret = if entry.contains("client_secret_file") {
+                ""
+            } else {
+                secret
+            };
+            let text = format!("\n[[connection]]\n{entry}{secret}\n{base}");
             let e = parse_text(&text).err().unwrap_or_default();
             assert!(e.contains(wanted), "{entry}: {e}");
         }
-        let bad_env = "\n[[connection]]\nname = \"a\"\nprovider = \"github\"\nclient_id = \"x\"\nenv = \"1X\"\n";
+        let bad_env = "\n[[connection]]\nname = \"a\"\nprovider = \"github\"\nclient_id = \"x\"\nclient_secret_file = \"s/key\"\nenv = \"1X\"\n";
+        let no_secret = "\n[[connection]]\nname = \"a\"\nprovider = \"github\"\nclient_id = \"x\"\nenv = \"X\"\n";
+        assert!(
+            parse_text(no_secret)
+                .unwrap_err()
+                .contains("client_secret_file is required")
+        );
         assert!(
             parse_text(bad_env)
                 .unwrap_err()
                 .contains("env: a variable name")
         );
-        let twice =
-            "[[connection]]\nname = \"a\"\nprovider = \"github\"\nclient_id = \"x\"\nenv = \"T\"\n";
+        let twice = "[[connection]]\nname = \"a\"\nprovider = \"github\"\nclient_id = \"x\"\nclient_secret_file = \"s/key\"\nenv = \"T\"\n";
         assert!(
             parse_text(&format!("{twice}{twice}"))
                 .unwrap_err()

@@ -212,11 +212,7 @@ impl Connections {
                 .collect(),
             None => config.scopes.clone(),
         };
-        let expires_at = answer
-            .get("expires_in")
-            .and_then(Value::as_i64)
-            .filter(|s| *s > 0)
-            .map(|s| now + s);
+        let expires_at = super::expires_at(&answer, now);
         self.store_tokens(
             &pending.user,
             &pending.connection,
@@ -289,8 +285,7 @@ impl Connections {
         }
     }
 
-    /// Redeems the provider's code: client authentication by HTTP Basic (RFC 6749 §2.3.1),
-    /// or, at GitHub, in the form as it documents.
+    /// Redeems the provider's code.
     async fn redeem(
         &self,
         config: &ConnectionConfig,
@@ -299,30 +294,42 @@ impl Connections {
         redirect_uri: &str,
         verifier: &str,
     ) -> Result<serde_json::Map<String, Value>, String> {
-        let secret = config
-            .client_secret
-            .as_ref()
-            .ok_or("the connection has no client secret")?;
-        let mut form = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", verifier),
-        ];
-        let in_form = secret.expose_str();
+        self.token_request(
+            config,
+            token,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// A request to the provider's token endpoint: client authentication by HTTP Basic
+    /// (RFC 6749 §2.3.1), or, at GitHub, in the form as it documents.
+    pub(super) async fn token_request(
+        &self,
+        config: &ConnectionConfig,
+        token: &Url,
+        form: &[(&str, &str)],
+    ) -> Result<serde_json::Map<String, Value>, crate::auth::fetch::FetchError> {
+        let secret = &config.client_secret;
         if config.provider == Provider::GitHub {
+            let in_form = secret.expose_str();
+            let mut form = form.to_vec();
             form.push(("client_id", &config.client_id));
             form.push(("client_secret", &in_form));
             return self
                 .http
                 .post_form_public(token, &form, MAX_ANSWER_BYTES)
-                .await
-                .map_err(|e| e.to_string());
+                .await;
         }
         self.http
-            .post_form(token, &config.client_id, secret, &form, MAX_ANSWER_BYTES)
+            .post_form(token, &config.client_id, secret, form, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -477,9 +484,10 @@ impl Connections {
         let Ok(endpoints) = self.endpoints(config).await else {
             return;
         };
-        let (Some(url), Some(secret)) = (endpoints.revocation, &config.client_secret) else {
+        let Some(url) = endpoints.revocation else {
             return;
         };
+        let secret = &config.client_secret;
         let (token, hint) = match &tokens.refresh_token {
             Some(r) => (r.as_str(), "refresh_token"),
             None => (tokens.access_token.as_str(), "access_token"),

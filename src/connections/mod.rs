@@ -37,8 +37,8 @@ pub struct ConnectionConfig {
     pub name: String,
     pub provider: Provider,
     pub client_id: String,
-    /// The client secret at the provider (absent for a public client, which uses PKCE only).
-    pub client_secret: Option<Secret>,
+    /// The client secret at the provider.
+    pub client_secret: Secret,
     pub scopes: Vec<String>,
     /// The variable the access token is injected as.
     pub env: String,
@@ -67,7 +67,30 @@ pub enum ConnectionError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Vault(#[from] VaultError),
+    #[error("the provider is unavailable: {0}")]
+    Provider(String),
 }
+
+/// Why a refresh did not give new tokens.
+#[derive(Debug)]
+enum Refresh {
+    /// The provider answered no: the user must connect again.
+    Refused(String),
+    /// The provider could not be asked: nothing is decided.
+    Unavailable(String),
+}
+
+/// The expiry a token answer gives (`expires_in`, RFC 6749 §5.1), as seconds since the epoch.
+fn expires_at(answer: &serde_json::Map<String, serde_json::Value>, now: i64) -> Option<i64> {
+    answer
+        .get("expires_in")
+        .and_then(serde_json::Value::as_i64)
+        .filter(|s| *s > 0)
+        .map(|s| now + s)
+}
+
+/// A token expiring sooner than this is refreshed before a session is given it.
+pub const REFRESH_MARGIN_SECS: i64 = 300;
 
 /// The connections of every user: the configured ones, their sealed tokens in the store.
 #[derive(Debug, Clone)]
@@ -106,22 +129,153 @@ impl Connections {
         self.configs.iter().find(|c| c.name == name)
     }
 
-    /// The access token of `user`'s connection `name`, when the user has a usable one.
+    /// The access token of `user`'s connection `name`, when the user has a usable one:
+    /// refreshed first when it expires within [`REFRESH_MARGIN_SECS`]. A refresh the
+    /// provider refuses marks the connection as needing consent again.
     pub async fn access_token(
         &self,
         user: &str,
         name: &str,
         now: i64,
-    ) -> Result<Option<Secret>, ConnectionError> {
-        let Some(record) = self.store.connection(user, name).await? else {
+    ) -> Result<Option<crate::credentials::ConnectionToken>, ConnectionError> {
+        let Some(mut record) = self.store.connection(user, name).await? else {
             return Ok(None);
         };
         if record.state != ConnectionState::Active {
             return Ok(None);
         }
-        let tokens = self.vault.open(user, name, &record.sealed)?;
+        let mut tokens = self.vault.open(user, name, &record.sealed)?;
+        if record
+            .expires_at
+            .is_some_and(|at| at - now < REFRESH_MARGIN_SECS)
+        {
+            match self.refresh(&record, &tokens, now).await {
+                Ok(Some((fresh, fresh_record))) => {
+                    tokens = fresh;
+                    record = fresh_record;
+                }
+                Ok(None) if record.expires_at.is_some_and(|at| at <= now) => {
+                    self.needs_consent(user, name, "expired without a refresh token")
+                        .await?;
+                    return Ok(None);
+                }
+                Ok(None) => {}
+                Err(Refresh::Refused(why)) => {
+                    self.needs_consent(user, name, &why).await?;
+                    return Ok(None);
+                }
+                Err(Refresh::Unavailable(why)) => {
+                    return Err(ConnectionError::Provider(why));
+                }
+            }
+        }
         self.store.touch_connection(user, name, now).await?;
-        Ok(Some(Secret::new(tokens.access_token.as_bytes())))
+        Ok(Some(crate::credentials::ConnectionToken {
+            token: Secret::new(tokens.access_token.as_bytes()),
+            expires_at: record.expires_at,
+            granted_at: record.granted_at,
+        }))
+    }
+
+    async fn needs_consent(&self, user: &str, name: &str, why: &str) -> Result<(), StoreError> {
+        tracing::warn!(
+            connection = name,
+            reason = why,
+            "a connection needs the user's consent again"
+        );
+        self.store
+            .set_connection_state(user, name, ConnectionState::NeedsConsent)
+            .await
+            .map(drop)
+    }
+
+    /// New tokens for a connection (`None`: it has no refresh token). Another replica may
+    /// have refreshed it first: then its tokens are used.
+    async fn refresh(
+        &self,
+        record: &crate::store::ConnectionRecord,
+        tokens: &Tokens,
+        now: i64,
+    ) -> Result<Option<(Tokens, crate::store::ConnectionRecord)>, Refresh> {
+        let Some(refresh_token) = &tokens.refresh_token else {
+            return Ok(None);
+        };
+        let config = self
+            .config(&record.name)
+            .ok_or_else(|| Refresh::Refused("the connection is no longer configured".into()))?;
+        let endpoints = self.endpoints(config).await.map_err(Refresh::Unavailable)?;
+        let answer = self
+            .token_request(
+                config,
+                &endpoints.token,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                ],
+            )
+            .await
+            .map_err(|e| match e {
+                crate::auth::fetch::FetchError::Status { status, .. } if status < 500 => {
+                    Refresh::Refused(format!("the provider refused the refresh ({status})"))
+                }
+                e => Refresh::Unavailable(e.to_string()),
+            })?;
+        let access_token = answer
+            .get("access_token")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| Refresh::Refused("the refresh answer has no access token".into()))?;
+        let fresh = Tokens {
+            access_token: access_token.to_owned(),
+            // Rotated when the provider says so; kept otherwise (RFC 6749 §6).
+            refresh_token: answer
+                .get("refresh_token")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| tokens.refresh_token.clone()),
+        };
+        let sealed = self
+            .vault
+            .seal(&record.user_id, &record.name, &fresh)
+            .map_err(|e| Refresh::Unavailable(e.to_string()))?;
+        let updated = crate::store::ConnectionRecord {
+            sealed,
+            expires_at: expires_at(&answer, now),
+            ..record.clone()
+        };
+        if self
+            .store
+            .refresh_connection(&updated, &record.sealed)
+            .await
+            .map_err(|e| Refresh::Unavailable(e.to_string()))?
+        {
+            tracing::info!(connection = %record.name, "a connection was refreshed");
+            return Ok(Some((fresh, updated)));
+        }
+        // Refreshed elsewhere meanwhile: use what is stored now.
+        let now_stored = self
+            .store
+            .connection(&record.user_id, &record.name)
+            .await
+            .map_err(|e| Refresh::Unavailable(e.to_string()))?
+            .filter(|r| r.state == ConnectionState::Active)
+            .ok_or_else(|| Refresh::Refused("revoked while refreshing".into()))?;
+        let stored = self
+            .vault
+            .open(&record.user_id, &record.name, &now_stored.sealed)
+            .map_err(|e| Refresh::Unavailable(e.to_string()))?;
+        Ok(Some((stored, now_stored)))
+    }
+
+    /// Whether a grant a session was given still stands.
+    pub async fn still_granted(&self, given: &crate::credentials::ConnectionRef) -> bool {
+        match self.store.connection(&given.user, &given.name).await {
+            Ok(Some(r)) => r.state == ConnectionState::Active && r.granted_at == given.granted_at,
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check connections: sessions keep theirs");
+                true
+            }
+        }
     }
 
     /// Where `user` connects `name`: a page of the sign-in server, with a link signed for
@@ -204,6 +358,13 @@ impl crate::credentials::ConnectionTokens for Connections {
                 .map_err(|e| e.to_string())
         })
     }
+
+    fn still_granted<'a>(
+        &'a self,
+        given: &'a crate::credentials::ConnectionRef,
+    ) -> crate::credentials::GrantedFuture<'a> {
+        Box::pin(Connections::still_granted(self, given))
+    }
 }
 
 #[cfg(test)]
@@ -248,7 +409,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(got.expose(), b"alice-access");
+        assert_eq!(got.token.expose(), b"alice-access");
         assert!(c.access_token("bob", "github", 20).await.unwrap().is_none());
         let row = store.connection("alice", "github").await.unwrap().unwrap();
         assert!(!row.sealed.contains("alice-access"));

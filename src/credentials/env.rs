@@ -71,6 +71,8 @@ impl EnvValue {
 pub struct SessionEnv {
     pub(super) vars: Vec<(String, EnvValue)>,
     pub(super) expires_at: Option<SystemTime>,
+    /// The users' connections it was given.
+    pub(super) connections: Vec<super::ConnectionRef>,
 }
 
 impl SessionEnv {
@@ -104,6 +106,11 @@ impl SessionEnv {
     /// must never keep using an expired credential silently).
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.expires_at
+    }
+
+    /// The users' connections the server was given.
+    pub fn connections(&self) -> &[super::ConnectionRef] {
+        &self.connections
     }
 }
 

@@ -57,9 +57,32 @@ impl TokenExchanger for crate::auth::exchange::TokenExchangeClient {
     }
 }
 
+/// A user's connection token as a session gets it.
+#[derive(Debug, Clone)]
+pub struct ConnectionToken {
+    pub token: Secret,
+    /// When the token expires (seconds since the epoch), if the provider said: the session
+    /// ends before.
+    pub expires_at: Option<i64>,
+    /// Which grant it came from (seconds since the epoch): a session whose grant was
+    /// revoked or replaced ends.
+    pub granted_at: i64,
+}
+
+/// Which connection a session was given, to find out later whether it still stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRef {
+    pub user: String,
+    pub name: String,
+    pub granted_at: i64,
+}
+
 /// Future returned by [`ConnectionTokens::access_token`].
 pub type ConnectionFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Option<Secret>, String>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<Option<ConnectionToken>, String>> + Send + 'a>>;
+
+/// Future returned by [`ConnectionTokens::still_granted`].
+pub type GrantedFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
 /// The access tokens of users' upstream connections (implemented by `connections`): the
 /// token of `user`'s connection `name`, `None` when the user has no usable one. Errors are
@@ -68,4 +91,7 @@ pub trait ConnectionTokens: Send + Sync + fmt::Debug {
     /// Whether principals of `issuer` are users with connections (our own sign-in).
     fn serves(&self, issuer: &str) -> bool;
     fn access_token<'a>(&'a self, user: &'a str, name: &'a str) -> ConnectionFuture<'a>;
+    /// Whether the grant a session was given is still the user's, unrevoked (an error
+    /// reaching the store counts as yes: a store outage ends no session).
+    fn still_granted<'a>(&'a self, given: &'a ConnectionRef) -> GrantedFuture<'a>;
 }

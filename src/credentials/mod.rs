@@ -19,8 +19,8 @@ mod tests;
 
 pub use self::env::{EnvValue, SecretSet, SessionEnv};
 pub use self::exchange::{
-    ConnectionFuture, ConnectionTokens, ExchangeFuture, ExchangeRequest, ExchangedToken,
-    TokenExchanger,
+    ConnectionFuture, ConnectionRef, ConnectionToken, ConnectionTokens, ExchangeFuture,
+    ExchangeRequest, ExchangedToken, GrantedFuture, TokenExchanger,
 };
 pub use self::plan::{EnvPlan, SessionContext};
 pub use self::source::{BASE_ENV_PASS, EnvError, EnvSource, claim_text, is_loader_variable};

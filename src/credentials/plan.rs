@@ -112,6 +112,11 @@ impl EnvPlan {
         self.connections = Some(connections);
     }
 
+    /// Where `[[connection]]` tokens come from, once attached.
+    pub fn connections(&self) -> Option<&Arc<dyn ConnectionTokens>> {
+        self.connections.as_ref()
+    }
+
     pub fn sources(&self) -> &[EnvSource] {
         &self.sources
     }
@@ -159,6 +164,7 @@ impl EnvPlan {
             .map(|(k, v)| (k.clone(), EnvValue::Plain(v.clone())))
             .collect();
         let mut expires_at = None;
+        let mut connections = Vec::new();
         for source in &self.sources {
             let value = match source {
                 EnvSource::Value { value, .. } => EnvValue::Plain(value.into()),
@@ -214,7 +220,19 @@ impl EnvPlan {
                     required,
                     ..
                 } => match self.connection_token(ctx.principal, connection).await? {
-                    Some(token) => EnvValue::Secret(token),
+                    Some(given) => {
+                        if let Some(at) = given.expires_at {
+                            let at = std::time::UNIX_EPOCH
+                                + std::time::Duration::from_secs(at.max(0) as u64);
+                            expires_at = Some(expires_at.map_or(at, |e: SystemTime| e.min(at)));
+                        }
+                        connections.push(super::ConnectionRef {
+                            user: ctx.principal.subject.clone(),
+                            name: connection.clone(),
+                            granted_at: given.granted_at,
+                        });
+                        EnvValue::Secret(given.token)
+                    }
                     None if *required => {
                         return Err(EnvError::ConnectionNeeded {
                             connection: connection.clone(),
@@ -225,7 +243,11 @@ impl EnvPlan {
             };
             vars.push((source.name().to_owned(), value));
         }
-        Ok(SessionEnv { vars, expires_at })
+        Ok(SessionEnv {
+            vars,
+            expires_at,
+            connections,
+        })
     }
 
     /// The token of the principal's connection, if it is a user of our own sign-in with a
@@ -234,7 +256,7 @@ impl EnvPlan {
         &self,
         principal: &Principal,
         connection: &str,
-    ) -> Result<Option<Secret>, EnvError> {
+    ) -> Result<Option<super::ConnectionToken>, EnvError> {
         let Some(connections) = &self.connections else {
             return Ok(None);
         };

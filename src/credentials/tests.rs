@@ -311,12 +311,20 @@ impl ConnectionTokens for TwoUsers {
     }
     fn access_token<'a>(&'a self, user: &'a str, name: &'a str) -> ConnectionFuture<'a> {
         Box::pin(async move {
-            Ok(match (user, name) {
-                ("alice", "github") => Some(Secret::new("gho_alice")),
-                ("bob", "github") => Some(Secret::new("gho_bob")),
-                _ => None,
-            })
+            let token = match (user, name) {
+                ("alice", "github") => "gho_alice",
+                ("bob", "github") => "gho_bob",
+                _ => return Ok(None),
+            };
+            Ok(Some(ConnectionToken {
+                token: Secret::new(token),
+                expires_at: (user == "bob").then_some(4_000_000_000),
+                granted_at: 7,
+            }))
         })
+    }
+    fn still_granted<'a>(&'a self, _given: &'a ConnectionRef) -> GrantedFuture<'a> {
+        Box::pin(async { true })
     }
 }
 
@@ -342,6 +350,19 @@ async fn each_user_gets_their_own_connection_token_as_a_secret() {
         let env = resolve(&plan, &principal(user)).await.unwrap();
         assert_eq!(env.get("GH").unwrap().as_bytes(), token.as_bytes());
         assert!(env.secrets().found_in(format!("x{token}x").as_bytes()));
+        // The session knows which grant it was given, and ends when the token expires.
+        assert_eq!(
+            env.connections(),
+            [ConnectionRef {
+                user: user.into(),
+                name: "github".into(),
+                granted_at: 7
+            }]
+        );
+        assert_eq!(
+            env.expires_at(),
+            (user == "bob").then(|| std::time::UNIX_EPOCH + Duration::from_secs(4_000_000_000))
+        );
     }
     assert!(matches!(
         resolve(&plan, &principal("carol")).await,

@@ -185,6 +185,8 @@ pub struct Session {
     secrets: SecretSet,
     /// When the first exchanged credential of the server expires.
     credentials_expire: Option<SystemTime>,
+    /// The users' connections its server was given (checked while it lives).
+    connections: Vec<crate::credentials::ConnectionRef>,
     /// Policy, redaction and audit of this session's traffic.
     governance: SessionGovernance,
     /// The server, once started (the session exists first: it is the server's sink).
@@ -263,6 +265,7 @@ impl Session {
             owner: o.owner,
             secrets: o.env.secrets(),
             credentials_expire: o.env.expires_at(),
+            connections: o.env.connections().to_vec(),
             governance: o.governance,
             child: OnceLock::new(),
             routes: Mutex::new(Routes {
@@ -313,6 +316,16 @@ impl Session {
     /// The principal the session belongs to.
     pub fn owner(&self) -> &str {
         &self.owner
+    }
+
+    /// The users' connections its server was given.
+    pub fn connections(&self) -> &[crate::credentials::ConnectionRef] {
+        &self.connections
+    }
+
+    /// Ends the session because a credential its server was given was revoked.
+    pub(super) fn revoked(&self) {
+        self.end(EndReason::CredentialRevoked);
     }
 
     /// The secret values injected into this session's server.

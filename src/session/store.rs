@@ -333,13 +333,43 @@ async fn janitor(store: Weak<StoreInner>) {
     };
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_check = Instant::now();
     loop {
         interval.tick().await;
         let Some(store) = store.upgrade() else { return };
         let sessions: Vec<Arc<Session>> = store.sessions.read().values().cloned().collect();
         let now = Instant::now();
-        for s in sessions {
+        for s in &sessions {
             s.sweep(now);
+        }
+        if now.duration_since(last_check) >= CONNECTION_CHECK {
+            last_check = now;
+            if let Some(connections) = store.config.env.connections().cloned() {
+                drop(store);
+                end_revoked(&connections, sessions).await;
+            }
+        }
+    }
+}
+
+/// How often live sessions' connections are checked against the store: a connection
+/// revoked elsewhere (another replica, `mcp-warden connections revoke`) or needing consent
+/// again ends the sessions given it within this.
+const CONNECTION_CHECK: Duration = Duration::from_secs(10);
+
+/// Ends the sessions whose connection grant no longer stands.
+async fn end_revoked(
+    connections: &Arc<dyn crate::credentials::ConnectionTokens>,
+    sessions: Vec<Arc<Session>>,
+) {
+    for s in sessions.iter().filter(|s| !s.connections().is_empty()) {
+        for given in s.connections() {
+            if !connections.still_granted(given).await {
+                let _g = s.span().enter();
+                tracing::info!(connection = %given.name, "the session's connection was revoked: ending it");
+                s.revoked();
+                break;
+            }
         }
     }
 }

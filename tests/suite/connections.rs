@@ -13,10 +13,11 @@ use super::authz::Signin;
 use super::policy::dir;
 use crate::support::http::text;
 use crate::support::oauth::{Browser, pkce, register};
+use crate::support::postgres::Postgres;
 use crate::support::warden_bin;
 
-fn config(required: bool) -> std::path::PathBuf {
-    let d = dir(&format!("connections-{required}"));
+fn config(test: &str, required: bool) -> std::path::PathBuf {
+    let d = dir(&format!("connections-{test}"));
     std::fs::write(d.join("corp-secret"), "corp-client-secret\n").unwrap();
     let file = d.join("warden.toml");
     std::fs::write(
@@ -44,7 +45,7 @@ required = {required}
 
 #[tokio::test]
 async fn a_user_without_a_required_connection_is_sent_to_a_connect_link_of_their_own() {
-    let file = config(true);
+    let file = config("required", true);
     let dev = DevWarden::start(&["--config", file.to_str().unwrap()]);
     let url = dev.warden.mcp_url();
     let alice = mcp_with(url.clone(), &dev.token("alice", "", "1h"));
@@ -97,7 +98,7 @@ async fn a_user_without_a_required_connection_is_sent_to_a_connect_link_of_their
 
 #[tokio::test]
 async fn an_optional_connection_not_made_leaves_its_variable_out() {
-    let file = config(false);
+    let file = config("optional", false);
     let dev = DevWarden::start(&["--config", file.to_str().unwrap()]);
     let mut alice = mcp_with(dev.warden.mcp_url(), &dev.token("alice", "", "1h"));
     alice.initialize().await;
@@ -111,7 +112,7 @@ async fn an_optional_connection_not_made_leaves_its_variable_out() {
 #[test]
 fn connections_need_the_sign_in_server_and_a_state_key() {
     // `wrap` checks what the file needs of the options, and refuses to start.
-    let file = config(true);
+    let file = config("needs", true);
     let run = |args: &[&str]| {
         let out = Command::new(warden_bin())
             .args(["wrap", "--listen", "127.0.0.1:0"])
@@ -153,8 +154,17 @@ const CB: &str = "http://127.0.0.1:4000/cb";
 
 /// A sidecar whose users connect their accounts at `provider` (the test authorization
 /// server's connection client): the connection `corp`, required, injected as `CORP_TOKEN`.
-fn connecting_sidecar(provider: &AuthServer) -> Signin {
-    let d = dir("connections-e2e");
+fn connecting_sidecar(provider: &AuthServer, test: &str) -> Signin {
+    connecting_sidecar_with(provider, test, &[]).0
+}
+
+/// [`connecting_sidecar`] with more options; also returns its config file.
+fn connecting_sidecar_with(
+    provider: &AuthServer,
+    test: &str,
+    extra: &[&str],
+) -> (Signin, std::path::PathBuf) {
+    let d = dir(&format!("connections-{test}"));
     std::fs::write(d.join("secret"), "conn-secret\n").unwrap();
     let file = d.join("warden.toml");
     std::fs::write(
@@ -177,7 +187,9 @@ required = true
         ),
     )
     .unwrap();
-    Signin::dev(&["--config", file.to_str().unwrap()])
+    let mut args = vec!["--config", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    (Signin::dev(&args), file)
 }
 
 /// Signs `user` in through the sidecar's pages in `b` (as an MCP client would send them),
@@ -228,7 +240,7 @@ async fn server_sees(s: &Signin, provider: &AuthServer, token: &str) -> String {
 #[tokio::test]
 async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user() {
     let provider = AuthServer::start(&["--connection-client", "conn:conn-secret"]);
-    let s = connecting_sidecar(&provider);
+    let s = connecting_sidecar(&provider, "two-users");
     let url = s.warden.mcp_url();
     let (mut alice_browser, mut bob_browser) = (Browser::new(), Browser::new());
     let alice = signed_in(&s, &mut alice_browser, "alice").await;
@@ -353,7 +365,7 @@ async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user()
 async fn a_user_connects_in_a_real_browser_on_the_providers_own_page() {
     use crate::support::chromium::{Chromium, Site};
     let provider = AuthServer::start(&["--connection-client", "conn:conn-secret", "--login-page"]);
-    let s = connecting_sidecar(&provider);
+    let s = connecting_sidecar(&provider, "browser");
     let app = Site::start().await;
     app.page("/cb", "<!doctype html><p>Back in the application.</p>");
     let cb = app.url("/cb");
@@ -407,4 +419,86 @@ async fn a_user_connects_in_a_real_browser_on_the_providers_own_page() {
     chrome.close().await;
     let seen = server_sees(&s, &provider, &dana).await;
     assert!(seen.contains("\"sub\":\"dana-at-corp\""), "{seen}");
+}
+
+#[tokio::test]
+async fn an_operator_lists_and_revokes_a_connection_and_the_users_session_ends() {
+    let pg = Postgres::start();
+    let provider = AuthServer::start(&["--connection-client", "conn:conn-secret"]);
+    let d = dir("connections-operator");
+    std::fs::write(d.join("url"), pg.url()).unwrap();
+    std::fs::write(d.join("key"), format!("{}\n", "5a".repeat(32))).unwrap();
+    let (url_file, key_file) = (d.join("url"), d.join("key"));
+    let (s, config) = connecting_sidecar_with(
+        &provider,
+        "operator-sidecar",
+        &[
+            "--state-url-file",
+            url_file.to_str().unwrap(),
+            "--state-key-file",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let mut b = Browser::new();
+    let alice = signed_in(&s, &mut b, "alice").await;
+    let link = connect_link(&s.warden.mcp_url(), &alice).await;
+    provider.next_user("alice-at-corp").await;
+    let done = b.follow(&link, "never").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let mut session = mcp_with(s.warden.mcp_url(), &alice);
+    session.initialize().await;
+
+    let cli = |args: &[&str]| {
+        let out = Command::new(warden_bin())
+            .arg("connections")
+            .args(args)
+            .args(["--state-url-file", url_file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, listed, err) = cli(&["list"]);
+    assert!(ok, "{err}");
+    assert!(listed.contains("alice\tcorp\tactive\topenid"), "{listed}");
+    let (ok, said, err) = cli(&[
+        "revoke",
+        "--user",
+        "alice",
+        "--connection",
+        "corp",
+        "--state-key-file",
+        key_file.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(said.contains("revoked corp of alice"), "{said}");
+    // The running sidecar ends the session given it within its check interval.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = session
+            .post(&json!({"jsonrpc":"2.0","id":9,"method":"tools/call",
+                "params":{"name":"echo","arguments":{"text":"x"}}}))
+            .await;
+        if r.status() == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session outlived the revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(
+        s.warden
+            .logs()
+            .contains("connection was revoked: ending it")
+    );
+    let (_, listed, _) = cli(&["list"]);
+    assert!(!listed.contains("alice"), "{listed}");
+    let _ = connect_link(&s.warden.mcp_url(), &alice).await;
 }
