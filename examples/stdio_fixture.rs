@@ -246,6 +246,15 @@ fn main() {
                             .unwrap_or_else(|e| format!("request failed: {e}"));
                         send(&out, &text_result(&id, &body));
                     }
+                    "read_home" => {
+                        // A file of the session's work dir (`$HOME`), as a server reading its
+                        // credentials from a file does.
+                        let name = args.get("name").and_then(Value::as_str).unwrap_or("");
+                        let home = std::env::var("HOME").unwrap_or_default();
+                        let text = std::fs::read_to_string(std::path::Path::new(&home).join(name))
+                            .unwrap_or_else(|e| format!("cannot read: {e}"));
+                        send(&out, &text_result(&id, &text));
+                    }
                     "meta" => {
                         let meta = msg.pointer("/params/_meta").cloned().unwrap_or(Value::Null);
                         send(&out, &text_result(&id, &meta.to_string()));

@@ -96,6 +96,13 @@ impl Child {
             source,
         };
         let work = spec.work_dir()?;
+        for (name, value) in env.files() {
+            work.write_secret(name, value.expose())
+                .map_err(|source| SpawnError::WorkDir {
+                    root: work.path().to_owned(),
+                    source,
+                })?;
+        }
         let (mut cmd, helper_input) = spec.command(program, env, &work);
         let (mut std_child, exit_rx) = table.spawn(&mut cmd).map_err(io_err)?;
         let pid = Pid::from_raw(std_child.id() as i32);

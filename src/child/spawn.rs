@@ -150,6 +150,27 @@ impl WorkDir {
         &self.path
     }
 
+    /// Writes a secret the server reads as a file: `name` in the work dir, mode 0600, the
+    /// server's own. `name` is a plain file name (checked by the configuration).
+    pub fn write_secret(&self, name: &str, value: &[u8]) -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        if name.contains('/') || name.starts_with('.') || name.is_empty() {
+            return Err(std::io::Error::other("not a plain file name"));
+        }
+        let path = self.path.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(value)?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+        }
+        Ok(())
+    }
+
     /// The uid/gid the server runs as, when not the sidecar's.
     pub fn owner(&self) -> Option<(u32, u32)> {
         self.owner

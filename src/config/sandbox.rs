@@ -234,6 +234,7 @@ pub(super) fn server_setup(
         name: c.env.clone(),
         connection: c.name.clone(),
         required: c.required,
+        file: c.file.clone(),
     }));
     if o.no_auth
         && let Some(s) = sources.iter().find(|s| {

@@ -73,6 +73,8 @@ pub struct SessionEnv {
     pub(super) expires_at: Option<SystemTime>,
     /// The users' connections it was given.
     pub(super) connections: Vec<super::ConnectionRef>,
+    /// Secrets also written to files of the session's work dir (file name, value).
+    pub(super) files: Vec<(String, Secret)>,
 }
 
 impl SessionEnv {
@@ -111,6 +113,11 @@ impl SessionEnv {
     /// The users' connections the server was given.
     pub fn connections(&self) -> &[super::ConnectionRef] {
         &self.connections
+    }
+
+    /// Secrets the server also gets as files of its work dir (plain names).
+    pub fn files(&self) -> &[(String, Secret)] {
+        &self.files
     }
 }
 

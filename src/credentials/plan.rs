@@ -165,6 +165,7 @@ impl EnvPlan {
             .collect();
         let mut expires_at = None;
         let mut connections = Vec::new();
+        let mut files = Vec::new();
         for source in &self.sources {
             let value = match source {
                 EnvSource::Value { value, .. } => EnvValue::Plain(value.into()),
@@ -218,6 +219,7 @@ impl EnvPlan {
                 EnvSource::Connection {
                     connection,
                     required,
+                    file,
                     ..
                 } => match self.connection_token(ctx.principal, connection).await? {
                     Some(given) => {
@@ -231,6 +233,9 @@ impl EnvPlan {
                             name: connection.clone(),
                             granted_at: given.granted_at,
                         });
+                        if let Some(file) = file {
+                            files.push((file.clone(), given.token.clone()));
+                        }
                         EnvValue::Secret(given.token)
                     }
                     None if *required => {
@@ -247,6 +252,7 @@ impl EnvPlan {
             vars,
             expires_at,
             connections,
+            files,
         })
     }
 

@@ -69,6 +69,8 @@ pub enum EnvSource {
         name: String,
         connection: String,
         required: bool,
+        /// Also written to this file of the session's work dir.
+        file: Option<String>,
     },
 }
 

@@ -333,6 +333,7 @@ fn connection(name: &str, required: bool) -> EnvSource {
         name: name.into(),
         connection: "github".into(),
         required,
+        file: required.then(|| "gh-token".into()),
     }
 }
 

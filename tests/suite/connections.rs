@@ -181,6 +181,7 @@ client_id = "conn"
 client_secret_file = "secret"
 scopes = ["openid"]
 env = "CORP_TOKEN"
+file = "corp-token"
 required = true
 "#,
             provider.issuer
@@ -308,6 +309,11 @@ async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user()
         "token=[REDACTED:injected_secret]",
         "{echoed}"
     );
+    // The same token in the file the server reads it from (what it read is redacted too).
+    let file = m
+        .call_tool(json!(6), "read_home", json!({"name": "corp-token"}))
+        .await;
+    assert_eq!(text(&file), "[REDACTED:injected_secret]", "{file}");
 
     // Alice's page lists her connection; revoking it there ends her session at once and
     // leaves bob's alone.
