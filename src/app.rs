@@ -75,6 +75,17 @@ impl App {
                 .map_err(BuildError::Exchange)?;
             config.sessions.env.attach_exchanger(Arc::new(client));
         }
+        let metrics = Metrics::new();
+        let audit = match config.file.as_ref().and_then(|f| f.audit.as_ref()) {
+            Some(a) => AuditSink::start(a).map_err(BuildError::Audit)?,
+            None => AuditSink::disabled(),
+        };
+        let governance = Arc::new(Governance::new(
+            config.file.as_ref().map(|f| f.policy.clone()),
+            audit,
+            metrics.clone(),
+        ));
+        let shutdown = CancellationToken::new();
         let connections = match (&config.connections, &sign_in_state, &config.authz) {
             (Some(setup), Some(state), Some(authz)) => {
                 let vault = match &setup.key {
@@ -87,13 +98,20 @@ impl App {
                     std::time::Duration::from_secs(10),
                 )
                 .map_err(BuildError::Connections)?;
-                let connections = Arc::new(crate::connections::Connections::new(
-                    setup.configs.clone(),
-                    state.clone(),
-                    vault,
-                    authz.config.issuer.clone(),
-                    http,
-                ));
+                let connections = Arc::new(
+                    crate::connections::Connections::new(
+                        setup.configs.clone(),
+                        state.clone(),
+                        vault,
+                        authz.config.issuer.clone(),
+                        http,
+                    )
+                    .observed(
+                        governance.clone(),
+                        metrics.clone(),
+                        shutdown.clone(),
+                    ),
+                );
                 config.sessions.env.attach_connections(connections.clone());
                 Some(connections)
             }
@@ -108,23 +126,12 @@ impl App {
             }
             None => None,
         };
-        let metrics = Metrics::new();
-        let audit = match config.file.as_ref().and_then(|f| f.audit.as_ref()) {
-            Some(a) => AuditSink::start(a).map_err(BuildError::Audit)?,
-            None => AuditSink::disabled(),
-        };
-        let governance = Arc::new(Governance::new(
-            config.file.as_ref().map(|f| f.policy.clone()),
-            audit,
-            metrics.clone(),
-        ));
         let store = SessionStore::new(
             config.sessions.clone(),
             table,
             metrics.clone(),
             governance.clone(),
         );
-        let shutdown = CancellationToken::new();
         let authz = match (&config.authz, sign_in_state, auth.local_issuer()) {
             (Some(setup), Some(state), Some(signer)) => {
                 tracing::info!(store = state.backend_name(), issuer = %setup.config.issuer, "sign-in server ready");

@@ -35,6 +35,9 @@ pub enum EventKind {
     AuthFailure,
     /// A session's server process exited.
     ChildExit,
+    /// A user's upstream connection changed: `decision` is `connected`, `refreshed`,
+    /// `refresh_failed` or `revoked`; `name` the connection.
+    Connection,
 }
 
 impl EventKind {
@@ -51,6 +54,7 @@ impl EventKind {
             EventKind::Redaction => "redaction",
             EventKind::AuthFailure => "auth_failure",
             EventKind::ChildExit => "child_exit",
+            EventKind::Connection => "connection",
         }
     }
 }

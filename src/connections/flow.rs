@@ -227,6 +227,7 @@ impl Connections {
             refuse(500, Reason::ConnectionFailed)
         })?;
         tracing::info!(connection = %pending.connection, "a user connected an account");
+        self.record(&pending.user, &pending.connection, "connected");
         Ok(Reply {
             answer: Answer::Page(srv.connected_page(&pending.connection, &scopes)),
             set_cookie: None,
@@ -471,6 +472,7 @@ impl Connections {
             self.revoke_at_provider(config, &tokens).await;
         }
         tracing::info!(connection = name, "a connection was revoked");
+        self.record(user, name, "revoked");
         Ok(Some(Revoked {
             user: user.to_owned(),
             connection: name.to_owned(),

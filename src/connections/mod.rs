@@ -102,6 +102,8 @@ pub struct Connections {
     issuer: String,
     /// To the providers.
     http: crate::auth::fetch::HttpClient,
+    /// Where changes are recorded (audit, metrics), in a sidecar.
+    governance: Option<Arc<crate::governance::Governance>>,
 }
 
 impl Connections {
@@ -118,6 +120,45 @@ impl Connections {
             vault: Arc::new(vault),
             issuer,
             http,
+            governance: None,
+        }
+    }
+
+    /// Records changes in `governance`'s audit log and metrics, and keeps the gauge of
+    /// connections by state current (until `shutdown`).
+    pub fn observed(
+        mut self,
+        governance: Arc<crate::governance::Governance>,
+        metrics: Arc<crate::telemetry::Metrics>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Connections {
+        self.governance = Some(governance);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                if let Ok(counts) = store.connection_counts().await {
+                    for state in [ConnectionState::Active, ConnectionState::NeedsConsent] {
+                        let n = counts
+                            .iter()
+                            .find(|(s, _)| *s == state)
+                            .map_or(0, |(_, n)| *n);
+                        metrics.set_connections(state.as_str(), n);
+                    }
+                }
+            }
+        });
+        self
+    }
+
+    /// Records a change of `user`'s connection `name`.
+    fn record(&self, user: &str, name: &str, what: &'static str) {
+        if let Some(g) = &self.governance {
+            g.connection(&self.issuer, user, name, what);
         }
     }
 
@@ -183,6 +224,7 @@ impl Connections {
             reason = why,
             "a connection needs the user's consent again"
         );
+        self.record(user, name, "refresh_failed");
         self.store
             .set_connection_state(user, name, ConnectionState::NeedsConsent)
             .await
@@ -249,6 +291,7 @@ impl Connections {
             .map_err(|e| Refresh::Unavailable(e.to_string()))?
         {
             tracing::info!(connection = %record.name, "a connection was refreshed");
+            self.record(&record.user_id, &record.name, "refreshed");
             return Ok(Some((fresh, updated)));
         }
         // Refreshed elsewhere meanwhile: use what is stored now.

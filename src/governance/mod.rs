@@ -109,6 +109,21 @@ impl Governance {
         self.audit.emit(e);
     }
 
+    /// Records a change of `user`'s connection `name` at our issuer `iss` (`what`: see
+    /// [`EventKind::Connection`]), and counts it. Never a token.
+    pub fn connection(&self, iss: &str, user: &str, name: &str, what: &'static str) {
+        self.metrics.connection_event(what);
+        if !self.audit.is_enabled() {
+            return;
+        }
+        let mut e = AuditEvent::new(EventKind::Connection, SystemTime::now());
+        e.iss = Some(iss.into());
+        e.sub = Some(user.into());
+        e.name = Some(name.into());
+        e.decision = Some(what);
+        self.audit.emit(e);
+    }
+
     /// Records a session that was not admitted (`reason`: the refusal's code), with who
     /// asked and, for a rate, when to retry.
     pub fn session_refused(

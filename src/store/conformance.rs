@@ -460,6 +460,15 @@ pub async fn run(store: &Store) {
         ("sealed-2", Some(now + 5), ConnectionState::NeedsConsent)
     );
     assert_eq!(store.connections(Some("u2")).await.unwrap().len(), 1);
+    let mut counts = store.connection_counts().await.unwrap();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        counts,
+        vec![
+            (ConnectionState::Active, 1),
+            (ConnectionState::NeedsConsent, 1)
+        ]
+    );
     assert_eq!(store.connections(None).await.unwrap().len(), 2);
     let gone = store.delete_connection("u1", "github").await.unwrap();
     assert_eq!(gone.map(|c| c.sealed), Some("sealed-2".into()));

@@ -1197,6 +1197,19 @@ impl Store {
         .map(drop)
     }
 
+    /// How many connections there are in each state.
+    pub async fn connection_counts(&self) -> Result<Vec<(ConnectionState, i64)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT state, COUNT(*) FROM connections GROUP BY state",
+                vec![],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((ConnectionState::parse(&r.text(0)?)?, r.int(1)?)))
+            .collect()
+    }
+
     /// Records that a browser signed in as `user_id`, until `expires_at`.
     pub async fn put_web_session(
         &self,

@@ -62,6 +62,11 @@ struct RuleLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateLabels {
+    state: Label,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
     version: Label,
 }
@@ -98,6 +103,8 @@ pub struct Metrics {
     sessions_refused: Family<ReasonLabels, Counter>,
     policy_denials: Family<RuleLabels, Counter>,
     authz_refusals: Family<ReasonLabels, Counter>,
+    connection_events: Family<ReasonLabels, Counter>,
+    connections: Family<StateLabels, Gauge>,
     draining: Gauge,
     methods: Vec<Label>,
     other: Label,
@@ -173,6 +180,18 @@ impl Metrics {
             "Sign-in, token and registration requests refused by the authorization server, by reason",
             authz_refusals.clone(),
         );
+        let connection_events = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "mcp_warden_connection_events",
+            "Changes of users' upstream connections (connected, refreshed, refresh_failed, revoked)",
+            connection_events.clone(),
+        );
+        let connections = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "mcp_warden_connections",
+            "Users' upstream connections in the state store, by state (active, needs_consent)",
+            connections.clone(),
+        );
         let draining = Gauge::default();
         registry.register(
             "mcp_warden_draining",
@@ -196,6 +215,8 @@ impl Metrics {
             sessions_refused,
             policy_denials,
             authz_refusals,
+            connection_events,
+            connections,
             draining,
             methods: KNOWN_METHODS.iter().map(|m| Label::new(m)).collect(),
             other: Label::new("_other"),
@@ -284,6 +305,24 @@ impl Metrics {
                 reason: Label::new(reason),
             })
             .inc();
+    }
+
+    /// A change of a user's connection (a stable code).
+    pub fn connection_event(&self, what: &'static str) {
+        self.connection_events
+            .get_or_create(&ReasonLabels {
+                reason: Label::new(what),
+            })
+            .inc();
+    }
+
+    /// How many connections the store holds in `state`.
+    pub fn set_connections(&self, state: &'static str, n: i64) {
+        self.connections
+            .get_or_create(&StateLabels {
+                state: Label::new(state),
+            })
+            .set(n);
     }
 
     /// A new session refused before its server started (a cap, a rate, a drain).

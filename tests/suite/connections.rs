@@ -174,6 +174,9 @@ fn connecting_sidecar_with(
 [policy]
 default = "allow"
 
+[audit]
+output = "audit.jsonl"
+
 [[connection]]
 name = "corp"
 issuer = "{}"
@@ -241,7 +244,8 @@ async fn server_sees(s: &Signin, provider: &AuthServer, token: &str) -> String {
 #[tokio::test]
 async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user() {
     let provider = AuthServer::start(&["--connection-client", "conn:conn-secret"]);
-    let s = connecting_sidecar(&provider, "two-users");
+    let (s, config) =
+        connecting_sidecar_with(&provider, "two-users", &["--admin-listen", "127.0.0.1:0"]);
     let url = s.warden.mcp_url();
     let (mut alice_browser, mut bob_browser) = (Browser::new(), Browser::new());
     let alice = signed_in(&s, &mut alice_browser, "alice").await;
@@ -365,6 +369,44 @@ async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user()
     let logs = s.warden.logs();
     assert!(logs.contains("a user connected an account"), "{logs}");
     assert!(!logs.contains("conn-secret"), "{logs}");
+    // Connects and the revocation are in the audit log, by user and connection.
+    let audit = std::fs::read_to_string(config.parent().unwrap().join("audit.jsonl")).unwrap();
+    let records: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &Value| r["event"] == "connection")
+        .collect();
+    let seen: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["sub"].as_str().unwrap().to_owned(),
+                r["decision"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for wanted in [
+        ("alice", "connected"),
+        ("bob", "connected"),
+        ("alice", "revoked"),
+    ] {
+        assert!(
+            seen.contains(&(wanted.0.to_owned(), wanted.1.to_owned())),
+            "{wanted:?} not in {seen:?}"
+        );
+    }
+    assert!(records.iter().all(|r| r["name"] == "corp"));
+    assert!(!audit.contains("conn-secret"));
+    let metrics = reqwest::get(s.warden.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mcp_warden_connection_events_total{reason=\"connected\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
