@@ -120,6 +120,10 @@ impl Connections {
             url.query_pairs_mut()
                 .append_pair("scope", &config.scopes.join(" "));
         }
+        if config.scopes.iter().any(|s| s == "offline_access") {
+            // OpenID Connect Core §11: a refresh token is granted only with consent asked.
+            url.query_pairs_mut().append_pair("prompt", "consent");
+        }
         Ok(Reply {
             answer: Answer::Redirect(url.to_string()),
             set_cookie: None,

@@ -30,7 +30,8 @@
 // document), /jwks, /auth, /token, /token/introspection, /reg (open dynamic registration).
 // Pre-registered confidential client: test-client / test-secret (client_secret_basic;
 // client_credentials, authorization_code, refresh_token), allowed to introspect.
-// Test hook: POST /__test/rotate-keys[?keep_old=1] -> {"kid": <new signing key>}.
+// Test hooks: POST /__test/rotate-keys[?keep_old=1] -> {"kid": <new signing key>};
+// POST /__test/forget-refresh-tokens: every refresh token issued so far stops working.
 import * as http from 'node:http';
 import * as crypto from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -155,7 +156,7 @@ function buildProvider() {
       client_id: CONNECTION[0],
       client_secret: CONNECTION[1],
       application_type: 'native',
-      grant_types: ['authorization_code'],
+      grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1/connections/callback'],
       token_endpoint_auth_method: 'client_secret_basic',
@@ -279,6 +280,11 @@ async function handle(req, res) {
     if (url.pathname.startsWith('/interaction/') && (req.method === 'GET' || (a['login-page'] && req.method === 'POST'))) return await interaction(req, res);
     if (url.pathname === '/__test/next-user' && req.method === 'POST') {
       nextUser = url.searchParams.get('user') || undefined;
+      res.writeHead(204);
+      return res.end();
+    }
+    if (url.pathname === '/__test/forget-refresh-tokens' && req.method === 'POST') {
+      for (const k of [...store.keys()]) if (k.startsWith('RefreshToken:')) store.delete(k);
       res.writeHead(204);
       return res.end();
     }

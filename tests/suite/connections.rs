@@ -182,7 +182,7 @@ name = "corp"
 issuer = "{}"
 client_id = "conn"
 client_secret_file = "secret"
-scopes = ["openid"]
+scopes = ["openid", "offline_access"]
 env = "CORP_TOKEN"
 file = "corp-token"
 required = true
@@ -511,7 +511,10 @@ async fn an_operator_lists_and_revokes_a_connection_and_the_users_session_ends()
     };
     let (ok, listed, err) = cli(&["list"]);
     assert!(ok, "{err}");
-    assert!(listed.contains("alice\tcorp\tactive\topenid"), "{listed}");
+    assert!(
+        listed.contains("alice\tcorp\tactive\topenid offline_access"),
+        "{listed}"
+    );
     let (ok, said, err) = cli(&[
         "revoke",
         "--user",
@@ -549,4 +552,40 @@ async fn an_operator_lists_and_revokes_a_connection_and_the_users_session_ends()
     let (_, listed, _) = cli(&["list"]);
     assert!(!listed.contains("alice"), "{listed}");
     let _ = connect_link(&s.warden.mcp_url(), &alice).await;
+}
+
+#[tokio::test]
+async fn a_token_about_to_expire_is_refreshed_and_a_refused_refresh_asks_for_consent_again() {
+    // The provider's access tokens live a minute: within the refresh margin at once.
+    let provider = AuthServer::start(&["--connection-client", "conn:conn-secret", "--ttl", "60"]);
+    let s = connecting_sidecar(&provider, "refresh");
+    let mut b = Browser::new();
+    let alice = signed_in(&s, &mut b, "alice").await;
+    let link = connect_link(&s.warden.mcp_url(), &alice).await;
+    provider.next_user("alice-at-corp").await;
+    assert_eq!(b.follow(&link, "never").await.status, 200);
+    // The session gets a refreshed token, which the provider accepts.
+    let seen = server_sees(&s, &provider, &alice).await;
+    assert!(seen.contains("\"sub\":\"alice-at-corp\""), "{seen}");
+    assert!(s.warden.logs().contains("a connection was refreshed"));
+    // The provider no longer honours the refresh token: the next session asks the user to
+    // connect again, and the page says so.
+    let r = reqwest::Client::new()
+        .post(format!("{}/__test/forget-refresh-tokens", provider.issuer))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let _ = connect_link(&s.warden.mcp_url(), &alice).await;
+    let page = b.get(&format!("{}/connections", s.base)).await;
+    assert!(
+        page.body.contains("needs connecting again"),
+        "{}",
+        page.body
+    );
+    // Connecting again makes it usable again.
+    let link = connect_link(&s.warden.mcp_url(), &alice).await;
+    assert_eq!(b.follow(&link, "never").await.status, 200);
+    let seen = server_sees(&s, &provider, &alice).await;
+    assert!(seen.contains("\"sub\":\"alice-at-corp\""), "{seen}");
 }
