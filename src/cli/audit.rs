@@ -16,8 +16,20 @@ pub(super) fn check_config(file: &Path) -> ExitCode {
                 },
                 None => "no audit".into(),
             };
+            let named: Vec<String> = cfg
+                .connections
+                .iter()
+                .map(|c| {
+                    let required = if c.required { ", required" } else { "" };
+                    format!("{} ({}{required})", c.name, c.env)
+                })
+                .collect();
+            let connections = match named.len() {
+                0 => String::new(),
+                n => format!("; {n} connections: {}", named.join(", ")),
+            };
             say(&format!(
-                "{}: ok ({}; {audit})",
+                "{}: ok ({}; {audit}{connections})",
                 file.display(),
                 cfg.policy.summary()
             ));

@@ -56,6 +56,9 @@ struct ConnectionSpec {
     client_secret_file: Option<Spanned<String>>,
     #[serde(default)]
     scopes: Vec<String>,
+    /// More parameters of the authorization request (`access_type = "offline"` at Google).
+    #[serde(default)]
+    authorization_params: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     env: Spanned<String>,
     file: Option<Spanned<String>>,
     #[serde(default)]
@@ -309,6 +312,28 @@ fn connection_config(
             &format!("scope {s:?} is not a valid OAuth scope"),
         ));
     }
+    let mut authorization_params = Vec::new();
+    if let Some(params) = &c.authorization_params {
+        for (k, v) in params.get_ref() {
+            let reserved = [
+                "response_type",
+                "client_id",
+                "redirect_uri",
+                "state",
+                "code_challenge",
+                "code_challenge_method",
+            ];
+            if reserved.contains(&k.as_str()) || (k == "scope" && !c.scopes.is_empty()) {
+                return Err(at(
+                    params.span(),
+                    &format!(
+                        "authorization_params: {k} is set by mcp-warden (scopes: give them in scopes)"
+                    ),
+                ));
+            }
+            authorization_params.push((k.clone(), v.clone()));
+        }
+    }
     let env = c.env.get_ref().clone();
     if env.is_empty()
         || env.as_bytes()[0].is_ascii_digit()
@@ -341,6 +366,7 @@ fn connection_config(
         client_id: c.client_id.get_ref().trim().to_owned(),
         client_secret,
         scopes: c.scopes,
+        authorization_params,
         env,
         file,
         required: c.required,
@@ -670,6 +696,7 @@ file = "corp-token.json"
 
 [[connection]]
 name = "local"
+authorization_params = { access_type = "offline", prompt = "consent" }
 authorization_endpoint = "http://127.0.0.1:9000/auth"
 token_endpoint = "http://127.0.0.1:9000/token"
 revocation_endpoint = "http://127.0.0.1:9000/revoke"

@@ -120,7 +120,14 @@ impl Connections {
             url.query_pairs_mut()
                 .append_pair("scope", &config.scopes.join(" "));
         }
-        if config.scopes.iter().any(|s| s == "offline_access") {
+        url.query_pairs_mut()
+            .extend_pairs(config.authorization_params.iter());
+        if config.scopes.iter().any(|s| s == "offline_access")
+            && !config
+                .authorization_params
+                .iter()
+                .any(|(k, _)| k == "prompt")
+        {
             // OpenID Connect Core §11: a refresh token is granted only with consent asked.
             url.query_pairs_mut().append_pair("prompt", "consent");
         }

@@ -40,6 +40,8 @@ pub struct ConnectionConfig {
     /// The client secret at the provider.
     pub client_secret: Secret,
     pub scopes: Vec<String>,
+    /// More parameters of the authorization request (`access_type=offline` at Google).
+    pub authorization_params: Vec<(String, String)>,
     /// The variable the access token is injected as.
     pub env: String,
     /// A file in the session's work dir that holds the access token too, for servers that
