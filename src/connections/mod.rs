@@ -472,6 +472,75 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_database_file_holds_no_token_and_opens_with_no_other_key() {
+        let dir = std::env::temp_dir().join(format!("mcp-warden-vault-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = crate::store::StoreConfig::Sqlite { dir: dir.clone() };
+        let key = Secret::new("ab".repeat(32));
+        let tokens = Tokens {
+            access_token: "gho_ACCESS-0123456789".into(),
+            refresh_token: Some("ghr_REFRESH-0123456789".into()),
+        };
+        {
+            let store = Store::open(&config).await.unwrap();
+            let c = Connections::new(
+                Vec::new(),
+                store,
+                Vault::from_key_text(&key).unwrap(),
+                "https://as.example".into(),
+                http(),
+            );
+            c.store_tokens("alice", "github", &tokens, vec![], None, 1)
+                .await
+                .unwrap();
+        }
+        // Every file of the store, as a copy of the disk would have it.
+        let mut bytes = Vec::new();
+        for f in std::fs::read_dir(&dir).unwrap() {
+            bytes.extend(std::fs::read(f.unwrap().path()).unwrap_or_default());
+        }
+        assert!(
+            bytes
+                .windows(4)
+                .any(|w| w == b"v1.A" || w.starts_with(b"v1."))
+        );
+        for secret in ["gho_ACCESS", "ghr_REFRESH", "0123456789"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in the database file"
+            );
+        }
+        let store = Store::open(&config).await.unwrap();
+        let other = Connections::new(
+            Vec::new(),
+            store.clone(),
+            Vault::from_key_text(&Secret::new("cd".repeat(32))).unwrap(),
+            "https://as.example".into(),
+            http(),
+        );
+        assert!(matches!(
+            other.access_token("alice", "github", 2).await,
+            Err(ConnectionError::Vault(VaultError::Unopenable))
+        ));
+        let right = Connections::new(
+            Vec::new(),
+            store,
+            Vault::from_key_text(&key).unwrap(),
+            "https://as.example".into(),
+            http(),
+        );
+        let got = right
+            .access_token("alice", "github", 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.token.expose(), b"gho_ACCESS-0123456789");
+        drop(right);
+        drop(other);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
     async fn a_connect_link_names_its_user_and_connection_and_expires() {
         let store = Store::open(&crate::store::StoreConfig::Memory)
             .await

@@ -31,7 +31,8 @@
 // Pre-registered confidential client: test-client / test-secret (client_secret_basic;
 // client_credentials, authorization_code, refresh_token), allowed to introspect.
 // Test hooks: POST /__test/rotate-keys[?keep_old=1] -> {"kid": <new signing key>};
-// POST /__test/forget-refresh-tokens: every refresh token issued so far stops working.
+// POST /__test/forget-refresh-tokens: every refresh token issued so far stops working;
+// GET /__test/issued-tokens: the access and refresh tokens issued to --connection-client.
 import * as http from 'node:http';
 import * as crypto from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -56,6 +57,7 @@ const { values: a } = parseArgs({
 });
 const ACCOUNTS = JSON.parse(a.accounts);
 let nextUser;
+const issued = [];
 const UPSTREAM = a['upstream-client'] ? a['upstream-client'].split(':') : undefined;
 const CONNECTION = a['connection-client'] ? a['connection-client'].split(':') : undefined;
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -191,6 +193,13 @@ function buildProvider() {
     renderError: (ctx, out) => { ctx.type = 'json'; ctx.body = out; },
   });
   provider.on('server_error', (ctx, err) => console.error('[as] server_error', err));
+  // The connection client's tokens as issued, for tests that look for them where they must
+  // not be (logs, audit records, the state store).
+  for (const kind of ['access_token', 'refresh_token']) {
+    provider.on(`${kind}.saved`, (token) => {
+      if (CONNECTION && token.clientId === CONNECTION[0]) issued.push(token.jti);
+    });
+  }
   if (a['token-exchange']) {
     provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange,
       ['subject_token', 'subject_token_type', 'requested_token_type', 'resource', 'audience', 'scope'],
@@ -282,6 +291,10 @@ async function handle(req, res) {
       nextUser = url.searchParams.get('user') || undefined;
       res.writeHead(204);
       return res.end();
+    }
+    if (url.pathname === '/__test/issued-tokens' && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify(issued));
     }
     if (url.pathname === '/__test/forget-refresh-tokens' && req.method === 'POST') {
       for (const k of [...store.keys()]) if (k.startsWith('RefreshToken:')) store.delete(k);

@@ -55,10 +55,10 @@ impl AuthServer {
         std::thread::spawn(move || {
             let mut out = BufReader::new(out);
             let mut line = String::new();
+            // Read to the end: a closed pipe would kill the server at its next line (EPIPE).
             while out.read_line(&mut line).is_ok_and(|n| n > 0) {
                 if let Some(issuer) = line.strip_prefix("AS_READY ") {
                     let _ = tx.send(issuer.trim().to_owned());
-                    return;
                 }
                 line.clear();
             }

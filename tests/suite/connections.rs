@@ -371,6 +371,40 @@ async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user()
     assert!(!logs.contains("conn-secret"), "{logs}");
     // Connects and the revocation are in the audit log, by user and connection.
     let audit = std::fs::read_to_string(config.parent().unwrap().join("audit.jsonl")).unwrap();
+    // The provider's tokens, as it issued them: in no log and no audit record. Of those
+    // that open UserInfo, only bob's still do: alice's grant was revoked at the provider too.
+    let issued: Vec<String> = reqwest::get(format!("{}/__test/issued-tokens", provider.issuer))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        issued.len() >= 4,
+        "access and refresh tokens of both: {issued:?}"
+    );
+    let mut working = Vec::new();
+    for token in &issued {
+        assert!(
+            !logs.contains(token.as_str()),
+            "a provider token in the logs"
+        );
+        assert!(
+            !audit.contains(token.as_str()),
+            "a provider token in the audit log"
+        );
+        let r = reqwest::Client::new()
+            .get(format!("{}/me", provider.issuer))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            let me: Value = r.json().await.unwrap();
+            working.push(me["sub"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(working, ["bob-at-corp"]);
     let records: Vec<Value> = audit
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
