@@ -101,7 +101,7 @@ pub enum UpstreamConfig {
 /// How long a sign-in may take, from the client's request to the code.
 pub(crate) const FLOW_TTL_SECS: i64 = 600;
 /// How long a browser stays signed in after a sign-in (within its binding cookie's day).
-const WEB_SESSION_SECS: i64 = 8 * 3600;
+pub(crate) const WEB_SESSION_SECS: i64 = 8 * 3600;
 /// Upper bound on the groups carried in a token (keeps it under the resource's size limit).
 const MAX_GROUPS: usize = 64;
 
@@ -246,8 +246,30 @@ fn page(status: u16, reason: Reason) -> AuthzError {
 pub struct Browser<'a> {
     /// The browser-binding cookie, if the browser has one.
     pub cookie: Option<&'a str>,
+    /// The sign-in cookie (set when a user signs in here), if the browser has one.
+    pub session: Option<&'a str>,
     pub origin: Option<&'a str>,
     pub fetch_site: Option<&'a str>,
+}
+
+impl Reply {
+    /// A page, setting no cookie.
+    pub fn page(page: Page) -> Reply {
+        Reply {
+            answer: Answer::Page(page),
+            set_cookie: None,
+            set_session: None,
+        }
+    }
+
+    /// A redirect (303), setting no cookie.
+    pub fn redirect(location: String) -> Reply {
+        Reply {
+            answer: Answer::Redirect(location),
+            set_cookie: None,
+            set_session: None,
+        }
+    }
 }
 
 /// What to send the browser.
@@ -256,6 +278,9 @@ pub struct Reply {
     pub answer: Answer,
     /// A new browser-binding cookie value to set.
     pub set_cookie: Option<String>,
+    /// A new sign-in cookie value to set: the browser is signed in as a user (fresh at each
+    /// sign-in, so a cookie planted before cannot be signed in by the victim).
+    pub set_session: Option<String>,
 }
 
 #[derive(Debug)]
@@ -412,6 +437,15 @@ impl AuthorizationServer {
     }
 
     /// The cookie that binds a sign-in to its browser.
+    /// The cookie a signed-in browser carries (see [`Reply::set_session`]).
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.config.secure_cookies {
+            "__Host-mcp-warden-session"
+        } else {
+            "mcp-warden-session"
+        }
+    }
+
     pub fn cookie_name(&self) -> &'static str {
         if self.config.secure_cookies {
             "__Host-mcp-warden-browser"
@@ -427,7 +461,7 @@ impl AuthorizationServer {
 
     /// The user (subject) a browser is signed in as here, if it is.
     pub async fn browser_user(&self, browser: Browser<'_>) -> Result<Option<String>, StoreError> {
-        match browser.cookie {
+        match browser.session {
             Some(c) => self.store.web_session(&rules::hash(c), unix_now()).await,
             None => Ok(None),
         }
@@ -436,6 +470,39 @@ impl AuthorizationServer {
     /// The error page for `reason`.
     pub(crate) fn refuse(status: u16, reason: Reason) -> AuthzError {
         page(status, reason)
+    }
+
+    /// The page asking the signed-in user to connect `connection` (a form: `flow`, `csrf`),
+    /// which leads to `provider_origin`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn connect_page(
+        &self,
+        user: &str,
+        connection: &str,
+        provider: &str,
+        scopes: &[String],
+        flow: &str,
+        csrf: &str,
+        provider_origin: String,
+    ) -> Page {
+        Page {
+            status: 200,
+            html: web::render(&web::ConnectPage {
+                title: "Connect an account?",
+                resource_name: &self.config.resource_name,
+                css_url: &self.url(web::CSS_PATH),
+                user,
+                connection,
+                provider,
+                scopes,
+                connections_url: &self.url("/connections"),
+                action: &self.url(&format!("/connections/{connection}/connect")),
+                flow,
+                csrf,
+            }),
+            // The form's answer is a redirect to the provider.
+            form_target: Some(provider_origin),
+        }
     }
 
     /// The signed-in user's connections, with a form (`flow`, `csrf`) to revoke each.
@@ -818,7 +885,11 @@ impl AuthorizationServer {
                 Answer::Redirect(url.to_string())
             }
         };
-        Ok(Reply { answer, set_cookie })
+        Ok(Reply {
+            answer,
+            set_cookie,
+            set_session: None,
+        })
     }
 
     fn client_view(&self, client: &ClientInfo, redirect_uri: &str, now: i64) -> ClientView {
@@ -1060,6 +1131,7 @@ impl AuthorizationServer {
                     request.state.as_deref(),
                 )),
                 set_cookie: None,
+                set_session: None,
             });
         }
         let code = p.get("code").ok_or(page(400, Reason::UpstreamError))?;
@@ -1196,13 +1268,6 @@ impl AuthorizationServer {
                 form_target: None,
             });
         }
-        // This browser is now signed in as the user: it may complete the user's
-        // connections (and only theirs).
-        if let Some(user) = self.store.user(user_id).await? {
-            self.store
-                .put_web_session(&flow.browser_hash, &user.sub, now, now + WEB_SESSION_SECS)
-                .await?;
-        }
         let request_json = serde_json::to_value(&request).unwrap_or(Value::Null);
         if !self
             .store
@@ -1219,6 +1284,22 @@ impl AuthorizationServer {
         {
             return Err(page(400, Reason::AlreadyUsed));
         }
+        // This browser is now signed in as the user, under a cookie minted here: it may
+        // complete the user's connections (and only theirs).
+        let session = new_secret("")?;
+        let user = self
+            .store
+            .user(user_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a signed-in user is not stored".into()))?;
+        self.store
+            .put_web_session(
+                &rules::hash(&session),
+                &user.sub,
+                now,
+                now + WEB_SESSION_SECS,
+            )
+            .await?;
         let remembered = self
             .store
             .consent(user_id, &request.client_id, &request.resource, now)
@@ -1234,6 +1315,7 @@ impl AuthorizationServer {
             return Ok(Reply {
                 answer: Answer::Redirect(location),
                 set_cookie: None,
+                set_session: Some(session),
             });
         }
         Ok(Reply {
@@ -1242,6 +1324,7 @@ impl AuthorizationServer {
                 &[("flow", flow_id)],
             )),
             set_cookie: None,
+            set_session: Some(session),
         })
     }
 
@@ -1322,6 +1405,7 @@ impl AuthorizationServer {
                 form_target: Some(origin_of(&request.redirect_uri)),
             }),
             set_cookie: None,
+            set_session: None,
         })
     }
 
@@ -1356,6 +1440,7 @@ impl AuthorizationServer {
                     request.state.as_deref(),
                 )),
                 set_cookie: None,
+                set_session: None,
             });
         }
         let location = self
@@ -1377,6 +1462,7 @@ impl AuthorizationServer {
         Ok(Reply {
             answer: Answer::Redirect(location),
             set_cookie: None,
+            set_session: None,
         })
     }
 

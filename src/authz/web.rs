@@ -102,6 +102,22 @@ pub struct ConnectedPage<'a> {
     pub scopes: &'a [String],
 }
 
+#[derive(Debug, Template)]
+#[template(path = "connect.html")]
+pub struct ConnectPage<'a> {
+    pub title: &'a str,
+    pub resource_name: &'a str,
+    pub css_url: &'a str,
+    pub user: &'a str,
+    pub connection: &'a str,
+    pub provider: &'a str,
+    pub scopes: &'a [String],
+    pub connections_url: &'a str,
+    pub action: &'a str,
+    pub flow: &'a str,
+    pub csrf: &'a str,
+}
+
 /// One row of the connections page.
 #[derive(Debug, Clone)]
 pub struct ConnectionRow {

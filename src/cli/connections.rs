@@ -103,10 +103,10 @@ async fn list(store: &Store, user: Option<String>) -> anyhow::Result<()> {
     for r in rows {
         say(&format!(
             "{}\t{}\t{}\t{}\t{}\t{}",
-            r.user_id,
+            printable(&r.user_id),
             r.name,
             r.state.as_str(),
-            r.scopes.join(" "),
+            printable(&r.scopes.join(" ")),
             crate::authz::web::age(now - r.granted_at),
             r.last_used_at
                 .map_or("never".to_owned(), |t| crate::authz::web::age(now - t)),
@@ -129,11 +129,25 @@ async fn revoke(
     let vault = crate::connections::Vault::from_key_text(&key)?;
     let http = crate::auth::fetch::HttpClient::new(None, std::time::Duration::from_secs(10))
         .map_err(anyhow::Error::msg)?;
+    if store.connection(user, connection).await?.is_none() {
+        anyhow::bail!("{} has no connection {connection}", printable(user));
+    }
     let connections =
         crate::connections::Connections::new(file.connections, store, vault, String::new(), http);
-    match connections.revoke(user, connection).await? {
-        Some(_) => say(&format!("revoked {connection} of {user}")),
-        None => anyhow::bail!("{user} has no connection {connection}"),
+    if connections.revoke(user, connection).await?.is_none() {
+        // Deleted here; the provider could not be told (the key did not open it).
+        eprintln!(
+            "mcp-warden: the stored tokens did not open with this key: the provider was not told"
+        );
     }
+    say(&format!("revoked {connection} of {}", printable(user)));
     Ok(())
+}
+
+/// Text from the store (a provider's scopes, a user's subject) without control characters,
+/// which could drive the operator's terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }

@@ -179,6 +179,15 @@ pub fn parse(
             ));
         }
         let compiled = connection_config(c, text, path, base, read)?;
+        if let Some(file) = &compiled.file
+            && connections.iter().any(|o| o.file.as_ref() == Some(file))
+        {
+            return Err(FileError(format!(
+                "{}: [[connection]] {:?}: another connection writes the file {file:?}",
+                path.display(),
+                compiled.name
+            )));
+        }
         if connections.iter().any(|o| o.name == compiled.name) {
             return Err(FileError(format!(
                 "{}: [[connection]] {:?} is given twice",
@@ -241,9 +250,8 @@ fn connection_config(
     let endpoint = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<String>, FileError> {
         match v {
             None => Ok(None),
-            Some(u) if endpoint_ok(u.get_ref()) => {
-                Ok(Some(u.get_ref().trim_end_matches('/').to_owned()))
-            }
+            // As written: an issuer identifier is compared exactly (RFC 8414 §3.3).
+            Some(u) if endpoint_ok(u.get_ref()) => Ok(Some(u.get_ref().clone())),
             Some(u) => Err(at(
                 u.span(),
                 &format!("{key}: an https URL (http only to this machine)"),
@@ -713,7 +721,7 @@ env = "LOCAL_TOKEN"
         assert!(c[0].required && !c[1].required);
         assert_eq!(
             c[1].provider,
-            Provider::Issuer("https://login.corp.example".into())
+            Provider::Issuer("https://login.corp.example/".into())
         );
         assert_eq!(c[1].file.as_deref(), Some("corp-token.json"));
         assert!(matches!(

@@ -571,7 +571,6 @@ fn own_files(o: &WrapOptions, file: Option<&file::FileConfig>) -> Vec<(String, P
         ),
         ("--signing-key-file", &o.login.signing_key_file),
         ("--state-key-file", &o.login.state_key_file),
-        ("--state-key-file", &o.login.state_key_file),
         ("--state-url-file", &o.login.state_url_file),
         ("--from-mcp-json", &o.from_mcp_json),
         (

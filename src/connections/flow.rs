@@ -15,13 +15,14 @@ use url::Url;
 use super::{ConnectionConfig, Connections, Provider, Tokens};
 use crate::authz::rules::{self, Params};
 use crate::authz::{
-    Answer, AuthorizationServer, AuthzError, Browser, FLOW_TTL_SECS, Reason, Reply, new_secret,
-    s256, unix_now,
+    AuthorizationServer, AuthzError, Browser, FLOW_TTL_SECS, Reason, Reply, new_secret, s256,
+    unix_now,
 };
 use crate::store::{FlowRecord, FlowStep};
 
-/// The flow kind in the flows table.
+/// The flow kinds in the flows table: the provider leg, and the confirmation page before it.
 const KIND: &str = "connect";
+const CONFIRM_KIND: &str = "connect-confirm";
 /// The path of the provider's redirect back to us, under the issuer.
 pub const CALLBACK_PATH: &str = "/connections/callback";
 /// Largest provider answer read.
@@ -52,9 +53,10 @@ fn refuse(status: u16, reason: Reason) -> AuthzError {
 }
 
 impl Connections {
-    /// `GET /connections/{name}/connect?link=…`: checks the link and the browser, then
-    /// sends the browser to the provider.
-    pub async fn connect(
+    /// `GET /connections/{name}/connect?link=…`: checks the link and the browser, then asks
+    /// the user to confirm (a page whose form leads to the provider): a page of another site
+    /// that has the link cannot connect the user's account without them.
+    pub async fn connect_page(
         &self,
         srv: &AuthorizationServer,
         name: &str,
@@ -70,18 +72,81 @@ impl Connections {
             .get("link")
             .and_then(|l| self.link_user(l, name, now))
             .ok_or(refuse(400, Reason::ConnectLinkInvalid))?;
-        let (Some(cookie), Some(signed_in)) = (browser.cookie, srv.browser_user(browser).await?)
-        else {
-            return Err(refuse(403, Reason::NotSignedIn));
-        };
-        if signed_in != user {
-            tracing::warn!(
-                connection = name,
-                reason = "other_user",
-                "a connect link was opened in a browser signed in as another user"
-            );
-            return Err(refuse(403, Reason::OtherUser));
+        let cookie = self.signed_in_as(srv, browser, &user, name).await?;
+        let endpoints = self.endpoints(config).await.map_err(|e| {
+            tracing::warn!(connection = name, error = %e, "the provider's endpoints are unavailable");
+            refuse(502, Reason::ConnectionFailed)
+        })?;
+        let flow = new_secret("")?;
+        let csrf = new_secret("")?;
+        self.store
+            .put_flow(&FlowRecord {
+                flow_hash: rules::hash(&flow),
+                kind: CONFIRM_KIND.into(),
+                step: FlowStep::Consent,
+                browser_hash: rules::hash(cookie),
+                csrf_hash: Some(rules::hash(&csrf)),
+                upstream_state_hash: None,
+                upstream_secrets: None,
+                request: serde_json::to_value(Pending {
+                    connection: name.to_owned(),
+                    user: user.clone(),
+                })
+                .unwrap_or(Value::Null),
+                user_id: Some(user.clone()),
+                created_at: now,
+                expires_at: now + FLOW_TTL_SECS,
+            })
+            .await?;
+        let provider = endpoints
+            .authorization
+            .host_str()
+            .unwrap_or_default()
+            .to_owned();
+        let origin = endpoints.authorization.origin().ascii_serialization();
+        Ok(Reply::page(srv.connect_page(
+            &user,
+            name,
+            &provider,
+            &config.scopes,
+            &flow,
+            &csrf,
+            origin,
+        )))
+    }
+
+    /// `POST /connections/{name}/connect`: the user confirmed on the page (same origin, its
+    /// CSRF token, the browser it was shown in, still signed in as that user); the browser
+    /// goes to the provider.
+    pub async fn connect(
+        &self,
+        srv: &AuthorizationServer,
+        name: &str,
+        body: &[u8],
+        browser: Browser<'_>,
+    ) -> Result<Reply, AuthzError> {
+        let now = unix_now();
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+        let (_, flow) = srv
+            .posted_flow(&form, browser, CONFIRM_KIND, FlowStep::Consent, now)
+            .await?;
+        // Once: a second post of the page starts nothing.
+        if !self
+            .store
+            .finish_flow(&flow.flow_hash, FlowStep::Consent)
+            .await?
+        {
+            return Err(refuse(400, Reason::AlreadyUsed));
         }
+        let pending: Pending = serde_json::from_value(flow.request.clone())
+            .map_err(|_| refuse(400, Reason::FlowExpired))?;
+        if pending.connection != name {
+            return Err(refuse(400, Reason::FlowExpired));
+        }
+        let cookie = self.signed_in_as(srv, browser, &pending.user, name).await?;
+        let config = self
+            .config(name)
+            .ok_or(refuse(404, Reason::ConnectLinkInvalid))?;
         let endpoints = self.endpoints(config).await.map_err(|e| {
             tracing::warn!(connection = name, error = %e, "the provider's endpoints are unavailable");
             refuse(502, Reason::ConnectionFailed)
@@ -98,12 +163,8 @@ impl Connections {
                 csrf_hash: None,
                 upstream_state_hash: Some(rules::hash(&state)),
                 upstream_secrets: serde_json::to_string(&Secrets { verifier }).ok(),
-                request: serde_json::to_value(Pending {
-                    connection: name.to_owned(),
-                    user: user.clone(),
-                })
-                .unwrap_or(Value::Null),
-                user_id: Some(user),
+                request: serde_json::to_value(&pending).unwrap_or(Value::Null),
+                user_id: Some(pending.user.clone()),
                 created_at: now,
                 expires_at: now + FLOW_TTL_SECS,
             })
@@ -131,10 +192,30 @@ impl Connections {
             // OpenID Connect Core §11: a refresh token is granted only with consent asked.
             url.query_pairs_mut().append_pair("prompt", "consent");
         }
-        Ok(Reply {
-            answer: Answer::Redirect(url.to_string()),
-            set_cookie: None,
-        })
+        Ok(Reply::redirect(url.to_string()))
+    }
+
+    /// The browser's binding cookie, when it is signed in here as `user`; else the refusal.
+    async fn signed_in_as<'b>(
+        &self,
+        srv: &AuthorizationServer,
+        browser: Browser<'b>,
+        user: &str,
+        name: &str,
+    ) -> Result<&'b str, AuthzError> {
+        let (Some(cookie), Some(signed_in)) = (browser.cookie, srv.browser_user(browser).await?)
+        else {
+            return Err(refuse(403, Reason::NotSignedIn));
+        };
+        if signed_in != user {
+            tracing::warn!(
+                connection = name,
+                reason = "other_user",
+                "a connect link was used in a browser signed in as another user"
+            );
+            return Err(refuse(403, Reason::OtherUser));
+        }
+        Ok(cookie)
     }
 
     /// `GET /connections/callback`: the provider's answer, in the browser that started the
@@ -181,6 +262,13 @@ impl Connections {
         let config = self
             .config(&pending.connection)
             .ok_or(refuse(400, Reason::ConnectLinkInvalid))?;
+        // RFC 9207: an answer naming another issuer is another provider's (a mix-up).
+        if let (Provider::Issuer(issuer), Some(iss)) = (&config.provider, p.get("iss"))
+            && iss != issuer
+        {
+            tracing::warn!(connection = %pending.connection, reason = "issuer_mismatch", "a provider answer named another issuer");
+            return Err(refuse(400, Reason::IssuerMismatch));
+        }
         if p.get("error").is_some() {
             // The provider's own text stays out of the page.
             tracing::info!(connection = %pending.connection, "the provider did not grant the connection");
@@ -203,22 +291,17 @@ impl Connections {
                 tracing::warn!(connection = %pending.connection, error = %e, "the provider refused its code");
                 refuse(502, Reason::ConnectionFailed)
             })?;
-        let Some(access_token) = answer.get("access_token").and_then(Value::as_str) else {
-            tracing::warn!(connection = %pending.connection, "the provider's answer has no access token");
+        let Some(tokens) = super::tokens_of(&answer, None) else {
+            tracing::warn!(connection = %pending.connection, "the provider's answer has no usable access token");
             return Err(refuse(502, Reason::ConnectionFailed));
         };
-        let tokens = Tokens {
-            access_token: access_token.to_owned(),
-            refresh_token: answer
-                .get("refresh_token")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        };
-        // The scopes granted, when the provider says (RFC 6749 §5.1), else those asked for.
+        // The scopes granted, when the provider says (RFC 6749 §5.1), else those asked for;
+        // only what a scope may hold (they are shown and listed).
         let scopes: Vec<String> = match answer.get("scope").and_then(Value::as_str) {
             Some(s) => s
                 .split([' ', ','])
-                .filter(|s| !s.is_empty())
+                .filter(|s| !s.is_empty() && s.len() <= 256)
+                .filter(|s| s.bytes().all(|b| (0x21..=0x7e).contains(&b)))
                 .map(str::to_owned)
                 .collect(),
             None => config.scopes.clone(),
@@ -239,19 +322,20 @@ impl Connections {
         })?;
         tracing::info!(connection = %pending.connection, "a user connected an account");
         self.record(&pending.user, &pending.connection, "connected");
-        Ok(Reply {
-            answer: Answer::Page(srv.connected_page(&pending.connection, &scopes)),
-            set_cookie: None,
-        })
+        Ok(Reply::page(
+            srv.connected_page(&pending.connection, &scopes),
+        ))
     }
 
-    /// Where the provider of `config` authorizes and issues tokens.
+    /// Where the provider of `config` authorizes and issues tokens. Discovered endpoints
+    /// must be https (http only to this machine), as configured ones are.
     pub async fn endpoints(&self, config: &ConnectionConfig) -> Result<Endpoints, String> {
-        let parse = |u: &str| Url::parse(u).map_err(|e| format!("{u}: {e}"));
+        let configured =
+            |u: &str| Url::parse(u).map_err(|_| "a configured URL is invalid".to_owned());
         match &config.provider {
             Provider::GitHub => Ok(Endpoints {
-                authorization: parse("https://github.com/login/oauth/authorize")?,
-                token: parse("https://github.com/login/oauth/access_token")?,
+                authorization: configured("https://github.com/login/oauth/authorize")?,
+                token: configured("https://github.com/login/oauth/access_token")?,
                 revocation: None,
             }),
             Provider::Endpoints {
@@ -259,29 +343,35 @@ impl Connections {
                 token,
                 revocation,
             } => Ok(Endpoints {
-                authorization: parse(authorization)?,
-                token: parse(token)?,
-                revocation: revocation.as_deref().map(parse).transpose()?,
+                authorization: configured(authorization)?,
+                token: configured(token)?,
+                revocation: revocation.as_deref().map(configured).transpose()?,
             }),
             Provider::Issuer(issuer) => {
-                // RFC 8414 first, then OpenID discovery; the document must name its issuer.
+                // RFC 8414 first, then OpenID discovery; the document must name the issuer
+                // exactly as configured.
+                let base = issuer.trim_end_matches('/');
                 let mut last = String::new();
                 for well_known in [
                     "/.well-known/oauth-authorization-server",
                     "/.well-known/openid-configuration",
                 ] {
-                    let url = parse(&format!("{issuer}{well_known}"))?;
+                    let url = configured(&format!("{base}{well_known}"))?;
                     match self.http.get_json(&url, MAX_ANSWER_BYTES).await {
                         Ok(doc) => {
                             let body = doc.body;
                             if body.get("issuer").and_then(Value::as_str) != Some(issuer) {
                                 return Err(format!("{url} names another issuer"));
                             }
-                            let field = |k: &str| {
+                            // The provider's own text stays out of errors (and logs).
+                            let field = |k: &str| -> Result<Url, String> {
                                 body.get(k)
                                     .and_then(Value::as_str)
-                                    .ok_or_else(|| format!("{url} has no {k}"))
-                                    .and_then(parse)
+                                    .and_then(|u| Url::parse(u).ok())
+                                    .filter(crate::auth::fetch::is_secure_endpoint)
+                                    .ok_or_else(|| {
+                                        format!("{url}: {k} is missing, invalid or not https")
+                                    })
                             };
                             return Ok(Endpoints {
                                 authorization: field("authorization_endpoint")?,
@@ -421,10 +511,7 @@ impl Connections {
                 }
             })
             .collect();
-        Ok(Reply {
-            answer: Answer::Page(srv.connections_page(&user, &flow, &csrf, rows)),
-            set_cookie: None,
-        })
+        Ok(Reply::page(srv.connections_page(&user, &flow, &csrf, rows)))
     }
 
     /// `POST /connections/revoke`: from the user's own connections page (same origin, its
@@ -453,13 +540,7 @@ impl Connections {
             tracing::error!(connection = name, error = %e, "cannot revoke a connection");
             refuse(500, Reason::ConnectionFailed)
         })?;
-        Ok((
-            Reply {
-                answer: Answer::Redirect(srv.url("/connections")),
-                set_cookie: None,
-            },
-            revoked,
-        ))
+        Ok((Reply::redirect(srv.url("/connections")), revoked))
     }
 
     /// Forgets `user`'s connection `name` here and, where the provider has a revocation

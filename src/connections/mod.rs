@@ -82,14 +82,47 @@ enum Refresh {
     Unavailable(String),
 }
 
-/// The expiry a token answer gives (`expires_in`, RFC 6749 §5.1), as seconds since the epoch.
+/// The expiry a token answer gives (`expires_in`, RFC 6749 §5.1), as seconds since the
+/// epoch (at most ten years away, whatever the provider says).
 fn expires_at(answer: &serde_json::Map<String, serde_json::Value>, now: i64) -> Option<i64> {
+    const TEN_YEARS: i64 = 10 * 365 * 86_400;
     answer
         .get("expires_in")
         .and_then(serde_json::Value::as_i64)
         .filter(|s| *s > 0)
-        .map(|s| now + s)
+        .map(|s| now.saturating_add(s.min(TEN_YEARS)))
 }
+
+/// The tokens of a token answer, if its access token can be one (RFC 6750 §2.1: visible
+/// ASCII; long enough that redacting it cannot blank everything a server says). Without a
+/// new refresh token, `previous` is kept (RFC 6749 §6).
+fn tokens_of(
+    answer: &serde_json::Map<String, serde_json::Value>,
+    previous: Option<&String>,
+) -> Option<Tokens> {
+    let usable = |t: &&str| {
+        (MIN_TOKEN_LEN..=MAX_TOKEN_LEN).contains(&t.len())
+            && t.bytes().all(|b| (0x21..=0x7e).contains(&b))
+    };
+    let access_token = answer
+        .get("access_token")
+        .and_then(serde_json::Value::as_str)
+        .filter(usable)?;
+    let refresh_token = answer
+        .get("refresh_token")
+        .and_then(serde_json::Value::as_str)
+        .filter(usable)
+        .map(str::to_owned)
+        .or_else(|| previous.cloned());
+    Some(Tokens {
+        access_token: access_token.to_owned(),
+        refresh_token,
+    })
+}
+
+/// Bounds of a provider token accepted for injection.
+const MIN_TOKEN_LEN: usize = 8;
+const MAX_TOKEN_LEN: usize = 8192;
 
 /// A token expiring sooner than this is refreshed before a session is given it.
 pub const REFRESH_MARGIN_SECS: i64 = 300;
@@ -106,7 +139,12 @@ pub struct Connections {
     http: crate::auth::fetch::HttpClient,
     /// Where changes are recorded (audit, metrics), in a sidecar.
     governance: Option<Arc<crate::governance::Governance>>,
+    /// Per connection, the lock of its refresh.
+    refreshing: Arc<parking_lot::Mutex<RefreshLocks>>,
 }
+
+type RefreshLocks =
+    std::collections::HashMap<(String, String), std::sync::Weak<tokio::sync::Mutex<()>>>;
 
 impl Connections {
     pub fn new(
@@ -123,6 +161,7 @@ impl Connections {
             issuer,
             http,
             governance: None,
+            refreshing: Arc::default(),
         }
     }
 
@@ -188,23 +227,39 @@ impl Connections {
             return Ok(None);
         }
         let mut tokens = self.vault.open(user, name, &record.sealed)?;
-        if record
-            .expires_at
-            .is_some_and(|at| at - now < REFRESH_MARGIN_SECS)
-        {
+        let near_expiry = |r: &crate::store::ConnectionRecord| {
+            r.expires_at
+                .is_some_and(|at| at - now < REFRESH_MARGIN_SECS)
+        };
+        if near_expiry(&record) {
+            // One refresh at a time per connection here (a rotating refresh token works
+            // once); a refresh done meanwhile, here or on another replica, is used.
+            let lock = self.refresh_lock(user, name);
+            let _one = lock.lock().await;
+            match self.store.connection(user, name).await? {
+                Some(current) if current.state == ConnectionState::Active => {
+                    if current.sealed != record.sealed {
+                        tokens = self.vault.open(user, name, &current.sealed)?;
+                    }
+                    record = current;
+                }
+                _ => return Ok(None),
+            }
+        }
+        if near_expiry(&record) {
             match self.refresh(&record, &tokens, now).await {
                 Ok(Some((fresh, fresh_record))) => {
                     tokens = fresh;
                     record = fresh_record;
                 }
                 Ok(None) if record.expires_at.is_some_and(|at| at <= now) => {
-                    self.needs_consent(user, name, "expired without a refresh token")
+                    self.needs_consent(&record, "expired without a refresh token")
                         .await?;
                     return Ok(None);
                 }
                 Ok(None) => {}
                 Err(Refresh::Refused(why)) => {
-                    self.needs_consent(user, name, &why).await?;
+                    self.needs_consent(&record, &why).await?;
                     return Ok(None);
                 }
                 Err(Refresh::Unavailable(why)) => {
@@ -220,17 +275,46 @@ impl Connections {
         }))
     }
 
-    async fn needs_consent(&self, user: &str, name: &str, why: &str) -> Result<(), StoreError> {
-        tracing::warn!(
-            connection = name,
-            reason = why,
-            "a connection needs the user's consent again"
-        );
-        self.record(user, name, "refresh_failed");
-        self.store
-            .set_connection_state(user, name, ConnectionState::NeedsConsent)
-            .await
-            .map(drop)
+    /// The lock one connection's refreshes take in this process.
+    fn refresh_lock(&self, user: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.refreshing.lock();
+        if locks.len() > 1024 {
+            locks.retain(|_, l| l.strong_count() > 0);
+        }
+        let key = (user.to_owned(), name.to_owned());
+        if let Some(l) = locks.get(&key).and_then(std::sync::Weak::upgrade) {
+            return l;
+        }
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(key, Arc::downgrade(&l));
+        l
+    }
+
+    /// Marks a connection as needing the user's consent again, unless its tokens changed
+    /// since `record` was read (a reconnect or another replica's refresh won).
+    async fn needs_consent(
+        &self,
+        record: &crate::store::ConnectionRecord,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        if self
+            .store
+            .set_connection_state_if(
+                &record.user_id,
+                &record.name,
+                ConnectionState::NeedsConsent,
+                &record.sealed,
+            )
+            .await?
+        {
+            tracing::warn!(
+                connection = %record.name,
+                reason = why,
+                "a connection needs the user's consent again"
+            );
+            self.record(&record.user_id, &record.name, "refresh_failed");
+        }
+        Ok(())
     }
 
     /// New tokens for a connection (`None`: it has no refresh token). Another replica may
@@ -259,24 +343,17 @@ impl Connections {
             )
             .await
             .map_err(|e| match e {
-                crate::auth::fetch::FetchError::Status { status, .. } if status < 500 => {
+                crate::auth::fetch::FetchError::Status { status, .. }
+                    if status < 500 && status != 429 =>
+                {
                     Refresh::Refused(format!("the provider refused the refresh ({status})"))
                 }
                 e => Refresh::Unavailable(e.to_string()),
             })?;
-        let access_token = answer
-            .get("access_token")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| Refresh::Refused("the refresh answer has no access token".into()))?;
-        let fresh = Tokens {
-            access_token: access_token.to_owned(),
-            // Rotated when the provider says so; kept otherwise (RFC 6749 §6).
-            refresh_token: answer
-                .get("refresh_token")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned)
-                .or_else(|| tokens.refresh_token.clone()),
-        };
+        // Rotated when the provider says so; kept otherwise.
+        let fresh = tokens_of(&answer, tokens.refresh_token.as_ref()).ok_or_else(|| {
+            Refresh::Refused("the refresh answer has no usable access token".into())
+        })?;
         let sealed = self
             .vault
             .seal(&record.user_id, &record.name, &fresh)
@@ -418,6 +495,46 @@ mod tests {
 
     fn http() -> crate::auth::fetch::HttpClient {
         crate::auth::fetch::HttpClient::new(None, std::time::Duration::from_secs(5)).unwrap()
+    }
+
+    #[test]
+    fn a_token_answer_gives_tokens_only_when_they_can_be_injected() {
+        let answer = |v: serde_json::Value| v.as_object().cloned().unwrap();
+        let t = tokens_of(
+            &answer(
+                serde_json::json!({"access_token": "at-12345678", "refresh_token": "rt-12345678"}),
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(t.refresh_token.as_deref(), Some("rt-12345678"));
+        let previous = "rt-previous".to_owned();
+        let kept = tokens_of(
+            &answer(serde_json::json!({"access_token": "at-12345678"})),
+            Some(&previous),
+        )
+        .unwrap();
+        assert_eq!(kept.refresh_token.as_deref(), Some("rt-previous"));
+        for bad in [
+            "",
+            "short",
+            "has space 123",
+            "nul\u{0}123456",
+            &"x".repeat(9000),
+        ] {
+            assert!(
+                tokens_of(&answer(serde_json::json!({"access_token": bad})), None).is_none(),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            expires_at(&answer(serde_json::json!({"expires_in": i64::MAX})), 100),
+            Some(100 + 10 * 365 * 86_400)
+        );
+        assert_eq!(
+            expires_at(&answer(serde_json::json!({"expires_in": -5})), 100),
+            None
+        );
     }
 
     #[test]

@@ -221,7 +221,11 @@ impl EnvPlan {
                     required,
                     file,
                     ..
-                } => match self.connection_token(ctx.principal, connection).await? {
+                } => match self
+                    .connection_token(ctx.principal, connection)
+                    .await
+                    .or_else(|e| if *required { Err(e) } else { Ok(None) })?
+                {
                     Some(given) => {
                         if let Some(at) = given.expires_at {
                             let at = std::time::UNIX_EPOCH
@@ -267,7 +271,11 @@ impl EnvPlan {
             return Ok(None);
         };
         if !connections.serves(&principal.issuer) {
-            return Ok(None);
+            // Not a user of our sign-in: no link could ever connect them.
+            return Err(EnvError::Connection {
+                connection: connection.to_owned(),
+                reason: "the caller is not a user of this server's sign-in".into(),
+            });
         }
         connections
             .access_token(&principal.subject, connection)

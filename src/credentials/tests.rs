@@ -369,12 +369,13 @@ async fn each_user_gets_their_own_connection_token_as_a_secret() {
         resolve(&plan, &principal("carol")).await,
         Err(EnvError::ConnectionNeeded { .. })
     ));
-    // Principals of another issuer are not our users, whatever their subject.
+    // Principals of another issuer are not our users, whatever their subject: no link could
+    // connect them, so they are not sent to one.
     let mut foreign = principal("alice");
     foreign.issuer = "https://other.example".into();
     assert!(matches!(
         resolve(&plan, &foreign).await,
-        Err(EnvError::ConnectionNeeded { .. })
+        Err(EnvError::Connection { .. })
     ));
     // Optional: the variable is left out.
     let mut optional =

@@ -449,6 +449,13 @@ pub async fn run(store: &Store) {
         .await
         .unwrap();
     assert!(
+        !store
+            .set_connection_state_if("u1", "github", ConnectionState::NeedsConsent, "sealed-1")
+            .await
+            .unwrap(),
+        "the tokens changed since"
+    );
+    assert!(
         store
             .set_connection_state("u1", "github", ConnectionState::NeedsConsent)
             .await

@@ -1183,6 +1183,28 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Sets a connection's state only if its tokens are still `expected`.
+    pub async fn set_connection_state_if(
+        &self,
+        user_id: &str,
+        name: &str,
+        state: ConnectionState,
+        expected: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "UPDATE connections SET state = $3 WHERE user_id = $1 AND name = $2 AND sealed = $4",
+                vec![
+                    user_id.into(),
+                    name.into(),
+                    state.as_str().into(),
+                    expected.into(),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
     pub async fn touch_connection(
         &self,
         user_id: &str,

@@ -16,31 +16,32 @@ use crate::support::oauth::{Browser, pkce, register};
 use crate::support::postgres::Postgres;
 use crate::support::warden_bin;
 
-fn config(test: &str, required: bool) -> std::path::PathBuf {
+/// A config file for `test` (policy allowing everything, then `connection`), with the
+/// connection's client secret `secret` beside it as `client-secret`.
+fn config_file(test: &str, connection: &str, secret: &str) -> std::path::PathBuf {
     let d = dir(&format!("connections-{test}"));
-    std::fs::write(d.join("corp-secret"), "corp-client-secret\n").unwrap();
+    std::fs::write(d.join("client-secret"), format!("{secret}\n")).unwrap();
     let file = d.join("warden.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"
-[policy]
-default = "allow"
+    let text = format!("[policy]\ndefault = \"allow\"\n\n{connection}");
+    std::fs::write(&file, text).unwrap();
+    file
+}
 
+fn config(test: &str, required: bool) -> std::path::PathBuf {
+    let connection = format!(
+        r#"
 [[connection]]
 name = "corp"
 authorization_endpoint = "https://corp.example/authorize"
 token_endpoint = "https://corp.example/token"
 client_id = "warden"
-client_secret_file = "corp-secret"
+client_secret_file = "client-secret"
 scopes = ["files.read"]
 env = "CORP_TOKEN"
 required = {required}
 "#
-        ),
-    )
-    .unwrap();
-    file
+    );
+    config_file(test, &connection, "corp-client-secret")
 }
 
 #[tokio::test]
@@ -164,16 +165,8 @@ fn connecting_sidecar_with(
     test: &str,
     extra: &[&str],
 ) -> (Signin, std::path::PathBuf) {
-    let d = dir(&format!("connections-{test}"));
-    std::fs::write(d.join("secret"), "conn-secret\n").unwrap();
-    let file = d.join("warden.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"
-[policy]
-default = "allow"
-
+    let connection = format!(
+        r#"
 [audit]
 output = "audit.jsonl"
 
@@ -181,16 +174,15 @@ output = "audit.jsonl"
 name = "corp"
 issuer = "{}"
 client_id = "conn"
-client_secret_file = "secret"
+client_secret_file = "client-secret"
 scopes = ["openid", "offline_access"]
 env = "CORP_TOKEN"
 file = "corp-token"
 required = true
 "#,
-            provider.issuer
-        ),
-    )
-    .unwrap();
+        provider.issuer
+    );
+    let file = config_file(test, &connection, "conn-secret");
     let mut args = vec!["--config", file.to_str().unwrap()];
     args.extend_from_slice(extra);
     (Signin::dev(&args), file)
@@ -224,6 +216,17 @@ async fn connect_link(url: &str, token: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// Opens a connect link in `b`, confirms on the page, and follows the provider back: the
+/// last page.
+async fn connect_in(b: &mut Browser, s: &Signin, link: &str) -> crate::support::oauth::Hop {
+    let ask = b.get(link).await;
+    assert_eq!(ask.status, 200, "{}", ask.body);
+    let to_provider = b.submit(&ask.form(), &s.base).await;
+    assert_eq!(to_provider.status, 303, "{}", to_provider.body);
+    b.follow(to_provider.location.as_deref().unwrap(), "never")
+        .await
 }
 
 /// What the user's server gets from the provider's UserInfo with the token it was given.
@@ -268,13 +271,36 @@ async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user()
     assert_eq!(hop.status, 404, "{}", hop.body);
     let _ = connect_link(&url, &alice).await;
 
+    // The link shows a page that asks; a page of another site cannot post its form (no
+    // connection without the user's click), and the page's own form works once.
+    let ask = alice_browser.get(&alice_link).await;
+    assert_eq!(ask.status, 200, "{}", ask.body);
+    assert!(
+        ask.body.contains("Connect corp") && ask.body.contains("alice"),
+        "{}",
+        ask.body
+    );
+    let csp = ask
+        .header("content-security-policy")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains(&provider.issuer),
+        "{csp}"
+    );
+    let cross = alice_browser
+        .submit(&ask.form(), "https://evil.example")
+        .await;
+    assert_eq!(cross.status, 403, "{}", cross.body);
+
     // Each connects at the provider as themselves.
     for (browser, link, provider_user) in [
         (&mut alice_browser, &alice_link, "alice-at-corp"),
         (&mut bob_browser, &bob_link, "bob-at-corp"),
     ] {
         provider.next_user(provider_user).await;
-        let to_provider = browser.get(link).await;
+        let ask = browser.get(link).await;
+        let to_provider = browser.submit(&ask.form(), &s.base).await;
         assert_eq!(to_provider.status, 303, "{}", to_provider.body);
         let at = to_provider.location.clone().unwrap();
         assert!(at.starts_with(&provider.issuer), "{at}");
@@ -283,6 +309,9 @@ async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user()
         assert_eq!(done.status, 200, "{}", done.body);
         assert!(done.body.contains("Connected"), "{}", done.body);
         assert!(done.body.contains("corp"), "{}", done.body);
+        // The confirmation is used up.
+        let again = browser.submit(&ask.form(), &s.base).await;
+        assert_eq!(again.status, 400, "{}", again.body);
     }
 
     // Each server acts at the provider as its own user, with a token nobody else saw.
@@ -484,6 +513,12 @@ async fn a_user_connects_in_a_real_browser_on_the_providers_own_page() {
     // then back to the sidecar's page saying what was connected.
     let link = connect_link(&s.warden.mcp_url(), &dana).await;
     chrome.goto(&link).await;
+    let ask = chrome.text().await;
+    assert!(
+        ask.contains("Connect an account?") && ask.contains("dana"),
+        "{ask}"
+    );
+    chrome.click("#connect").await;
     chrome
         .wait_url(&format!("{}/interaction/", provider.issuer))
         .await;
@@ -525,7 +560,7 @@ async fn an_operator_lists_and_revokes_a_connection_and_the_users_session_ends()
     let alice = signed_in(&s, &mut b, "alice").await;
     let link = connect_link(&s.warden.mcp_url(), &alice).await;
     provider.next_user("alice-at-corp").await;
-    let done = b.follow(&link, "never").await;
+    let done = connect_in(&mut b, &s, &link).await;
     assert_eq!(done.status, 200, "{}", done.body);
     let mut session = mcp_with(s.warden.mcp_url(), &alice);
     session.initialize().await;
@@ -597,7 +632,7 @@ async fn a_token_about_to_expire_is_refreshed_and_a_refused_refresh_asks_for_con
     let alice = signed_in(&s, &mut b, "alice").await;
     let link = connect_link(&s.warden.mcp_url(), &alice).await;
     provider.next_user("alice-at-corp").await;
-    assert_eq!(b.follow(&link, "never").await.status, 200);
+    assert_eq!(connect_in(&mut b, &s, &link).await.status, 200);
     // The session gets a refreshed token, which the provider accepts.
     let seen = server_sees(&s, &provider, &alice).await;
     assert!(seen.contains("\"sub\":\"alice-at-corp\""), "{seen}");
@@ -619,7 +654,35 @@ async fn a_token_about_to_expire_is_refreshed_and_a_refused_refresh_asks_for_con
     );
     // Connecting again makes it usable again.
     let link = connect_link(&s.warden.mcp_url(), &alice).await;
-    assert_eq!(b.follow(&link, "never").await.status, 200);
+    assert_eq!(connect_in(&mut b, &s, &link).await.status, 200);
     let seen = server_sees(&s, &provider, &alice).await;
     assert!(seen.contains("\"sub\":\"alice-at-corp\""), "{seen}");
+}
+
+#[tokio::test]
+async fn a_cookie_planted_before_sign_in_signs_nobody_else_in() {
+    let provider = AuthServer::start(&["--connection-client", "conn:conn-secret"]);
+    let s = connecting_sidecar(&provider, "fixation");
+    // An attacker who could set the browser-binding cookie in the victim's browser (another
+    // site on localhost) knows its value; the victim then signs in.
+    let planted = "p".repeat(43);
+    let mut victim = Browser::new();
+    victim
+        .cookies
+        .insert("mcp-warden-browser".into(), planted.clone());
+    let alice = signed_in(&s, &mut victim, "alice").await;
+    let mut attacker = Browser::new();
+    attacker
+        .cookies
+        .insert("mcp-warden-browser".into(), planted.clone());
+    let page = attacker.get(&format!("{}/connections", s.base)).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    let link = connect_link(&s.warden.mcp_url(), &alice).await;
+    let hop = attacker.get(&link).await;
+    assert_eq!(hop.status, 403, "{}", hop.body);
+    // The victim's own browser is signed in.
+    assert_eq!(
+        victim.get(&format!("{}/connections", s.base)).await.status,
+        200
+    );
 }

@@ -39,7 +39,10 @@ pub(crate) fn routes(st: &AppState) -> Router<AppState> {
         pages = pages
             .route("/connections", get(connections_page))
             .route("/connections/revoke", post(revoke_connection))
-            .route("/connections/{name}/connect", get(connect))
+            .route(
+                "/connections/{name}/connect",
+                get(connect_page).post(connect),
+            )
             .route(
                 crate::connections::flow::CALLBACK_PATH,
                 get(connection_callback),
@@ -95,6 +98,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 fn browser<'a>(srv: &AuthorizationServer, headers: &'a HeaderMap) -> Browser<'a> {
     Browser {
         cookie: cookie(headers, srv.cookie_name()),
+        session: cookie(headers, srv.session_cookie_name()),
         origin: header_str(headers, "origin"),
         fetch_site: header_str(headers, "sec-fetch-site"),
     }
@@ -126,7 +130,7 @@ async fn callback(State(st): State<AppState>, request: Request) -> Response {
     reply(srv, &st, result)
 }
 
-async fn connect(
+async fn connect_page(
     State(st): State<AppState>,
     axum::extract::Path(name): axum::extract::Path<String>,
     request: Request,
@@ -136,7 +140,22 @@ async fn connect(
     };
     let query = request.uri().query().unwrap_or("").as_bytes().to_vec();
     let result = connections
-        .connect(srv, &name, &query, browser(srv, request.headers()))
+        .connect_page(srv, &name, &query, browser(srv, request.headers()))
+        .await;
+    reply(srv, &st, result)
+}
+
+async fn connect(
+    State(st): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (Some(srv), Some(connections)) = (server(&st), &st.connections) else {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    };
+    let result = connections
+        .connect(srv, &name, &body, browser(srv, &headers))
         .await;
     reply(srv, &st, result)
 }
@@ -331,20 +350,32 @@ async fn preflight() -> Response {
 
 fn reply(srv: &AuthorizationServer, st: &AppState, result: Result<Reply, AuthzError>) -> Response {
     match result {
-        Ok(Reply { answer, set_cookie }) => {
+        Ok(Reply {
+            answer,
+            set_cookie,
+            set_session,
+        }) => {
             let mut r = match answer {
                 Answer::Page(p) => page(p),
                 Answer::Redirect(location) => redirect(&location),
             };
-            if let Some(value) = set_cookie {
-                let secure = if srv.config().secure_cookies {
-                    "; Secure"
-                } else {
-                    ""
-                };
+            let secure = if srv.config().secure_cookies {
+                "; Secure"
+            } else {
+                ""
+            };
+            let cookies = [
+                (srv.cookie_name(), set_cookie, 86_400),
+                (
+                    srv.session_cookie_name(),
+                    set_session,
+                    crate::authz::WEB_SESSION_SECS,
+                ),
+            ];
+            for (name, value, max_age) in cookies {
+                let Some(value) = value else { continue };
                 let c = format!(
-                    "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{secure}",
-                    srv.cookie_name()
+                    "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
                 );
                 if let Ok(v) = HeaderValue::from_str(&c) {
                     r.headers_mut().append(header::SET_COOKIE, v);
