@@ -565,21 +565,16 @@ pub fn from_native_server(
     if object.contains_key("result") || object.contains_key("error") {
         object.insert("id".into(), caller.to_value());
     }
-    if let Some(meta) = object
-        .get_mut("params")
-        .and_then(|p| p.get_mut("_meta"))
-        .and_then(Value::as_object_mut)
-        && meta.contains_key(meta::SUBSCRIPTION_ID)
-    {
-        meta.insert(meta::SUBSCRIPTION_ID.into(), caller.to_value());
-    }
-    if let Some(meta) = object
-        .get_mut("result")
-        .and_then(|r| r.get_mut("_meta"))
-        .and_then(Value::as_object_mut)
-        && meta.contains_key(meta::SUBSCRIPTION_ID)
-    {
-        meta.insert(meta::SUBSCRIPTION_ID.into(), caller.to_value());
+    // A listen stream's notifications and its final result name the subscription.
+    for part in ["params", "result"] {
+        if let Some(meta) = object
+            .get_mut(part)
+            .and_then(|p| p.get_mut("_meta"))
+            .and_then(Value::as_object_mut)
+            && meta.contains_key(meta::SUBSCRIPTION_ID)
+        {
+            meta.insert(meta::SUBSCRIPTION_ID.into(), caller.to_value());
+        }
     }
     if object.get("method").and_then(Value::as_str) == Some(super::method::PROGRESS) {
         let token = client_progress?;

@@ -126,33 +126,33 @@ pub(crate) async fn post(
     // request: sent there by the answer that makes it fall back. Modern-only clients get
     // the questions as round trips. A native server asks only in round trips of its own.
     let falls_back = method == mcp::method::SERVER_DISCOVER && asks != 0;
-    if st.pool.native() == Some(false) {
+    let state = params
+        .and_then(|p| p.get("requestState"))
+        .and_then(Value::as_str);
+    // Until the era is known, a server is started (and probed) first; a session-era one is
+    // needed for neither a fallback nor a round trip's retry.
+    let caller_token = super::authn::bearer_token(headers);
+    let pooled = match st.pool.native() {
+        Some(false) if falls_back || state.is_some() => None,
+        _ => Some(
+            st.pool
+                .get(principal, caller_token, asks)
+                .await
+                .map_err(|e| pool_failure(st, principal, id.clone(), e))?,
+        ),
+    };
+    if !pooled.as_ref().is_some_and(|p| p.native) {
         if falls_back {
             return Err(Failure::ModernEra);
         }
-        if let Some(state) = params
-            .and_then(|p| p.get("requestState"))
-            .and_then(Value::as_str)
-        {
+        if let Some(state) = state {
             return resume(st, principal, id, method, params, asks, state).await;
         }
     }
-    let caller_token = super::authn::bearer_token(headers);
-    let pooled = st
-        .pool
-        .get(principal, caller_token, asks)
-        .await
-        .map_err(|e| pool_failure(st, principal, id.clone(), e))?;
+    let Some(pooled) = pooled else {
+        unreachable!("a session-era request without a server returned above")
+    };
     if !pooled.native {
-        if falls_back {
-            return Err(Failure::ModernEra);
-        }
-        if let Some(state) = params
-            .and_then(|p| p.get("requestState"))
-            .and_then(Value::as_str)
-        {
-            return resume(st, principal, id, method, params, asks, state).await;
-        }
         if method == mcp::method::SERVER_DISCOVER {
             let answer = modern::discover(id.as_ref(), &pooled.initialize);
             return Ok(json_message(Bytes::from(answer)));
