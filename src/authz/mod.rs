@@ -978,6 +978,46 @@ impl AuthorizationServer {
         Ok((flow_id.to_owned(), flow))
     }
 
+    /// The flow of kind `kind` a provider's answer (`p`, its callback's query) continues,
+    /// claimed by its `state`: once, whoever presents it (a replayed or foreign state burns
+    /// the flow), and only in the browser that started it.
+    pub(crate) async fn claim_upstream(
+        &self,
+        p: &Params,
+        browser: Browser<'_>,
+        kind: &str,
+        now: i64,
+    ) -> Result<FlowRecord, AuthzError> {
+        if p.duplicated().is_some() {
+            return Err(page(400, Reason::DuplicateParameter));
+        }
+        let state = p.get("state").ok_or(page(400, Reason::StateMismatch))?;
+        let flow = self
+            .store
+            .claim_flow_by_upstream_state(&rules::hash(state), now)
+            .await?
+            .ok_or(page(400, Reason::StateMismatch))?;
+        if flow.kind != kind {
+            // Another flow's state, brought here: used up, not followed.
+            let _ = self
+                .store
+                .finish_flow(&flow.flow_hash, FlowStep::Callback)
+                .await;
+            return Err(page(400, Reason::StateMismatch));
+        }
+        let bound = browser
+            .cookie
+            .is_some_and(|c| rules::same_hash(&rules::hash(c), &flow.browser_hash));
+        if !bound {
+            tracing::warn!(
+                flow = kind,
+                "a provider's answer arrived in a browser that did not start its flow"
+            );
+            return Err(page(400, Reason::ForeignBrowser));
+        }
+        Ok(flow)
+    }
+
     /// A live flow at `step`, started by this browser.
     async fn bound_flow(
         &self,
@@ -1065,29 +1105,7 @@ impl AuthorizationServer {
             return Err(page(404, Reason::StateMismatch));
         }
         let p = Params::parse(query);
-        if p.duplicated().is_some() {
-            return Err(page(400, Reason::DuplicateParameter));
-        }
-        let state = p.get("state").ok_or(page(400, Reason::StateMismatch))?;
-        // Claimed once, whoever presents it: a replayed or foreign state burns the flow.
-        let flow = self
-            .store
-            .claim_flow_by_upstream_state(&rules::hash(state), now)
-            .await?
-            .ok_or(page(400, Reason::StateMismatch))?;
-        if flow.kind != "authorize" {
-            // Another flow's state (a connection's), brought here: used up, not followed.
-            return Err(page(400, Reason::StateMismatch));
-        }
-        let bound = browser
-            .cookie
-            .is_some_and(|c| rules::same_hash(&rules::hash(c), &flow.browser_hash));
-        if !bound {
-            tracing::warn!(
-                "an upstream answer arrived in a browser that did not start its sign-in"
-            );
-            return Err(page(400, Reason::ForeignBrowser));
-        }
+        let flow = self.claim_upstream(&p, browser, "authorize", now).await?;
         let request: Request = serde_json::from_value(flow.request.clone())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let secrets: UpstreamSecrets = flow

@@ -228,32 +228,11 @@ impl Connections {
     ) -> Result<Reply, AuthzError> {
         let now = unix_now();
         let p = Params::parse(query);
-        if p.duplicated().is_some() {
-            return Err(refuse(400, Reason::DuplicateParameter));
-        }
-        let state = p.get("state").ok_or(refuse(400, Reason::StateMismatch))?;
-        // Claimed once, whoever presents it: a replayed or foreign state burns the flow.
-        let flow = self
-            .store
-            .claim_flow_by_upstream_state(&rules::hash(state), now)
-            .await?
-            .ok_or(refuse(400, Reason::StateMismatch))?;
+        let flow = srv.claim_upstream(&p, browser, KIND, now).await?;
         let _ = self
             .store
             .finish_flow(&flow.flow_hash, FlowStep::Callback)
             .await;
-        if flow.kind != KIND {
-            return Err(refuse(400, Reason::StateMismatch));
-        }
-        let bound = browser
-            .cookie
-            .is_some_and(|c| rules::same_hash(&rules::hash(c), &flow.browser_hash));
-        if !bound {
-            tracing::warn!(
-                "a provider's answer arrived in a browser that did not start its connection"
-            );
-            return Err(refuse(400, Reason::ForeignBrowser));
-        }
         let pending: Pending = serde_json::from_value(flow.request.clone())
             .map_err(|_| refuse(400, Reason::StateMismatch))?;
         if srv.browser_user(browser).await?.as_deref() != Some(pending.user.as_str()) {

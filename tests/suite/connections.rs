@@ -78,20 +78,7 @@ async fn a_user_without_a_required_connection_is_sent_to_a_connect_link_of_their
         "{body}"
     );
     // Each user's link is their own.
-    let bob = mcp_with(url, &dev.token("bob", "", "1h"));
-    let other: Value = bob
-        .post(
-            &json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
-            "protocolVersion":"2025-11-25","capabilities":{},
-            "clientInfo":{"name":"t","version":"1"}}}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let bobs = other["error"]["data"]["elicitations"][0]["url"]
-        .as_str()
-        .unwrap();
+    let bobs = connect_link(&url, &dev.token("bob", "", "1h")).await;
     assert_ne!(bobs, link);
     // Nothing of the client secret anywhere.
     assert!(!dev.warden.logs().contains("corp-client-secret"));
