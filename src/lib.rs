@@ -5,7 +5,10 @@
 //! # Layout
 //! - [`mcp`]: pure JSON-RPC/MCP vocabulary (message classification, ids, versions).
 //! - [`credentials`]: each session's server environment: allow-listed variables and the
-//!   credentials injected for its principal (values, files, claims, token exchange).
+//!   credentials injected for its principal (values, files, claims, token exchange, the
+//!   user's own connections).
+//! - [`connections`]: users' upstream accounts (GitHub, Google, Slack…): connected in the
+//!   browser, sealed at rest, refreshed, revoked, injected into that user's server only.
 //! - [`child`]: the wrapped server process: spawn (through the sandbox helper) with a finished
 //!   environment, stdio framing, reaping.
 //! - [`session`]: sessions, each owning one server; routing of server messages to streams;
