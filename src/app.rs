@@ -148,6 +148,9 @@ impl App {
             }
             _ => None,
         };
+        if let (Some(server), Some(connections)) = (&authz, &connections) {
+            server.set_chain(connections.clone());
+        }
         let state = AppState::new(http::Shared {
             pool: Arc::new(crate::session::Pool::new(store.clone())),
             store,

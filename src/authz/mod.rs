@@ -338,6 +338,22 @@ pub struct AuthorizationServer {
     upstream: Upstream,
     cimd: Option<Fetcher>,
     registrations: register::Limiter,
+    /// What a sign-in goes through before the client gets its code, when set.
+    chain: std::sync::OnceLock<std::sync::Arc<dyn Chain>>,
+}
+
+/// Future returned by [`Chain::missing`].
+pub type ChainFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send + 'a>>;
+
+/// Steps between a user's sign-in and the client's code: the user's required connections
+/// not made yet (implemented by `connections`), so that a new user connects them right away.
+pub trait Chain: Send + Sync + std::fmt::Debug {
+    /// The required connections `user` (a subject) has not made.
+    fn missing<'a>(&'a self, user: &'a str) -> ChainFuture<'a>;
+    /// Where `user` connects `name`, coming back afterwards to the sign-in `then` (its
+    /// flow id).
+    fn link(&self, user: &str, name: &str, then: &str) -> String;
 }
 
 #[derive(Debug)]
@@ -407,7 +423,13 @@ impl AuthorizationServer {
             upstream,
             cimd,
             registrations,
+            chain: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sends users through their required connections after signing in (once, at startup).
+    pub fn set_chain(&self, chain: std::sync::Arc<dyn Chain>) {
+        let _ = self.chain.set(chain);
     }
 
     pub fn config(&self) -> &AuthzConfig {
@@ -484,6 +506,7 @@ impl AuthorizationServer {
         flow: &str,
         csrf: &str,
         provider_origin: String,
+        later: bool,
     ) -> Page {
         Page {
             status: 200,
@@ -499,6 +522,7 @@ impl AuthorizationServer {
                 action: &self.url(&format!("/connections/{connection}/connect")),
                 flow,
                 csrf,
+                later,
             }),
             // The form's answer is a redirect to the provider.
             form_target: Some(provider_origin),
@@ -1328,7 +1352,7 @@ impl AuthorizationServer {
         });
         if covered && !request.force_consent {
             let location = self
-                .issue_code(&flow.flow_hash, &request, user_id, now)
+                .code_or_connections(flow_id, &flow.flow_hash, &request, user_id, now)
                 .await?;
             return Ok(Reply {
                 answer: Answer::Redirect(location),
@@ -1431,7 +1455,7 @@ impl AuthorizationServer {
     pub async fn consent(&self, body: &[u8], browser: Browser<'_>) -> Result<Reply, AuthzError> {
         let now = unix_now();
         let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-        let (_, flow) = self
+        let (flow_id, flow) = self
             .posted_flow(&form, browser, "authorize", FlowStep::Consent, now)
             .await?;
         let request: Request = serde_json::from_value(flow.request.clone())
@@ -1462,7 +1486,7 @@ impl AuthorizationServer {
             });
         }
         let location = self
-            .issue_code(&flow.flow_hash, &request, &user_id, now)
+            .code_or_connections(&flow_id, &flow.flow_hash, &request, &user_id, now)
             .await?;
         if field("remember") == Some("on") && !self.config.consent_ttl.is_zero() {
             self.store
@@ -1482,6 +1506,56 @@ impl AuthorizationServer {
             set_cookie: None,
             set_session: None,
         })
+    }
+
+    /// Where the browser goes once the user allowed: the connect page of a required
+    /// connection the user has not made (the sign-in waits, its flow kept), else the
+    /// client's redirect URI with the code.
+    async fn code_or_connections(
+        &self,
+        flow_id: &str,
+        flow_hash: &str,
+        request: &Request,
+        user_id: &str,
+        now: i64,
+    ) -> Result<String, AuthzError> {
+        if let Some(chain) = self.chain.get()
+            && let Some(user) = self.store.user(user_id).await?
+            && let Some(first) = chain.missing(&user.sub).await.first()
+        {
+            tracing::info!(connection = %first, "signed in; the user connects a required account first");
+            return Ok(chain.link(&user.sub, first, flow_id));
+        }
+        self.issue_code(flow_hash, request, user_id, now).await
+    }
+
+    /// Back from a connection made right after signing in (`then`: the sign-in's flow id):
+    /// the next required connection, or the client's code (at once when the user chose not
+    /// to connect now: `connect_more` false).
+    pub async fn resume_sign_in(
+        &self,
+        then: &str,
+        browser: Browser<'_>,
+        connect_more: bool,
+    ) -> Result<Reply, AuthzError> {
+        let now = unix_now();
+        let flow = self
+            .bound_flow(then, browser, FlowStep::Consent, now)
+            .await?;
+        if flow.kind != "authorize" {
+            return Err(page(400, Reason::FlowExpired));
+        }
+        let request: Request = serde_json::from_value(flow.request.clone())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let user_id = flow.user_id.clone().unwrap_or_default();
+        let location = if connect_more {
+            self.code_or_connections(then, &flow.flow_hash, &request, &user_id, now)
+                .await?
+        } else {
+            self.issue_code(&flow.flow_hash, &request, &user_id, now)
+                .await?
+        };
+        Ok(Reply::redirect(location))
     }
 
     /// Ends the flow (once) and issues its code; returns where the browser goes.

@@ -116,6 +116,8 @@ pub struct ConnectPage<'a> {
     pub action: &'a str,
     pub flow: &'a str,
     pub csrf: &'a str,
+    /// Right after signing in: the user may go on without connecting.
+    pub later: bool,
 }
 
 /// One row of the connections page.

@@ -33,6 +33,10 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 struct Pending {
     connection: String,
     user: String,
+    /// The sign-in to go on with afterwards (its flow id), when the user connects right
+    /// after signing in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    then: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -91,6 +95,7 @@ impl Connections {
                 request: serde_json::to_value(Pending {
                     connection: name.to_owned(),
                     user: user.clone(),
+                    then: p.get("then").map(str::to_owned),
                 })
                 .unwrap_or(Value::Null),
                 user_id: Some(user.clone()),
@@ -112,6 +117,7 @@ impl Connections {
             &flow,
             &csrf,
             origin,
+            p.get("then").is_some(),
         )))
     }
 
@@ -144,6 +150,11 @@ impl Connections {
             return Err(refuse(400, Reason::FlowExpired));
         }
         let cookie = self.signed_in_as(srv, browser, &pending.user, name).await?;
+        let later = form.iter().any(|(k, v)| k == "decision" && v == "later");
+        if let (true, Some(then)) = (later, &pending.then) {
+            // Not now: on with the sign-in, without this connection.
+            return srv.resume_sign_in(then, browser, false).await;
+        }
         let config = self
             .config(name)
             .ok_or(refuse(404, Reason::ConnectLinkInvalid))?;
@@ -301,6 +312,10 @@ impl Connections {
         })?;
         tracing::info!(connection = %pending.connection, "a user connected an account");
         self.record(&pending.user, &pending.connection, "connected");
+        if let Some(then) = &pending.then {
+            // Connected right after signing in: on with the sign-in.
+            return srv.resume_sign_in(then, browser, true).await;
+        }
         Ok(Reply::page(
             srv.connected_page(&pending.connection, &scopes),
         ))

@@ -463,6 +463,38 @@ impl Connections {
     }
 }
 
+/// Right after signing in, a user connects the required accounts they lack.
+impl crate::authz::Chain for Connections {
+    fn missing<'a>(&'a self, user: &'a str) -> crate::authz::ChainFuture<'a> {
+        Box::pin(async move {
+            let made = match self.store.connections(Some(user)).await {
+                Ok(made) => made,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read connections: the sign-in goes on without them");
+                    return Vec::new();
+                }
+            };
+            self.configs
+                .iter()
+                .filter(|c| c.required)
+                .filter(|c| {
+                    !made
+                        .iter()
+                        .any(|m| m.name == c.name && m.state == ConnectionState::Active)
+                })
+                .map(|c| c.name.clone())
+                .collect()
+        })
+    }
+
+    fn link(&self, user: &str, name: &str, then: &str) -> String {
+        let mut url = self.connect_url(user, name, crate::authz::unix_now());
+        url.push_str("&then=");
+        url.push_str(&url::form_urlencoded::byte_serialize(then.as_bytes()).collect::<String>());
+        url
+    }
+}
+
 /// The tokens sessions' environments are given.
 impl crate::credentials::ConnectionTokens for Connections {
     fn serves(&self, issuer: &str) -> bool {

@@ -175,15 +175,49 @@ required = true
     (Signin::dev(&args), file)
 }
 
-/// Signs `user` in through the sidecar's pages in `b` (as an MCP client would send them),
-/// and returns the user's access token.
-async fn signed_in(s: &Signin, b: &mut Browser, user: &str) -> String {
+/// Signs `user` in through the sidecar's pages in `b`, as an MCP client sends its user, and
+/// returns the user's access token. Offered to connect required accounts right away, the
+/// user says "Not now" (`connect_now` false) or connects them at the provider.
+async fn sign_in(s: &Signin, b: &mut Browser, user: &str, connect_now: bool) -> String {
     let client = register(&s.base, &[CB]).await;
     let p = pkce();
-    let got = s.sign_in(b, &s.request(&client, CB, &p), user).await;
+    let login = b.get(&s.url(&s.request(&client, CB, &p))).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let mut next = b.submit(&login.form().set("user", user), &s.base).await;
+    let consent = format!("{}/oauth/consent", s.base);
+    if next
+        .location
+        .as_deref()
+        .is_some_and(|l| l.starts_with(&consent))
+    {
+        let page = b.get(next.location.as_deref().unwrap()).await;
+        next = b
+            .submit(&page.form().add("decision", "allow"), &s.base)
+            .await;
+    }
+    // Each required connection not made yet, then the client's redirect with the code.
+    let connect = format!("{}/connections/", s.base);
+    while let Some(ask) = next.location.clone().filter(|l| l.starts_with(&connect)) {
+        let page = b.get(&ask).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.body.contains("Not now"), "{}", page.body);
+        let decision = if connect_now { "connect" } else { "later" };
+        next = b
+            .submit(&page.form().add("decision", decision), &s.base)
+            .await;
+        if connect_now {
+            next = b.follow(next.location.as_deref().unwrap(), CB).await;
+        }
+    }
+    let got = next.redirect_params();
     let (status, t) = s.redeem(&client, CB, &got["code"], &p.verifier).await;
     assert_eq!(status, 200, "{t}");
     t["access_token"].as_str().unwrap().to_owned()
+}
+
+/// [`sign_in`], not connecting anything now.
+async fn signed_in(s: &Signin, b: &mut Browser, user: &str) -> String {
+    sign_in(s, b, user, false).await
 }
 
 /// The connect link an `initialize` of `token`'s user is answered with.
@@ -486,6 +520,23 @@ async fn a_user_connects_in_a_real_browser_on_the_providers_own_page() {
     chrome.click("button.primary").await;
     chrome.wait_url(&format!("{}/oauth/consent", s.base)).await;
     chrome.click("button[value=allow]").await;
+    // Right after signing in: the offer to connect the required account, then the
+    // provider's own sign-in page, then back to the client with its code.
+    chrome
+        .wait_url(&format!("{}/connections/corp/connect", s.base))
+        .await;
+    let ask = chrome.text().await;
+    assert!(
+        ask.contains("Connect an account?") && ask.contains("dana") && ask.contains("Not now"),
+        "{ask}"
+    );
+    chrome.click("#connect").await;
+    chrome
+        .wait_url(&format!("{}/interaction/", provider.issuer))
+        .await;
+    assert!(chrome.text().await.contains("Sign in to the provider"));
+    chrome.fill("#provider-user", "dana-at-corp").await;
+    chrome.click("#provider-continue").await;
     let back = chrome.wait_url(&cb).await;
     let code = url::Url::parse(&back)
         .unwrap()
@@ -496,22 +547,19 @@ async fn a_user_connects_in_a_real_browser_on_the_providers_own_page() {
     let (status, t) = s.redeem(&client, &cb, &code, &p.verifier).await;
     assert_eq!(status, 200, "{t}");
     let dana = t["access_token"].as_str().unwrap().to_owned();
-    // The link the client shows, opened in that browser: the provider's own sign-in page,
-    // then back to the sidecar's page saying what was connected.
+    // The client's first session has the account.
+    let seen = server_sees(&s, &provider, &dana).await;
+    assert!(seen.contains("\"sub\":\"dana-at-corp\""), "{seen}");
+    // Later, from a connect link (after a revoke on the page): the sidecar's page says what
+    // was connected.
+    chrome.goto(&format!("{}/connections", s.base)).await;
+    assert!(chrome.text().await.contains("connected"));
+    chrome.click("button[name=connection]").await;
+    chrome.wait_url(&format!("{}/connections", s.base)).await;
+    assert!(chrome.text().await.contains("not connected"));
     let link = connect_link(&s.warden.mcp_url(), &dana).await;
     chrome.goto(&link).await;
-    let ask = chrome.text().await;
-    assert!(
-        ask.contains("Connect an account?") && ask.contains("dana"),
-        "{ask}"
-    );
     chrome.click("#connect").await;
-    chrome
-        .wait_url(&format!("{}/interaction/", provider.issuer))
-        .await;
-    assert!(chrome.text().await.contains("Sign in to the provider"));
-    chrome.fill("#provider-user", "dana-at-corp").await;
-    chrome.click("#provider-continue").await;
     chrome
         .wait_url(&format!("{}/connections/callback", s.base))
         .await;
@@ -672,4 +720,20 @@ async fn a_cookie_planted_before_sign_in_signs_nobody_else_in() {
         victim.get(&format!("{}/connections", s.base)).await.status,
         200
     );
+}
+
+#[tokio::test]
+async fn a_new_user_connects_required_accounts_right_after_signing_in() {
+    let provider = AuthServer::start(&["--connection-client", "conn:conn-secret"]);
+    let s = connecting_sidecar(&provider, "chained");
+    provider.next_user("erin-at-corp").await;
+    let mut b = Browser::new();
+    // Sign-in, consent, the offer to connect, the provider, and back to the client with the
+    // code: the client's first session needs no connect link.
+    let erin = sign_in(&s, &mut b, "erin", true).await;
+    let seen = server_sees(&s, &provider, &erin).await;
+    assert!(seen.contains("\"sub\":\"erin-at-corp\""), "{seen}");
+    // Signing in again with the account connected goes straight back to the client.
+    let again = sign_in(&s, &mut b, "erin", false).await;
+    assert!(!again.is_empty());
 }
