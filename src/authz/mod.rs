@@ -100,6 +100,8 @@ pub enum UpstreamConfig {
 
 /// How long a sign-in may take, from the client's request to the code.
 pub(crate) const FLOW_TTL_SECS: i64 = 600;
+/// How long an allowed sign-in waits while the user connects required accounts.
+const CONNECTING_TTL_SECS: i64 = 1800;
 /// How long a browser stays signed in after a sign-in (within its binding cookie's day).
 pub(crate) const WEB_SESSION_SECS: i64 = 8 * 3600;
 /// Upper bound on the groups carried in a token (keeps it under the resource's size limit).
@@ -1352,7 +1354,14 @@ impl AuthorizationServer {
         });
         if covered && !request.force_consent {
             let location = self
-                .code_or_connections(flow_id, &flow.flow_hash, &request, user_id, now)
+                .code_or_connections(
+                    flow_id,
+                    &flow.flow_hash,
+                    FlowStep::Consent,
+                    &request,
+                    user_id,
+                    now,
+                )
                 .await?;
             return Ok(Reply {
                 answer: Answer::Redirect(location),
@@ -1486,7 +1495,14 @@ impl AuthorizationServer {
             });
         }
         let location = self
-            .code_or_connections(&flow_id, &flow.flow_hash, &request, &user_id, now)
+            .code_or_connections(
+                &flow_id,
+                &flow.flow_hash,
+                FlowStep::Consent,
+                &request,
+                &user_id,
+                now,
+            )
             .await?;
         if field("remember") == Some("on") && !self.config.consent_ttl.is_zero() {
             self.store
@@ -1508,13 +1524,15 @@ impl AuthorizationServer {
         })
     }
 
-    /// Where the browser goes once the user allowed: the connect page of a required
-    /// connection the user has not made (the sign-in waits, its flow kept), else the
-    /// client's redirect URI with the code.
+    /// Where the browser goes once the user allowed (the flow at `from`): the connect page
+    /// of a required connection the user has not made (the sign-in then waits at
+    /// `Connecting`, long enough for a provider's sign-in), else the client's redirect URI
+    /// with the code.
     async fn code_or_connections(
         &self,
         flow_id: &str,
         flow_hash: &str,
+        from: FlowStep,
         request: &Request,
         user_id: &str,
         now: i64,
@@ -1523,37 +1541,98 @@ impl AuthorizationServer {
             && let Some(user) = self.store.user(user_id).await?
             && let Some(first) = chain.missing(&user.sub).await.first()
         {
+            if from != FlowStep::Connecting
+                && !self
+                    .store
+                    .advance_flow_until(
+                        flow_hash,
+                        from,
+                        FlowStep::Connecting,
+                        now + CONNECTING_TTL_SECS,
+                        now,
+                    )
+                    .await?
+            {
+                return Err(page(400, Reason::AlreadyUsed));
+            }
             tracing::info!(connection = %first, "signed in; the user connects a required account first");
             return Ok(chain.link(&user.sub, first, flow_id));
         }
-        self.issue_code(flow_hash, request, user_id, now).await
+        self.issue_code(flow_hash, from, request, user_id, now)
+            .await
     }
 
-    /// Back from a connection made right after signing in (`then`: the sign-in's flow id):
-    /// the next required connection, or the client's code (at once when the user chose not
-    /// to connect now: `connect_more` false).
-    pub async fn resume_sign_in(
+    /// The sign-in `then` (its flow id) waiting in this browser for `user` (a subject) to
+    /// connect required accounts, and its request.
+    async fn waiting_sign_in(
         &self,
         then: &str,
         browser: Browser<'_>,
-        connect_more: bool,
-    ) -> Result<Reply, AuthzError> {
+        user: &str,
+    ) -> Result<(FlowRecord, Request, String), AuthzError> {
         let now = unix_now();
         let flow = self
-            .bound_flow(then, browser, FlowStep::Consent, now)
+            .bound_flow(then, browser, FlowStep::Connecting, now)
             .await?;
         if flow.kind != "authorize" {
             return Err(page(400, Reason::FlowExpired));
         }
+        let user_id = flow.user_id.clone().unwrap_or_default();
+        let signed_in = self.store.user(&user_id).await?.map(|u| u.sub);
+        if signed_in.as_deref() != Some(user) {
+            return Err(page(403, Reason::OtherUser));
+        }
         let request: Request = serde_json::from_value(flow.request.clone())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let user_id = flow.user_id.clone().unwrap_or_default();
+        Ok((flow, request, user_id))
+    }
+
+    /// The origin of the client a waiting sign-in goes back to (a page's form may lead
+    /// there), when `then` is such a sign-in of `user` in this browser.
+    pub async fn waiting_client_origin(
+        &self,
+        then: &str,
+        browser: Browser<'_>,
+        user: &str,
+    ) -> Result<String, AuthzError> {
+        let (_, request, _) = self.waiting_sign_in(then, browser, user).await?;
+        Ok(Url::parse(&request.redirect_uri)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default())
+    }
+
+    /// Back from a connection made right after signing in (`then`: the sign-in's flow id,
+    /// waiting for `user`): the next required connection, or the client's code (at once
+    /// when the user chose not to connect now, or the provider failed: `connect_more`
+    /// false).
+    pub async fn resume_sign_in(
+        &self,
+        then: &str,
+        browser: Browser<'_>,
+        user: &str,
+        connect_more: bool,
+    ) -> Result<Reply, AuthzError> {
+        let now = unix_now();
+        let (flow, request, user_id) = self.waiting_sign_in(then, browser, user).await?;
         let location = if connect_more {
-            self.code_or_connections(then, &flow.flow_hash, &request, &user_id, now)
-                .await?
+            self.code_or_connections(
+                then,
+                &flow.flow_hash,
+                FlowStep::Connecting,
+                &request,
+                &user_id,
+                now,
+            )
+            .await?
         } else {
-            self.issue_code(&flow.flow_hash, &request, &user_id, now)
-                .await?
+            self.issue_code(
+                &flow.flow_hash,
+                FlowStep::Connecting,
+                &request,
+                &user_id,
+                now,
+            )
+            .await?
         };
         Ok(Reply::redirect(location))
     }
@@ -1562,11 +1641,12 @@ impl AuthorizationServer {
     async fn issue_code(
         &self,
         flow_hash: &str,
+        from: FlowStep,
         request: &Request,
         user_id: &str,
         now: i64,
     ) -> Result<String, AuthzError> {
-        if !self.store.finish_flow(flow_hash, FlowStep::Consent).await? {
+        if !self.store.finish_flow(flow_hash, from).await? {
             return Err(page(400, Reason::AlreadyUsed));
         }
         let code = new_secret("mwc_")?;

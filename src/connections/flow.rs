@@ -77,10 +77,24 @@ impl Connections {
             .and_then(|l| self.link_user(l, name, now))
             .ok_or(refuse(400, Reason::ConnectLinkInvalid))?;
         let cookie = self.signed_in_as(srv, browser, &user, name).await?;
-        let endpoints = self.endpoints(config).await.map_err(|e| {
-            tracing::warn!(connection = name, error = %e, "the provider's endpoints are unavailable");
-            refuse(502, Reason::ConnectionFailed)
-        })?;
+        // Right after signing in: the sign-in must be this user's, waiting in this browser;
+        // "Not now" leads back to its client.
+        let then = p.get("then");
+        let client_origin = match then {
+            Some(then) => Some(srv.waiting_client_origin(then, browser, &user).await?),
+            None => None,
+        };
+        let endpoints = match (self.endpoints(config).await, then) {
+            (Ok(e), _) => e,
+            (Err(e), then) => {
+                tracing::warn!(connection = name, error = %e, "the provider's endpoints are unavailable");
+                if let Some(then) = then {
+                    // The sign-in goes on without the connection (the session asks later).
+                    return srv.resume_sign_in(then, browser, &user, false).await;
+                }
+                return Err(refuse(502, Reason::ConnectionFailed));
+            }
+        };
         let flow = new_secret("")?;
         let csrf = new_secret("")?;
         self.store
@@ -95,7 +109,7 @@ impl Connections {
                 request: serde_json::to_value(Pending {
                     connection: name.to_owned(),
                     user: user.clone(),
-                    then: p.get("then").map(str::to_owned),
+                    then: then.map(str::to_owned),
                 })
                 .unwrap_or(Value::Null),
                 user_id: Some(user.clone()),
@@ -108,7 +122,12 @@ impl Connections {
             .host_str()
             .unwrap_or_default()
             .to_owned();
-        let origin = endpoints.authorization.origin().ascii_serialization();
+        // The page's form leads to the provider, or ("Not now") to the client.
+        let mut targets = endpoints.authorization.origin().ascii_serialization();
+        if let Some(client) = &client_origin {
+            targets.push(' ');
+            targets.push_str(client);
+        }
         Ok(Reply::page(srv.connect_page(
             &user,
             name,
@@ -116,8 +135,8 @@ impl Connections {
             &config.scopes,
             &flow,
             &csrf,
-            origin,
-            p.get("then").is_some(),
+            targets,
+            client_origin.is_some(),
         )))
     }
 
@@ -153,7 +172,9 @@ impl Connections {
         let later = form.iter().any(|(k, v)| k == "decision" && v == "later");
         if let (true, Some(then)) = (later, &pending.then) {
             // Not now: on with the sign-in, without this connection.
-            return srv.resume_sign_in(then, browser, false).await;
+            return srv
+                .resume_sign_in(then, browser, &pending.user, false)
+                .await;
         }
         let config = self
             .config(name)
@@ -249,6 +270,33 @@ impl Connections {
         if srv.browser_user(browser).await?.as_deref() != Some(pending.user.as_str()) {
             return Err(refuse(403, Reason::OtherUser));
         }
+        let connected = self.provider_leg(srv, &p, &flow, &pending, now).await;
+        match (connected, &pending.then) {
+            // Connected right after signing in: on with the sign-in.
+            (Ok(_), Some(then)) => srv.resume_sign_in(then, browser, &pending.user, true).await,
+            (Ok(scopes), None) => Ok(Reply::page(
+                srv.connected_page(&pending.connection, &scopes),
+            )),
+            // Right after signing in, a provider that fails does not keep the user from the
+            // client: the sign-in goes on, and the session asks for the connection later.
+            (Err(_), Some(then)) => {
+                srv.resume_sign_in(then, browser, &pending.user, false)
+                    .await
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    /// The provider's answer for a claimed connect flow: its code redeemed and the tokens
+    /// stored; the scopes granted.
+    async fn provider_leg(
+        &self,
+        srv: &AuthorizationServer,
+        p: &Params,
+        flow: &FlowRecord,
+        pending: &Pending,
+        now: i64,
+    ) -> Result<Vec<String>, AuthzError> {
         let config = self
             .config(&pending.connection)
             .ok_or(refuse(400, Reason::ConnectLinkInvalid))?;
@@ -312,13 +360,7 @@ impl Connections {
         })?;
         tracing::info!(connection = %pending.connection, "a user connected an account");
         self.record(&pending.user, &pending.connection, "connected");
-        if let Some(then) = &pending.then {
-            // Connected right after signing in: on with the sign-in.
-            return srv.resume_sign_in(then, browser, true).await;
-        }
-        Ok(Reply::page(
-            srv.connected_page(&pending.connection, &scopes),
-        ))
+        Ok(scopes)
     }
 
     /// Where the provider of `config` authorizes and issues tokens. Discovered endpoints

@@ -212,6 +212,8 @@ pub enum FlowStep {
     Callback,
     /// Waiting for the user's consent.
     Consent,
+    /// Allowed; waiting while the user connects required accounts (then the code).
+    Connecting,
 }
 
 impl FlowStep {
@@ -221,6 +223,7 @@ impl FlowStep {
             FlowStep::Upstream => "upstream",
             FlowStep::Callback => "callback",
             FlowStep::Consent => "consent",
+            FlowStep::Connecting => "connecting",
         }
     }
     fn parse(s: &str) -> Result<FlowStep, StoreError> {
@@ -229,6 +232,7 @@ impl FlowStep {
             "upstream" => FlowStep::Upstream,
             "callback" => FlowStep::Callback,
             "consent" => FlowStep::Consent,
+            "connecting" => FlowStep::Connecting,
             other => return Err(StoreError::Corrupt(format!("flow step {other:?}"))),
         })
     }
@@ -637,6 +641,32 @@ impl Store {
                     csrf_hash.map(str::to_owned).into(),
                     now.into(),
                     request.map(to_json).into(),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Moves a flow from `from` to `to` and gives it until `expires_at` (a step that waits
+    /// for the user elsewhere); false when it was not at `from` or has expired.
+    pub async fn advance_flow_until(
+        &self,
+        flow_hash: &str,
+        from: FlowStep,
+        to: FlowStep,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "UPDATE flows SET step = $3, expires_at = $4
+                 WHERE flow_hash = $1 AND step = $2 AND expires_at > $5",
+                vec![
+                    flow_hash.into(),
+                    from.as_str().into(),
+                    to.as_str().into(),
+                    expires_at.into(),
+                    now.into(),
                 ],
             )
             .await?;

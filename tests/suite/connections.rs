@@ -568,6 +568,30 @@ async fn a_user_connects_in_a_real_browser_on_the_providers_own_page() {
         page.contains("Connected") && page.contains("corp"),
         "{page}"
     );
+    // Another user, right after signing in, chooses "Not now": back to the client with its
+    // code (the page's policy lets its form lead there).
+    let p = pkce();
+    chrome
+        .goto(&s.url(&[
+            ("response_type", "code"),
+            ("client_id", &client),
+            ("redirect_uri", &cb),
+            ("code_challenge", &p.challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "browser-state"),
+            ("scope", "mcp:tools"),
+        ]))
+        .await;
+    chrome.fill("#user", "ivy").await;
+    chrome.click("button.primary").await;
+    chrome.wait_url(&format!("{}/oauth/consent", s.base)).await;
+    chrome.click("button[value=allow]").await;
+    chrome
+        .wait_url(&format!("{}/connections/corp/connect", s.base))
+        .await;
+    chrome.click("#later").await;
+    let back = chrome.wait_url(&cb).await;
+    assert!(back.contains("code="), "{back}");
     chrome.close().await;
     let seen = server_sees(&s, &provider, &dana).await;
     assert!(seen.contains("\"sub\":\"dana-at-corp\""), "{seen}");
@@ -736,4 +760,39 @@ async fn a_new_user_connects_required_accounts_right_after_signing_in() {
     // Signing in again with the account connected goes straight back to the client.
     let again = sign_in(&s, &mut b, "erin", false).await;
     assert!(!again.is_empty());
+}
+
+#[tokio::test]
+async fn a_sign_in_resumes_only_once_allowed_and_only_for_its_own_user() {
+    let provider = AuthServer::start(&["--connection-client", "conn:conn-secret"]);
+    let s = connecting_sidecar(&provider, "resume");
+    let mut b = Browser::new();
+    // Alice has signed in before ("Not now"): her client can ask for her connect link.
+    let alice = signed_in(&s, &mut b, "alice").await;
+    let link = connect_link(&s.warden.mcp_url(), &alice).await;
+    // A second client's sign-in, stopped at the consent page: not allowed yet.
+    let client = register(&s.base, &[CB]).await;
+    let p = pkce();
+    let login = b.get(&s.url(&s.request(&client, CB, &p))).await;
+    let next = b.submit(&login.form().set("user", "alice"), &s.base).await;
+    let consent = b.get(next.location.as_deref().unwrap()).await;
+    let waiting = consent.form().get("flow").unwrap().to_owned();
+    // Its flow id brought to a connect link cannot skip the consent.
+    let hop = b.get(&format!("{link}&then={waiting}")).await;
+    assert_eq!(hop.status, 400, "{}", hop.body);
+    // Allowed, it waits for alice's connection; bob, signing in in the same browser
+    // afterwards, cannot finish it with his own link.
+    let allowed = b
+        .submit(&consent.form().add("decision", "allow"), &s.base)
+        .await;
+    let ask = allowed.location.clone().unwrap();
+    assert!(
+        ask.contains("/connections/corp/connect") && ask.contains(&waiting),
+        "{ask}"
+    );
+    let bob = signed_in(&s, &mut b, "bob").await;
+    let bobs_link = connect_link(&s.warden.mcp_url(), &bob).await;
+    let hop = b.get(&format!("{bobs_link}&then={waiting}")).await;
+    assert_eq!(hop.status, 403, "{}", hop.body);
+    assert!(hop.body.contains("other_user"), "{}", hop.body);
 }
