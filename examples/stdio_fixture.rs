@@ -3,7 +3,8 @@
 //! ignored EOF or SIGTERM, floods, daemons).
 //!
 //! Run: `stdio_fixture [--ignore-eof] [--ignore-sigterm] [--exit-on-initialize]
-//! [--die-mid-line-on-initialize] [--slow-initialize] [--modern] [--exit-on-discover]`. Tools are selected by name
+//! [--die-mid-line-on-initialize] [--slow-initialize] [--modern] [--exit-on-discover]
+//! [--modern-when=VAR=VALUE]`. Tools are selected by name
 //! in `tools/call`; `received` tells what reached the server, `late` ignores cancellation,
 //! `raw` writes any bytes.
 //!
@@ -72,6 +73,14 @@ fn main() {
             "--slow-initialize" => flags.slow_initialize = true,
             "--modern" => flags.modern = true,
             "--exit-on-discover" => flags.exit_on_discover = true,
+            // `--modern-when=VAR=VALUE`: native 2026-07-28 only when the environment says
+            // so (a server whose behaviour depends on the principal it was started for).
+            s if s.starts_with("--modern-when=") => {
+                let rule = &s["--modern-when=".len()..];
+                if let Some((var, value)) = rule.split_once('=') {
+                    flags.modern = std::env::var(var).is_ok_and(|v| v == value);
+                }
+            }
             other => {
                 eprintln!("stdio_fixture: unknown flag {other}");
                 std::process::exit(2);

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -45,9 +45,10 @@ pub struct Pooled {
     pub native: bool,
 }
 
-/// What the pool knows of the era its servers speak (all run the same command): unknown
-/// until a server answers the probe, then kept for the life of the process (the
-/// specification's advice for stdio). A probe that times out decides nothing.
+/// What the pool knows of the era a principal's servers speak: unknown until one answers the
+/// probe, then kept for the life of the process (the specification's advice for stdio). A
+/// probe that times out decides nothing. Kept per principal: servers are untrusted code, and
+/// what one principal's server claims must not decide how another's is spoken to.
 const ERA_UNKNOWN: u8 = 0;
 const ERA_SESSION: u8 = 1;
 const ERA_NATIVE: u8 = 2;
@@ -93,8 +94,9 @@ pub struct Pool {
     state_key: Zeroizing<[u8; 32]>,
     /// Nonces of request states already opened, until they expire.
     opened: Mutex<HashMap<[u8; 16], SystemTime>>,
-    /// `ERA_*`: whether the servers answer `server/discover` themselves.
-    era: AtomicU8,
+    /// `ERA_*` by principal (its session key): whether its servers answer
+    /// `server/discover` themselves.
+    eras: Mutex<HashMap<Arc<str>, u8>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -155,18 +157,36 @@ impl Pool {
             next_id: AtomicU64::new(1),
             state_key: key,
             opened: Mutex::new(HashMap::new()),
-            era: AtomicU8::new(ERA_UNKNOWN),
+            eras: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether the servers are known to speak the sessionless era themselves (`None`: no
-    /// server has told yet).
-    pub fn native(&self) -> Option<bool> {
-        match self.era.load(Ordering::Relaxed) {
+    /// Whether the principal's servers are known to speak the sessionless era themselves
+    /// (`None`: none has told yet).
+    pub fn native(&self, principal: &Principal) -> Option<bool> {
+        match self.era(&principal.session_key()) {
             ERA_SESSION => Some(false),
             ERA_NATIVE => Some(true),
             _ => None,
         }
+    }
+
+    fn era(&self, principal: &str) -> u8 {
+        self.eras
+            .lock()
+            .get(principal)
+            .copied()
+            .unwrap_or(ERA_UNKNOWN)
+    }
+
+    /// Records what a principal's server showed; the previous knowledge.
+    fn learn(&self, principal: &str, era: u8) -> u8 {
+        let mut eras = self.eras.lock();
+        // Bounded: forgetting only costs a principal one probe more.
+        if eras.len() >= PRUNE_ABOVE * 4 && !eras.contains_key(principal) {
+            eras.clear();
+        }
+        eras.insert(principal.into(), era).unwrap_or(ERA_UNKNOWN)
     }
 
     /// The session of a pooled server, if it is still live and the principal's.
@@ -293,7 +313,11 @@ impl Pool {
     ) -> Result<Pooled, PoolError> {
         // A native server is told the caller's capabilities in each request: one server
         // serves the principal whatever they are.
-        let asks = if self.native() == Some(true) { 0 } else { asks };
+        let asks = if self.native(principal) == Some(true) {
+            0
+        } else {
+            asks
+        };
         let key = (
             Arc::<str>::from(principal.session_key()),
             principal.client_id.clone(),
@@ -359,7 +383,8 @@ impl Pool {
             store: &self.store,
             session: Some(session.clone()),
         };
-        let probed = self.era.load(Ordering::Relaxed) != ERA_SESSION;
+        let who = principal.session_key();
+        let probed = self.era(&who) != ERA_SESSION;
         if probed {
             let probe = serde_json::json!({
                 "jsonrpc": "2.0",
@@ -375,7 +400,7 @@ impl Pool {
             match tokio::time::timeout(wait, ask(&session, principal, &probe)).await {
                 Ok(Ok(mut reply)) => match reply.get_mut("result") {
                     Some(result) if modern::speaks_this_era(result) => {
-                        if self.era.swap(ERA_NATIVE, Ordering::Relaxed) != ERA_NATIVE {
+                        if self.learn(&who, ERA_NATIVE) != ERA_NATIVE {
                             tracing::info!(
                                 "the MCP server speaks 2026-07-28 itself: sessionless requests reach it untranslated"
                             );
@@ -387,13 +412,15 @@ impl Pool {
                             native: true,
                         }));
                     }
-                    _ => self.era.store(ERA_SESSION, Ordering::Relaxed),
+                    _ => {
+                        self.learn(&who, ERA_SESSION);
+                    }
                 },
                 Ok(Err(Unanswered::Ended(_))) => {
                     tracing::info!(
                         "the MCP server ended when asked server/discover: it is served as a session-era server"
                     );
-                    self.era.store(ERA_SESSION, Ordering::Relaxed);
+                    self.learn(&who, ERA_SESSION);
                     return Ok(Started::DiedOfProbe);
                 }
                 // The policy's refusal says nothing of the server.
@@ -407,12 +434,12 @@ impl Pool {
             Ok(result) => result,
             // The probe's answer was the gateway's, for a server that exited on it.
             Err(Unanswered::Ended(_)) if probed => {
-                self.era.store(ERA_SESSION, Ordering::Relaxed);
+                self.learn(&who, ERA_SESSION);
                 return Ok(Started::DiedOfProbe);
             }
             Err(e) => return Err(PoolError::Initialize(e.to_string())),
         };
-        self.era.store(ERA_SESSION, Ordering::Relaxed);
+        self.learn(&who, ERA_SESSION);
         starting.session = None;
         Ok(Started::Ready(Pooled {
             session,

@@ -20,9 +20,14 @@ pub(super) struct DevWarden {
 
 impl DevWarden {
     pub(super) fn start(extra: &[&str]) -> DevWarden {
+        DevWarden::start_with(fixture(), extra)
+    }
+
+    /// [`DevWarden::start`] wrapping `server`.
+    pub(super) fn start_with(server: Vec<String>, extra: &[&str]) -> DevWarden {
         let dir = TempDir::new("dev");
         let key = dir.path("dev-key.pem");
-        let warden = Warden::builder(fixture())
+        let warden = Warden::builder(server)
             .with_auth()
             .args(["--dev", "--dev-key-file", key.to_str().unwrap()])
             .args(extra.iter().copied())

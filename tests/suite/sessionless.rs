@@ -963,3 +963,51 @@ fn mcp_server_time_speaks_the_era_itself_and_is_bridged_natively() {
         w.logs()
     );
 }
+
+#[tokio::test]
+async fn what_one_principals_server_claims_decides_nothing_for_another() {
+    // alice's server speaks 2026-07-28 itself; bob's, the same command, does not.
+    let mut server = fixture();
+    server.push("--modern-when=WHO=alice".into());
+    let dev = DevWarden::start_with(server, &["--env-claim", "WHO=sub"]);
+    let url = dev.warden.mcp_url();
+    let discover = json!({"jsonrpc":"2.0","id":"d","method":"server/discover",
+        "params":{"_meta":envelope()}});
+    let alice = dev.token("alice", "", "1h");
+    let bob = dev.token("bob", "", "1h");
+    let (status, a) = modern(&url, Some(&alice), &[], &discover).await;
+    assert_eq!(
+        (status, a["result"]["ttlMs"].clone()),
+        (200, json!(5000)),
+        "{a}"
+    );
+    // Alice's server asks in a round trip of its own.
+    let (_, asked) = modern(&url, Some(&alice), &[], &call(json!(2), "ask", json!({}))).await;
+    assert_eq!(asked["result"]["requestState"], "fixture-state", "{asked}");
+    // Bob's server is still probed, and served by translation.
+    let (status, b) = modern(&url, Some(&bob), &[], &discover).await;
+    assert_eq!(
+        (status, b["result"]["ttlMs"].clone()),
+        (200, json!(0)),
+        "{b}"
+    );
+    let (status, echoed) = modern(
+        &url,
+        Some(&bob),
+        &[],
+        &call(json!(1), "echo", json!({"text": "bob"})),
+    )
+    .await;
+    assert_eq!((status, text(&echoed)), (200, "bob".to_owned()), "{echoed}");
+    // What bob's server showed does not change how alice's retry is served.
+    let mut retry = call(json!(3), "ask", json!({}));
+    retry["params"]["requestState"] = json!("fixture-state");
+    retry["params"]["inputResponses"] =
+        json!({"colour": {"action": "accept", "content": {"colour": "green"}}});
+    let (status, answered) = modern(&url, Some(&alice), &[], &retry).await;
+    assert_eq!(
+        (status, text(&answered)),
+        (200, "you chose green".to_owned()),
+        "{answered}"
+    );
+}

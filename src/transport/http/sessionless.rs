@@ -132,7 +132,7 @@ pub(crate) async fn post(
     // Until the era is known, a server is started (and probed) first; a session-era one is
     // needed for neither a fallback nor a round trip's retry.
     let caller_token = super::authn::bearer_token(headers);
-    let pooled = match st.pool.native() {
+    let pooled = match st.pool.native(principal) {
         Some(false) if falls_back || state.is_some() => None,
         _ => Some(
             st.pool
