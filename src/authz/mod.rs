@@ -497,7 +497,8 @@ impl AuthorizationServer {
     }
 
     /// The page asking the signed-in user to connect `connection` (a form: `flow`, `csrf`),
-    /// which leads to `provider_origin`.
+    /// whose answer leads to one of `form_targets` (space-separated origins: the provider,
+    /// and with `later` the waiting client).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn connect_page(
         &self,
@@ -507,7 +508,7 @@ impl AuthorizationServer {
         scopes: &[String],
         flow: &str,
         csrf: &str,
-        provider_origin: String,
+        form_targets: String,
         later: bool,
     ) -> Page {
         Page {
@@ -526,8 +527,7 @@ impl AuthorizationServer {
                 csrf,
                 later,
             }),
-            // The form's answer is a redirect to the provider.
-            form_target: Some(provider_origin),
+            form_target: Some(form_targets),
         }
     }
 

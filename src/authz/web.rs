@@ -13,8 +13,9 @@ pub const CSS_PATH: &str = "/oauth/static/warden.css";
 pub struct Page {
     pub status: u16,
     pub html: String,
-    /// The origin a form on this page may lead to besides ours (the client's redirect
-    /// target, reached by a 303 after the form is posted): added to `form-action`.
+    /// The origins (space-separated) a form on this page may lead to besides ours (the
+    /// client's redirect target, a provider, reached by a 303 after the form is posted):
+    /// added to `form-action`.
     pub form_target: Option<String>,
 }
 

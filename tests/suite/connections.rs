@@ -493,6 +493,23 @@ async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user()
     );
 }
 
+/// Signs `user` in through the sidecar's pages in `chrome`, as an MCP client sends its user,
+/// and allows the client.
+async fn chrome_sign_in(
+    chrome: &crate::support::chromium::Chromium,
+    s: &Signin,
+    client: &str,
+    cb: &str,
+    p: &crate::support::oauth::Pkce,
+    user: &str,
+) {
+    chrome.goto(&s.url(&s.request(client, cb, p))).await;
+    chrome.fill("#user", user).await;
+    chrome.click("button.primary").await;
+    chrome.wait_url(&format!("{}/oauth/consent", s.base)).await;
+    chrome.click("button[value=allow]").await;
+}
+
 #[tokio::test]
 async fn a_user_connects_in_a_real_browser_on_the_providers_own_page() {
     use crate::support::chromium::{Chromium, Site};
@@ -505,21 +522,7 @@ async fn a_user_connects_in_a_real_browser_on_the_providers_own_page() {
     let p = pkce();
     // Signed in at the sidecar, in the browser, as an MCP client sends its user.
     let chrome = Chromium::start().await;
-    chrome
-        .goto(&s.url(&[
-            ("response_type", "code"),
-            ("client_id", &client),
-            ("redirect_uri", &cb),
-            ("code_challenge", &p.challenge),
-            ("code_challenge_method", "S256"),
-            ("state", "browser-state"),
-            ("scope", "mcp:tools"),
-        ]))
-        .await;
-    chrome.fill("#user", "dana").await;
-    chrome.click("button.primary").await;
-    chrome.wait_url(&format!("{}/oauth/consent", s.base)).await;
-    chrome.click("button[value=allow]").await;
+    chrome_sign_in(&chrome, &s, &client, &cb, &p, "dana").await;
     // Right after signing in: the offer to connect the required account, then the
     // provider's own sign-in page, then back to the client with its code.
     chrome
@@ -571,21 +574,7 @@ async fn a_user_connects_in_a_real_browser_on_the_providers_own_page() {
     // Another user, right after signing in, chooses "Not now": back to the client with its
     // code (the page's policy lets its form lead there).
     let p = pkce();
-    chrome
-        .goto(&s.url(&[
-            ("response_type", "code"),
-            ("client_id", &client),
-            ("redirect_uri", &cb),
-            ("code_challenge", &p.challenge),
-            ("code_challenge_method", "S256"),
-            ("state", "browser-state"),
-            ("scope", "mcp:tools"),
-        ]))
-        .await;
-    chrome.fill("#user", "ivy").await;
-    chrome.click("button.primary").await;
-    chrome.wait_url(&format!("{}/oauth/consent", s.base)).await;
-    chrome.click("button[value=allow]").await;
+    chrome_sign_in(&chrome, &s, &client, &cb, &p, "ivy").await;
     chrome
         .wait_url(&format!("{}/connections/corp/connect", s.base))
         .await;
