@@ -268,7 +268,7 @@ async fn server_sees(s: &Signin, provider: &AuthServer, token: &str) -> String {
 #[tokio::test]
 async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user() {
     let provider = AuthServer::start(&["--connection-client", "conn:conn-secret"]);
-    let (s, config) =
+    let (mut s, config) =
         connecting_sidecar_with(&provider, "two-users", &["--admin-listen", "127.0.0.1:0"]);
     let url = s.warden.mcp_url();
     let (mut alice_browser, mut bob_browser) = (Browser::new(), Browser::new());
@@ -416,6 +416,22 @@ async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user()
     );
     let page = alice_browser.get(&format!("{}/connections", s.base)).await;
     assert!(page.body.contains("not connected"), "{}", page.body);
+    let metrics = reqwest::get(s.warden.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mcp_warden_connection_events_total{reason=\"connected\"} 2"),
+        "{metrics}"
+    );
+    // Stopped, the sidecar has written every audit record (the writer is off the request
+    // path).
+    s.warden.stop_with(
+        nix::sys::signal::Signal::SIGTERM,
+        std::time::Duration::from_secs(20),
+    );
     let logs = s.warden.logs();
     assert!(logs.contains("a user connected an account"), "{logs}");
     assert!(!logs.contains("conn-secret"), "{logs}");
@@ -481,16 +497,6 @@ async fn two_users_connect_their_own_accounts_and_each_server_acts_as_its_user()
     }
     assert!(records.iter().all(|r| r["name"] == "corp"));
     assert!(!audit.contains("conn-secret"));
-    let metrics = reqwest::get(s.warden.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("mcp_warden_connection_events_total{reason=\"connected\"} 2"),
-        "{metrics}"
-    );
 }
 
 /// Signs `user` in through the sidecar's pages in `chrome`, as an MCP client sends its user,
