@@ -80,11 +80,16 @@ impl App {
             Some(a) => AuditSink::start(a).map_err(BuildError::Audit)?,
             None => AuditSink::disabled(),
         };
-        let governance = Arc::new(Governance::new(
+        let mut governance = Governance::new(
             config.file.as_ref().map(|f| f.policy.clone()),
             audit,
             metrics.clone(),
-        ));
+        );
+        // The admin listener serves the activity page, which shows the latest records.
+        if config.admin_listen.is_some() {
+            governance = governance.watched(Arc::new(crate::audit::Activity::new()));
+        }
+        let governance = Arc::new(governance);
         let shutdown = CancellationToken::new();
         let connections = match (&config.connections, &sign_in_state, &config.authz) {
             (Some(setup), Some(state), Some(authz)) => {

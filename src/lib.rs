@@ -24,12 +24,14 @@
 //!   and audit records, held by the session; it knows no HTTP.
 //! - [`policy`]: pure inline policy beneath it: per-tool authorization, argument rules, rate
 //!   limits, list filtering, output redaction.
-//! - [`audit`]: hash-chained audit records, written off the request path.
+//! - [`audit`]: hash-chained audit records, written off the request path, and the latest of
+//!   them in memory for the admin listener's activity page.
 //! - [`sandbox`]: the per-session supervisor helper (`__sandbox-exec`), the only `unsafe`.
 //! - [`config`]: the options of each command (clap derives them) validated once into a
 //!   frozen configuration whose parts each component takes.
 //! - [`secret`]: the one type of every secret value.
-//! - [`app`], [`cli`], [`signal`], [`telemetry`]: wiring.
+//! - [`telemetry`]: logs, Prometheus metrics, W3C trace context, OpenTelemetry export (OTLP).
+//! - [`app`], [`cli`], [`signal`]: wiring.
 //!
 //! # Request flow
 //! ```text

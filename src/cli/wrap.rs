@@ -51,6 +51,36 @@ pub(super) struct WrapArgs {
         help_heading = "Logs and process"
     )]
     worker_threads: Option<usize>,
+
+    /// Export traces and metrics by OTLP to this collector: its base URL, as
+    /// OTEL_EXPORTER_OTLP_ENDPOINT (for HTTP, /v1/traces and /v1/metrics are appended).
+    /// Off by default. OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME,
+    /// OTEL_RESOURCE_ATTRIBUTES and OTEL_METRIC_EXPORT_INTERVAL are honoured.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL",
+        help_heading = "Logs and process"
+    )]
+    otlp_endpoint: Option<url::Url>,
+
+    /// OTLP transport: grpc or http/protobuf.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        default_value = "http/protobuf",
+        help_heading = "Logs and process"
+    )]
+    otlp_protocol: crate::telemetry::otel::OtlpProtocol,
+
+    /// Spans waiting for export at most; beyond, new spans are dropped (never waited for).
+    #[arg(
+        long,
+        env = "MCP_WARDEN_OTLP_QUEUE",
+        default_value_t = crate::telemetry::otel::DEFAULT_QUEUE,
+        help_heading = "Logs and process"
+    )]
+    otlp_queue: usize,
 }
 
 pub(super) fn wrap(args: WrapArgs) -> anyhow::Result<()> {
@@ -60,6 +90,9 @@ pub(super) fn wrap(args: WrapArgs) -> anyhow::Result<()> {
         log_format,
         log_level,
         worker_threads,
+        otlp_endpoint,
+        otlp_protocol,
+        otlp_queue,
     } = args;
     telemetry::init(log_format, &log_level).map_err(anyhow::Error::msg)?;
     let default_work_root = options.sandbox.work_root.is_none();
@@ -99,7 +132,37 @@ pub(super) fn wrap(args: WrapArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let work_root = config.sessions.child.work_root.clone();
+    // OTEL_SDK_DISABLED=true turns export off whatever else is set, as in every SDK.
+    let otlp_disabled =
+        std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let otlp = match otlp_endpoint.filter(|_| !otlp_disabled) {
+        Some(endpoint) => {
+            // The replica id (the pod or host name by default).
+            let instance = config
+                .sessions
+                .replica_id
+                .clone()
+                .unwrap_or_else(|| format!("mcp-warden-{}", std::process::id()));
+            let ca = config.auth.as_ref().and_then(|a| a.extra_ca_pem.clone());
+            Some((
+                crate::telemetry::otel::OtlpSettings {
+                    endpoint,
+                    protocol: otlp_protocol,
+                    instance,
+                    queue: otlp_queue,
+                },
+                ca,
+            ))
+        }
+        None => None,
+    };
     let served = runtime.block_on(async move {
+        if let Some((settings, ca)) = &otlp {
+            let tls = crate::auth::fetch::client_tls_config(ca.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            crate::telemetry::otel::init(settings, tls)?;
+            tracing::info!(endpoint = %settings.endpoint, protocol = ?settings.protocol, "exporting traces and metrics by OTLP");
+        }
         let listener = match early_listener {
             Some(l) => {
                 l.set_nonblocking(true)?;
@@ -133,7 +196,7 @@ pub(super) fn wrap(args: WrapArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
         if let Some(a) = admin_addr {
-            tracing::info!(admin = %a, "admin endpoints (/healthz, /readyz, /metrics) are serving");
+            tracing::info!(admin = %a, "admin endpoints (/healthz, /readyz, /metrics, the activity page at /ui) are serving");
         }
         if let Some(dev) = app.auth().dev_issuer() {
             dev_banner(dev, &public_url, &required_scopes, dev_token_ttl)?;
@@ -147,6 +210,13 @@ pub(super) fn wrap(args: WrapArgs) -> anyhow::Result<()> {
             let signal = shutdown.await;
             tracing::info!(signal, "shutting down");
         })
+        .await;
+        // What is still queued goes out before the process ends, if the collector takes it
+        // soon: an unreachable collector does not hold the exit up.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::task::spawn_blocking(crate::telemetry::otel::shutdown),
+        )
         .await;
         tracing::info!("stopped");
         Ok(())

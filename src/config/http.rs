@@ -62,6 +62,11 @@ pub(super) fn http_config(
             hosts.extend(o.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
             hosts
         }),
+        admin_hosts: o
+            .allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
         max_message_bytes: o.max_message_bytes,
         body_read_timeout: o.body_read_timeout,
         sse_keepalive: o.sse_keepalive,

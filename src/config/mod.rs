@@ -78,7 +78,9 @@ pub struct WrapOptions {
     pub allowed_origins: Vec<String>,
 
     /// Host name clients may use to reach a loopback listener, besides localhost, 127.0.0.1,
-    /// [::1] and the public URL's host (repeatable). Other Host headers get 403.
+    /// [::1] and the public URL's host (repeatable). Other Host headers get 403. The admin
+    /// listener's activity page answers to these names too (else only to IP addresses and
+    /// localhost).
     #[arg(
         long = "allowed-host",
         env = "MCP_WARDEN_ALLOWED_HOSTS",

@@ -196,6 +196,24 @@ impl Connections {
         self
     }
 
+    /// For the activity page: how many connections are in each state, and the first `limit`
+    /// connections by user (no tokens: the sealed values are dropped here).
+    pub async fn overview(
+        &self,
+        limit: usize,
+    ) -> (
+        Vec<(ConnectionState, i64)>,
+        Vec<crate::store::ConnectionRecord>,
+    ) {
+        let counts = self.store.connection_counts().await.unwrap_or_default();
+        let mut rows = self.store.connections(None).await.unwrap_or_default();
+        rows.truncate(limit);
+        for r in &mut rows {
+            r.sealed.clear();
+        }
+        (counts, rows)
+    }
+
     /// Records a change of `user`'s connection `name`.
     fn record(&self, user: &str, name: &str, what: &'static str) {
         if let Some(g) = &self.governance {

@@ -109,7 +109,7 @@ impl SessionGovernance {
         body: &Bytes,
     ) -> Verdict {
         let shared = &self.shared;
-        if !shared.enforced || env.kind != Kind::Request {
+        if (!shared.enforced && shared.activity.is_none()) || env.kind != Kind::Request {
             return Verdict::Forward(None);
         }
         let policy = &shared.policy;
@@ -165,7 +165,7 @@ impl SessionGovernance {
                 shared
                     .metrics
                     .policy_denied(d.rule.as_deref().unwrap_or(d.reason.code()));
-                if self.audited() {
+                if self.recorded() {
                     let mut e = self.event(EventKind::Denied);
                     e.time = at;
                     fill_request(&mut e, method, d.target.as_ref(), principal);
@@ -197,7 +197,7 @@ impl SessionGovernance {
     /// A forwarded request is done (answered, timed out, cancelled, or its session ended
     /// first): its `call` record is written.
     pub fn finished(&self, mut call: Call) {
-        if !call.governed || !self.audited() {
+        if !call.governed || !self.recorded() {
             return;
         }
         let mut e = self.event(EventKind::Call);

@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 pub use call::{Call, Refusal, Verdict};
 
-use crate::audit::{AuditEvent, AuditSink, EventKind, Redactions};
+use crate::audit::{Activity, AuditEvent, AuditSink, EventKind, Redactions};
 use crate::auth::Principal;
 use crate::credentials::SecretSet;
 use crate::mcp::{Envelope, Kind};
@@ -52,6 +52,8 @@ fn actors(p: &Principal) -> Vec<Arc<str>> {
 pub struct Governance {
     policy: Arc<Policy>,
     audit: AuditSink,
+    /// The activity page's rings, when an admin listener serves the page.
+    activity: Option<Arc<Activity>>,
     metrics: Arc<Metrics>,
     /// Whether a config file was given. Without one nothing is decided or filtered; only
     /// injected credentials are redacted.
@@ -65,12 +67,40 @@ impl Governance {
             enforced: policy.is_some(),
             policy: policy.unwrap_or_else(|| Arc::new(Policy::permissive())),
             audit,
+            activity: None,
             metrics,
         }
     }
 
+    /// Also keeps the latest records in `activity`, for the activity page. Calls are then
+    /// recorded even without a config file (every call is allowed).
+    pub fn watched(mut self, activity: Arc<Activity>) -> Governance {
+        self.activity = Some(activity);
+        self
+    }
+
     pub fn audit(&self) -> &AuditSink {
         &self.audit
+    }
+
+    /// The activity page's rings, if any.
+    pub fn activity(&self) -> Option<&Arc<Activity>> {
+        self.activity.as_ref()
+    }
+
+    /// Whether records are written anywhere (the audit log, the activity page).
+    fn recorded(&self) -> bool {
+        self.audit.is_enabled() || self.activity.is_some()
+    }
+
+    /// Writes a record to the audit log and shows it on the activity page.
+    fn emit(&self, e: AuditEvent) {
+        if let Some(a) = &self.activity {
+            a.record(&e);
+        }
+        if self.audit.is_enabled() {
+            self.audit.emit(e);
+        }
     }
 
     /// The governance of a new session of `principal`, whose server holds `injected`
@@ -95,7 +125,7 @@ impl Governance {
     /// Records a request refused by authentication: the reason code and, when the token was
     /// valid but lacked scopes, who it was. Never the token.
     pub fn auth_failure(&self, reason: &'static str, who: Option<&Principal>) {
-        if !self.audit.is_enabled() {
+        if !self.recorded() {
             return;
         }
         let mut e = AuditEvent::new(EventKind::AuthFailure, SystemTime::now());
@@ -106,14 +136,14 @@ impl Governance {
             e.client_id = p.client_id.as_deref().map(Arc::from);
             e.act = actors(p);
         }
-        self.audit.emit(e);
+        self.emit(e);
     }
 
     /// Records a change of `user`'s connection `name` at our issuer `iss` (`what`: see
     /// [`EventKind::Connection`]), and counts it. Never a token.
     pub fn connection(&self, iss: &str, user: &str, name: &str, what: &'static str) {
         self.metrics.connection_event(what);
-        if !self.audit.is_enabled() {
+        if !self.recorded() {
             return;
         }
         let mut e = AuditEvent::new(EventKind::Connection, SystemTime::now());
@@ -121,7 +151,7 @@ impl Governance {
         e.sub = Some(user.into());
         e.name = Some(name.into());
         e.decision = Some(what);
-        self.audit.emit(e);
+        self.emit(e);
     }
 
     /// Records a session that was not admitted (`reason`: the refusal's code), with who
@@ -132,7 +162,7 @@ impl Governance {
         reason: &'static str,
         retry_after: Option<Duration>,
     ) {
-        if !self.audit.is_enabled() {
+        if !self.recorded() {
             return;
         }
         let mut e = AuditEvent::new(EventKind::SessionRefused, SystemTime::now());
@@ -146,7 +176,7 @@ impl Governance {
         if let Some(wait) = retry_after {
             e.retry_after_s = Some(wait.as_secs_f64().ceil() as u64);
         }
-        self.audit.emit(e);
+        self.emit(e);
     }
 }
 
@@ -166,6 +196,11 @@ pub struct SessionGovernance {
 }
 
 impl SessionGovernance {
+    /// The subject and client id of the session's principal.
+    pub fn who(&self) -> (&str, Option<&str>) {
+        (&self.sub, self.client_id.as_deref())
+    }
+
     /// The session exists: remember its id and record its start.
     pub fn started(&self, session_id: &str) {
         let short = session_id
@@ -188,9 +223,15 @@ impl SessionGovernance {
     }
 
     fn emit(&self, e: AuditEvent) {
-        self.shared.audit.emit(e);
+        self.shared.emit(e);
     }
 
+    /// Whether records of this session are written anywhere.
+    fn recorded(&self) -> bool {
+        self.shared.recorded()
+    }
+
+    /// Whether the audit log is written (it alone keeps a hash of the arguments).
     fn audited(&self) -> bool {
         self.shared.audit.is_enabled()
     }
@@ -235,8 +276,8 @@ impl SessionGovernance {
             }
         }
         match call {
-            Some(c) if kind == Kind::Response && self.audited() => c.answered(&line, counts),
-            _ if !counts.is_empty() && self.audited() => {
+            Some(c) if kind == Kind::Response && self.recorded() => c.answered(&line, counts),
+            _ if !counts.is_empty() && self.recorded() => {
                 let mut e = self.event(EventKind::Redaction);
                 e.method = Envelope::parse(&line)
                     .ok()
@@ -252,7 +293,7 @@ impl SessionGovernance {
     /// The session ended; `reason` is a snake_case code, `exit` the server's exit status
     /// when it exited on its own.
     pub fn ended(&self, reason: &'static str, exit: Option<String>) {
-        if !self.audited() {
+        if !self.recorded() {
             return;
         }
         if let Some(status) = &exit {

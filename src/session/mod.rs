@@ -29,7 +29,7 @@ use std::time::Duration;
 pub use events::{AttachError, Cursor, Event, EventId, EventStream, Next, StreamLimits};
 pub use pool::{Pool, PoolError, Pooled, StateError};
 pub use principal_limits::{PrincipalLimits, PrincipalRefusal, SessionRate};
-pub use routing::{Session, SessionError, Transport};
+pub use routing::{ClientInfo, Followed, Session, SessionError, Transport};
 pub use store::{CreateError, Refused, SessionStore};
 
 use crate::child::ChildSpec;

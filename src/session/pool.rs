@@ -515,7 +515,14 @@ async fn ask(
     };
     let ended = |why: &str| Unanswered::Ended(why.to_owned());
     let stream = session
-        .request(id, &method, None, None, bytes.clone(), call)
+        .request(
+            id,
+            &method,
+            None,
+            None,
+            bytes.clone(),
+            super::Followed { call, span: None },
+        )
         .await
         .map_err(|e| Unanswered::Ended(e.to_string()))?;
     let mut cursor = stream

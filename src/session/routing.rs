@@ -22,6 +22,7 @@ use crate::child::{ChildHandle, ChildSink, Closed, ExitStatus};
 use crate::credentials::{SecretSet, SessionEnv};
 use crate::governance::{Call, SessionGovernance, Verdict};
 use crate::mcp::{self, Envelope, Id, Kind, ProtocolVersion};
+use crate::telemetry::otel::OtelSpan;
 use crate::telemetry::{Label, Metrics};
 
 /// Which HTTP transport a session was opened on.
@@ -96,6 +97,8 @@ pub enum SessionError {
 pub(super) enum EndReason {
     Closed(Closed),
     Deleted,
+    /// An operator ended it (the activity page).
+    Ended,
     Idle,
     /// An exchanged credential of the server expired: a server never keeps using one.
     CredentialExpired,
@@ -112,6 +115,7 @@ impl EndReason {
             EndReason::Closed(Closed::Exited(_)) => "server_exited",
             EndReason::Closed(Closed::StdoutClosed) => "server_closed_output",
             EndReason::Deleted => "deleted",
+            EndReason::Ended => "ended_by_operator",
             EndReason::Idle => "idle",
             EndReason::Shutdown => "shutdown",
             EndReason::StreamClosed => "stream_closed",
@@ -126,7 +130,9 @@ impl EndReason {
                 format!("the MCP server exited ({status}) before answering").into()
             }
             EndReason::Closed(Closed::StdoutClosed) => "the MCP server closed its output".into(),
-            EndReason::Deleted | EndReason::StreamClosed => "the session was terminated".into(),
+            EndReason::Deleted | EndReason::StreamClosed | EndReason::Ended => {
+                "the session was terminated".into()
+            }
             EndReason::Idle => "the session expired".into(),
             EndReason::CredentialExpired => {
                 "the session's credentials expired: start a new session".into()
@@ -194,6 +200,12 @@ pub struct Session {
     routes: Mutex<Routes>,
     /// Negotiated protocol version: 0 until the initialize response, else index + 1.
     version: AtomicU8,
+    /// The client's name and version, as its `initialize` said (for the activity page).
+    client: OnceLock<ClientInfo>,
+    /// Requests forwarded to the server.
+    calls: AtomicU64,
+    /// When the session opened, by the wall clock.
+    opened_at: SystemTime,
     /// The id the next forwarded request gets at the server (see [`Routes::pending`]).
     next_request_id: AtomicI64,
     created: Instant,
@@ -235,6 +247,58 @@ struct Routes {
     ended: Option<EndReason>,
 }
 
+/// What follows a forwarded request until it is done: its governed call (handed back to the
+/// governance) and its exported span (ended with the request's outcome).
+#[derive(Debug, Default)]
+pub struct Followed {
+    pub call: Option<Call>,
+    pub span: Option<OtelSpan>,
+}
+
+/// What a client says of itself in `initialize` (`clientInfo`), cut to a displayable length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub name: String,
+    pub version: String,
+}
+
+impl ClientInfo {
+    /// Longest name or version kept.
+    const MAX: usize = 64;
+
+    fn of_initialize(message: &[u8]) -> Option<ClientInfo> {
+        #[derive(Deserialize)]
+        struct Init {
+            params: Params,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Params {
+            client_info: Info,
+        }
+        #[derive(Deserialize)]
+        struct Info {
+            name: String,
+            #[serde(default)]
+            version: String,
+        }
+        let cut = |s: String| {
+            s.chars()
+                .filter(|c| !c.is_control())
+                .take(Self::MAX)
+                .collect()
+        };
+        let info = serde_json::from_slice::<Init>(message)
+            .ok()?
+            .params
+            .client_info;
+        Some(ClientInfo {
+            name: cut(info.name),
+            version: cut(info.version),
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
     /// The id the client gave the request; its answer goes back under it.
@@ -253,6 +317,8 @@ struct Pending {
     tool: Label,
     /// The governed call, handed back to the governance when the request is done.
     call: Option<Call>,
+    /// Its exported span, ended with it.
+    exported: Option<OtelSpan>,
 }
 
 impl Session {
@@ -281,6 +347,9 @@ impl Session {
                 ended: None,
             }),
             version: AtomicU8::new(0),
+            client: OnceLock::new(),
+            calls: AtomicU64::new(0),
+            opened_at: SystemTime::now(),
             next_request_id: AtomicI64::new(1),
             created: Instant::now(),
             last_active_ms: AtomicU64::new(0),
@@ -345,6 +414,31 @@ impl Session {
         }
     }
 
+    /// The client's name and version from its `initialize`, once seen.
+    pub fn client(&self) -> Option<&ClientInfo> {
+        self.client.get()
+    }
+
+    /// Requests forwarded to the server so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// When the session opened.
+    pub fn opened_at(&self) -> SystemTime {
+        self.opened_at
+    }
+
+    /// When the client was last heard from.
+    pub fn last_active(&self) -> SystemTime {
+        self.opened_at + Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed))
+    }
+
+    /// The subject and client id of the principal the session belongs to.
+    pub fn who(&self) -> (&str, Option<&str>) {
+        self.governance.who()
+    }
+
     /// The server's pid (for tests and logs).
     pub fn child_pid(&self) -> Option<i32> {
         self.child.get().map(|c| c.pid())
@@ -393,14 +487,24 @@ impl Session {
         tool: Option<&str>,
         progress: Option<Id>,
         message: Bytes,
-        call: Option<Call>,
+        followed: Followed,
     ) -> Result<Arc<EventStream>, SessionError> {
+        let Followed {
+            call,
+            span: exported,
+        } = followed;
         let timeout = self.limits.request_timeout;
         let (method_label, tool_label) = (
             self.metrics.method_label(method),
             self.metrics.tool_label(tool),
         );
         let ours = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if method == mcp::method::INITIALIZE
+            && let Some(info) = ClientInfo::of_initialize(&message)
+        {
+            let _ = self.client.set(info);
+        }
         let message =
             Bytes::from(mcp::replace_id(&message, &Id::Int(ours)).ok_or(SessionError::NoId)?);
         let stream = {
@@ -439,6 +543,7 @@ impl Session {
                     method: method_label,
                     tool: tool_label,
                     call,
+                    exported,
                 },
             );
             stream
@@ -580,6 +685,12 @@ impl Session {
         }
         self.metrics
             .operation(&p.method, &p.tool, error, p.started.elapsed());
+        if let Some(mut span) = p.exported.take() {
+            if let Some(e) = error {
+                span.fail(e);
+            }
+            span.end();
+        }
         if let Some(call) = p.call {
             self.governance.finished(call);
         }

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::time::{Instant, advance};
 
-use super::routing::{Opening, SessionLimits, SessionTable};
+use super::routing::{Followed, Opening, SessionLimits, SessionTable};
 use super::{EventStream, Next, Session, SessionError, StreamLimits, Transport};
 use crate::audit::AuditSink;
 use crate::auth::Principal;
@@ -126,7 +126,7 @@ impl Harness {
                 None,
                 progress,
                 message.clone(),
-                None,
+                Followed::default(),
             )
             .await
     }

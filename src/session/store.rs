@@ -164,6 +164,10 @@ impl SessionStore {
             table: Arc::<StoreInner>::downgrade(inner),
         });
         let span = session.span().clone();
+        let command = inner.config.child.display_command();
+        let program = command.rsplit('/').next().unwrap_or(&command);
+        let mut exported =
+            crate::telemetry::otel::spawn_span(program, crate::telemetry::otel::current());
         let spawned = span.in_scope(|| {
             Child::spawn(
                 &inner.config.child,
@@ -174,6 +178,10 @@ impl SessionStore {
         });
         match spawned {
             Ok(child) => {
+                if let Some(mut e) = exported.take() {
+                    e.set("process.pid", i64::from(child.pid()));
+                    e.end();
+                }
                 span.in_scope(|| {
                     tracing::info!(pid = child.pid(), ?transport, command = %inner.config.child.display_command(), "session started")
                 });
@@ -184,6 +192,10 @@ impl SessionStore {
                 Ok(session)
             }
             Err(e) => {
+                if let Some(mut e) = exported.take() {
+                    e.fail("spawn_failed");
+                    e.end();
+                }
                 inner.count.fetch_sub(1, Ordering::AcqRel);
                 inner.principals.release(session.owner());
                 inner.metrics.child_exited("spawn_failed");
@@ -229,6 +241,19 @@ impl SessionStore {
     /// A live session by id.
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
         self.inner.sessions.read().get(id).cloned()
+    }
+
+    /// Every live session, oldest first.
+    pub fn list(&self) -> Vec<Arc<Session>> {
+        let mut all: Vec<Arc<Session>> = self.inner.sessions.read().values().cloned().collect();
+        all.sort_by_key(|s| s.opened_at());
+        all
+    }
+
+    /// Ends a session at an operator's request (the activity page). Its client gets 404 from
+    /// now on and its streams close.
+    pub fn end_by_operator(&self, session: &Session) {
+        session.end(EndReason::Ended);
     }
 
     /// Ends a session at a client's request (DELETE, or its legacy SSE stream closed).

@@ -268,6 +268,7 @@ impl Metrics {
         self.operation
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
+        super::otel::operation(method.as_str(), tool.as_str(), error, took);
     }
 
     pub fn session_started(&self) {
@@ -277,10 +278,12 @@ impl Metrics {
     pub fn session_ended(&self, lived: Duration) {
         self.sessions_active.dec();
         self.session_duration.observe(lived.as_secs_f64());
+        super::otel::session_ended(lived);
     }
 
     /// `reason`: a stable snake_case code.
     pub fn child_exited(&self, reason: &'static str) {
+        super::otel::child_exited(reason);
         self.child_exits
             .get_or_create(&ReasonLabels {
                 reason: Label::new(reason),
@@ -336,6 +339,7 @@ impl Metrics {
 
     /// `rule`: a configured rule name or a stable code.
     pub fn policy_denied(&self, rule: &str) {
+        super::otel::policy_denied(rule);
         self.policy_denials
             .get_or_create(&RuleLabels {
                 rule: Label::new(rule),

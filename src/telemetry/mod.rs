@@ -1,6 +1,8 @@
-//! Logging setup (plain text for people, JSON lines for collectors) and the metrics registry.
+//! Logging setup (plain text for people, JSON lines for collectors), the metrics registry,
+//! and OpenTelemetry export.
 
 pub mod metrics;
+pub mod otel;
 pub mod trace;
 
 pub use metrics::{Label, Metrics};

@@ -3,10 +3,12 @@
 // Usage: node policy.mjs <url> <streamable|sse> '<steps as JSON>'
 // Steps: {"op":"listTools"} | {"op":"call","name":…,"args":{…}} | {"op":"listResources"}
 //      | {"op":"read","uri":…} | {"op":"listPrompts"} | {"op":"prompt","name":…,"args":{…}}
+//      | {"op":"wait","file":…} (holds the session until the file exists)
 // Output: one JSON array, per step {"ok": result} or {"error": {"code","message","data"}}.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
+import { existsSync } from "node:fs";
 
 const [url, kind, stepsJson] = process.argv.slice(2);
 const steps = JSON.parse(stepsJson);
@@ -37,6 +39,10 @@ for (const step of steps) {
         break;
       case "prompt":
         r = await client.getPrompt({ name: step.name, arguments: step.args ?? {} });
+        break;
+      case "wait":
+        while (!existsSync(step.file)) await new Promise((done) => setTimeout(done, 50));
+        r = true;
         break;
       default:
         throw new Error(`unknown step ${step.op}`);

@@ -1,3 +1,4 @@
+mod activity;
 mod auth;
 mod auth_faults;
 mod auth_oidc;
@@ -27,4 +28,5 @@ mod sandbox_env;
 mod sandbox_paths;
 mod sandbox_servers;
 mod sessionless;
+mod telemetry;
 mod tls;

@@ -10,6 +10,7 @@ pub mod http;
 pub mod issuer;
 pub mod lb;
 pub mod oauth;
+pub mod otlp;
 pub mod postgres;
 pub mod proc;
 

@@ -3,6 +3,7 @@
 //!
 //! Protocol decisions that need more than a comment are in `README.md` beside this file.
 
+mod activity;
 mod admission;
 mod authn;
 mod authz;
@@ -56,6 +57,9 @@ pub struct HttpConfig {
     /// When listening on loopback: the only `Host` names accepted (loopback names, the public
     /// URL's host, `--allowed-host`). `None`: any host.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Host names (`--allowed-host`) the admin listener's page answers to besides IP
+    /// addresses and localhost.
+    pub admin_hosts: Vec<String>,
     /// Largest request body accepted.
     pub max_message_bytes: usize,
     /// A request body must arrive within this long once its headers have (slow bodies).
@@ -99,6 +103,13 @@ pub struct Shared {
 }
 
 impl AppState {
+    /// The name the pages give this server: the protected resource's, else "mcp-warden".
+    pub(crate) fn resource_name(&self) -> &str {
+        self.auth
+            .config()
+            .map_or("mcp-warden", |c| c.resource_name.as_str())
+    }
+
     pub fn new(shared: Shared) -> AppState {
         AppState(Arc::new(shared))
     }

@@ -7,7 +7,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use super::{
-    AppState, admission, authn, authz, health, legacy_sse, limits, origin, streamable, well_known,
+    AppState, activity, admission, authn, authz, health, legacy_sse, limits, origin, streamable,
+    well_known,
 };
 
 /// Builds the router. Tests drive it with `tower::ServiceExt::oneshot`.
@@ -46,7 +47,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limits::buffer_body,
         ))
-        // 0. A span per request (debug level: free when not enabled).
+        // 0. A span per request (debug level: free when not enabled), exported by
+        //    OpenTelemetry when that is on.
         .layer(middleware::from_fn(request_span));
     Router::new()
         .merge(mcp)
@@ -60,13 +62,29 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The admin listener: probes with details, and metrics; no authentication, never on the
-/// MCP port.
+/// The admin listener: probes with details, metrics, and the activity page; no
+/// authentication, never on the MCP port.
 pub fn admin_router(state: AppState) -> Router {
+    let ui = Router::new()
+        .route(activity::BASE, get(activity::page))
+        .route(
+            &format!("{}/sessions/end", activity::BASE),
+            post(activity::end_session),
+        )
+        .route(
+            &format!("{}/static/activity.css", activity::BASE),
+            get(activity::css),
+        )
+        // Host (rebinding) and fetch-metadata checks, and the page headers.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            activity::guard,
+        ));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz_details))
         .route("/metrics", get(health::metrics))
+        .merge(ui)
         .with_state(state)
 }
 
@@ -88,9 +106,27 @@ async fn request_span(request: Request, next: Next) -> Response {
             id.get(id.len().saturating_sub(8)..).unwrap_or(""),
         );
     }
+    // The exported span (when OpenTelemetry export is on): its context is the task's
+    // current span, the parent of the MCP spans and server spawns this request causes.
+    let exported = crate::telemetry::otel::http_span(
+        request.method().as_str(),
+        request.uri().path(),
+        super::headers::trace(request.headers()),
+    );
     async move {
-        let response = next.run(request).await;
-        tracing::debug!(http.status = response.status().as_u16(), "response");
+        let response = match &exported {
+            Some(s) => crate::telemetry::otel::scope(s.context(), next.run(request)).await,
+            None => next.run(request).await,
+        };
+        let status = response.status().as_u16();
+        tracing::debug!(http.status = status, "response");
+        if let Some(mut s) = exported {
+            s.set("http.response.status_code", i64::from(status));
+            if status >= 500 {
+                s.fail(response.status().as_str());
+            }
+            s.end();
+        }
         response
     }
     .instrument(span)

@@ -258,7 +258,26 @@ pub(crate) async fn deliver(
     alone: bool,
 ) -> Result<Option<Arc<EventStream>>, Failure> {
     let original = message.clone();
-    let message = continue_trace(message, env, trace);
+    let method = env.method.as_deref().unwrap_or_default();
+    // The tool of a call, the prompt of a prompts/get: the span's target.
+    let target = match method {
+        mcp::method::TOOLS_CALL | "prompts/get" => {
+            env.params.and_then(|p| mcp::top_level_str(p, "name"))
+        }
+        _ => None,
+    };
+    let exported = match env.kind {
+        Kind::Request => request_span(session, env, target.as_deref(), trace),
+        Kind::Notification | Kind::Response => None,
+    };
+    let message = match &exported {
+        // The server's spans nest under ours.
+        Some(span) => match mcp::with_meta(&message, "traceparent", &span.context().to_string()) {
+            Some(m) => Bytes::from(m),
+            None => message,
+        },
+        None => continue_trace(message, env, trace),
+    };
     match env.kind {
         Kind::Request => {
             let id = env
@@ -267,7 +286,6 @@ pub(crate) async fn deliver(
                 .ok_or(Failure::Parse(mcp::ParseError::Invalid(
                     "request without id",
                 )))?;
-            let method = env.method.as_deref().unwrap_or_default();
             if method == mcp::method::SERVER_DISCOVER
                 && session.transport() != Transport::Sessionless
             {
@@ -282,6 +300,10 @@ pub(crate) async fn deliver(
             let call = match session.admit(principal, env, &original) {
                 Verdict::Forward(call) => call,
                 Verdict::Refuse(refusal) => {
+                    if let Some(mut span) = exported {
+                        span.fail(refusal.deny.reason.code());
+                        span.end();
+                    }
                     if alone
                         && matches!(
                             session.transport(),
@@ -297,11 +319,19 @@ pub(crate) async fn deliver(
                 }
             };
             let progress = mcp::progress_token(env.params);
-            let tool = (method == mcp::method::TOOLS_CALL)
-                .then(|| env.params.and_then(|p| mcp::top_level_str(p, "name")))
-                .flatten();
+            let tool = target.filter(|_| method == mcp::method::TOOLS_CALL);
             match session
-                .request(id.clone(), method, tool.as_deref(), progress, message, call)
+                .request(
+                    id.clone(),
+                    method,
+                    tool.as_deref(),
+                    progress,
+                    message,
+                    crate::session::Followed {
+                        call,
+                        span: exported,
+                    },
+                )
                 .await
             {
                 Ok(stream) => Ok(Some(stream)),
@@ -326,6 +356,41 @@ pub(crate) async fn deliver(
             Ok(None)
         }
     }
+}
+
+/// The exported span of a client request (when OpenTelemetry export is on): its parent is
+/// the trace the request names in `_meta.traceparent`, else the HTTP request's span, else
+/// the `traceparent` header.
+fn request_span(
+    session: &Session,
+    env: &Envelope<'_>,
+    target: Option<&str>,
+    header: Option<TraceContext>,
+) -> Option<crate::telemetry::otel::OtelSpan> {
+    use crate::telemetry::otel;
+    if !otel::enabled() {
+        return None;
+    }
+    let meta = env.params.and_then(|params| {
+        memchr::memmem::find(params.get().as_bytes(), b"traceparent")?;
+        TraceContext::parse(&mcp::meta_str(Some(params), "traceparent")?)
+    });
+    let id = session.id();
+    otel::mcp_span(
+        otel::McpRequest {
+            method: env.method.as_deref().unwrap_or_default(),
+            target,
+            request_id: match &env.id {
+                Some(mcp::Id::Str(s)) => s.to_string(),
+                Some(mcp::Id::BigInt(n)) => n.to_string(),
+                Some(mcp::Id::Int(n)) => n.to_string(),
+                None => String::new(),
+            },
+            session: id.get(id.len().saturating_sub(8)..).unwrap_or(""),
+            protocol_version: session.version().map(|v| v.as_str()),
+        },
+        meta.or_else(otel::current).or(header),
+    )
 }
 
 /// When the message belongs to a trace (the `traceparent` header, else
