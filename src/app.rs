@@ -86,7 +86,7 @@ impl App {
             metrics.clone(),
         );
         // The admin listener serves the activity page, which shows the latest records.
-        if config.admin_listen.is_some() {
+        if config.http.admin_ui {
             governance = governance.watched(Arc::new(crate::audit::Activity::new()));
         }
         let governance = Arc::new(governance);
@@ -172,6 +172,11 @@ impl App {
 
     pub fn router(&self) -> axum::Router {
         http::router(self.state.clone())
+    }
+
+    /// Whether the admin listener serves the activity page.
+    pub fn activity_page(&self) -> bool {
+        self.state.config.admin_ui
     }
 
     pub fn auth(&self) -> &Authenticator {

@@ -16,8 +16,13 @@ use super::{AuditEvent, EventKind};
 pub const RECENT_CALLS: usize = 500;
 /// Refusals (of calls, sessions and tokens) kept.
 pub const RECENT_REFUSALS: usize = 200;
+/// Refused tokens kept, apart: anyone can send bad tokens, and they must not push the
+/// policy's refusals off the page.
+pub const RECENT_TOKEN_REFUSALS: usize = 100;
 /// Server exits kept.
 pub const RECENT_EXITS: usize = 100;
+/// Longest method, tool or resource name kept (client-supplied: bounded).
+const MAX_SHOWN: usize = 128;
 /// Minutes the chart covers.
 pub const MINUTES: usize = 60;
 
@@ -88,6 +93,7 @@ pub struct Snapshot {
 struct Rings {
     calls: VecDeque<CallRow>,
     refusals: VecDeque<RefusalRow>,
+    tokens: VecDeque<RefusalRow>,
     exits: VecDeque<ExitRow>,
     minutes: VecDeque<Minute>,
     redactions: u64,
@@ -104,6 +110,29 @@ fn push<T>(ring: &mut VecDeque<T>, cap: usize, item: T) {
         ring.pop_front();
     }
     ring.push_back(item);
+}
+
+/// A client-supplied name as the page may show it: at most [`MAX_SHOWN`] characters, and a
+/// URI without what may carry credentials (user info, query, fragment).
+fn shown(v: &Option<Arc<str>>) -> Option<Arc<str>> {
+    let s = v.as_deref()?;
+    if s.len() <= MAX_SHOWN && !s.contains([':', '?', '#', '@']) {
+        return v.clone();
+    }
+    let mut out = match url::Url::parse(s) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => s.to_owned(),
+    };
+    if out.chars().count() > MAX_SHOWN {
+        out = out.chars().take(MAX_SHOWN).collect::<String>() + "…";
+    }
+    Some(out.into())
 }
 
 fn minute_of(t: SystemTime) -> u64 {
@@ -167,8 +196,8 @@ impl Activity {
                     session: e.session.clone(),
                     subject: e.sub.clone(),
                     client_id: e.client_id.clone(),
-                    method: e.method.clone(),
-                    target: e.name.clone(),
+                    method: shown(&e.method),
+                    target: shown(&e.name),
                     decision,
                     rule: e.rule.clone(),
                     outcome: e.outcome,
@@ -182,7 +211,7 @@ impl Activity {
                         what: "call",
                         subject: e.sub.clone(),
                         client_id: e.client_id.clone(),
-                        target: e.name.clone().or_else(|| e.method.clone()),
+                        target: shown(&e.name).or_else(|| shown(&e.method)),
                         reason: decision,
                         rule: e.rule.clone(),
                         retry_after_s: e.retry_after_s,
@@ -192,6 +221,7 @@ impl Activity {
             }
             EventKind::SessionRefused | EventKind::AuthFailure => {
                 r.count(e.time, 0, 1);
+                let token = e.event == EventKind::AuthFailure;
                 let row = RefusalRow {
                     at: e.time,
                     what: if e.event == EventKind::SessionRefused {
@@ -206,7 +236,11 @@ impl Activity {
                     rule: None,
                     retry_after_s: e.retry_after_s,
                 };
-                push(&mut r.refusals, RECENT_REFUSALS, row);
+                if token {
+                    push(&mut r.tokens, RECENT_TOKEN_REFUSALS, row);
+                } else {
+                    push(&mut r.refusals, RECENT_REFUSALS, row);
+                }
             }
             EventKind::ChildExit => {
                 let row = ExitRow {
@@ -248,7 +282,12 @@ impl Activity {
             .collect();
         Snapshot {
             calls: r.calls.iter().rev().cloned().collect(),
-            refusals: r.refusals.iter().rev().cloned().collect(),
+            refusals: {
+                let mut all: Vec<RefusalRow> =
+                    r.refusals.iter().chain(r.tokens.iter()).cloned().collect();
+                all.sort_by_key(|r| std::cmp::Reverse(r.at));
+                all
+            },
             exits: r.exits.iter().rev().cloned().collect(),
             minutes,
             redactions: r.redactions,
@@ -326,6 +365,37 @@ mod tests {
         let s = a.snapshot(at(200, 0));
         assert_eq!(s.minutes[0].minute, 141);
         assert_eq!(s.minutes.iter().map(|m| m.calls).sum::<u32>(), 2);
+    }
+
+    #[test]
+    fn client_names_are_bounded_and_uris_lose_their_credentials() {
+        let a = Activity::new();
+        let mut e = call(at(1, 0), "x");
+        e.method = Some("resources/read".into());
+        e.name = Some("postgres://me:hunter2@db/x?sig=s3cr3t#f".into());
+        a.record(&e);
+        a.record(&call(at(1, 0), &"n".repeat(10_000)));
+        let s = a.snapshot(at(1, 1));
+        let long = s.calls[0].target.as_deref().unwrap_or("");
+        assert_eq!(long.chars().count(), MAX_SHOWN + 1);
+        let uri = s.calls[1].target.as_deref().unwrap_or("");
+        assert_eq!(uri, "postgres://db/x");
+    }
+
+    #[test]
+    fn bad_tokens_do_not_push_policy_refusals_out() {
+        let a = Activity::new();
+        let mut denied = AuditEvent::new(EventKind::Denied, at(1, 0));
+        denied.decision = Some("denied_by_rule");
+        a.record(&denied);
+        for _ in 0..1000 {
+            let mut t = AuditEvent::new(EventKind::AuthFailure, at(1, 1));
+            t.decision = Some("invalid_token");
+            a.record(&t);
+        }
+        let s = a.snapshot(at(1, 2));
+        assert_eq!(s.refusals.len(), RECENT_TOKEN_REFUSALS + 1);
+        assert!(s.refusals.iter().any(|r| r.reason == "denied_by_rule"));
     }
 
     #[test]

@@ -137,6 +137,16 @@ pub(super) fn wrap(args: WrapArgs) -> anyhow::Result<()> {
         std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let otlp = match otlp_endpoint.filter(|_| !otlp_disabled) {
         Some(endpoint) => {
+            if !matches!(endpoint.scheme(), "http" | "https") {
+                anyhow::bail!("--otlp-endpoint must be an http(s) URL");
+            }
+            if endpoint.scheme() == "https"
+                && otlp_protocol == crate::telemetry::otel::OtlpProtocol::Grpc
+            {
+                anyhow::bail!(
+                    "--otlp-endpoint https://… needs --otlp-protocol http/protobuf: OTLP over gRPC is plaintext here (send it to a collector beside the sidecar)"
+                );
+            }
             // The replica id (the pod or host name by default).
             let instance = config
                 .sessions
@@ -161,7 +171,12 @@ pub(super) fn wrap(args: WrapArgs) -> anyhow::Result<()> {
             let tls = crate::auth::fetch::client_tls_config(ca.as_deref())
                 .map_err(anyhow::Error::msg)?;
             crate::telemetry::otel::init(settings, tls)?;
-            tracing::info!(endpoint = %settings.endpoint, protocol = ?settings.protocol, "exporting traces and metrics by OTLP");
+            // Credentials in the URL stay out of the log.
+            let mut shown = settings.endpoint.clone();
+            let _ = shown.set_username("");
+            let _ = shown.set_password(None);
+            shown.set_query(None);
+            tracing::info!(endpoint = %shown, protocol = ?settings.protocol, "exporting traces and metrics by OTLP");
         }
         let listener = match early_listener {
             Some(l) => {
@@ -196,7 +211,11 @@ pub(super) fn wrap(args: WrapArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
         if let Some(a) = admin_addr {
-            tracing::info!(admin = %a, "admin endpoints (/healthz, /readyz, /metrics, the activity page at /ui) are serving");
+            if app.activity_page() {
+                tracing::info!(admin = %a, "admin endpoints (/healthz, /readyz, /metrics, the activity page at /ui) are serving");
+            } else {
+                tracing::info!(admin = %a, "admin endpoints (/healthz, /readyz, /metrics) are serving");
+            }
         }
         if let Some(dev) = app.auth().dev_issuer() {
             dev_banner(dev, &public_url, &required_scopes, dev_token_ttl)?;

@@ -62,6 +62,7 @@ pub(super) fn http_config(
             hosts.extend(o.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
             hosts
         }),
+        admin_ui: o.admin_ui,
         admin_hosts: o
             .allowed_hosts
             .iter()

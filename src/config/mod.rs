@@ -46,6 +46,12 @@ pub struct WrapOptions {
     #[arg(long, env = "MCP_WARDEN_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
+    /// Serve the activity page (`/ui`) on the admin listener: who is connected, what they
+    /// call, what was refused or redacted; whoever reaches the listener may also end
+    /// sessions there. Off by default.
+    #[arg(long, env = "MCP_WARDEN_ADMIN_UI", requires = "admin_listen")]
+    pub admin_ui: bool,
+
     /// PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1). Reloaded when it changes.
     #[arg(long, env = "MCP_WARDEN_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -206,8 +206,11 @@ impl Connections {
         Vec<crate::store::ConnectionRecord>,
     ) {
         let counts = self.store.connection_counts().await.unwrap_or_default();
-        let mut rows = self.store.connections(None).await.unwrap_or_default();
-        rows.truncate(limit);
+        let mut rows = self
+            .store
+            .connections_first(limit)
+            .await
+            .unwrap_or_default();
         for r in &mut rows {
             r.sealed.clear();
         }

@@ -115,13 +115,21 @@ impl SessionGovernance {
         let policy = &shared.policy;
         let method = env.method.as_deref().unwrap_or_default();
         let governed = crate::policy::governs(method);
-        let list = ListKind::of_method(method);
-        let task_result = method == "tasks/result" && policy.has_redact_rules();
+        // Without a config file nothing is decided, filtered or redacted by rule: calls are
+        // only recorded (for the activity page).
+        let enforced = shared.enforced;
+        let list = ListKind::of_method(method).filter(|_| enforced);
+        let task_result = enforced && method == "tasks/result" && policy.has_redact_rules();
         if !governed && list.is_none() && !task_result {
             return Verdict::Forward(None);
         }
         let at = SystemTime::now();
-        let decision = if governed {
+        let decision = if !enforced {
+            Decision::Allow(Allow {
+                target: observed_target(method, env.params),
+                rule: None,
+            })
+        } else if governed {
             policy.check(&PolicyInput {
                 caller: &**principal,
                 method,
@@ -229,6 +237,21 @@ impl SessionGovernance {
         });
         self.emit(e);
     }
+}
+
+/// What a request names, for the record only (nothing is decided on it): a tool or prompt
+/// name, a resource URI.
+fn observed_target(method: &str, params: Option<&RawValue>) -> Option<Target> {
+    let kind = crate::policy::TargetKind::of_method(method)?;
+    let field = match kind {
+        crate::policy::TargetKind::Resource => "uri",
+        crate::policy::TargetKind::Tool | crate::policy::TargetKind::Prompt => "name",
+    };
+    let name = crate::mcp::top_level_str(params?, field)?;
+    Some(Target {
+        kind,
+        name: name.as_ref().into(),
+    })
 }
 
 fn fill_request(e: &mut AuditEvent, method: &str, target: Option<&Target>, p: &Principal) {

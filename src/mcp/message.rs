@@ -356,17 +356,24 @@ pub fn meta_str<'a>(params: Option<&'a RawValue>, key: &str) -> Option<Cow<'a, s
 /// The message with `params._meta.<key>` set to the string `value` (creating `params` and
 /// `_meta` as needed). Re-serializes the message, so it is only for messages that must change.
 pub fn with_meta(message: &[u8], key: &str, value: &str) -> Option<Vec<u8>> {
-    let mut msg: serde_json::Value = serde_json::from_slice(message).ok()?;
-    let obj = msg.as_object_mut()?;
-    let params = obj
-        .entry("params")
-        .or_insert_with(|| serde_json::Value::Object(Default::default()));
-    let meta = params
-        .as_object_mut()?
-        .entry("_meta")
-        .or_insert_with(|| serde_json::Value::Object(Default::default()));
-    meta.as_object_mut()?
-        .insert(key.to_owned(), serde_json::Value::from(value));
+    // Every other value is carried as the text it came as (numbers of any size, strings as
+    // escaped): only the objects on the way to `_meta` are taken apart.
+    type Object = std::collections::BTreeMap<String, Box<RawValue>>;
+    fn raw(v: &impl serde::Serialize) -> Option<Box<RawValue>> {
+        RawValue::from_string(serde_json::to_string(v).ok()?).ok()
+    }
+    let mut msg: Object = serde_json::from_slice(message).ok()?;
+    let mut params: Object = match msg.get("params") {
+        Some(p) => serde_json::from_str(p.get()).ok()?,
+        None => Object::new(),
+    };
+    let mut meta: Object = match params.get("_meta") {
+        Some(m) => serde_json::from_str(m.get()).ok()?,
+        None => Object::new(),
+    };
+    meta.insert(key.to_owned(), raw(&value)?);
+    params.insert("_meta".to_owned(), raw(&meta)?);
+    msg.insert("params".to_owned(), raw(&params)?);
     serde_json::to_vec(&msg).ok()
 }
 
@@ -721,6 +728,14 @@ mod tests {
         .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["params"]["_meta"]["traceparent"], "tp");
+        // Numbers beyond 64 bits and escapes reach the server as they were written.
+        let big = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"n":123456789012345678901234567890,"s":"\u00e9"}}}"#;
+        let out = String::from_utf8(with_meta(big, "traceparent", "t").unwrap()).unwrap();
+        assert!(
+            out.contains(r#""n":123456789012345678901234567890"#),
+            "{out}"
+        );
+        assert!(out.contains(r#""s":"\u00e9""#), "{out}");
         let out = with_meta(br#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"_meta":{"traceparent":"old","k":1}}}"#, "traceparent", "new").unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(

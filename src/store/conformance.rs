@@ -477,6 +477,11 @@ pub async fn run(store: &Store) {
         ]
     );
     assert_eq!(store.connections(None).await.unwrap().len(), 2);
+    let first = store.connections_first(1).await.unwrap();
+    assert_eq!(
+        first.iter().map(|c| c.user_id.as_str()).collect::<Vec<_>>(),
+        ["u1"]
+    );
     let gone = store.delete_connection("u1", "github").await.unwrap();
     assert_eq!(gone.map(|c| c.sealed), Some("sealed-2".into()));
     assert_eq!(store.delete_connection("u1", "github").await.unwrap(), None);

@@ -1172,6 +1172,21 @@ impl Store {
         .transpose()
     }
 
+    /// The first `limit` connections of every user, by user and name (for an overview).
+    pub async fn connections_first(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT user_id, name, sealed, scopes, state, granted_at, expires_at,
+                    last_used_at FROM connections ORDER BY user_id, name LIMIT $1",
+                vec![Val::Int(i64::try_from(limit).unwrap_or(i64::MAX))],
+            )
+            .await?;
+        rows.iter().map(connection_row).collect()
+    }
+
     /// A user's connections (every user's with `None`), by user and name.
     pub async fn connections(
         &self,

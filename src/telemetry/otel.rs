@@ -81,6 +81,15 @@ struct Instruments {
 
 static OTEL: OnceLock<Otel> = OnceLock::new();
 
+/// Bucket boundaries of the operation histogram (seconds), as the MCP conventions advise.
+const SECONDS_BUCKETS: [f64; 14] = [
+    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Of the session histogram: a second to a day.
+const SESSION_BUCKETS: [f64; 10] = [
+    1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 28_800.0, 86_400.0,
+];
+
 tokio::task_local! {
     static CURRENT: TraceContext;
 }
@@ -223,11 +232,13 @@ pub fn init(settings: &OtlpSettings, tls: rustls::ClientConfig) -> Result<(), Ot
         operation: meter
             .f64_histogram("mcp.server.operation.duration")
             .with_unit("s")
+            .with_boundaries(SECONDS_BUCKETS.to_vec())
             .with_description("MCP request duration, from its arrival to its answer")
             .build(),
         session: meter
             .f64_histogram("mcp.server.session.duration")
             .with_unit("s")
+            .with_boundaries(SESSION_BUCKETS.to_vec())
             .with_description("MCP session duration")
             .build(),
         denials: meter
@@ -325,6 +336,12 @@ pub fn http_span(method: &str, route: &str, parent: Option<TraceContext>) -> Opt
     if !enabled() {
         return None;
     }
+    // Before authentication: only the methods HTTP defines (the semantic conventions'
+    // `_OTHER` for the rest).
+    let method = match method {
+        "GET" | "POST" | "DELETE" | "PUT" | "PATCH" | "HEAD" | "OPTIONS" => method,
+        _ => "_OTHER",
+    };
     OtelSpan::start(
         format!("{method} {route}"),
         SpanKind::Server,
@@ -355,18 +372,64 @@ pub struct McpRequest<'a> {
     pub protocol_version: Option<&'static str>,
 }
 
+/// Distinct tool and prompt names exported; others are `_other` (clients choose them).
+const MAX_TARGETS: usize = 256;
+
+/// Whether `s` looks like an MCP method, tool or prompt name: short, no spaces or controls.
+fn is_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b':'))
+}
+
+/// A client-supplied target name, interned and bounded like the metrics' tool labels: a
+/// span name must have few values.
+fn bounded_target(name: &str) -> &'static str {
+    static SEEN: OnceLock<parking_lot::Mutex<std::collections::HashSet<&'static str>>> =
+        OnceLock::new();
+    if !is_name(name, 128) {
+        return "_other";
+    }
+    let mut seen = SEEN.get_or_init(Default::default).lock();
+    if let Some(s) = seen.get(name) {
+        return s;
+    }
+    if seen.len() >= MAX_TARGETS {
+        return "_other";
+    }
+    // Leaked once per distinct name, at most MAX_TARGETS of them.
+    let s: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    seen.insert(s);
+    s
+}
+
 /// The span of one MCP request, as the server side sees it: `{method} {target}`.
 pub fn mcp_span(r: McpRequest<'_>, parent: Option<TraceContext>) -> Option<OtelSpan> {
     if !enabled() {
         return None;
     }
-    let name = match r.target {
-        Some(t) => format!("{} {t}", r.method),
-        None => r.method.to_owned(),
+    let method = if is_name(r.method, 64) {
+        r.method
+    } else {
+        "_other"
     };
+    let target = r.target.map(bounded_target);
+    let name = match target {
+        Some(t) if t != "_other" => format!("{method} {t}"),
+        _ => method.to_owned(),
+    };
+    let mut request_id = r.request_id;
+    if request_id.len() > 64 {
+        let mut end = 64;
+        while !request_id.is_char_boundary(end) {
+            end -= 1;
+        }
+        request_id.truncate(end);
+    }
     let mut attributes = vec![
-        KeyValue::new("mcp.method.name", r.method.to_owned()),
-        KeyValue::new("jsonrpc.request.id", r.request_id),
+        KeyValue::new("mcp.method.name", method.to_owned()),
+        KeyValue::new("jsonrpc.request.id", request_id),
         KeyValue::new("mcp.session.id", r.session.to_owned()),
         KeyValue::new("network.transport", "tcp"),
         KeyValue::new("network.protocol.name", "http"),
@@ -374,7 +437,7 @@ pub fn mcp_span(r: McpRequest<'_>, parent: Option<TraceContext>) -> Option<OtelS
     if let Some(v) = r.protocol_version {
         attributes.push(KeyValue::new("mcp.protocol.version", v));
     }
-    match (r.method, r.target) {
+    match (method, target) {
         ("tools/call", Some(t)) => {
             attributes.push(KeyValue::new("gen_ai.tool.name", t.to_owned()));
             attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
@@ -448,6 +511,18 @@ mod tests {
         assert_eq!("http/protobuf".parse(), Ok(OtlpProtocol::HttpProtobuf));
         assert!("http/json".parse::<OtlpProtocol>().is_err());
         assert!("udp".parse::<OtlpProtocol>().is_err());
+    }
+
+    #[test]
+    fn client_names_in_span_names_are_bounded() {
+        assert_eq!(bounded_target("get-weather"), "get-weather");
+        assert_eq!(bounded_target("has space"), "_other");
+        assert_eq!(bounded_target(&"x".repeat(200)), "_other");
+        for i in 0..(MAX_TARGETS + 10) {
+            bounded_target(&format!("t{i}"));
+        }
+        assert_eq!(bounded_target("never-seen-before"), "_other");
+        assert_eq!(bounded_target("get-weather"), "get-weather");
     }
 
     #[test]

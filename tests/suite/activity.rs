@@ -44,7 +44,7 @@ fn start(dir: &crate::support::TempDir, extra: &[&str]) -> Warden {
             "--env-file".to_owned(),
             format!("WARDEN_TEST_SECRET={}", secret.display()),
         ])
-        .args(["--admin-listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0", "--admin-ui"])
         .args(extra.iter().copied())
         .start()
 }
@@ -142,9 +142,8 @@ async fn a_browser_sees_sessions_refusals_and_redactions_and_ends_a_session() {
 
     // End the session from the page.
     chrome.click("#sessions button.danger").await;
-    chrome.wait_url(&w.admin_url("/ui")).await;
-    let text = chrome.text().await;
-    assert!(text.contains("No session is open."), "{text}");
+    // The form's answer leads back to the page, which says so.
+    chrome.wait_text("No session is open.").await;
     w.wait_log(
         "session ended from the activity page",
         Duration::from_secs(5),
@@ -276,4 +275,27 @@ async fn the_page_refuses_rebinding_cross_site_forms_and_frames() {
     assert!(!w.logs().contains("session ended from the activity page"));
     std::fs::write(&go, "").unwrap();
     client.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_page_is_served_only_when_asked_for() {
+    let w = Warden::builder(crate::support::fixture())
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .start();
+    let r = reqwest::get(w.admin_url("/ui")).await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = reqwest::Client::new()
+        .post(w.admin_url("/ui/sessions/end"))
+        .body("csrf=x&session=y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        reqwest::get(w.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }

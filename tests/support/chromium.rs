@@ -106,6 +106,26 @@ impl Chromium {
             .unwrap()
     }
 
+    /// Waits until the page shows `needle` (a page being replaced by a form's answer has no
+    /// body for a moment: that is waited out too); returns the text.
+    pub async fn wait_text(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = match self.client.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never said {needle:?}: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Fills an input in.
     pub async fn fill(&self, css: &str, value: &str) {
         let input = self.client.find(Locator::Css(css)).await.unwrap();

@@ -57,6 +57,8 @@ pub struct HttpConfig {
     /// When listening on loopback: the only `Host` names accepted (loopback names, the public
     /// URL's host, `--allowed-host`). `None`: any host.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Whether the admin listener serves the activity page (`--admin-ui`).
+    pub admin_ui: bool,
     /// Host names (`--allowed-host`) the admin listener's page answers to besides IP
     /// addresses and localhost.
     pub admin_hosts: Vec<String>,

@@ -62,8 +62,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The admin listener: probes with details, metrics, and the activity page; no
-/// authentication, never on the MCP port.
+/// The admin listener: probes with details, metrics, and (`--admin-ui`) the activity page;
+/// no authentication, never on the MCP port.
 pub fn admin_router(state: AppState) -> Router {
     let ui = Router::new()
         .route(activity::BASE, get(activity::page))
@@ -80,12 +80,16 @@ pub fn admin_router(state: AppState) -> Router {
             state.clone(),
             activity::guard,
         ));
-    Router::new()
+    let admin = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz_details))
-        .route("/metrics", get(health::metrics))
-        .merge(ui)
-        .with_state(state)
+        .route("/metrics", get(health::metrics));
+    let admin = if state.config.admin_ui {
+        admin.merge(ui)
+    } else {
+        admin
+    };
+    admin.with_state(state)
 }
 
 async fn request_span(request: Request, next: Next) -> Response {
