@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -167,14 +167,23 @@ fn sessionless_call_body(id: u64, text: &str) -> String {
     )
 }
 
+/// Whether the echo tool's argument is `message` (server-everything) rather than `text`
+/// (this binary's echo server).
+static ECHO_ARG_MESSAGE: AtomicBool = AtomicBool::new(false);
+
 fn call_body(id: u64, text: &str, progress: bool) -> String {
     let meta = if progress {
         format!(r#","_meta":{{"progressToken":{id}}}"#)
     } else {
         String::new()
     };
+    let arg = if ECHO_ARG_MESSAGE.load(Ordering::Relaxed) {
+        "message"
+    } else {
+        "text"
+    };
     format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}{meta}}}}}"#
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"{arg}":"{text}"}}{meta}}}}}"#
     )
 }
 
@@ -785,6 +794,21 @@ async fn setup(target: &Target, n: usize) -> Duration {
     percentile(&mut samples, 0.5)
 }
 
+/// [`setup`] with `pause` before each session: time for warm spares to be replaced, so each
+/// session finds one ready (what a client that opens a session now and then sees).
+async fn setup_paced(target: &Target, n: usize, pause: Duration) -> Duration {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        tokio::time::sleep(pause).await;
+        let start = Instant::now();
+        let mut s = open(target, 1).await;
+        call(&mut s, 0, 64).await;
+        samples.push(start.elapsed());
+        close(s).await;
+    }
+    percentile(&mut samples, 0.5)
+}
+
 async fn memory(target: &Target, n: usize) -> (u64, f64) {
     let pid = target.pid().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -856,6 +880,116 @@ impl Drop for Proc {
 }
 
 /// Starts `mcp-warden wrap` on a free port, pinned to the target CPU, and waits for it.
+/// The server people publish: server-everything started by `npx` (offline, from
+/// `tests/js`). A new session's first tool result: the raw STDIO floor (spawn, initialize,
+/// call), mcp-warden without and with warm spares, and the peer, in one run.
+async fn spare_table(
+    warden: &std::path::Path,
+    repo: &std::path::Path,
+    peer_js: &std::path::Path,
+    plan: &Plan,
+    target_cpu: Option<usize>,
+    load_cpu: Option<usize>,
+) {
+    let js = repo.join("tests/js");
+    if !js.join("node_modules/.bin/mcp-server-everything").exists() {
+        println!("(npx rows skipped: run ./scripts/setup-test-deps)");
+        return;
+    }
+    let npx: Vec<String> = ["npx", "--offline", "mcp-server-everything", "stdio"]
+        .map(String::from)
+        .to_vec();
+    let in_js = |cmd: &[String]| -> Vec<String> {
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!("cd '{}' && exec {}", js.display(), cmd.join(" ")),
+        ]
+    };
+    let cold = (plan.setups / 10).max(3);
+    ECHO_ARG_MESSAGE.store(true, Ordering::Relaxed);
+    let mut rows: Vec<(&str, Duration)> = Vec::new();
+    let floor = setup(&Target::Floor { cmd: in_js(&npx) }, cold).await;
+    rows.push(("floor: STDIO, npx", floor));
+    let cwd = ["--cwd".to_owned(), js.display().to_string()];
+    let (w, addr) = start_warden(warden, &npx, &cwd, target_cpu, load_cpu).await;
+    let t = Target::Http {
+        addr,
+        path: "/mcp",
+        sse: false,
+        pid: w.child.id(),
+        token: None,
+    };
+    rows.push(("mcp-warden, no spares", setup(&t, cold).await));
+    drop(w);
+    let mut args = cwd.to_vec();
+    args.extend(["--spare".to_owned(), "2".to_owned()]);
+    let (w, addr) = start_warden(warden, &npx, &args, target_cpu, load_cpu).await;
+    let t = Target::Http {
+        addr,
+        path: "/mcp",
+        sse: false,
+        pid: w.child.id(),
+        token: None,
+    };
+    // Time for the spares to start (and to be replaced between sessions).
+    let warm = setup_paced(&t, (plan.setups / 5).max(5), 3 * floor).await;
+    rows.push(("mcp-warden, --spare 2 (warm)", warm));
+    drop(w);
+    let mut peer = None;
+    if peer_js.exists() {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let p = spawn_pinned(
+            std::process::Command::new("node")
+                .current_dir(&js)
+                .arg(peer_js)
+                .args([
+                    "--stdio",
+                    &npx.join(" "),
+                    "--outputTransport",
+                    "streamableHttp",
+                    "--stateful",
+                    "--port",
+                    &port.to_string(),
+                    "--logLevel",
+                    "none",
+                ]),
+            target_cpu,
+        );
+        if let Some(c) = load_cpu {
+            pin(c);
+        }
+        wait_listening(addr).await;
+        let t = Target::Http {
+            token: None,
+            addr,
+            path: "/mcp",
+            sse: false,
+            pid: p.child.id(),
+        };
+        let d = setup(&t, cold).await;
+        rows.push(("peer: supergateway 4.0.0", d));
+        peer = Some(d);
+        drop(p);
+    }
+    ECHO_ARG_MESSAGE.store(false, Ordering::Relaxed);
+    println!();
+    println!("New session → first tool result, server-everything under `npx --offline`:");
+    println!();
+    println!("| | setup p50 | × floor | × peer |");
+    println!("|---|---:|---:|---:|");
+    for (name, d) in &rows {
+        let ratio = |base: Duration| format!("{:.3}", d.as_secs_f64() / base.as_secs_f64());
+        println!(
+            "| {name} | {:.1} ms | {} | {} |",
+            d.as_secs_f64() * 1e3,
+            ratio(floor),
+            peer.map_or("–".into(), ratio)
+        );
+    }
+}
+
 async fn start_warden(
     warden: &std::path::Path,
     echo: &[String],
@@ -1277,7 +1411,28 @@ async fn run(quick: bool) {
         println!("(peer skipped: run ./scripts/setup-test-deps to install supergateway)");
     }
 
+    // Warm spares with the echo server: a new session's setup once the spares are warm.
+    let (w, addr) = start_warden(
+        &warden,
+        &echo,
+        &["--spare".into(), "2".into()],
+        target_cpu,
+        load_cpu,
+    )
+    .await;
+    let spared = http(false, w.child.id(), addr, None);
+    let f = Figures {
+        setup_p50: Some(setup_paced(&spared, plan.setups, Duration::from_millis(100)).await),
+        ..Figures::default()
+    };
+    rows.push(Row {
+        name: "mcp-warden, JSON answers, --spare 2".into(),
+        f,
+    });
+    drop(w);
+
     print_table(&rows, &floor, peer.as_ref());
+    spare_table(&warden, &repo, &sg, &plan, target_cpu, load_cpu).await;
     let misrouted = MISROUTED.load(Ordering::Relaxed);
     println!();
     println!(

@@ -8,12 +8,14 @@
 
 mod bridge;
 mod framing;
+mod late;
 mod process;
 mod spawn;
 mod stderr;
 
 pub use bridge::{Child, ChildHandle, ChildSink, Closed, StdinClosed};
 pub use framing::{Frame, LineFramer, push_line};
+pub use late::LateSink;
 pub use process::{ExitStatus, ProcessTable};
 pub use spawn::{
     ChildSpec, SandboxStartError, SpawnError, StderrLimits, WorkDir, check_sandbox,

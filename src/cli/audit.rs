@@ -26,7 +26,10 @@ pub(super) fn check_config(file: &Path) -> ExitCode {
                 .collect();
             let connections = match named.len() {
                 0 => String::new(),
-                n => format!("; {n} connections: {}", named.join(", ")),
+                n => format!(
+                    "; {n} connections: {}; no warm spares (--spare): each server gets its user's connections",
+                    named.join(", ")
+                ),
             };
             say(&format!(
                 "{}: ok ({}; {audit}{connections})",

@@ -98,6 +98,12 @@ pub struct WrapOptions {
     #[arg(long, env = "MCP_WARDEN_MAX_SESSIONS", default_value_t = 64)]
     pub max_sessions: usize,
 
+    /// Servers kept started ahead of demand, so a new session does not wait for one to
+    /// start (0: none). Only when no server's environment depends on its caller (no
+    /// --env-claim, --env-exchange or [[connection]]).
+    #[arg(long, env = "MCP_WARDEN_SPARE", default_value_t = 0, value_name = "N")]
+    pub spare: usize,
+
     /// Sessions one principal (issuer + subject) may hold at once, both transports
     /// together; more get 429. Default: 16, or half of --max-sessions when that is less.
     /// Not applied with --no-auth (every caller is the same anonymous principal).
@@ -350,6 +356,12 @@ pub enum ConfigError {
         "--admin-listen must not be the MCP address {0}: the admin endpoints are unauthenticated"
     )]
     AdminOnMcpPort(SocketAddr),
+    #[error(
+        "--spare cannot be used with {0}: each server's environment then depends on its caller, and a spare is started before anyone calls"
+    )]
+    SpareWithCallerEnv(&'static str),
+    #[error("--spare {spare} is more than --max-sessions {max}")]
+    TooManySpares { spare: usize, max: usize },
     #[error("{0}")]
     Sandbox(String),
     #[error("{0}")]
@@ -440,6 +452,17 @@ impl WrapConfig {
                 .unwrap_or_else(|| default_sessions_per_principal(o.max_sessions)),
             rate: o.session_rate_per_principal.0,
         });
+        if o.spare > 0 {
+            if let Some(what) = server.env.depends_on_caller() {
+                return Err(ConfigError::SpareWithCallerEnv(what));
+            }
+            if o.spare > o.max_sessions {
+                return Err(ConfigError::TooManySpares {
+                    spare: o.spare,
+                    max: o.max_sessions,
+                });
+            }
+        }
         let sessions = SessionConfig {
             max_sessions: o.max_sessions,
             per_principal,
@@ -450,6 +473,7 @@ impl WrapConfig {
             replica_id,
             env: server.env,
             child: Arc::new(server.child),
+            spares: o.spare,
         };
         let limits = ServerLimits {
             drain_timeout: o.drain_timeout,

@@ -451,3 +451,24 @@ fn public_url_sets_the_legacy_prefix_and_an_allowed_origin() {
             .contains(&"https://tools.example.com".to_owned())
     );
 }
+
+#[test]
+fn spares_need_an_environment_no_caller_changes_and_room() {
+    let mut o = options();
+    o.spare = 2;
+    assert_eq!(build(o).unwrap().sessions.spares, 2);
+    let mut o = options_from(&["--dev", "--", "node", "server.js"]);
+    o.spare = 1;
+    o.sandbox.env_claim = vec![("USER".into(), "sub".into())];
+    assert_eq!(
+        build(o).unwrap_err(),
+        ConfigError::SpareWithCallerEnv("--env-claim")
+    );
+    let mut o = options();
+    o.spare = 5;
+    o.max_sessions = 4;
+    assert_eq!(
+        build(o).unwrap_err(),
+        ConfigError::TooManySpares { spare: 5, max: 4 }
+    );
+}

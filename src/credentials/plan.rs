@@ -32,6 +32,17 @@ pub struct EnvPlan {
 }
 
 impl EnvPlan {
+    /// What makes a server's environment depend on its caller, if anything: the option
+    /// that does (a claim, a token exchange, a user's connection).
+    pub fn depends_on_caller(&self) -> Option<&'static str> {
+        self.sources.iter().find_map(|s| match s {
+            EnvSource::Claim { .. } => Some("--env-claim"),
+            EnvSource::Exchange { .. } => Some("--env-exchange"),
+            EnvSource::Connection { .. } => Some("[[connection]]"),
+            EnvSource::Value { .. } | EnvSource::Imported { .. } | EnvSource::File { .. } => None,
+        })
+    }
+
     /// Validates the sources and captures the passed-through variables (`BASE_ENV_PASS`
     /// plus `pass`) from `lookup`. Loader variables are refused.
     pub fn new(

@@ -18,6 +18,7 @@ mod events;
 mod pool;
 mod principal_limits;
 mod routing;
+mod spares;
 mod store;
 
 #[cfg(test)]
@@ -59,4 +60,7 @@ pub struct SessionConfig {
     pub env: EnvPlan,
     /// The server to run for each session.
     pub child: Arc<ChildSpec>,
+    /// Servers kept started ahead of demand (`--spare`); 0 for none. Only when `env` does
+    /// not depend on the caller (checked when the configuration is built).
+    pub spares: usize,
 }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::SessionConfig;
 use super::principal_limits::{PrincipalRefusal, Principals};
 use super::routing::{EndReason, Opening, Session, SessionLimits, SessionTable, Transport};
+use super::spares::{Spare, Spares};
 use crate::auth::Principal;
 use crate::child::{Child, ChildSink, ProcessTable, SpawnError};
 use crate::credentials::{Secret, SessionContext, SessionEnv};
@@ -67,7 +68,7 @@ pub struct SessionStore {
 }
 
 #[derive(Debug)]
-struct StoreInner {
+pub(super) struct StoreInner {
     sessions: RwLock<HashMap<Arc<str>, Arc<Session>>>,
     /// Sessions alive or being created; bounded by `max_sessions`.
     count: AtomicUsize,
@@ -79,6 +80,18 @@ struct StoreInner {
     metrics: Arc<Metrics>,
     /// Policy and audit, of which each session gets its own part.
     governance: Arc<Governance>,
+    /// Servers started ahead of demand (`--spare`).
+    spares: Option<Arc<Spares>>,
+}
+
+impl StoreInner {
+    pub(super) fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    pub(super) fn process_table(&self) -> &ProcessTable {
+        &self.table
+    }
 }
 
 impl SessionStore {
@@ -89,6 +102,7 @@ impl SessionStore {
         metrics: Arc<Metrics>,
         governance: Arc<Governance>,
     ) -> SessionStore {
+        let config_spares = config.spares;
         let store = SessionStore {
             inner: Arc::new(StoreInner {
                 sessions: RwLock::new(HashMap::new()),
@@ -99,9 +113,13 @@ impl SessionStore {
                 table,
                 metrics,
                 governance,
+                spares: (config_spares > 0).then(|| Spares::new(config_spares)),
             }),
         };
         tokio::spawn(janitor(Arc::downgrade(&store.inner)));
+        if let Some(spares) = &store.inner.spares {
+            tokio::spawn(spares.clone().run(Arc::downgrade(&store.inner)));
+        }
         store
     }
 
@@ -138,13 +156,18 @@ impl SessionStore {
             inner.count.fetch_sub(1, Ordering::AcqRel);
             return Err(Refused::Principal(e).into());
         }
-        let env = match self.session_env(principal, caller_token).await {
-            Ok(env) => env,
-            Err(e) => {
-                inner.count.fetch_sub(1, Ordering::AcqRel);
-                inner.principals.release(&owner);
-                return Err(e);
-            }
+        // A warm spare's server already runs, in the environment every session gets.
+        let spare = inner.spares.as_ref().and_then(|s| s.take());
+        let (env, spare) = match spare {
+            Some(Spare { child, sink, env }) => (env, Some((child, sink))),
+            None => match self.session_env(principal, caller_token).await {
+                Ok(env) => (env, None),
+                Err(e) => {
+                    inner.count.fetch_sub(1, Ordering::AcqRel);
+                    inner.principals.release(&owner);
+                    return Err(e);
+                }
+            },
         };
         let id: Arc<str> = new_session_id(inner.config.replica_id.as_deref()).into();
         let config = &inner.config;
@@ -168,22 +191,40 @@ impl SessionStore {
         let program = command.rsplit('/').next().unwrap_or(&command);
         let mut exported =
             crate::telemetry::otel::spawn_span(program, crate::telemetry::otel::current());
-        let spawned = span.in_scope(|| {
-            Child::spawn(
-                &inner.config.child,
-                &inner.table,
-                session.clone() as Arc<dyn ChildSink>,
-                &env,
-            )
-        });
+        let spawn = || {
+            span.in_scope(|| {
+                Child::spawn(
+                    &inner.config.child,
+                    &inner.table,
+                    session.clone() as Arc<dyn ChildSink>,
+                    &env,
+                )
+            })
+        };
+        let mut warm = false;
+        let spawned = match spare {
+            Some((child, sink)) => match sink.bind(session.clone() as Arc<dyn ChildSink>) {
+                Ok(()) => {
+                    warm = true;
+                    Ok(child)
+                }
+                // It stopped talking between the check and now: a fresh one.
+                Err(_) => {
+                    child.terminate();
+                    spawn()
+                }
+            },
+            None => spawn(),
+        };
         match spawned {
             Ok(child) => {
                 if let Some(mut e) = exported.take() {
                     e.set("process.pid", i64::from(child.pid()));
+                    e.set("mcp_warden.warm_spare", warm);
                     e.end();
                 }
                 span.in_scope(|| {
-                    tracing::info!(pid = child.pid(), ?transport, command = %inner.config.child.display_command(), "session started")
+                    tracing::info!(pid = child.pid(), ?transport, warm, command = %inner.config.child.display_command(), "session started")
                 });
                 session.attach(Box::new(child));
                 inner.sessions.write().insert(id, session.clone());
@@ -241,6 +282,11 @@ impl SessionStore {
     /// A live session by id.
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
         self.inner.sessions.read().get(id).cloned()
+    }
+
+    /// Warm spares ready now.
+    pub fn spares_ready(&self) -> usize {
+        self.inner.spares.as_ref().map_or(0, |s| s.len())
     }
 
     /// Every live session, oldest first.
@@ -315,11 +361,21 @@ impl SessionStore {
     /// Ends every session and waits (at most `timeout`) for every server tree to exit.
     pub async fn shutdown(&self, timeout: Duration) {
         self.start_draining();
+        let spares = self
+            .inner
+            .spares
+            .as_ref()
+            .map(|s| s.stop())
+            .unwrap_or_default();
         let sessions: Vec<Arc<Session>> = self.inner.sessions.read().values().cloned().collect();
         for s in &sessions {
             s.end(EndReason::Shutdown);
         }
-        let all = futures_util::future::join_all(sessions.iter().map(|s| s.child_exited()));
+        let spares_exited = futures_util::future::join_all(spares.iter().map(|s| s.child.wait()));
+        let all = futures_util::future::join(
+            futures_util::future::join_all(sessions.iter().map(|s| s.child_exited())),
+            spares_exited,
+        );
         if tokio::time::timeout(timeout, all).await.is_err() {
             tracing::warn!("some MCP servers did not exit in time; killing what is left");
         }

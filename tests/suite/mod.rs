@@ -28,5 +28,6 @@ mod sandbox_env;
 mod sandbox_paths;
 mod sandbox_servers;
 mod sessionless;
+mod spares;
 mod telemetry;
 mod tls;

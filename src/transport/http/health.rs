@@ -39,6 +39,8 @@ pub(crate) async fn readyz_details(State(st): State<AppState>) -> Response {
         "draining": draining,
         "sessions": st.store.len(),
         "max_sessions": st.store.config().max_sessions,
+        "spares": st.store.spares_ready(),
+        "spares_wanted": st.store.config().spares,
         "sandbox": st.store.config().child.sandbox_status.get(),
     }));
     let status = if ready {
