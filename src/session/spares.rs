@@ -32,6 +32,10 @@ pub(super) struct Spare {
 const PRUNE_EVERY: Duration = Duration::from_secs(2);
 /// The longest wait between attempts when spares cannot be started.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a replacement waits after a spare was taken while others are still ready:
+/// starting an interpreter takes a core for a while, and the session that took the spare is
+/// having its first exchange with its server right then.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// The ready spares and their refiller.
 #[derive(Debug)]
@@ -122,10 +126,17 @@ impl Spares {
                     }
                 }
             }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            let taken = tokio::select! {
+                _ = self.wake.notified() => true,
+                _ = tokio::time::sleep(PRUNE_EVERY) => false,
                 _ = self.stop.cancelled() => return,
+            };
+            // With none left, the next session would wait for a start anyway: at once.
+            if taken && self.len() > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(SETTLE) => {}
+                    _ = self.stop.cancelled() => return,
+                }
             }
         }
     }
