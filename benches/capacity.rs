@@ -382,7 +382,12 @@ async fn main() {
         let (client, sem, url) = (client.clone(), sem.clone(), format!("{}/sse", sidecar.base));
         opening.push(tokio::spawn(async move {
             let _permit = sem.acquire().await.unwrap();
-            let mut r = client.get(url).send().await.ok()?;
+            let mut r = client
+                .get(url)
+                .header("accept", "text/event-stream")
+                .send()
+                .await
+                .ok()?;
             if !r.status().is_success() {
                 return None;
             }
