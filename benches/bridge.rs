@@ -783,15 +783,7 @@ async fn throughput(target: &Target, secs: f64) -> (f64, Option<Duration>, f64) 
 }
 
 async fn setup(target: &Target, n: usize) -> Duration {
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let mut s = open(target, 1).await;
-        call(&mut s, 0, 64).await;
-        samples.push(start.elapsed());
-        close(s).await;
-    }
-    percentile(&mut samples, 0.5)
+    setup_paced(target, n, Duration::ZERO).await
 }
 
 /// [`setup`] with `pause` before each session: time for warm spares to be replaced, so each
@@ -799,7 +791,9 @@ async fn setup(target: &Target, n: usize) -> Duration {
 async fn setup_paced(target: &Target, n: usize, pause: Duration) -> Duration {
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
-        tokio::time::sleep(pause).await;
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         let start = Instant::now();
         let mut s = open(target, 1).await;
         call(&mut s, 0, 64).await;

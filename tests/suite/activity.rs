@@ -29,21 +29,30 @@ tools = ["echo"]
 detectors = ["email"]
 "#;
 
-/// server-everything with [`CONFIG`], [`SECRET`] injected, and the admin listener.
-fn start(dir: &crate::support::TempDir, extra: &[&str]) -> Warden {
+/// server-everything with [`CONFIG`] (a deny rule, a redaction rule) and `secret` injected
+/// as `WARDEN_TEST_SECRET`.
+pub(super) fn governed_everything(
+    dir: &crate::support::TempDir,
+    secret: &str,
+) -> crate::support::WardenBuilder {
     let config = dir.path("warden.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let keys = dir.path("keys");
     std::fs::create_dir_all(&keys).unwrap();
-    let secret = keys.join("secret");
-    std::fs::write(&secret, SECRET).unwrap();
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let file = keys.join("secret");
+    std::fs::write(&file, secret).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     Warden::builder(everything())
         .args(["--config", config.to_str().unwrap()])
         .args([
             "--env-file".to_owned(),
-            format!("WARDEN_TEST_SECRET={}", secret.display()),
+            format!("WARDEN_TEST_SECRET={}", file.display()),
         ])
+}
+
+/// [`governed_everything`] with the activity page.
+fn start(dir: &crate::support::TempDir, extra: &[&str]) -> Warden {
+    governed_everything(dir, SECRET)
         .args(["--admin-listen", "127.0.0.1:0", "--admin-ui"])
         .args(extra.iter().copied())
         .start()

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::support::http::{Mcp, final_response, text};
 use crate::support::otlp::{Receiver, Span};
-use crate::support::{Warden, everything, fixture, node};
+use crate::support::{Warden, fixture, node};
 
 const SECRET: &str = "wsk_live_otel_5e4d3c2b1a09";
 const EMAIL: &str = "dave@example.com";
@@ -33,36 +33,7 @@ async fn stop(w: Warden) {
 async fn an_sdk_session_is_exported_over_http_protobuf_with_mcp_attributes() {
     let receiver = Receiver::http().await;
     let dir = crate::support::TempDir::new("otel-http");
-    let config = dir.path("warden.toml");
-    std::fs::write(
-        &config,
-        r#"
-[policy]
-default = "allow"
-
-[[rule]]
-name = "no-sums"
-tools = ["get-sum"]
-effect = "deny"
-
-[[redact]]
-name = "mail"
-tools = ["echo"]
-detectors = ["email"]
-"#,
-    )
-    .unwrap();
-    let keys = dir.path("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let secret = keys.join("secret");
-    std::fs::write(&secret, SECRET).unwrap();
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let w = Warden::builder(everything())
-        .args(["--config", config.to_str().unwrap()])
-        .args([
-            "--env-file".to_owned(),
-            format!("WARDEN_TEST_SECRET={}", secret.display()),
-        ])
+    let w = super::activity::governed_everything(&dir, SECRET)
         .args(["--otlp-endpoint", &receiver.endpoint()])
         .args(["--replica-id", "replica-7"])
         .start();

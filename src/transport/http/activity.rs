@@ -127,26 +127,14 @@ pub(crate) async fn guard(State(st): State<AppState>, request: Request, next: Ne
     response
 }
 
+/// The sign-in pages' headers, with this page's policy: nothing but its own stylesheet.
 fn page_headers(h: &mut HeaderMap) {
+    super::authz::page_headers(h);
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
             "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "cross-origin-opener-policy",
-        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         "cross-origin-resource-policy",

@@ -481,7 +481,8 @@ fn page(p: web::Page) -> Response {
     r
 }
 
-fn page_headers(h: &mut HeaderMap) {
+/// The headers every server-rendered page is sent with (the activity page's too).
+pub(super) fn page_headers(h: &mut HeaderMap) {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
