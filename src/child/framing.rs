@@ -10,6 +10,10 @@ use crate::mcp::{Id, peek_id};
 
 /// Read granularity of the stdout reader.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
+/// The first reads' size. A server that writes short lines never needs more, and a session's
+/// read buffer is then a few KiB rather than [`READ_CHUNK`] (each page of which a busy
+/// session would touch in turn); reads grow to [`READ_CHUNK`] while lines are long.
+const FIRST_READ: usize = 4 * 1024;
 /// How much of an oversized line is kept to find its id.
 const PEEK_BYTES: usize = 4096;
 
@@ -40,22 +44,26 @@ pub struct LineFramer {
     scanned: usize,
     /// While an oversized line is being dropped: how many of its bytes were dropped so far.
     discarding: Option<usize>,
+    /// The room made for the next read: from [`FIRST_READ`], doubled (up to [`READ_CHUNK`])
+    /// whenever an unfinished line holds half of it.
+    chunk: usize,
 }
 
 impl LineFramer {
     pub fn new(max_line: usize) -> LineFramer {
         LineFramer {
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::with_capacity(FIRST_READ),
             max_line,
             scanned: 0,
             discarding: None,
+            chunk: FIRST_READ,
         }
     }
 
     /// The buffer to append what was read to, with room for a sizeable read.
     pub fn buf_mut(&mut self) -> &mut BytesMut {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+            self.buf.reserve(self.chunk);
         }
         &mut self.buf
     }
@@ -116,6 +124,9 @@ impl LineFramer {
             Some(Frame::Oversized { id, len })
         } else {
             self.scanned = self.buf.len();
+            if self.buf.len() > self.chunk / 2 {
+                self.chunk = (self.chunk * 2).min(READ_CHUNK);
+            }
             None
         }
     }
@@ -138,6 +149,28 @@ pub fn push_line(buf: &mut Vec<u8>, msg: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_stay_small_for_short_lines_and_grow_for_long_ones() {
+        let mut f = LineFramer::new(1 << 20);
+        for _ in 0..10_000 {
+            f.buf_mut()
+                .extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+            assert!(matches!(f.next_frame(), Some(Frame::Line(_))));
+            assert!(f.next_frame().is_none());
+        }
+        assert!(f.buf.capacity() <= 2 * FIRST_READ, "{}", f.buf.capacity());
+        // A long line arriving in pieces: the reads grow.
+        for _ in 0..8 {
+            let room = f.buf_mut().capacity() - f.buf.len();
+            let piece = vec![b'x'; room.min(READ_CHUNK)];
+            f.buf.extend_from_slice(&piece);
+            assert!(f.next_frame().is_none());
+        }
+        assert_eq!(f.chunk, READ_CHUNK);
+        f.buf_mut().extend_from_slice(b"\n");
+        assert!(matches!(f.next_frame(), Some(Frame::Line(_))));
+    }
 
     #[test]
     fn an_unfinished_last_line_is_counted_not_delivered() {
