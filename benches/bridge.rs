@@ -947,43 +947,14 @@ async fn spare_table(
         pid: w.child.id(),
         token: None,
     };
-    // Time for the spares to start (and to be replaced between sessions).
-    // Time for a replacement to start after each session (it waits a second first).
+    // Time for the spares to start, and for a replacement after each session (it waits a
+    // second first).
     let warm = setup_paced(&t, warm_n, 3 * floor + Duration::from_secs(1)).await;
     rows.push(("mcp-warden, --spare 2 (warm)", warm));
     drop(w);
     let mut peer = None;
     if peer_js.exists() {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let p = spawn_pinned(
-            std::process::Command::new("node")
-                .current_dir(&js)
-                .arg(peer_js)
-                .args([
-                    "--stdio",
-                    &npx.join(" "),
-                    "--outputTransport",
-                    "streamableHttp",
-                    "--stateful",
-                    "--port",
-                    &port.to_string(),
-                    "--logLevel",
-                    "none",
-                ]),
-            target_cpu,
-        );
-        if let Some(c) = load_cpu {
-            pin(c);
-        }
-        wait_listening(addr).await;
-        let t = Target::Http {
-            token: None,
-            addr,
-            path: "/mcp",
-            sse: false,
-            pid: p.child.id(),
-        };
+        let (p, t) = start_peer(peer_js, &npx.join(" "), &js, target_cpu, load_cpu).await;
         let d = setup(&t, cold).await;
         rows.push(("peer: supergateway 4.0.0", d));
         peer = Some(d);
@@ -1005,6 +976,48 @@ async fn spare_table(
             peer.map_or("–".into(), ratio)
         );
     }
+}
+
+/// The peer (supergateway: Streamable HTTP, stateful, a child per session) wrapping
+/// `command`, run from `cwd`; the target to measure it as.
+async fn start_peer(
+    peer_js: &std::path::Path,
+    command: &str,
+    cwd: &std::path::Path,
+    target_cpu: Option<usize>,
+    load_cpu: Option<usize>,
+) -> (Proc, Target) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let p = spawn_pinned(
+        std::process::Command::new("node")
+            .current_dir(cwd)
+            .arg(peer_js)
+            .args([
+                "--stdio",
+                command,
+                "--outputTransport",
+                "streamableHttp",
+                "--stateful",
+                "--port",
+                &port.to_string(),
+                "--logLevel",
+                "none",
+            ]),
+        target_cpu,
+    );
+    if let Some(c) = load_cpu {
+        pin(c);
+    }
+    wait_listening(addr).await;
+    let t = Target::Http {
+        token: None,
+        addr,
+        path: "/mcp",
+        sse: false,
+        pid: p.child.id(),
+    };
+    (p, t)
 }
 
 async fn start_warden(
@@ -1391,33 +1404,7 @@ async fn run(quick: bool) {
     let sg = repo.join("tests/js/node_modules/supergateway/dist/index.js");
     let mut peer = None;
     if sg.exists() {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let p = spawn_pinned(
-            std::process::Command::new("node").arg(&sg).args([
-                "--stdio",
-                &echo.join(" "),
-                "--outputTransport",
-                "streamableHttp",
-                "--stateful",
-                "--port",
-                &port.to_string(),
-                "--logLevel",
-                "none",
-            ]),
-            target_cpu,
-        );
-        if let Some(c) = load_cpu {
-            pin(c);
-        }
-        wait_listening(addr).await;
-        let t = Target::Http {
-            token: None,
-            addr,
-            path: "/mcp",
-            sse: false,
-            pid: p.child.id(),
-        };
+        let (p, t) = start_peer(&sg, &echo.join(" "), &repo, target_cpu, load_cpu).await;
         let f = measure(
             &t,
             &plan,

@@ -27,6 +27,8 @@
     unreachable_pub
 )]
 
+#[path = "support/fixture.rs"]
+mod fixture;
 #[allow(dead_code)]
 #[path = "../tests/support/http.rs"]
 mod http;
@@ -34,8 +36,9 @@ mod http;
 #[path = "../tests/support/proc.rs"]
 mod proc;
 
+use fixture::fixture;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,37 +77,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_mcp-warden"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The fixture server, built with this benchmark's profile.
-fn fixture() -> PathBuf {
-    let path = target_dir().join("examples/stdio_fixture");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            "bench",
-            "--example",
-            "stdio_fixture",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build --example stdio_fixture");
-    assert!(
-        status.success() && path.exists(),
-        "{} missing",
-        path.display()
-    );
-    path
 }
 
 struct Sidecar {

@@ -22,12 +22,16 @@
     unreachable_pub
 )]
 
+#[path = "support/fixture.rs"]
+mod fixture;
 #[allow(dead_code)]
 #[path = "../tests/support/http.rs"]
 mod http;
 #[allow(dead_code)]
 #[path = "../tests/support/proc.rs"]
 mod proc;
+
+use fixture::{fixture, target_dir};
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -152,43 +156,6 @@ struct Sidecar {
     url: String,
     admin: String,
     log: PathBuf,
-}
-
-fn target_dir() -> PathBuf {
-    // .../target/<profile>/mcp-warden
-    Path::new(env!("CARGO_BIN_EXE_mcp-warden"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The fault fixture, built with the same profile as this benchmark.
-fn fixture() -> PathBuf {
-    let path = target_dir().join("examples/stdio_fixture");
-    let profile = if target_dir().ends_with("debug") {
-        "dev"
-    } else {
-        "bench"
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            profile,
-            "--example",
-            "stdio_fixture",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build --example stdio_fixture");
-    assert!(
-        status.success() && path.exists(),
-        "{} missing",
-        path.display()
-    );
-    path
 }
 
 fn start_sidecar(sessions: usize) -> Sidecar {

@@ -76,6 +76,19 @@ async fn page(w: &Warden) -> String {
         .unwrap()
 }
 
+/// The page once it shows every one of `needles` (what the client did is recorded when done).
+async fn wait_page(w: &Warden, needles: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let html = page(w).await;
+        if needles.iter().all(|n| html.contains(n)) {
+            return html;
+        }
+        assert!(std::time::Instant::now() < deadline, "{html}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_browser_sees_sessions_refusals_and_redactions_and_ends_a_session() {
     let dir = crate::support::TempDir::new("activity");
@@ -98,15 +111,7 @@ async fn a_browser_sees_sessions_refusals_and_redactions_and_ends_a_session() {
         )
     });
     // The three calls are on the page once they are done.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let html = page(&w).await;
-        if html.contains("get-env") && html.contains("no-sums") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{html}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_page(&w, &["get-env", "no-sums"]).await;
 
     let chrome = Chromium::start().await;
     chrome.goto(&w.admin_url("/ui")).await;
@@ -189,15 +194,7 @@ async fn the_page_refuses_rebinding_cross_site_forms_and_frames() {
             Duration::from_secs(90),
         )
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let html = loop {
-        let html = page(&w).await;
-        if html.contains("mcp-warden-policy-test") {
-            break html;
-        }
-        assert!(std::time::Instant::now() < deadline, "{html}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let html = wait_page(&w, &["mcp-warden-policy-test"]).await;
     let field = |name: &str| {
         let at = html.find(&format!("name=\"{name}\" value=\"")).unwrap() + name.len() + 15;
         html[at..].split('"').next().unwrap().to_owned()

@@ -192,3 +192,27 @@ async fn a_collector_that_never_answers_costs_the_callers_nothing() {
         assert!(status.success(), "{protocol}: {status}");
     }
 }
+
+#[test]
+fn the_collectors_credentials_stay_out_of_the_log_and_grpc_is_not_sent_over_https() {
+    // Credentials in the endpoint URL (a collector behind basic auth) are not logged.
+    let w = Warden::builder(fixture())
+        .args(["--otlp-endpoint", "http://otel:s3cr3t-pass@127.0.0.1:9/"])
+        .start();
+    let line = w.wait_log(
+        "exporting traces and metrics by OTLP",
+        Duration::from_secs(10),
+    );
+    assert!(!line.contains("s3cr3t-pass"), "{line}");
+    // gRPC would go in the clear to an https:// endpoint: refused at startup.
+    let out = std::process::Command::new(crate::support::warden_bin())
+        .args(["wrap", "--no-auth", "--listen", "127.0.0.1:0"])
+        .args(["--otlp-endpoint", "https://collector.example:4317"])
+        .args(["--otlp-protocol", "grpc", "--"])
+        .args(fixture())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs --otlp-protocol http/protobuf"), "{err}");
+}
